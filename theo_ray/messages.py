@@ -1,0 +1,122 @@
+"""Typed messages at every boundary between actors and deployments (msgspec Structs).
+
+Audio travels as little-endian int16 mono PCM bytes with an explicit sample rate.
+Every request carries what it needs (deployments are stateless) plus the W3C trace
+context of the call, so one trace spans actors and deployments.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+
+class TraceContext(msgspec.Struct, frozen=True):
+    """W3C trace context (``traceparent`` header value) of the call; empty when untraced."""
+
+    traceparent: str = ""
+
+
+# ---------------------------------------------------------------- speech-to-text
+
+
+class TranscribeRequest(msgspec.Struct, frozen=True):
+    """Audio to transcribe: int16 mono PCM at 16 kHz (the only rate the STT accepts)."""
+
+    audio: bytes
+    sample_rate: int = 16000
+    language: str = "pt"
+    # Text the caller said before (helps Whisper keep names/numbers consistent).
+    prompt: str = ""
+    word_timestamps: bool = True
+    request_id: str = ""
+    trace: TraceContext = TraceContext()
+
+
+class Word(msgspec.Struct, frozen=True):
+    text: str
+    start: float
+    end: float
+    probability: float
+
+
+class Segment(msgspec.Struct, frozen=True):
+    """One decoded segment; the STT deployment streams these as they are decoded."""
+
+    text: str
+    start: float
+    end: float
+    avg_logprob: float
+    no_speech_prob: float
+    words: list[Word] = []
+
+
+# ---------------------------------------------------------------- language model
+
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+class ToolCall(msgspec.Struct, frozen=True):
+    id: str
+    name: str
+    arguments: dict[str, Any] = {}
+
+
+class ChatMessage(msgspec.Struct, frozen=True):
+    role: Role
+    content: str = ""
+    tool_calls: list[ToolCall] = []
+    tool_call_id: str = ""
+
+
+class ToolSchema(msgspec.Struct, frozen=True):
+    """A tool the model may call; ``parameters`` is a JSON Schema object."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any] = {}
+
+
+class GenerateRequest(msgspec.Struct, frozen=True):
+    messages: list[ChatMessage]
+    tools: list[ToolSchema] = []
+    max_tokens: int = 160
+    temperature: float = 0.0
+    request_id: str = ""
+    trace: TraceContext = TraceContext()
+
+
+class LlmDelta(msgspec.Struct, frozen=True):
+    """One streamed piece of a reply: text, a complete tool call, or the finish.
+
+    The last delta of a stream has ``finish_reason`` set and the token counts.
+    """
+
+    text: str = ""
+    tool_call: ToolCall | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+# ---------------------------------------------------------------- text-to-speech
+
+
+class SynthesizeRequest(msgspec.Struct, frozen=True):
+    text: str
+    voice: str = ""
+    speed: float = 1.0
+    request_id: str = ""
+    trace: TraceContext = TraceContext()
+
+
+class TtsChunk(msgspec.Struct, frozen=True):
+    """A piece of synthesised speech; ``text`` is the sentence it belongs to."""
+
+    pcm: bytes
+    sample_rate: int
+    index: int
+    text: str = ""
+    final: bool = False
