@@ -1,0 +1,212 @@
+"""Streaming pt-BR sentence splitter: LLM text deltas in, speakable pieces out.
+
+Written by hand because the sentence tokenizers in libraries (nltk punkt, pysbd, spaCy) work on
+whole texts: they cannot say "this boundary is final" while the text is still arriving, and
+they pull large dependencies into the per-call actor. The rules here are few and explicit:
+
+- a piece ends at ``.``, ``!``, ``?``, ``…`` (and runs like ``?!`` / ``...``, plus closing quotes)
+  followed by whitespace, or at a line break or ``;``;
+- a ``.`` after a title (Sr., Dra., Prof.) or an initial never ends a piece; after other
+  abbreviations (etc., p.ex., Ltda.), a number or an ellipsis it ends one only when the next
+  word starts with a capital letter (so the splitter waits for that letter);
+- a ``.`` or ``,`` between digits (``R$ 1.234,56``) never ends anything;
+- the first piece of a reply may end early at a clause (``,`` / `` e `` / `` mas ``) once it has
+  ``first_clause_min_words`` words, so TTS starts sooner.
+
+Cheap (a scan of a few hundred characters per delta): fine to call on the event loop.
+"""
+
+from __future__ import annotations
+
+from theo_ray.turn.settings import SplitterSettings
+
+# Abbreviations after which "." never ends a sentence (a name follows).
+TITLE_ABBREVIATIONS = frozenset(
+    {"sr", "sra", "srta", "srs", "sras", "dr", "dra", "drs", "dras", "prof", "profa", "profª",
+     "eng", "enga", "exmo", "exma", "sto", "sta", "gal", "cel", "cap", "ten",
+     "sgt", "av", "tv", "pç", "n", "nº", "núm", "num", "tel",
+     "art", "inc", "pág", "pag", "págs", "vol", "fl", "fls", "ref", "dept", "depto"}
+)
+# Abbreviations that may also end a sentence: "." ends a piece only before a capital letter.
+INLINE_ABBREVIATIONS = frozenset(
+    {"etc", "p.ex", "ex", "obs", "aprox", "máx", "mín", "max", "min", "qtd", "cia", "ltda",
+     "s.a", "s/a", "jr", "kg", "km", "hr", "hrs", "h", "seg", "ter", "qua", "qui", "sex", "sáb",
+     "dom", "jan", "fev", "mar", "abr", "mai", "jun", "jul", "ago", "set", "out", "nov", "dez"}
+)
+_TERMINATORS = ".!?…"
+_CLOSERS = "\"'”’)]»"
+_OPENERS = "\"'“‘([«"
+_CLAUSE_WORDS = ("e", "mas")
+
+
+class SentenceSplitter:
+    """Cut one reply's text stream into pieces for TTS. One instance per reply (or `reset()`)."""
+
+    def __init__(self, settings: SplitterSettings | None = None) -> None:
+        self._settings = settings or SplitterSettings()
+        self._buffer = ""
+        self._pieces_out = 0
+
+    @property
+    def pending(self) -> str:
+        """Text received but not yet handed out."""
+        return self._buffer
+
+    def reset(self) -> None:
+        """Start a new reply: drop pending text; the next piece may be an early clause again."""
+        self._buffer = ""
+        self._pieces_out = 0
+
+    def feed(self, text_delta: str) -> list[str]:
+        """Add a delta; return the pieces that are now certainly complete."""
+        self._buffer += text_delta
+        return self._drain(final=False)
+
+    def flush(self) -> list[str]:
+        """End of the reply: return whatever is left (at most one piece after the rules)."""
+        pieces = self._drain(final=True)
+        rest = self._buffer.strip()
+        self._buffer = ""
+        if _speakable(rest):
+            pieces.append(rest)
+            self._pieces_out += 1
+        return pieces
+
+    # ------------------------------------------------------------------ scanning
+
+    def _drain(self, final: bool) -> list[str]:
+        pieces: list[str] = []
+        while True:
+            cut = self._find_cut(self._buffer, final)
+            if cut is None:
+                break
+            end, resume = cut
+            piece = self._buffer[:end].strip()
+            self._buffer = self._buffer[resume:].lstrip()
+            if _speakable(piece):
+                pieces.append(piece)
+                self._pieces_out += 1
+        return pieces
+
+    def _find_cut(self, buf: str, final: bool) -> tuple[int, int] | None:
+        """(end of piece, where the rest starts), or None when no cut is certain yet."""
+        first_piece = self._pieces_out == 0 and self._settings.first_clause_min_words > 0
+        n = len(buf)
+        i = 0
+        while i < n:
+            c = buf[i]
+            if c in _TERMINATORS:
+                decision, k = self._sentence_end(buf, i, final)
+                if decision is None:
+                    return None  # need more text to decide
+                if decision:
+                    return k, k
+                i = k
+                continue
+            if c == "\n" and buf[:i].strip():
+                return i, i + 1
+            if c == ";" and i + 1 < n and buf[i + 1].isspace():
+                return i + 1, i + 1
+            if first_piece:
+                clause = self._clause_end(buf, i, final)
+                if clause == "wait":
+                    return None
+                if clause is not None:
+                    return clause
+            i += 1
+        return self._forced_cut(buf)
+
+    def _sentence_end(self, buf: str, i: int, final: bool) -> tuple[bool | None, int]:
+        """Is the terminator run at ``i`` a sentence end? Returns (yes/no/undecided, index after)."""
+        n = len(buf)
+        j = i
+        while j < n and buf[j] in _TERMINATORS:
+            j += 1
+        k = j
+        while k < n and buf[k] in _CLOSERS:
+            k += 1
+        if k == n:
+            return (True if final else None), k
+        if not buf[k].isspace():
+            return False, k  # "1.234", "n.º", "p.ex", "?!" inside a token
+        run = buf[i:j]
+        if "?" in run or "!" in run:
+            return True, k
+        if run == ".":
+            token = _token_before(buf, i)
+            lowered = token.lower()
+            if lowered in TITLE_ABBREVIATIONS or (len(token) == 1 and token.isupper()):
+                return False, k
+            if not (lowered in INLINE_ABBREVIATIONS or token[-1:].isdigit()):
+                return True, k
+        # Ellipsis, inline abbreviation or number: it ends a sentence only before a capital.
+        nxt = _next_visible(buf, k)
+        if nxt is None:
+            return (True if final else None), k
+        return buf[nxt].isupper(), k
+
+    def _clause_end(self, buf: str, i: int, final: bool) -> tuple[int, int] | str | None:
+        """Early cut of the first piece at a comma or before " e " / " mas "."""
+        n = len(buf)
+        min_words = self._settings.first_clause_min_words
+        c = buf[i]
+        if c == ",":
+            if len(buf[:i].split()) < min_words:
+                return None
+            if i + 1 >= n:
+                return None if final else "wait"
+            if not buf[i + 1].isspace():
+                return None  # "1.234,56"
+            nxt = _next_visible(buf, i + 1)
+            if nxt is None:
+                return None if final else "wait"
+            if buf[nxt].isdigit() and buf[i - 1 : i].isdigit():
+                return None  # "123, 456": a number being read out
+            return i + 1, i + 1
+        if c.isspace() and len(buf[:i].split()) >= min_words:
+            for word in _CLAUSE_WORDS:
+                end = i + 1 + len(word)
+                if buf[i + 1 : end].lower() != word:
+                    continue
+                if end >= n:
+                    return None if final else "wait"  # "e" or "ela"?
+                if not buf[end].isspace():
+                    continue
+                if _token_before(buf, i)[-1:].isdigit():
+                    return None  # "dois e três" style numbers stay whole
+                return i, i + 1
+        return None
+
+    def _forced_cut(self, buf: str) -> tuple[int, int] | None:
+        """A run-on longer than max_piece_chars is cut at its last comma, else its last space."""
+        limit = self._settings.max_piece_chars
+        if len(buf) <= limit:
+            return None
+        head = buf[:limit]
+        comma = head.rfind(", ")
+        if comma > limit // 3:
+            return comma + 1, comma + 1
+        space = head.rfind(" ")
+        if space > 0:
+            return space, space
+        return limit, limit
+
+
+def _token_before(buf: str, i: int) -> str:
+    """The word that ends right before index ``i`` (without opening quotes/parentheses)."""
+    start = i
+    while start > 0 and not buf[start - 1].isspace():
+        start -= 1
+    return buf[start:i].lstrip(_OPENERS)
+
+
+def _next_visible(buf: str, k: int) -> int | None:
+    """Index of the first character after ``k`` that is neither space nor an opening quote."""
+    n = len(buf)
+    while k < n and (buf[k].isspace() or buf[k] in _OPENERS):
+        k += 1
+    return k if k < n else None
+
+
+def _speakable(piece: str) -> bool:
+    return any(ch.isalnum() for ch in piece)

@@ -1,0 +1,106 @@
+"""Settings of the per-call turn logic (splitter, VAD, turn model, endpointing, barge-in,
+memory, prompt, tools, comfort noise). The lead composes `TurnSettings` into the top-level config.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class SplitterSettings(msgspec.Struct, forbid_unknown_fields=True):
+    # Cut the first piece of a reply at a clause (comma, " e ", " mas ") once it has this many
+    # words, so the caller hears something sooner. 0 disables the early cut.
+    first_clause_min_words: int = 4
+    # A piece longer than this is cut at its last comma/space so TTS never waits for a run-on.
+    max_piece_chars: int = 220
+
+
+class VadSettings(msgspec.Struct, forbid_unknown_fields=True):
+    start_threshold: float = 0.5  # probability that opens speech
+    stop_threshold: float = 0.35  # probability under which a frame counts as silence
+    min_speech_ms: int = 96  # speech must last this long before "speech start" (3 windows)
+    min_silence_ms: int = 160  # silence must last this long before "speech end"
+    threads: int = 1
+
+
+class TurnModelSettings(msgspec.Struct, forbid_unknown_fields=True):
+    # Empty: ensure_smart_turn_model() finds/extracts the packaged model into cache_dir.
+    model_path: str = ""
+    cache_dir: str = "~/.cache/theo/models"
+    threads: int = 1
+
+
+class EndpointingSettings(msgspec.Struct, forbid_unknown_fields=True):
+    base_silence_ms: int = 600  # no rule applies
+    min_silence_ms: int = 300  # complete sentence, turn marker, turn model sure it ended
+    hesitation_silence_ms: int = 1200  # sentence visibly unfinished ("Eu quero...")
+    dictation_silence_ms: int = 1600  # caller dictating digits (CPF, phone, protocol)
+    max_silence_ms: int = 3000  # end the turn after this much silence whatever the rules say
+    turn_complete_threshold: float = 0.7  # Smart Turn probability above which the turn ended
+    turn_incomplete_threshold: float = 0.2  # ... and below which the caller is mid-thought
+    # Words that close a turn when they end the transcript.
+    turn_markers: list[str] = msgspec.field(
+        default_factory=lambda: [
+            "né", "tá", "tá bom", "tá certo", "é isso", "só isso", "entende", "sabe",
+            "obrigado", "obrigada", "valeu", "tchau", "por favor", "beleza",
+        ]
+    )
+
+
+class BackchannelSettings(msgspec.Struct, forbid_unknown_fields=True):
+    min_speech_ms: int = 150  # less voiced speech than this is noise (cough, click, breath)
+    max_backchannel_ms: int = 1200  # a backchannel is short; longer speech is an interruption
+    max_backchannel_words: int = 3
+
+
+class MemorySettings(msgspec.Struct, forbid_unknown_fields=True):
+    token_budget: int = 1500  # history above this (estimated) is folded into the summary
+    keep_recent_turns: int = 6  # turns never summarised
+    summary_max_chars: int = 900
+    summary_timeout_s: float = 8.0
+
+
+class PromptSettings(msgspec.Struct, forbid_unknown_fields=True):
+    path: str = ""  # empty: the packaged theo_ray/prompts/persona_ptbr.md
+    company_name: str = "Empresa"
+    agent_name: str = "Theo"
+    extra_instructions: str = ""
+
+
+class DeclaredTool(msgspec.Struct, forbid_unknown_fields=True):
+    """A tool declared in config; `parameters` is a JSON Schema object."""
+
+    name: str
+    description: str
+    parameters: dict = msgspec.field(default_factory=lambda: {"type": "object", "properties": {}})
+    after_speech: bool = False
+
+
+class ToolSettings(msgspec.Struct, forbid_unknown_fields=True):
+    # Transfer destinations the model may name, with what each one handles (said to the caller).
+    transfer_destinations: dict[str, str] = msgspec.field(
+        default_factory=lambda: {"atendente": "um atendente humano para qualquer assunto"}
+    )
+    tools: list[DeclaredTool] = []
+
+
+class ComfortNoiseSettings(msgspec.Struct, forbid_unknown_fields=True):
+    level_dbfs: float = -62.0
+    color: str = "pink"  # "pink" or "brown"
+
+
+class FillerSettings(msgspec.Struct, forbid_unknown_fields=True):
+    delay_ms: int = 500  # play a filler when the first audio is not ready after this
+
+
+class TurnSettings(msgspec.Struct, forbid_unknown_fields=True):
+    splitter: SplitterSettings = msgspec.field(default_factory=SplitterSettings)
+    vad: VadSettings = msgspec.field(default_factory=VadSettings)
+    turn_model: TurnModelSettings = msgspec.field(default_factory=TurnModelSettings)
+    endpointing: EndpointingSettings = msgspec.field(default_factory=EndpointingSettings)
+    backchannel: BackchannelSettings = msgspec.field(default_factory=BackchannelSettings)
+    memory: MemorySettings = msgspec.field(default_factory=MemorySettings)
+    prompt: PromptSettings = msgspec.field(default_factory=PromptSettings)
+    tools: ToolSettings = msgspec.field(default_factory=ToolSettings)
+    comfort_noise: ComfortNoiseSettings = msgspec.field(default_factory=ComfortNoiseSettings)
+    fillers: FillerSettings = msgspec.field(default_factory=FillerSettings)
