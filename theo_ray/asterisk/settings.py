@@ -1,0 +1,208 @@
+"""Site settings of the Asterisk side: where Theo's SIP gateway and the PBX live, the AMI
+account Theo uses, the dialplan names (inbound extension, transfer routes, music on hold)
+and the AMI client's timing. One Struct, `AsteriskSiteSettings`, feeds both the config
+renderer (`theo asterisk-config`) and the AmiBridge, so the PBX files and Theo agree.
+
+The AMI secret is never a setting: it is read at run time from the environment variable
+named by `ami.secret_env` or from the file named by `ami.secret_file` (a Docker/Kubernetes
+secret), see `resolve_ami_secret`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+from theo_ray.errors import ConfigError
+
+# Values that end up inside Asterisk config files. Newlines would inject config lines and
+# ';' starts a comment there, so every rendered string is constrained by a pattern.
+Host = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9.:\-\[\]]+$", max_length=253)]
+Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$", max_length=64)]
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+Cidr = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Fa-f.:]+(/[0-9.]+)?$", max_length=64)]
+FilePath = Annotated[str, msgspec.Meta(pattern=r"^[^\s;]*$", max_length=512)]
+DialString = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-/@.:&]+$", max_length=200)]
+Codec = Literal["g722", "ulaw", "alaw", "slin16", "opus"]
+
+
+class TheoGatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
+    """Theo's SIP gateway (SipGateway actor, pjsua2) as the PBX sees it."""
+
+    host: Host = "127.0.0.1"  # address Asterisk sends INVITEs and OPTIONS to (no NAT between)
+    sip_port: Port = 5080
+    transport: Literal["udp", "tcp", "tls"] = "udp"
+    endpoint: Name = "theo"  # PJSIP endpoint/aor/identify name on the PBX
+
+
+class PbxSettings(msgspec.Struct, forbid_unknown_fields=True):
+    """The Asterisk host: SIP transport, RTP range, NAT knobs (GAP 10)."""
+
+    host: Host = "127.0.0.1"  # address the SIP transport binds to (a fixed address, no NAT)
+    sip_port: Port = 5060
+    tls_port: Port = 5061
+    # Only when the PBX is behind NAT toward the callers; empty keeps SDP addresses untouched.
+    external_media_address: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9.:\-]*$")] = ""
+    local_nets: list[Cidr] = msgspec.field(default_factory=list)
+    rtp_port_start: Port = 10000
+    rtp_port_end: Port = 20000
+    # TLS files for the SIP transport (only used with theo.transport = "tls").
+    tls_cert_file: FilePath = "/etc/asterisk/keys/asterisk.crt"
+    tls_key_file: FilePath = "/etc/asterisk/keys/asterisk.key"
+    tls_ca_file: FilePath = ""
+    tls_verify_server: bool = True
+    media_encryption: Literal["no", "sdes"] = "no"  # "sdes" = SRTP keyed in SDP (needs TLS)
+
+
+class SipSettings(msgspec.Struct, forbid_unknown_fields=True):
+    """The trunk between the PBX and Theo (GAP 8: session timers and OPTIONS keep-alive)."""
+
+    codecs: list[Codec] = msgspec.field(default_factory=lambda: ["g722", "ulaw", "alaw"])
+    session_expires_s: Annotated[int, msgspec.Meta(ge=90)] = 1800
+    session_min_se_s: Annotated[int, msgspec.Meta(ge=90)] = 90
+    qualify_frequency_s: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 30
+    qualify_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 3.0
+    # Hang up the AI leg when Theo sent no RTP for this long (a crashed Theo sends no BYE);
+    # the caller then falls back to a human. Theo sends RTP every 20 ms while a call is up.
+    rtp_timeout_s: Annotated[int, msgspec.Meta(ge=1, le=600)] = 5
+
+
+class TransferRoute(msgspec.Struct, forbid_unknown_fields=True):
+    """Where a transfer destination goes: an app_queue queue or a dial string."""
+
+    kind: Literal["queue", "dial"] = "queue"
+    target: DialString = "atendimento"  # queue name, or e.g. PJSIP/2000
+    timeout_s: Annotated[int, msgspec.Meta(ge=5, le=7200)] = 300
+
+
+class DialplanSettings(msgspec.Struct, forbid_unknown_fields=True):
+    inbound_context: Name = "theo-inbound"
+    inbound_exten: Name = "8000"  # extension the trunk/DID routes to Theo
+    dial_timeout_s: Annotated[int, msgspec.Meta(ge=1, le=120)] = 10  # Theo must answer within
+    transfer_context: Name = "theo-transfer"
+    # Destination names the agent may transfer to (the `destination` of transfer_call).
+    # Each name is an extension in transfer_context.
+    transfer_routes: dict[Name, TransferRoute] = msgspec.field(
+        default_factory=lambda: {"atendimento": TransferRoute()}
+    )
+    # Where the caller goes when the AI leg fails, times out or ends without a transfer.
+    fallback_route: Name = "atendimento"
+    moh_class: Name = "default"
+
+
+class AmiSettings(msgspec.Struct, forbid_unknown_fields=True):
+    """The AMI account Theo logs in with, and the AMI client's timing (GAP 11)."""
+
+    host: Host = "127.0.0.1"
+    port: Port = 5038
+    tls: bool = False
+    tls_port: Port = 5039
+    tls_cert_file: FilePath = "/etc/asterisk/keys/asterisk.crt"
+    tls_key_file: FilePath = "/etc/asterisk/keys/asterisk.key"
+    tls_ca_file: FilePath = ""  # CA Theo trusts for the AMI certificate; empty = system CAs
+    bind_address: Host = "0.0.0.0"
+    username: Name = "theo"
+    secret_env: Annotated[str, msgspec.Meta(pattern=r"^[A-Z_][A-Z0-9_]*$")] = "THEO_AMI_SECRET"
+    secret_file: FilePath = ""
+    # Where the PBX reads the secret when it is not known at render time (see README).
+    secret_include_file: FilePath = "/etc/asterisk/theo_ami_secret.conf"
+    # Networks allowed to log in as this user; empty = only theo.host.
+    permit: list[Cidr] = msgspec.field(default_factory=list)
+    connect_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 3.0
+    action_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 2.0
+    ping_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 0.5
+    unhealthy_after_s: Annotated[float, msgspec.Meta(gt=0)] = 2.0
+    backoff_initial_s: Annotated[float, msgspec.Meta(gt=0)] = 0.2
+    backoff_max_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    # Redirects and hang-ups remembered for idempotency (oldest forgotten first).
+    remembered_sessions: Annotated[int, msgspec.Meta(ge=16)] = 10000
+
+
+class AsteriskSiteSettings(msgspec.Struct, forbid_unknown_fields=True):
+    theo: TheoGatewaySettings = msgspec.field(default_factory=TheoGatewaySettings)
+    pbx: PbxSettings = msgspec.field(default_factory=PbxSettings)
+    sip: SipSettings = msgspec.field(default_factory=SipSettings)
+    dialplan: DialplanSettings = msgspec.field(default_factory=DialplanSettings)
+    ami: AmiSettings = msgspec.field(default_factory=AmiSettings)
+
+    def __post_init__(self) -> None:
+        if self.pbx.rtp_port_start >= self.pbx.rtp_port_end:
+            raise ConfigError("pbx.rtp_port_start", "must be below pbx.rtp_port_end")
+        if not self.sip.codecs:
+            raise ConfigError("sip.codecs", "needs at least one codec")
+        if self.sip.session_min_se_s > self.sip.session_expires_s:
+            raise ConfigError("sip.session_min_se_s", "must not exceed sip.session_expires_s")
+        if self.dialplan.fallback_route not in self.dialplan.transfer_routes:
+            raise ConfigError("dialplan.fallback_route", "must name one of dialplan.transfer_routes")
+        if self.ami.unhealthy_after_s <= self.ami.ping_interval_s:
+            raise ConfigError("ami.unhealthy_after_s", "must be longer than ami.ping_interval_s")
+        if self.pbx.media_encryption == "sdes" and self.theo.transport != "tls":
+            raise ConfigError("pbx.media_encryption", "sdes keys travel in SDP: needs theo.transport=tls")
+
+
+def load_site_settings(
+    path: str | Path | None = None, overrides: list[str] | None = None
+) -> AsteriskSiteSettings:
+    """Read settings from a TOML or JSON file (optional) and apply `key.path=value` overrides.
+
+    An override value is parsed as JSON when it can be (numbers, booleans, lists), else taken
+    as a string: `--set ami.port=5039`, `--set pbx.local_nets='["10.0.0.0/8"]'`.
+    """
+    raw: dict = {}
+    if path is not None:
+        data = Path(path).read_bytes()
+        try:
+            raw = msgspec.json.decode(data) if str(path).endswith(".json") else msgspec.toml.decode(data)
+        except msgspec.DecodeError as exc:
+            raise ConfigError(str(path), f"cannot parse: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(str(path), "top level must be a table")
+    for item in overrides or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(item, "override must look like key.path=value")
+        _set_path(raw, key.strip(), _parse_value(text))
+    try:
+        return msgspec.convert(raw, AsteriskSiteSettings)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        where = message.rsplit(" - at `", 1)
+        key = where[1].rstrip("`").removeprefix("$.") if len(where) == 2 else "asterisk"
+        raise ConfigError(key, where[0]) from exc
+
+
+def _parse_value(text: str) -> object:
+    try:
+        return msgspec.json.decode(text.encode())
+    except msgspec.DecodeError:
+        return text
+
+
+def _set_path(raw: dict, dotted: str, value: object) -> None:
+    node = raw
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(dotted, f"'{part}' is not a table")
+        node = child
+    node[parts[-1]] = value
+
+
+def resolve_ami_secret(ami: AmiSettings, environ: dict[str, str] | None = None) -> str | None:
+    """The AMI secret from the environment, else from the secrets file; None when neither."""
+    env = os.environ if environ is None else environ
+    value = env.get(ami.secret_env, "")
+    if not value and ami.secret_file:
+        try:
+            value = Path(ami.secret_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError("ami.secret_file", f"cannot read {ami.secret_file}: {exc}") from exc
+    if not value:
+        return None
+    if any(ch in value for ch in "\r\n"):
+        raise ConfigError(ami.secret_env, "the AMI secret must be one line")
+    return value
