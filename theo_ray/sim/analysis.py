@@ -306,6 +306,12 @@ def analyse(recording: CallRecording, settings: AnalysisSettings = AnalysisSetti
     )
 
 
+def silences_over(analysis: CallAnalysis, min_ms: float) -> list[Interval]:
+    """Stretches longer than ``min_ms`` with both sides silent while the call was up."""
+    speech = sorted(analysis.caller_regions + analysis.agent_regions, key=lambda r: r.start_ms)
+    return _silences(speech, analysis.call_start_ms, analysis.call_end_ms, min_ms)
+
+
 def _group(regions: list[SpeechRegion], gap_ms: float) -> list[list[SpeechRegion]]:
     groups: list[list[SpeechRegion]] = []
     for region in regions:

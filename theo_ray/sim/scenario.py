@@ -220,6 +220,10 @@ class Scenario(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_def
         """Every utterance of the scenario in order (``say`` and ``barge_in`` steps)."""
         return [s for s in self.steps if isinstance(s, Utterance)]
 
+    def labelled_utterances(self) -> list[tuple[str, Utterance]]:
+        """(label, utterance) in order; the label marks the utterance in the recording's events."""
+        return [(utterance_label(i, s), s) for i, s in enumerate(self.steps) if isinstance(s, Utterance)]
+
     def wav_paths(self) -> list[str]:
         """Every WAV file the scenario plays, as written in the file."""
         out: list[str] = []
@@ -228,14 +232,19 @@ class Scenario(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_def
         return out
 
 
+def utterance_label(step_index: int, utterance: Utterance) -> str:
+    """The utterance's ``id``, or ``step<N>`` (N = its 0-based step index) when it has none."""
+    return utterance.id or f"step{step_index}"
+
+
 def _config_error(exc: msgspec.MsgspecError, source: str) -> ConfigError:
     """Turn msgspec's message into a ConfigError keyed by the offending path (``steps[0].txt``)."""
     message = str(exc)
     problem, _, where = message.partition(" - at `$")
     path = where.rstrip("`").lstrip(".") if where else ""
-    unknown = re.match(r"Object contains unknown field `([^`]+)`", problem)
-    if unknown:
-        path = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
+    named = re.match(r"Object (?:contains unknown|missing required) field `([^`]+)`", problem)
+    if named:
+        path = f"{path}.{named.group(1)}" if path else named.group(1)
     return ConfigError(path or source, f"{problem} (in {source})")
 
 
