@@ -1,0 +1,96 @@
+"""What the agent says or plays when it has nothing else ready: thinking fillers, backchannels,
+emergency phrases (pre-rendered per voice at start-up), and comfort noise while THINKING.
+
+`ComfortNoise` shapes white noise once with an FFT (numpy) into one periodic buffer of a few
+seconds, then reads frames from it round-robin: FFT-shaped noise is circular, so the loop has no
+seam, and a frame costs a slice, not a filter run. 
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+# Said when the first audio of a reply is late (GAP 3).
+THINKING_FILLERS: tuple[str, ...] = (
+    "Hum…",
+    "Deixa eu ver…",
+    "Um momento só.",
+    "Só um instante.",
+    "Vamos ver aqui…",
+)
+# Said in natural pauses of a long caller turn.
+BACKCHANNELS: tuple[str, ...] = ("Uhum.", "Entendi.", "Sei.", "Certo.")
+# Said when something broke; the key says when.
+EMERGENCY_PHRASES: dict[str, str] = {
+    "technical_problem": (
+        "Desculpa, tô com uma instabilidade aqui. Vou te passar pra um atendente, só um instante."
+    ),
+    "transfer_failed": (
+        "Não consegui completar a transferência agora. Pode ligar de novo daqui a pouquinho?"
+    ),
+    "still_there": "Você ainda tá aí?",
+    "bad_line": "Desculpa, a ligação tá ruim. Pode repetir, por favor?",
+    "goodbye": "Obrigado pela ligação. Tchau!",
+}
+
+
+class PhrasePicker:
+    """Random choice that never repeats the previous pick (seeded for reproducible tests)."""
+
+    def __init__(self, phrases: tuple[str, ...], seed: int | None = None) -> None:
+        if not phrases:
+            raise ValueError("PhrasePicker needs at least one phrase")
+        self._phrases = phrases
+        self._random = random.Random(seed)
+        self._last: str | None = None
+
+    def pick(self) -> str:
+        choices = [p for p in self._phrases if p != self._last] or list(self._phrases)
+        self._last = self._random.choice(choices)
+        return self._last
+
+
+class ComfortNoise:
+    """Low-level pink or brown noise as int16 mono PCM frames."""
+
+    def __init__(
+        self,
+        sample_rate: int,
+        level_dbfs: float = -62.0,
+        color: str = "pink",
+        seconds: float = 4.0,
+        seed: int | None = None,
+    ) -> None:
+        if color not in ("pink", "brown"):
+            raise ValueError(f"color must be 'pink' or 'brown', not {color!r}")
+        n = int(sample_rate * seconds)
+        rng = np.random.default_rng(seed)
+        spectrum = np.fft.rfft(rng.standard_normal(n))
+        freqs = np.fft.rfftfreq(n, 1.0 / sample_rate)
+        freqs[0] = freqs[1]  # no DC blow-up
+        # Pink: power ~ 1/f (amplitude 1/sqrt f); brown: power ~ 1/f^2.
+        spectrum /= np.sqrt(freqs) if color == "pink" else freqs
+        spectrum[0] = 0.0
+        noise = np.fft.irfft(spectrum, n)
+        # RMS level relative to int16 full scale.
+        target_rms = 32767.0 * 10 ** (level_dbfs / 20.0)
+        noise *= target_rms / np.sqrt(np.mean(noise**2))
+        self._buffer = np.clip(np.round(noise), -32768, 32767).astype("<i2")
+        self._pos = 0
+        self.sample_rate = sample_rate
+
+    def frame(self, samples: int) -> bytes:
+        """The next ``samples`` of noise (e.g. 160 for 20 ms at 8 kHz)."""
+        out = np.empty(samples, dtype="<i2")
+        filled = 0
+        while filled < samples:
+            take = min(samples - filled, self._buffer.size - self._pos)
+            out[filled : filled + take] = self._buffer[self._pos : self._pos + take]
+            filled += take
+            self._pos = (self._pos + take) % self._buffer.size
+        return out.tobytes()
+
+    def frame_ms(self, ms: int) -> bytes:
+        return self.frame(self.sample_rate * ms // 1000)

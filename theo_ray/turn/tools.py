@@ -1,0 +1,233 @@
+"""Tools the model may call: the registry (schemas, argument validation, which tools wait for
+speech to drain) and a streaming parser for tool calls that models write inline as text.
+
+Arguments are validated with ``jsonschema`` (a well-kept library; the schemas are JSON Schema
+already, as the LLM sees them). A bad call is never raised: it comes back as a
+`RejectedToolCall` with a message the turn loop can hand to the model as the tool result, and it
+is counted.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import jsonschema
+import msgspec
+
+from theo_ray.errors import ConfigError
+from theo_ray.messages import ToolCall, ToolSchema
+from theo_ray.turn.settings import ToolSettings
+
+TRANSFER_CALL = "transfer_call"
+END_CALL = "end_call"
+
+
+class RegisteredTool(msgspec.Struct, frozen=True):
+    schema: ToolSchema
+    after_speech: bool  # run only once the speech before it has been played out ("drained")
+    builtin: bool
+
+
+class AcceptedToolCall(msgspec.Struct, frozen=True):
+    call: ToolCall
+    after_speech: bool
+
+
+class RejectedToolCall(msgspec.Struct, frozen=True):
+    call: ToolCall
+    error: str  # technical message (English), handed to the model as the tool result
+
+
+class ToolRegistryStats(msgspec.Struct):
+    accepted: int = 0
+    rejected: int = 0
+    rejected_unknown_tool: int = 0
+    rejected_bad_arguments: int = 0
+
+
+def _builtin_tools(settings: ToolSettings) -> list[RegisteredTool]:
+    destinations = sorted(settings.transfer_destinations)
+    described = "; ".join(f"{k}: {v}" for k, v in sorted(settings.transfer_destinations.items()))
+    transfer = ToolSchema(
+        name=TRANSFER_CALL,
+        description=(
+            "Transfere a ligação para outro setor. Antes de chamar, diga ao cliente para onde "
+            f"e por quê. Destinos: {described}."
+        ),
+        parameters={
+            "type": "object",
+            "properties": {
+                "destination": {"type": "string", "enum": destinations,
+                                "description": "Setor de destino."},
+                "reason": {"type": "string", "minLength": 1,
+                           "description": "Motivo da transferência, em poucas palavras."},
+            },
+            "required": ["destination", "reason"],
+            "additionalProperties": False,
+        },
+    )
+    end = ToolSchema(
+        name=END_CALL,
+        description="Encerra a ligação depois da despedida, quando o cliente não precisa de mais nada.",
+        parameters={
+            "type": "object",
+            "properties": {"reason": {"type": "string", "minLength": 1,
+                                      "description": "Por que a ligação termina."}},
+            "required": ["reason"],
+            "additionalProperties": False,
+        },
+    )
+    return [RegisteredTool(transfer, True, True), RegisteredTool(end, True, True)]
+
+
+class ToolRegistry:
+    def __init__(self, settings: ToolSettings | None = None) -> None:
+        self.settings = settings or ToolSettings()
+        if not self.settings.transfer_destinations:
+            raise ConfigError("tools.transfer_destinations", "at least one destination is needed")
+        self._tools: dict[str, RegisteredTool] = {}
+        self._validators: dict[str, jsonschema.protocols.Validator] = {}
+        for tool in _builtin_tools(self.settings):
+            self._add(tool)
+        for i, declared in enumerate(self.settings.tools):
+            if declared.name in self._tools:
+                raise ConfigError(f"tools.tools[{i}].name", f"'{declared.name}' already exists")
+            schema = ToolSchema(declared.name, declared.description, dict(declared.parameters))
+            try:
+                jsonschema.Draft202012Validator.check_schema(schema.parameters)
+            except jsonschema.SchemaError as exc:
+                raise ConfigError(f"tools.tools[{i}].parameters", exc.message) from exc
+            self._add(RegisteredTool(schema, declared.after_speech, False))
+        self.stats = ToolRegistryStats()
+
+    def _add(self, tool: RegisteredTool) -> None:
+        self._tools[tool.schema.name] = tool
+        self._validators[tool.schema.name] = jsonschema.Draft202012Validator(tool.schema.parameters)
+
+    def schemas(self) -> list[ToolSchema]:
+        """What goes into `GenerateRequest.tools`."""
+        return [t.schema for t in self._tools.values()]
+
+    def get(self, name: str) -> RegisteredTool | None:
+        return self._tools.get(name)
+
+    def is_after_speech(self, name: str) -> bool:
+        tool = self._tools.get(name)
+        return bool(tool and tool.after_speech)
+
+    def check(self, call: ToolCall) -> AcceptedToolCall | RejectedToolCall:
+        """Validate a model's tool call; never raises on bad model output."""
+        tool = self._tools.get(call.name)
+        if tool is None:
+            self.stats.rejected += 1
+            self.stats.rejected_unknown_tool += 1
+            known = ", ".join(self._tools)
+            return RejectedToolCall(call, f"unknown tool '{call.name}'; available: {known}")
+        arguments: Any = call.arguments
+        errors = sorted(self._validators[call.name].iter_errors(arguments), key=lambda e: e.path)
+        if errors:
+            self.stats.rejected += 1
+            self.stats.rejected_bad_arguments += 1
+            detail = "; ".join(
+                f"{'/'.join(map(str, e.path)) or 'arguments'}: {e.message}" for e in errors[:3]
+            )
+            return RejectedToolCall(call, f"invalid arguments for '{call.name}': {detail}")
+        self.stats.accepted += 1
+        return AcceptedToolCall(call, tool.after_speech)
+
+
+# ---------------------------------------------------------------------- inline tool calls
+
+
+class MalformedToolCall(msgspec.Struct, frozen=True):
+    """Text between tool-call tags that is not a valid call; never spoken."""
+
+    raw: str
+    error: str
+
+
+class ToolCallParserStats(msgspec.Struct):
+    tool_calls: int = 0
+    malformed: int = 0
+
+
+ParsedPiece = str | ToolCall | MalformedToolCall
+
+
+class ToolCallParser:
+    """Split a streamed reply into speakable text and tool calls written inline as
+    ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` (Hermes / Qwen style).
+
+    Text that might be the start of a tag is held back until it is known not to be one, so
+    no part of the JSON ever reaches TTS.
+    """
+
+    def __init__(self, open_tag: str = "<tool_call>", close_tag: str = "</tool_call>",
+                 id_prefix: str = "call_") -> None:
+        self.open_tag = open_tag
+        self.close_tag = close_tag
+        self._ids = (f"{id_prefix}{i}" for i in itertools.count(1))
+        self._buffer = ""
+        self._inside = False
+        self.stats = ToolCallParserStats()
+
+    def feed(self, delta: str) -> list[ParsedPiece]:
+        self._buffer += delta
+        out: list[ParsedPiece] = []
+        while True:
+            if self._inside:
+                end = self._buffer.find(self.close_tag)
+                if end < 0:
+                    break
+                out.append(self._parse(self._buffer[:end]))
+                self._buffer = self._buffer[end + len(self.close_tag) :]
+                self._inside = False
+                continue
+            start = self._buffer.find(self.open_tag)
+            if start >= 0:
+                if start:
+                    out.append(self._buffer[:start])
+                self._buffer = self._buffer[start + len(self.open_tag) :]
+                self._inside = True
+                continue
+            keep = _partial_tag_suffix(self._buffer, self.open_tag)
+            text = self._buffer[: len(self._buffer) - keep]
+            if text:
+                out.append(text)
+            self._buffer = self._buffer[len(text) :]
+            break
+        return out
+
+    def flush(self) -> list[ParsedPiece]:
+        """End of stream. An unclosed tag is still parsed (models often stop before closing)."""
+        rest, inside = self._buffer, self._inside
+        self._buffer, self._inside = "", False
+        if inside:
+            return [self._parse(rest)] if rest.strip() else []
+        return [rest] if rest else []
+
+    def _parse(self, raw: str) -> ToolCall | MalformedToolCall:
+        try:
+            data = msgspec.json.decode(raw.strip().encode())
+            if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+                raise ValueError("expected an object with a string 'name'")
+            arguments = data.get("arguments", data.get("parameters", {}))
+            if isinstance(arguments, str):  # OpenAI style: arguments as a JSON string
+                arguments = msgspec.json.decode(arguments.encode()) if arguments.strip() else {}
+            if not isinstance(arguments, dict):
+                raise ValueError("'arguments' must be an object")
+        except (msgspec.DecodeError, ValueError) as exc:
+            self.stats.malformed += 1
+            return MalformedToolCall(raw, str(exc))
+        self.stats.tool_calls += 1
+        call_id = data.get("id") if isinstance(data.get("id"), str) else next(self._ids)
+        return ToolCall(id=call_id, name=data["name"], arguments=arguments)
+
+
+def _partial_tag_suffix(text: str, tag: str) -> int:
+    """Length of the longest suffix of ``text`` that is a proper prefix of ``tag``."""
+    for size in range(min(len(text), len(tag) - 1), 0, -1):
+        if tag.startswith(text[-size:]):
+            return size
+    return 0
