@@ -31,8 +31,10 @@ def _speech(text: str, voice: str) -> np.ndarray:
     audio, rate = soundfile.read(io.BytesIO(wav), dtype="float32")
     audio = soxr.resample(audio, rate, RATE)
     pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).round().astype(np.int16)
-    # espeak pads with exact zeros: trimming them makes the clip's first/last sample the truth.
-    voiced = np.flatnonzero(pcm)
+    # Trim espeak's padding and its inaudible decay tail (down to -90 dBFS after some phrases):
+    # the clip then starts and ends where the signal last reaches -45 dBFS, which is the truth
+    # the measurements are checked against.
+    voiced = np.flatnonzero(np.abs(pcm.astype(np.int32)) >= 32768 * 10 ** (-45 / 20))
     return pcm[voiced[0] : voiced[-1] + 1]
 
 
@@ -97,3 +99,18 @@ class SyntheticCall:
         self.rec.extend_to(self.n)
         self.rec.mark("hangup", self.n if hangup_at is None else hangup_at)
         return self.rec
+
+
+def voiced_point(clip: np.ndarray, after_s: float, before_ms: int = 100, after_ms: int = 150) -> int:
+    """First sample past ``after_s`` where every 10 ms frame from ``before_ms`` before to ``after_ms``
+    after is loud speech (> -35 dBFS): a barge-in placed there starts while the agent is audibly
+    talking, and a cut there is a real cut, not a pause that happened to be there."""
+    step = RATE // 100
+    n = len(clip) // step
+    frames = clip[: n * step].astype(np.float64).reshape(n, step) / 32768.0
+    loud = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12) > -35.0
+    lo, hi = before_ms // 10, after_ms // 10
+    for f in range(int(after_s * 100), n - hi):
+        if loud[f - lo : f + hi].all():
+            return f * step
+    raise ValueError("no long enough voiced stretch in the clip")

@@ -54,9 +54,12 @@ class AnalysisSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Without utterance events: caller regions closer than this, with no agent audio between,
     # are one caller turn (covers dictation pauses).
     caller_turn_gap_ms: int = 2000
-    # The agent yielded to a barge-in if its audio stopped no later than this after the caller's
-    # overlapping speech ended; otherwise it talked on (a backchannel, or a missed barge-in).
-    yield_grace_ms: int = 300
+    # The agent yielded to caller speech over it if its audio stopped within ``max_reaction_ms`` of
+    # the caller's onset and stayed off until ``resume_gap_ms`` after the caller stopped; otherwise
+    # it talked on (a backchannel, or a missed barge-in) — a pause between its sentences that
+    # happens to cover a short "uhum" is not yielding.
+    max_reaction_ms: int = 1500
+    resume_gap_ms: int = 300
     # An utterance's speech may trail its utterance_end event by this much (frame in flight).
     utterance_slack_ms: int = 200
 
@@ -276,7 +279,7 @@ def analyse(recording: CallRecording, settings: AnalysisSettings = AnalysisSetti
         for i, span in enumerate(agent_spans)
     ]
     intent = _intents(events)
-    barge_ins = _barge_ins(caller_turns, caller_regions, agent_turns, intent, settings)
+    barge_ins = _barge_ins(caller_turns, caller_regions, agent_regions, agent_turns, intent, settings)
     latencies = _latencies(caller_turns, agent_regions)
 
     call_start = next((_ms(e.sample, rate) for e in events if e.kind == "call_answered"), 0.0)
@@ -386,7 +389,8 @@ def _caller_turns_from_audio(
         span = next((s for s in agent_spans if s[0].start_ms < onset < s[-1].end_ms), None)
         if span is not None:
             stop = _agent_stop(span, onset)
-            kind = "barge_in" if stop <= end + settings.yield_grace_ms else "backchannel"
+            yielded = _yielded(agent_regions, onset, stop, group[0].end_ms, settings)
+            kind = "barge_in" if yielded else "backchannel"
         turns.append(CallerTurn(len(turns) + 1, kind, onset, end))
     return turns
 
@@ -396,9 +400,19 @@ def _agent_stop(span: list[SpeechRegion], onset_ms: float) -> float:
     return [r for r in span if r.start_ms <= onset_ms][-1].end_ms
 
 
+def _yielded(
+    agent_regions: list[SpeechRegion], onset: float, stop: float, caller_end: float, settings: AnalysisSettings
+) -> bool:
+    """Did the agent stop for the caller (see AnalysisSettings.max_reaction_ms / resume_gap_ms)?"""
+    if stop - onset > settings.max_reaction_ms:
+        return False
+    return not any(stop < r.start_ms < caller_end + settings.resume_gap_ms for r in agent_regions)
+
+
 def _barge_ins(
     caller_turns: list[CallerTurn],
     caller_regions: list[SpeechRegion],
+    agent_regions: list[SpeechRegion],
     agent_turns: list[AgentTurn],
     intent: dict[str, Literal["stops", "continues"]],
     settings: AnalysisSettings,
@@ -413,14 +427,15 @@ def _barge_ins(
         # The caller speech the agent had to react to: the first caller region of this turn.
         first = next((r for r in caller_regions if r.end_ms > onset), None)
         caller_end = first.end_ms if first is not None else turn.end_ms
-        yielded = stop <= caller_end + settings.yield_grace_ms
+        yielded = _yielded(agent_regions, onset, stop, caller_end, settings)
         out.append(
             BargeInMeasure(
                 caller_turn=turn.index,
                 caller_onset_ms=onset,
                 caller_end_ms=caller_end,
                 agent_turn=agent.index,
-                agent_stop_ms=stop,
+                # Talked on: the agent's audio stopped only when its turn ended.
+                agent_stop_ms=stop if yielded else agent.end_ms,
                 agent_yielded=yielded,
                 reaction_ms=round(max(0.0, stop - onset), 1) if yielded else None,
                 intended=intent.get(turn.label) if turn.label else None,
