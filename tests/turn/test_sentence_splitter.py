@@ -1,0 +1,96 @@
+import pytest
+
+from theo_ray.turn.sentence_splitter import SentenceSplitter
+from theo_ray.turn.settings import SplitterSettings
+
+
+def split(text: str, step: int = 1, min_words: int = 0, max_chars: int = 220) -> list[str]:
+    """Feed ``text`` in chunks of ``step`` characters, as an LLM stream would."""
+    splitter = SentenceSplitter(SplitterSettings(first_clause_min_words=min_words,
+                                                 max_piece_chars=max_chars))
+    pieces = []
+    for i in range(0, len(text), step):
+        pieces += splitter.feed(text[i : i + step])
+    return pieces + splitter.flush()
+
+
+@pytest.mark.parametrize("step", [1, 3, 7, 1000])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("O Sr. João e a Dra. Maria vão te atender. Tudo bem?",
+         ["O Sr. João e a Dra. Maria vão te atender.", "Tudo bem?"]),
+        ("Fale com o Prof. Carlos. Ele sabe.", ["Fale com o Prof. Carlos.", "Ele sabe."]),
+        ("O valor é R$ 1.234,56, tá? Pode pagar.", ["O valor é R$ 1.234,56, tá?", "Pode pagar."]),
+        ("A taxa é 2.5 por cento. Certo.", ["A taxa é 2.5 por cento.", "Certo."]),
+        ("Você é o 1º da fila e ela a 2ª. Aguarde.", ["Você é o 1º da fila e ela a 2ª.", "Aguarde."]),
+        ("Hum... deixa eu ver. Achei!", ["Hum... deixa eu ver.", "Achei!"]),
+        ("Espera… Pronto.", ["Espera…", "Pronto."]),
+        ("Sério?! Que bom.", ["Sério?!", "Que bom."]),
+        ('Ele disse "tudo certo." Depois saiu.', ['Ele disse "tudo certo."', "Depois saiu."]),
+        ("Traga RG, CPF etc. e o comprovante. Obrigado.",
+         ["Traga RG, CPF etc. e o comprovante.", "Obrigado."]),
+        ("Use o n.º 123, p.ex. hoje. Ok", ["Use o n.º 123, p.ex. hoje.", "Ok"]),
+        ("Primeira linha\nSegunda linha", ["Primeira linha", "Segunda linha"]),
+        ("Custou 10. Depois 20.", ["Custou 10.", "Depois 20."]),
+    ],
+)
+def test_sentences(text, expected, step):
+    assert split(text, step) == expected
+
+
+def test_numbers_never_split_even_with_early_clause():
+    pieces = split("Seu saldo é de R$ 12.345,67 e vence dia 10, tá bom?", min_words=2)
+    assert any("R$ 12.345,67" in p for p in pieces)
+    assert all("12.345,67" in p or "345" not in p for p in pieces)
+    read_out = split("O número é 123, 456, 789, confere?", min_words=2)
+    assert any("123, 456, 789" in p for p in read_out)
+
+
+def test_first_piece_cut_early_at_a_clause():
+    text = "Claro, posso verificar isso pra você agora mesmo, só um instante. Já volto."
+    pieces = split(text, step=2, min_words=4)
+    assert pieces[0] == "Claro, posso verificar isso pra você agora mesmo,"
+    assert pieces[1:] == ["só um instante.", "Já volto."]
+    # Not before the minimum word count: "Claro," alone is not cut.
+    assert not pieces[0].endswith("Claro,")
+
+
+def test_first_piece_cut_before_e_or_mas():
+    pieces = split("Eu verifiquei a sua conta mas não achei a fatura.", step=1, min_words=4)
+    assert pieces == ["Eu verifiquei a sua conta", "mas não achei a fatura."]
+    # "e" must be a whole word: "ela" is not a clause start.
+    pieces = split("Eu falei com a atendente ela disse que sim.", step=1, min_words=4)
+    assert pieces == ["Eu falei com a atendente ela disse que sim."]
+
+
+def test_only_the_first_piece_is_cut_early():
+    pieces = split("Olha, eu vi aqui no sistema, e a sua fatura, de fato, venceu ontem.",
+                   step=4, min_words=3)
+    assert len(pieces) == 2
+    assert "".join(pieces).replace(" ", "") == (
+        "Olha, eu vi aqui no sistema, e a sua fatura, de fato, venceu ontem.".replace(" ", ""))
+
+
+def test_run_on_is_cut_at_max_chars():
+    text = "isso é uma frase muito longa sem ponto nenhum, " * 8
+    pieces = split(text, step=5, max_chars=100)
+    assert len(pieces) > 2
+    assert all(len(p) <= 100 for p in pieces)
+
+
+def test_reset_starts_a_new_reply():
+    splitter = SentenceSplitter(SplitterSettings(first_clause_min_words=2))
+    assert splitter.feed("Primeira resposta aqui, ") == []
+    splitter.reset()
+    assert splitter.pending == ""
+    assert splitter.feed("Segunda resposta, com vírgula. ") == ["Segunda resposta,", "com vírgula."]
+
+
+def test_waits_while_the_boundary_is_ambiguous():
+    splitter = SentenceSplitter(SplitterSettings(first_clause_min_words=0))
+    assert splitter.feed("Custa R$ 1.") == []  # "1." might be "1.234"
+    assert splitter.feed("234,00 no total. ") == ["Custa R$ 1.234,00 no total."]
+    assert splitter.feed("Fale com o Dr. ") == []  # a title never ends a sentence
+    assert splitter.feed("Paulo amanhã.") == []
+    assert splitter.flush() == ["Fale com o Dr. Paulo amanhã."]
