@@ -66,12 +66,12 @@ def transcript_table(summary: CallSummary) -> Table:
     table.add_column("said", overflow="fold")
     if summary.greeting_text:
         start = summary.agent_turns[0].start_ms if summary.agent_turns else 0.0
-        table.add_row(_clock(start), Text("Theo", style="cyan"), summary.greeting_text)
+        table.add_row(_clock(start), Text("Theo", style="cyan"), Text(summary.greeting_text))
     for turn in summary.turns:
-        table.add_row(_clock(turn.caller_start_ms), Text(_caller_tag(turn), style="green"), turn.caller_text or "…")
+        table.add_row(_clock(turn.caller_start_ms), Text(_caller_tag(turn), style="green"), Text(turn.caller_text or "…"))
         if turn.agent_text:
             at = turn.caller_end_ms + (turn.first_audio_ms or 0.0)
-            table.add_row(_clock(at), Text("Theo", style="cyan"), turn.agent_text)
+            table.add_row(_clock(at), Text("Theo", style="cyan"), Text(turn.agent_text))
     return table
 
 
@@ -86,7 +86,7 @@ def _caller_tag(turn: TurnRecord) -> str:
 
 def latency_table(summary: CallSummary, spans: Sequence[SpanSplit] = ()) -> Table:
     by_turn = {s.turn: s for s in spans}
-    table = Table(title="Per-turn latency (ms) — caller side, split by Theo's spans")
+    table = Table(title="Per-turn latency (ms): caller side, split by Theo's spans")
     table.add_column("turn", justify="right")
     table.add_column("caller said", max_width=32, overflow="ellipsis", no_wrap=True)
     table.add_column("first audio", justify="right", style="bold")
@@ -98,7 +98,7 @@ def latency_table(summary: CallSummary, spans: Sequence[SpanSplit] = ()) -> Tabl
         barge = ""
         if turn.spoke_over_agent:
             barge = _ms(turn.barge_in_reaction_ms) if turn.agent_yielded else "talked on"
-        row = [str(turn.index), turn.caller_text, _ms(turn.first_audio_ms), barge]
+        row: list[str | Text] = [str(turn.index), Text(turn.caller_text), _ms(turn.first_audio_ms), barge]
         if by_turn:
             split = by_turn.get(turn.index)
             row += [_ms(getattr(split, field)) if split else "—" for field, _ in _SPAN_COLUMNS]
@@ -118,12 +118,12 @@ def metrics_table(summary: CallSummary) -> Table:
         ("barge-in reaction p50 / p95", f"{_ms(br.p50)} / {_ms(br.p95)} ms (n={br.count})"),
         ("barge-in rate", f"{summary.barge_in_rate:.0%} ({summary.barge_in_count})"),
         ("repeat rate", f"{summary.repeat_rate:.0%} ({len(summary.repeats)})"),
-        ("silence > 2 s rate", f"{summary.silence_over_2s_rate:.0%} ({summary.long_silence_count} silences)"),
+        ("silence > 2 s rate", f"{summary.silence_over_2s_rate:.0%} of turns ({summary.long_silence_count} in the call)"),
         ("overlap", f"{summary.overlap_ms:.0f} ms"),
         ("sentiment", " → ".join("?" if s is None else f"{s:+.1f}" for s in summary.sentiment_trajectory) or "—"),
     ]
     for name, value in rows:
-        table.add_row(name, value)
+        table.add_row(name, Text(value))
     return table
 
 
@@ -134,7 +134,7 @@ def expectations_table(summary: CallSummary) -> Table:
     table.add_column("detail", overflow="fold")
     for e in summary.expectations:
         result = Text("PASS", style="bold green") if e.passed else Text("FAIL", style="bold red")
-        table.add_row(e.name, result, e.detail)
+        table.add_row(Text(e.name), result, Text(e.detail))
     return table
 
 

@@ -1,0 +1,563 @@
+"""SipCaller: a SIP caller user agent (pjsua2) in its own process, driven from asyncio.
+
+pjsua2 allows one Endpoint per process, and a test or benchmark already has one (the
+gateway), so the caller lives in a spawned child process. The parent talks to it with
+msgspec-encoded commands over a multiprocessing pipe and gets back typed events
+(180, 200 + SDP, BYE received, disconnect) stamped with ``time.monotonic()``, which is
+the same clock in both processes on Linux.
+
+Media modes:
+- ``pjsua``: pjsua's own RTP stack plays a WAV into the call and records what arrives —
+  an RTP implementation independent of Theo's, to check Theo's media against.
+- ``external``: pjsua keeps its media on an in-memory loop transport (no RTP socket) and
+  the offer points at ``local_rtp`` given with Dial; the parent's own media engine sends
+  and receives, using the answer's address from the "answered" event.
+
+One call at a time per SipCaller; start several SipCallers for concurrent calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import threading
+import time
+from typing import Literal
+
+import msgspec
+
+log = logging.getLogger(__name__)
+
+MediaMode = Literal["pjsua", "external"]
+EventKind = Literal[
+    "progress",  # 1xx with a status (180 Ringing, 183)
+    "answered",  # 200 OK to the INVITE; sdp/remote_* filled
+    "reanswered",  # 2xx to a later re-INVITE (hold/unhold); sdp/direction filled
+    "confirmed",  # ACK sent, dialog up
+    "media_active",  # pjsua mode: the WAV player/recorder are connected
+    "bye_received",  # the far end sent BYE
+    "disconnected",  # dialog over; status = last SIP status
+    "error",  # a command failed; reason says why
+]
+
+# pjsua codec ids for the names a Dial may offer.
+_CODEC_IDS = {
+    "G722": "G722/16000/1",
+    "PCMU": "PCMU/8000/1",
+    "PCMA": "PCMA/8000/1",
+    "L16": "L16/16000/1",
+    "L16/8000": "L16/8000/1",
+}
+
+
+class CallerSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Process-wide caller configuration (one pjsua account)."""
+
+    host: str = "127.0.0.1"  # SIP bind address (127.0.0.2 etc. to appear as another host)
+    port: int = 0  # 0: any free port
+    transport: Literal["udp", "tcp"] = "udp"
+    user: str = "caller"
+    display_name: str = "Simulated Caller"
+    media: MediaMode = "pjsua"
+    codecs: list[str] = msgspec.field(default_factory=lambda: ["PCMU"])  # offer, in order
+    session_timers: Literal["inactive", "optional", "required", "always"] = "optional"
+    session_expires: int = 1800
+    min_se: int = 90
+    log_level: int = 1
+
+
+# ------------------------------------------------------------------ pipe protocol
+
+
+class Dial(msgspec.Struct, tag=True, frozen=True):
+    uri: str
+    headers: dict[str, str] = {}
+    play_wav: str = ""  # pjsua mode: WAV streamed into the call
+    play_loop: bool = True
+    record_wav: str = ""  # pjsua mode: WAV of what the caller receives
+    local_rtp_host: str = ""  # external mode: where the parent's RTP socket listens
+    local_rtp_port: int = 0
+
+
+class Hold(msgspec.Struct, tag=True, frozen=True):
+    pass
+
+
+class Unhold(msgspec.Struct, tag=True, frozen=True):
+    pass
+
+
+class GoSilent(msgspec.Struct, tag=True, frozen=True):
+    """Stop all SIP processing for ``seconds``: no session refresh, no responses (hung PBX)."""
+
+    seconds: float
+
+
+class Hangup(msgspec.Struct, tag=True, frozen=True):
+    pass
+
+
+class Shutdown(msgspec.Struct, tag=True, frozen=True):
+    pass
+
+
+Command = Dial | Hold | Unhold | GoSilent | Hangup | Shutdown
+
+
+class Request(msgspec.Struct, tag=True, frozen=True):
+    seq: int
+    command: Command
+
+
+class Reply(msgspec.Struct, tag=True, frozen=True):
+    seq: int
+    ok: bool
+    error: str = ""
+
+
+class Ready(msgspec.Struct, tag=True, frozen=True):
+    host: str
+    port: int
+
+
+class CallerEvent(msgspec.Struct, tag=True, frozen=True):
+    kind: EventKind
+    at: float  # time.monotonic() in the caller process (same clock as the parent's)
+    status: int = 0
+    reason: str = ""
+    sdp: str = ""  # the far end's SDP (answered / reanswered)
+    remote_host: str = ""  # audio address the far end answered with
+    remote_port: int = 0
+    codec: str = ""
+    payload_type: int = -1
+    direction: str = ""
+
+
+Message = Reply | Ready | CallerEvent
+
+
+# ------------------------------------------------------------------ parent side
+
+
+class SipCaller:
+    """Parent-side handle; every method is async and never blocks the event loop."""
+
+    def __init__(self, settings: CallerSettings | None = None) -> None:
+        self.settings = settings or CallerSettings()
+        self.events: list[CallerEvent] = []
+        self.address: tuple[str, int] | None = None
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._conn: multiprocessing.connection.Connection | None = None
+        self._reader: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._seq = 0
+        self._replies: dict[int, asyncio.Future[Reply]] = {}
+        self._ready: asyncio.Future[Ready] | None = None
+        self._changed = asyncio.Event()
+        self._encoder = msgspec.msgpack.Encoder()
+
+    async def start(self, timeout: float = 20.0) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._ready = self._loop.create_future()
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe()
+        self._conn = parent
+        self._process = ctx.Process(
+            target=_child_main,
+            args=(child, msgspec.msgpack.encode(self.settings)),
+            name="sip-caller",
+            daemon=True,
+        )
+        self._process.start()
+        child.close()
+        self._reader = threading.Thread(target=self._read, name="sip-caller-reader", daemon=True)
+        self._reader.start()
+        ready = await asyncio.wait_for(self._ready, timeout)
+        self.address = (ready.host, ready.port)
+
+    async def dial(self, uri: str, **options) -> None:
+        await self._command(Dial(uri=uri, **options))
+
+    async def hold(self) -> None:
+        await self._command(Hold())
+
+    async def unhold(self) -> None:
+        await self._command(Unhold())
+
+    async def go_silent(self, seconds: float) -> None:
+        await self._command(GoSilent(seconds))
+
+    async def hangup(self) -> None:
+        await self._command(Hangup())
+
+    async def wait_for(self, kind: EventKind, timeout: float = 10.0, after: int = 0) -> CallerEvent:
+        """First event of ``kind`` at index >= ``after`` in ``events``; TimeoutError if none."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for event in self.events[after:]:
+                if event.kind == kind:
+                    return event
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                seen = [e.kind for e in self.events]
+                raise TimeoutError(f"no {kind!r} event within {timeout}s (saw {seen})")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                pass
+
+    async def close(self, timeout: float = 10.0) -> None:
+        if self._process is None:
+            return
+        if self._process.is_alive():
+            try:
+                await asyncio.wait_for(self._command(Shutdown()), timeout)
+            except (TimeoutError, RuntimeError, OSError):
+                pass
+        await asyncio.to_thread(self._process.join, timeout)
+        if self._process.is_alive():
+            self._process.kill()
+            await asyncio.to_thread(self._process.join, 2.0)
+        if self._conn is not None:
+            self._conn.close()
+        self._process = None
+
+    async def __aenter__(self) -> SipCaller:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.close()
+
+    async def _command(self, command: Command, timeout: float = 10.0) -> None:
+        if self._conn is None or self._loop is None:
+            raise RuntimeError("SipCaller is not started")
+        self._seq += 1
+        future: asyncio.Future[Reply] = self._loop.create_future()
+        self._replies[self._seq] = future
+        self._conn.send_bytes(self._encoder.encode(Request(self._seq, command)))
+        reply = await asyncio.wait_for(future, timeout)
+        if not reply.ok:
+            raise RuntimeError(f"caller {type(command).__name__} failed: {reply.error}")
+
+    def _read(self) -> None:
+        decoder = msgspec.msgpack.Decoder(Message)
+        assert self._conn is not None and self._loop is not None
+        while True:
+            try:
+                message = decoder.decode(self._conn.recv_bytes())
+            except (EOFError, OSError):
+                self._loop.call_soon_threadsafe(self._on_closed)
+                return
+            self._loop.call_soon_threadsafe(self._on_message, message)
+
+    def _on_message(self, message: Message) -> None:
+        if isinstance(message, Ready):
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_result(message)
+        elif isinstance(message, Reply):
+            future = self._replies.pop(message.seq, None)
+            if future is not None and not future.done():
+                future.set_result(message)
+        else:
+            self.events.append(message)
+            self._changed.set()
+
+    def _on_closed(self) -> None:
+        for future in self._replies.values():
+            if not future.done():
+                future.set_exception(RuntimeError("caller process exited"))
+        self._replies.clear()
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(RuntimeError("caller process exited before it was ready"))
+
+
+# ------------------------------------------------------------------ child process
+
+
+def _child_main(conn: multiprocessing.connection.Connection, settings_bytes: bytes) -> None:
+    settings = msgspec.msgpack.decode(settings_bytes, type=CallerSettings)
+    logging.basicConfig(level=logging.WARNING, format="caller[%(process)d] %(message)s")
+    agent = _CallerAgent(settings, conn)
+    agent.serve()
+
+
+class _CallerAgent:
+    """The child's pjsua2 user agent: executes Commands on its PjsuaThread."""
+
+    def __init__(self, settings: CallerSettings, conn: multiprocessing.connection.Connection):
+        import pjsua2 as pj
+
+        from theo_ray.sip.pj_thread import PjLogWriter, PjsuaThread
+
+        self.pj = pj
+        self.settings = settings
+        self.conn = conn
+        self._send_lock = threading.Lock()
+        self._encoder = msgspec.msgpack.Encoder()
+        self._log_writer = PjLogWriter(logging.getLogger("theo_ray.sim.pjsip"))
+        self.thread = PjsuaThread("sip-caller", pj.Endpoint, self._setup, poll_interval_ms=5)
+        self.account = None
+        self.call = None
+        self.dial: Dial | None = None
+        self.address: tuple[str, int] = ("", 0)
+        self.player = None
+        self.recorder = None
+        self.local_hangup = False
+        self.invites_answered = 0
+
+    # -- plumbing
+    def send(self, message: Message) -> None:
+        data = self._encoder.encode(message)
+        with self._send_lock:
+            try:
+                self.conn.send_bytes(data)
+            except (OSError, ValueError):
+                pass  # parent gone; the serve loop ends on EOF
+
+    def event(self, kind: EventKind, **fields) -> None:
+        self.send(CallerEvent(kind=kind, at=time.monotonic(), **fields))
+
+    def serve(self) -> None:
+        self.thread.start()
+        self.send(Ready(*self.address))
+        decoder = msgspec.msgpack.Decoder(Request)
+        while True:
+            try:
+                request = decoder.decode(self.conn.recv_bytes())
+            except (EOFError, OSError):
+                break
+            command = request.command
+            if isinstance(command, GoSilent):
+                self.thread.pause(command.seconds)
+                self.send(Reply(request.seq, True))
+                continue
+            if isinstance(command, Shutdown):
+                self.thread.stop(self._hangup_quietly)
+                self.send(Reply(request.seq, True))
+                break
+            future = self.thread.submit(lambda c=command: self.execute(c))
+            try:
+                future.result(timeout=30.0 + (self.thread._paused_until - time.monotonic()))
+                self.send(Reply(request.seq, True))
+            except Exception as exc:  # noqa: BLE001 - reported to the parent
+                error = exc.info() if isinstance(exc, self.pj.Error) else repr(exc)
+                self.send(Reply(request.seq, False, error))
+        self.thread.stop(self._hangup_quietly)
+        os._exit(0)  # pjsua2 objects must not be finalised after libDestroy
+
+    # -- pjsua thread
+    def _setup(self, ep) -> None:
+        pj, s = self.pj, self.settings
+        cfg = pj.EpConfig()
+        cfg.uaConfig.threadCnt = 0
+        cfg.uaConfig.mainThreadOnly = False
+        cfg.uaConfig.userAgent = "theo-sip-caller"
+        cfg.medConfig.threadCnt = 0
+        cfg.medConfig.noVad = True
+        cfg.logConfig.level = s.log_level
+        cfg.logConfig.consoleLevel = s.log_level
+        cfg.logConfig.writer = self._log_writer
+        ep.libInit(cfg)
+        ep.audDevManager().setNullDev()
+        for info in ep.codecEnum2():
+            ep.codecSetPriority(info.codecId, 0)
+        for rank, name in enumerate(s.codecs):
+            ep.codecSetPriority(_CODEC_IDS[name.upper()], 255 - rank)
+        tcfg = pj.TransportConfig()
+        tcfg.port = s.port
+        tcfg.boundAddress = s.host
+        kind = pj.PJSIP_TRANSPORT_UDP if s.transport == "udp" else pj.PJSIP_TRANSPORT_TCP
+        tid = ep.transportCreate(kind, tcfg)
+        host, _, port = ep.transportGetInfo(tid).localName.rpartition(":")
+        self.address = (host.strip("[]"), int(port))
+        ep.libStart()
+
+        acfg = pj.AccountConfig()
+        acfg.idUri = f'"{s.display_name}" <sip:{s.user}@{host}:{port}>'
+        acfg.callConfig.timerUse = {
+            "inactive": pj.PJSUA_SIP_TIMER_INACTIVE,
+            "optional": pj.PJSUA_SIP_TIMER_OPTIONAL,
+            "required": pj.PJSUA_SIP_TIMER_REQUIRED,
+            "always": pj.PJSUA_SIP_TIMER_ALWAYS,
+        }[s.session_timers]
+        acfg.callConfig.timerSessExpiresSec = s.session_expires
+        acfg.callConfig.timerMinSESec = s.min_se
+        acfg.sipConfig.transportId = tid
+        acfg.mediaConfig.useLoopMedTp = s.media == "external"
+        acfg.mediaConfig.transportConfig.boundAddress = s.host
+        acfg.mediaConfig.transportConfig.port = 0
+        self.account = pj.Account()
+        self.account.create(acfg, True)
+
+    def execute(self, command: Command) -> None:
+        pj = self.pj
+        if isinstance(command, Dial):
+            if self.call is not None:
+                raise RuntimeError("a call is already up")
+            if self.settings.media == "external" and not command.local_rtp_port:
+                raise RuntimeError("external media needs local_rtp_host/local_rtp_port")
+            self.dial = command
+            self.local_hangup = False
+            self.invites_answered = 0
+            prm = pj.CallOpParam(True)
+            for name, value in command.headers.items():
+                header = pj.SipHeader()
+                header.hName, header.hValue = name, value
+                prm.txOption.headers.append(header)
+            self.call = _CallerCall(self, self.account)
+            self.call.makeCall(command.uri, prm)
+        elif self.call is None:
+            raise RuntimeError("no call")
+        elif isinstance(command, Hold):
+            self.call.setHold(pj.CallOpParam(True))
+        elif isinstance(command, Unhold):
+            prm = pj.CallOpParam(True)
+            prm.opt.flag = pj.PJSUA_CALL_UNHOLD
+            self.call.reinvite(prm)
+        elif isinstance(command, Hangup):
+            self.local_hangup = True
+            self.call.hangup(pj.CallOpParam(True))
+
+    def _hangup_quietly(self) -> None:
+        if self.call is not None:
+            try:
+                self.local_hangup = True
+                self.call.hangup(self.pj.CallOpParam(True))
+            except self.pj.Error:
+                pass
+            for _ in range(20):  # let the BYE leave (bounded)
+                self.thread.endpoint.libHandleEvents(10)
+
+    # -- callbacks (pjsua thread)
+    def on_sdp_created(self, prm) -> None:
+        dial = self.dial
+        if self.settings.media == "external" and dial is not None and not prm.remSdp.wholeSdp:
+            from theo_ray.sip.sdp import retarget_audio
+
+            prm.sdp.wholeSdp = retarget_audio(
+                prm.sdp.wholeSdp, dial.local_rtp_host or self.settings.host, dial.local_rtp_port
+            )
+
+    def on_call_state(self, call, prm) -> None:
+        pj = self.pj
+        info = call.getInfo()
+        if info.state == pj.PJSIP_INV_STATE_EARLY and info.lastStatusCode:
+            self.event("progress", status=info.lastStatusCode, reason=info.lastReason)
+        elif info.state == pj.PJSIP_INV_STATE_CONFIRMED:
+            self.event("confirmed", status=info.lastStatusCode)
+        elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self.player = None
+            self.recorder = None
+            self.event(
+                "disconnected",
+                status=info.lastStatusCode,
+                reason="local" if self.local_hangup else "remote",
+            )
+            # Drop the Call after this callback returns, on the same thread.
+            self.thread.submit(self._forget_call)
+
+    def _forget_call(self) -> None:
+        self.call = None
+
+    def on_tsx_state(self, call, prm) -> None:
+        pj = self.pj
+        event = prm.e
+        if event.type != pj.PJSIP_EVENT_TSX_STATE:
+            return
+        body = event.body.tsxState
+        tsx = body.tsx
+        if tsx.method == "BYE" and tsx.role == pj.PJSIP_ROLE_UAS:
+            self.event("bye_received")
+            return
+        if (
+            tsx.method == "INVITE"
+            and tsx.role == pj.PJSIP_ROLE_UAC
+            and body.type == pj.PJSIP_EVENT_RX_MSG
+            and 200 <= tsx.statusCode < 300
+        ):
+            self._report_answer(body.src.rdata.wholeMsg, tsx.statusCode)
+
+    def _report_answer(self, message: str, status: int) -> None:
+        from theo_ray.sip.invite import parse_invite
+        from theo_ray.sip.sdp import SdpError, parse_offer
+
+        kind: EventKind = "answered" if self.invites_answered == 0 else "reanswered"
+        self.invites_answered += 1
+        body = parse_invite(message).body
+        try:
+            answer = parse_offer(body)
+        except SdpError as exc:
+            self.event(kind, status=status, sdp=body, reason=f"unreadable answer: {exc}")
+            return
+        codec = answer.formats[0]
+        self.event(
+            kind,
+            status=status,
+            sdp=body,
+            remote_host=answer.connection_host,
+            remote_port=answer.audio_port,
+            codec=codec.encoding.upper(),
+            payload_type=codec.payload_type,
+            direction=answer.direction,
+        )
+
+    def on_media_state(self, call, prm) -> None:
+        pj, dial = self.pj, self.dial
+        if self.settings.media != "pjsua" or dial is None or self.player is not None:
+            return
+        try:
+            audio = call.getAudioMedia(-1)
+        except pj.Error:
+            return
+        try:
+            if dial.record_wav:
+                self.recorder = pj.AudioMediaRecorder()
+                self.recorder.createRecorder(dial.record_wav)
+                audio.startTransmit(self.recorder)
+            if dial.play_wav:
+                self.player = pj.AudioMediaPlayer()
+                self.player.createPlayer(dial.play_wav, 0 if dial.play_loop else pj.PJMEDIA_FILE_NO_LOOP)
+                self.player.startTransmit(audio)
+        except pj.Error as exc:
+            self.event("error", reason=f"media: {exc.info()}")
+            return
+        self.event("media_active")
+
+
+def _caller_call_class():
+    import pjsua2 as pj
+
+    class CallerCall(pj.Call):
+        def __init__(self, agent: _CallerAgent, account) -> None:
+            super().__init__(account)
+            self.agent = agent
+
+        def onCallState(self, prm) -> None:
+            self.agent.on_call_state(self, prm)
+
+        def onCallTsxState(self, prm) -> None:
+            self.agent.on_tsx_state(self, prm)
+
+        def onCallSdpCreated(self, prm) -> None:
+            self.agent.on_sdp_created(prm)
+
+        def onCallMediaState(self, prm) -> None:
+            self.agent.on_media_state(self, prm)
+
+    return CallerCall
+
+
+def _CallerCall(agent: _CallerAgent, account):  # noqa: N802 - builds the pjsua2 subclass lazily
+    # pjsua2 is imported only in the child process; the parent never loads it.
+    global _CALLER_CALL
+    if _CALLER_CALL is None:
+        _CALLER_CALL = _caller_call_class()
+    return _CALLER_CALL(agent, account)
+
+
+_CALLER_CALL = None
