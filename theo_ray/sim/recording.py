@@ -7,6 +7,13 @@ silent, so "agent audio started 640 ms after the caller stopped" can be read off
 It saves as a stereo WAV (left = caller, right = agent) plus a sidecar JSON with the events the
 simulator marked (utterance start/end, barge-in instants, DTMF, hang-up) and the write counters.
 
+Event conventions the analysis relies on: every caller utterance is bracketed by
+``utterance_start`` / ``utterance_end`` on track ``tx`` whose ``label`` is
+``scenario.utterance_label(step_index, utterance)``; a ``barge_in`` step also gets a
+``barge_in`` (expect_agent=stops) or ``backchannel`` (expect_agent=continues) event with the same
+label at its start; ``call_answered`` and ``hangup``/``call_ended`` bound the call; a transfer
+the caller side notices is a ``transfer`` event.
+
 Frames must already be at the recording's rate (the simulator's one resampling point is before
 this). Writes may come from a SIP media thread, so they take a lock.
 """
