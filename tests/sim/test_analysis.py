@@ -210,3 +210,12 @@ def test_percentiles() -> None:
     assert (p.p50, p.p95, p.p99) == pytest.approx(tuple(expected), abs=0.05)
     assert p.max == 100.0 and p.mean == pytest.approx(50.5)
     assert percentiles([None]).count == 0 and percentiles([]).p50 is None
+
+
+def test_an_empty_or_silent_call_measures_nothing_but_the_silence() -> None:
+    assert analyse(CallRecording()).caller_turns == []
+    rec = CallRecording()
+    rec.extend_to(s(5))
+    result = analyse(rec)
+    assert result.caller_regions == result.agent_regions == [] and result.latencies == []
+    assert [(g.start_ms, g.end_ms) for g in result.long_silences] == [(0.0, 5000.0)]
