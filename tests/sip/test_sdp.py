@@ -149,3 +149,16 @@ def test_wideband_event_type_follows_codec_clock():
     )
     codec = choose_codec(offer, ["L16"])
     assert offer.telephone_event_for(codec).payload_type == 102
+
+
+def test_retarget_audio_moves_connection_port_and_rtcp():
+    from theo_ray.sip.sdp import retarget_audio
+
+    pjsua_offer = (
+        "v=0\r\no=- 3 2 IN IP4 127.0.0.1\r\ns=pjmedia\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        "m=audio 4000 RTP/AVP 0 101\r\nc=IN IP4 127.0.0.1\r\na=rtcp:4001 IN IP4 127.0.0.1\r\n"
+        "a=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+    )
+    moved = parse_offer(retarget_audio(pjsua_offer, "127.0.0.9", 50000))
+    assert (moved.connection_host, moved.audio_port) == ("127.0.0.9", 50000)
+    assert "a=rtcp:50001" in retarget_audio(pjsua_offer, "127.0.0.9", 50000)

@@ -1,8 +1,9 @@
 """SipCaller: a SIP caller user agent (pjsua2) in its own process, driven from asyncio.
 
 pjsua2 allows one Endpoint per process, and a test or benchmark already has one (the
-gateway), so the caller lives in a spawned child process. The parent talks to it with
-msgspec-encoded commands over a multiprocessing pipe and gets back typed events
+gateway), so the caller lives in a child process (``python -m theo_ray.sim.sip_caller``).
+The parent talks to it with length-prefixed msgspec commands on the child's stdin and
+gets back typed events on its stdout
 (180, 200 + SDP, BYE received, disconnect) stamped with ``time.monotonic()``, which is
 the same clock in both processes on Linux.
 
@@ -20,12 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
-import multiprocessing.connection
 import os
+import struct
+import sys
 import threading
 import time
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import msgspec
 
@@ -141,6 +142,8 @@ Message = Reply | Ready | CallerEvent
 
 # ------------------------------------------------------------------ parent side
 
+_FRAME = struct.Struct(">I")  # length prefix of each msgpack frame on the pipes
+
 
 class SipCaller:
     """Parent-side handle; every method is async and never blocks the event loop."""
@@ -149,10 +152,8 @@ class SipCaller:
         self.settings = settings or CallerSettings()
         self.events: list[CallerEvent] = []
         self.address: tuple[str, int] | None = None
-        self._process: multiprocessing.process.BaseProcess | None = None
-        self._conn: multiprocessing.connection.Connection | None = None
-        self._reader: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task | None = None
         self._seq = 0
         self._replies: dict[int, asyncio.Future[Reply]] = {}
         self._ready: asyncio.Future[Ready] | None = None
@@ -160,22 +161,23 @@ class SipCaller:
         self._encoder = msgspec.msgpack.Encoder()
 
     async def start(self, timeout: float = 20.0) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._ready = self._loop.create_future()
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe()
-        self._conn = parent
-        self._process = ctx.Process(
-            target=_child_main,
-            args=(child, msgspec.msgpack.encode(self.settings)),
-            name="sip-caller",
-            daemon=True,
+        # A fresh interpreter (not multiprocessing) so the caller never re-imports the
+        # parent's __main__; stdin/stdout carry the frames, stderr the caller's logs.
+        self._ready = asyncio.get_running_loop().create_future()
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "theo_ray.sim.sip_caller",
+            msgspec.json.encode(self.settings).decode(),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
         )
-        self._process.start()
-        child.close()
-        self._reader = threading.Thread(target=self._read, name="sip-caller-reader", daemon=True)
-        self._reader.start()
-        ready = await asyncio.wait_for(self._ready, timeout)
+        self._reader = asyncio.create_task(self._read())
+        try:
+            ready = await asyncio.wait_for(self._ready, timeout)
+        except BaseException:
+            await self.close()
+            raise
         self.address = (ready.host, ready.port)
 
     async def dial(self, uri: str, **options) -> None:
@@ -211,20 +213,22 @@ class SipCaller:
                 pass
 
     async def close(self, timeout: float = 10.0) -> None:
-        if self._process is None:
+        process = self._process
+        if process is None:
             return
-        if self._process.is_alive():
+        self._process = None
+        if process.returncode is None:
             try:
-                await asyncio.wait_for(self._command(Shutdown()), timeout)
+                await asyncio.wait_for(self._command(Shutdown(), process=process), timeout)
             except (TimeoutError, RuntimeError, OSError):
                 pass
-        await asyncio.to_thread(self._process.join, timeout)
-        if self._process.is_alive():
-            self._process.kill()
-            await asyncio.to_thread(self._process.join, 2.0)
-        if self._conn is not None:
-            self._conn.close()
-        self._process = None
+            try:
+                await asyncio.wait_for(process.wait(), timeout)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        if self._reader is not None:
+            await asyncio.wait([self._reader], timeout=2.0)
 
     async def __aenter__(self) -> SipCaller:
         await self.start()
@@ -233,27 +237,35 @@ class SipCaller:
     async def __aexit__(self, *exc_info) -> None:
         await self.close()
 
-    async def _command(self, command: Command, timeout: float = 10.0) -> None:
-        if self._conn is None or self._loop is None:
+    async def _command(
+        self, command: Command, timeout: float = 10.0, process: asyncio.subprocess.Process | None = None
+    ) -> None:
+        process = process or self._process
+        if process is None or process.stdin is None:
             raise RuntimeError("SipCaller is not started")
         self._seq += 1
-        future: asyncio.Future[Reply] = self._loop.create_future()
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._replies[self._seq] = future
-        self._conn.send_bytes(self._encoder.encode(Request(self._seq, command)))
+        data = self._encoder.encode(Request(self._seq, command))
+        process.stdin.write(_FRAME.pack(len(data)) + data)
+        await process.stdin.drain()
         reply = await asyncio.wait_for(future, timeout)
         if not reply.ok:
             raise RuntimeError(f"caller {type(command).__name__} failed: {reply.error}")
 
-    def _read(self) -> None:
+    async def _read(self) -> None:
         decoder = msgspec.msgpack.Decoder(Message)
-        assert self._conn is not None and self._loop is not None
-        while True:
-            try:
-                message = decoder.decode(self._conn.recv_bytes())
-            except (EOFError, OSError):
-                self._loop.call_soon_threadsafe(self._on_closed)
-                return
-            self._loop.call_soon_threadsafe(self._on_message, message)
+        assert self._process is not None and self._process.stdout is not None
+        stdout = self._process.stdout
+        try:
+            while True:
+                header = await stdout.readexactly(_FRAME.size)
+                message = decoder.decode(await stdout.readexactly(_FRAME.unpack(header)[0]))
+                self._on_message(message)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._on_closed()
 
     def _on_message(self, message: Message) -> None:
         if isinstance(message, Ready):
@@ -279,24 +291,28 @@ class SipCaller:
 # ------------------------------------------------------------------ child process
 
 
-def _child_main(conn: multiprocessing.connection.Connection, settings_bytes: bytes) -> None:
-    settings = msgspec.msgpack.decode(settings_bytes, type=CallerSettings)
+def _child_main(settings_json: str) -> None:
+    settings = msgspec.json.decode(settings_json, type=CallerSettings)
+    # Frames own the real stdout; anything C code prints goes to stderr instead.
+    frames_out = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)
     logging.basicConfig(level=logging.WARNING, format="caller[%(process)d] %(message)s")
-    agent = _CallerAgent(settings, conn)
+    agent = _CallerAgent(settings, sys.stdin.buffer, frames_out)
     agent.serve()
 
 
 class _CallerAgent:
     """The child's pjsua2 user agent: executes Commands on its PjsuaThread."""
 
-    def __init__(self, settings: CallerSettings, conn: multiprocessing.connection.Connection):
+    def __init__(self, settings: CallerSettings, frames_in: BinaryIO, frames_out: BinaryIO):
         import pjsua2 as pj
 
         from theo_ray.sip.pj_thread import PjLogWriter, PjsuaThread
 
         self.pj = pj
         self.settings = settings
-        self.conn = conn
+        self.frames_in = frames_in
+        self.frames_out = frames_out
         self._send_lock = threading.Lock()
         self._encoder = msgspec.msgpack.Encoder()
         self._log_writer = PjLogWriter(logging.getLogger("theo_ray.sim.pjsip"))
@@ -315,7 +331,7 @@ class _CallerAgent:
         data = self._encoder.encode(message)
         with self._send_lock:
             try:
-                self.conn.send_bytes(data)
+                self.frames_out.write(_FRAME.pack(len(data)) + data)
             except (OSError, ValueError):
                 pass  # parent gone; the serve loop ends on EOF
 
@@ -327,10 +343,10 @@ class _CallerAgent:
         self.send(Ready(*self.address))
         decoder = msgspec.msgpack.Decoder(Request)
         while True:
-            try:
-                request = decoder.decode(self.conn.recv_bytes())
-            except (EOFError, OSError):
-                break
+            header = self.frames_in.read(_FRAME.size)
+            if len(header) < _FRAME.size:
+                break  # parent closed the pipe
+            request = decoder.decode(self.frames_in.read(_FRAME.unpack(header)[0]))
             command = request.command
             if isinstance(command, GoSilent):
                 self.thread.pause(command.seconds)
@@ -342,7 +358,7 @@ class _CallerAgent:
                 break
             future = self.thread.submit(lambda c=command: self.execute(c))
             try:
-                future.result(timeout=30.0 + (self.thread._paused_until - time.monotonic()))
+                future.result(timeout=30.0 + max(0.0, self.thread.paused_for()))
                 self.send(Reply(request.seq, True))
             except Exception as exc:  # noqa: BLE001 - reported to the parent
                 error = exc.info() if isinstance(exc, self.pj.Error) else repr(exc)
@@ -561,3 +577,7 @@ def _CallerCall(agent: _CallerAgent, account):  # noqa: N802 - builds the pjsua2
 
 
 _CALLER_CALL = None
+
+
+if __name__ == "__main__":
+    _child_main(sys.argv[1])

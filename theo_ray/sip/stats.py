@@ -1,0 +1,26 @@
+"""GatewayStats: what the SIP gateway counted since it started."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class GatewayStats(msgspec.Struct):
+    invites: int = 0  # initial INVITEs seen by the application (any source)
+    answered: int = 0  # 200 OK sent
+    rejected_403: int = 0  # source not in allowed_peers
+    malformed_sdp: int = 0  # offer we could not parse (initial or re-INVITE)
+    no_common_codec: int = 0  # well-formed offer without a codec we decode (488)
+    rejected_by_stack: int = 0  # INVITEs pjsip refused before the application saw them
+    duplicate_session: int = 0  # X-Theo-Session already in a live call (486)
+    setup_failed: int = 0  # router failed or was too slow (503)
+    cancels: int = 0
+    byes_received: int = 0
+    agent_hangups: int = 0
+    timers_expired: int = 0  # RFC 4028 expiry: peer stopped refreshing
+    reinvites: int = 0  # re-offers answered (hold, unhold, new address, refresh with SDP)
+    media_updates: int = 0  # re-offers that changed RemoteMedia (update_call sent)
+    router_errors: int = 0  # update_call/close_call raised
+    active_calls: int = 0
+    # INVITE received -> 200 OK sent, milliseconds, most recent calls last (bounded).
+    answer_ms: list[float] = msgspec.field(default_factory=list)

@@ -1,0 +1,523 @@
+"""SipUserAgent: Theo's SIP signalling on pjsua2 — INVITE in, 200 OK with the CallActor's SDP.
+
+It only signals. pjsua keeps its default single audio stream (with none it answers 488)
+but the account uses an in-memory loop media transport, so pjsua opens no RTP/RTCP
+socket; every SDP answer on the wire is built by ``theo_ray.sip.sdp`` from the offer and
+the CallActor's socket (``MediaAnswer``). The first answer goes out with
+``Call.answer(sdp=...)`` once the router has opened the call; re-offers are rewritten in
+``onCallSdpCreated`` and reported to the router as ``update_call``.
+
+Threading: pjsua2 runs in one PjsuaThread; the router is awaited on the asyncio loop that
+started the agent. pjsua2 objects are only touched on the pjsua thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import msgspec
+import pjsua2 as pj
+
+from theo_ray.sip.invite import PeerFilter, parse_invite, source_host
+from theo_ray.sip.messages import CallEnded, CallSetup, EndReason, MediaAnswer, RemoteMedia
+from theo_ray.sip.pj_thread import PjLogWriter, PjsuaThread
+from theo_ray.sip.router import CallRouter
+from theo_ray.sip.sdp import (
+    NoCommonCodec,
+    RtpFormat,
+    SdpError,
+    SdpOffer,
+    SdpOrigin,
+    answer_direction,
+    build_answer,
+    choose_codec,
+    parse_offer,
+)
+from theo_ray.sip.settings import SipSettings
+from theo_ray.sip.stats import GatewayStats
+
+log = logging.getLogger(__name__)
+
+_TIMER_USE = {
+    "inactive": pj.PJSUA_SIP_TIMER_INACTIVE,
+    "optional": pj.PJSUA_SIP_TIMER_OPTIONAL,
+    "required": pj.PJSUA_SIP_TIMER_REQUIRED,
+    "always": pj.PJSUA_SIP_TIMER_ALWAYS,
+}
+_ANSWER_SAMPLES = 200  # INVITE -> 200 OK times kept in GatewayStats
+
+
+def remote_media(offer: SdpOffer, codec: RtpFormat, ptime_ms: int) -> RemoteMedia:
+    event = offer.telephone_event_for(codec)
+    return RemoteMedia(
+        host=offer.connection_host,
+        port=offer.audio_port,
+        codec=codec.encoding.upper(),
+        payload_type=codec.payload_type,
+        clock_rate=codec.clock_rate,
+        telephone_event_pt=event.payload_type if event else None,
+        direction=answer_direction(offer),
+        ptime_ms=offer.ptime or ptime_ms,
+    )
+
+
+class _GatewayEndpoint(pj.Endpoint):
+    def __init__(self, agent: SipUserAgent) -> None:
+        super().__init__()
+        self._agent = agent
+
+    def onRejectedIncomingCall(self, prm: pj.OnRejectedIncomingCallParam) -> None:
+        self._agent._on_rejected_by_stack(prm)
+
+
+class _GatewayAccount(pj.Account):
+    def __init__(self, agent: SipUserAgent) -> None:
+        super().__init__()
+        self._agent = agent
+
+    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
+        self._agent._on_incoming(self, prm)
+
+
+class _GatewayCall(pj.Call):
+    """One dialog and what Theo knows about it. Lives on the pjsua thread only."""
+
+    def __init__(self, agent: SipUserAgent, account: pj.Account, call_id: int) -> None:
+        super().__init__(account, call_id)
+        self.agent = agent
+        self.pj_id = call_id
+        self.setup: CallSetup | None = None
+        self.codec: RtpFormat | None = None
+        self.media: MediaAnswer | None = None
+        self.origin = SdpOrigin(session_id=random.randrange(1, 2**31))
+        self.pending_offer: SdpOffer | None = None
+        self.confirmed = False
+        self.answered = False
+        self.setup_failed = False
+        self.end_reason: EndReason | None = None  # set by Theo before it hangs up
+        self.ended = False
+
+    def onCallState(self, prm: pj.OnCallStateParam) -> None:
+        self.agent._on_call_state(self, prm)
+
+    def onCallTsxState(self, prm: pj.OnCallTsxStateParam) -> None:
+        self.agent._on_tsx_state(self, prm)
+
+    def onCallRxOffer(self, prm: pj.OnCallRxOfferParam) -> None:
+        self.agent._on_rx_offer(self, prm)
+
+    def onCallSdpCreated(self, prm: pj.OnCallSdpCreatedParam) -> None:
+        self.agent._on_sdp_created(self, prm)
+
+
+class SipUserAgent:
+    """The gateway's SIP user agent. ``await start()`` on the loop the router runs on."""
+
+    def __init__(
+        self,
+        settings: SipSettings,
+        router: CallRouter,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self._router = router
+        self._clock = clock
+        self._peers = PeerFilter(settings.allowed_peers)
+        self._preference = list(settings.codec_preference)  # narrowed to pjsua's codecs at start
+        self._stats = GatewayStats()
+        self._answer_ms: collections.deque[float] = collections.deque(maxlen=_ANSWER_SAMPLES)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pj = PjsuaThread(
+            "sip-gateway",
+            lambda: _GatewayEndpoint(self),
+            self._setup_endpoint,
+            poll_interval_ms=settings.poll_interval_ms,
+        )
+        self._account: _GatewayAccount | None = None
+        self._log_writer = PjLogWriter(logging.getLogger("theo_ray.sip.pjsip"))
+        self._calls: dict[int, _GatewayCall] = {}  # pjsua call id -> call, until DISCONNECTED
+        self._sessions: dict[str, _GatewayCall] = {}  # session id -> live call
+        # Loop side: router tasks in flight, and each session's open_call task.
+        self._tasks: set[asyncio.Task] = set()
+        self._opening: dict[str, asyncio.Task] = {}
+        self.addresses: dict[str, tuple[str, int]] = {}  # transport -> bound (host, port)
+
+    # ------------------------------------------------------------------ public API
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self._pj.start)
+        log.info("SIP gateway listening on %s", self.addresses)
+
+    async def stop(self) -> None:
+        """Hang up live calls (reason gateway_shutdown), destroy pjsua, flush close_call."""
+        if self._pj.running:
+            await asyncio.to_thread(self._pj.stop, self._hangup_all)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5.0)
+
+    async def hangup(self, session_id: str) -> bool:
+        """Agent-initiated hang-up (BYE, or 603 if not answered yet); False if no such call."""
+        return await self._pj.run(lambda: self._hangup(session_id, "agent_hangup"))
+
+    def stats(self) -> GatewayStats:
+        stats = GatewayStats(**{f: getattr(self._stats, f) for f in self._stats.__struct_fields__})
+        stats.active_calls = len(self._sessions)
+        stats.answer_ms = list(self._answer_ms)
+        return stats
+
+    def active_sessions(self) -> list[str]:
+        return list(self._sessions)
+
+    # ------------------------------------------------------------------ pjsua setup
+
+    def _setup_endpoint(self, ep: pj.Endpoint) -> None:
+        s = self.settings
+        cfg = pj.EpConfig()
+        cfg.uaConfig.threadCnt = 0
+        cfg.uaConfig.mainThreadOnly = False
+        cfg.uaConfig.maxCalls = s.max_calls
+        cfg.uaConfig.userAgent = s.user_agent
+        cfg.medConfig.threadCnt = 0  # one poller only: the PjsuaThread
+        cfg.medConfig.noVad = True
+        cfg.logConfig.level = s.log_level
+        cfg.logConfig.consoleLevel = s.log_level
+        cfg.logConfig.writer = self._log_writer
+        ep.libInit(cfg)
+        ep.audDevManager().setNullDev()
+        # The loop stream pjsua keeps must be creatable for every codec we may answer.
+        # pjsua keeps a (loop) stream per call, so only codecs it can instantiate may be
+        # answered; this wheel, for one, registers L16 at 44.1 kHz only.
+        available = {c.codecId.split("/")[0].upper() + "/" + c.codecId.split("/")[1]
+                     for c in ep.codecEnum2()}
+        for codec_id in ("L16/8000/1", "L16/16000/1", "G722/16000/1", "PCMU/8000/1", "PCMA/8000/1"):
+            name, rate, _ = codec_id.split("/")
+            if f"{name.upper()}/{rate}" in available:
+                ep.codecSetPriority(codec_id, 128)
+        pjsua_names = {key.split("/")[0] for key in available if not key.startswith("L16/44100")}
+        self._preference = [n for n in s.codec_preference if n.upper() in pjsua_names]
+        dropped = [n for n in s.codec_preference if n not in self._preference]
+        if dropped:
+            log.warning("codecs %s left out of answers: this pjsua build cannot stream them", dropped)
+        kinds = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP}
+        for name in s.transports:
+            tcfg = pj.TransportConfig()
+            tcfg.port = s.port
+            tcfg.boundAddress = s.host
+            tid = ep.transportCreate(kinds[name], tcfg)
+            local = ep.transportGetInfo(tid).localName
+            host, _, port = local.rpartition(":")
+            self.addresses[name] = (host.strip("[]"), int(port))
+        ep.libStart()
+
+        acfg = pj.AccountConfig()
+        first = next(iter(self.addresses.values()))
+        acfg.idUri = f"sip:{s.account_user}@{first[0]}:{first[1]}"
+        acfg.callConfig.timerUse = _TIMER_USE[s.session_timers]
+        acfg.callConfig.timerSessExpiresSec = s.session_expires
+        acfg.callConfig.timerMinSESec = s.min_se
+        acfg.mediaConfig.useLoopMedTp = True
+        self._account = _GatewayAccount(self)
+        self._account.create(acfg, True)
+
+    def _hangup_all(self) -> None:
+        for session_id in list(self._sessions):
+            self._hangup(session_id, "gateway_shutdown")
+        # Let the BYEs leave before the endpoint goes (bounded).
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline and self._pj.endpoint is not None:
+            self._pj.endpoint.libHandleEvents(10)
+        self._account = None
+
+    # ------------------------------------------------------------------ incoming INVITE
+
+    def _on_rejected_by_stack(self, prm: pj.OnRejectedIncomingCallParam) -> None:
+        self._stats.rejected_by_stack += 1
+        self._stats.invites += 1
+        info = parse_invite(prm.rdata.wholeMsg)
+        try:
+            parse_offer(info.body)
+        except SdpError as exc:
+            self._stats.malformed_sdp += 1
+            log.warning(
+                "INVITE %s from %s refused by pjsip (%s %s): %s",
+                info.call_id, prm.rdata.srcAddress, prm.statusCode, prm.reason, exc,
+            )
+            return
+        if prm.statusCode == 488:
+            self._stats.no_common_codec += 1  # pjsua found none of its codecs in the offer
+        log.warning(
+            "INVITE %s from %s refused by pjsip: %s %s",
+            info.call_id, prm.rdata.srcAddress, prm.statusCode, prm.reason,
+        )
+
+    def _on_incoming(self, account: pj.Account, prm: pj.OnIncomingCallParam) -> None:
+        invite_at = self._clock()
+        self._stats.invites += 1
+        call = _GatewayCall(self, account, prm.callId)
+        self._calls[call.pj_id] = call
+        source = prm.rdata.srcAddress
+        if not self._peers.allows(source_host(source)):
+            self._stats.rejected_403 += 1
+            log.warning("INVITE from %s refused: not an allowed peer", source)
+            self._reject(call, 403)
+            return
+        info = parse_invite(prm.rdata.wholeMsg)
+        try:
+            offer = parse_offer(info.body)
+            codec = choose_codec(offer, self._preference)
+        except NoCommonCodec as exc:
+            self._stats.no_common_codec += 1
+            log.warning("INVITE %s from %s: %s", info.call_id, source, exc)
+            self._reject(call, 488)
+            return
+        except SdpError as exc:
+            self._stats.malformed_sdp += 1
+            log.warning("INVITE %s from %s: malformed offer: %s", info.call_id, source, exc)
+            self._reject(call, 488 if exc.reason in ("unsupported_profile", "no_audio") else 400)
+            return
+        session_id = info.session_header or info.call_id
+        if session_id in self._sessions:
+            self._stats.duplicate_session += 1
+            log.warning("INVITE %s: session %s already has a live call", info.call_id, session_id)
+            self._reject(call, 486)
+            return
+        call.codec = codec
+        host, port = self.addresses.get("udp") or next(iter(self.addresses.values()))
+        call.setup = CallSetup(
+            session_id=session_id,
+            sip_call_id=info.call_id,
+            caller_id=info.caller_id,
+            caller_name=info.caller_name,
+            remote=remote_media(offer, codec, self.settings.ptime_ms),
+            gateway_node=f"{host}:{port}",
+            invite_at=invite_at,
+        )
+        call.pending_offer = offer
+        self._sessions[session_id] = call
+        if self.settings.ring_before_answer:
+            self._answer(call, 180)
+        self._spawn(self._open(call), opening=session_id)
+
+    async def _open(self, call: _GatewayCall) -> None:
+        setup = call.setup
+        assert setup is not None
+        try:
+            media = await asyncio.wait_for(
+                self._router.open_call(setup), self.settings.answer_timeout_s
+            )
+        except Exception as exc:  # noqa: BLE001 - any router failure becomes a 503
+            log.warning("open_call(%s) failed: %r", setup.session_id, exc)
+            await self._pj.run(lambda: self._setup_failure(call))
+            return
+        await self._pj.run(lambda: self._answer_ok(call, media))
+
+    def _setup_failure(self, call: _GatewayCall) -> None:
+        call.setup_failed = True
+        self._stats.setup_failed += 1
+        if not call.ended:
+            self._reject(call, 503)
+
+    def _answer_ok(self, call: _GatewayCall, media: MediaAnswer) -> None:
+        if call.ended or call.pending_offer is None or call.codec is None:
+            return  # cancelled while the router worked; close_call follows
+        call.media = media
+        sdp = build_answer(
+            call.pending_offer, call.codec, media.host, media.port, call.origin,
+            ptime=self.settings.ptime_ms,
+        )
+        call.pending_offer = None
+        prm = pj.CallOpParam()
+        prm.statusCode = 200
+        prm.sdp.wholeSdp = sdp
+        try:
+            call.answer(prm)
+        except pj.Error as exc:
+            log.warning("answering %s failed: %s", call.setup and call.setup.session_id, exc.info())
+            call.setup_failed = True
+            self._stats.setup_failed += 1
+            self._reject(call, 500)
+            return
+        call.answered = True
+        self._stats.answered += 1
+        if call.setup is not None:
+            self._answer_ms.append((self._clock() - call.setup.invite_at) * 1000.0)
+
+    def _answer(self, call: _GatewayCall, code: int) -> None:
+        prm = pj.CallOpParam()
+        prm.statusCode = code
+        try:
+            call.answer(prm)
+        except pj.Error as exc:
+            log.debug("answer %d failed: %s", code, exc.info())
+
+    def _reject(self, call: _GatewayCall, code: int) -> None:
+        prm = pj.CallOpParam()
+        prm.statusCode = code
+        try:
+            call.hangup(prm)
+        except pj.Error as exc:
+            log.debug("reject %d failed: %s", code, exc.info())
+
+    # ------------------------------------------------------------------ in-dialog events
+
+    def _on_rx_offer(self, call: _GatewayCall, prm: pj.OnCallRxOfferParam) -> None:
+        """A re-INVITE/UPDATE offer: refuse what we cannot answer before pjsua does."""
+        try:
+            offer = parse_offer(prm.offer.wholeSdp)
+            call.codec = self._keep_or_choose(call, offer)
+        except NoCommonCodec as exc:
+            self._stats.no_common_codec += 1
+            log.warning("re-offer on %s refused: %s", call.setup and call.setup.session_id, exc)
+            prm.statusCode = 488
+            return
+        except SdpError as exc:
+            self._stats.malformed_sdp += 1
+            log.warning("re-offer on %s refused: %s", call.setup and call.setup.session_id, exc)
+            prm.statusCode = 488
+            return
+        call.pending_offer = offer
+
+    def _keep_or_choose(self, call: _GatewayCall, offer: SdpOffer) -> RtpFormat:
+        """Keep the running codec when the re-offer still has it (no media restart)."""
+        if call.codec is not None:
+            for fmt in offer.formats:
+                if (fmt.encoding.upper(), fmt.clock_rate) == (
+                    call.codec.encoding.upper(),
+                    call.codec.clock_rate,
+                ):
+                    return fmt
+        return choose_codec(offer, self._preference)
+
+    def _on_sdp_created(self, call: _GatewayCall, prm: pj.OnCallSdpCreatedParam) -> None:
+        """Replace pjsua's loop-transport answer with ours (re-offers after the first answer)."""
+        if not prm.remSdp.wholeSdp or call.media is None or call.setup is None:
+            return
+        offer = call.pending_offer
+        if offer is None:
+            try:
+                offer = parse_offer(prm.remSdp.wholeSdp)
+                call.codec = self._keep_or_choose(call, offer)
+            except SdpError:
+                return  # already refused in onCallRxOffer
+        call.pending_offer = None
+        assert call.codec is not None
+        prm.sdp.wholeSdp = build_answer(
+            offer, call.codec, call.media.host, call.media.port, call.origin,
+            ptime=self.settings.ptime_ms,
+        )
+        self._stats.reinvites += 1
+        remote = remote_media(offer, call.codec, self.settings.ptime_ms)
+        if remote != call.setup.remote:
+            call.setup = _replace_remote(call.setup, remote)
+            self._stats.media_updates += 1
+            self._spawn(self._update(call.setup.session_id, remote))
+
+    async def _update(self, session_id: str, remote: RemoteMedia) -> None:
+        try:
+            await self._router.update_call(session_id, remote)
+        except Exception as exc:  # noqa: BLE001 - the call goes on with old media
+            self._stats.router_errors += 1
+            log.warning("update_call(%s) failed: %r", session_id, exc)
+
+    def _on_tsx_state(self, call: _GatewayCall, prm: pj.OnCallTsxStateParam) -> None:
+        event = prm.e
+        if event.type != pj.PJSIP_EVENT_TSX_STATE:
+            return
+        tsx = event.body.tsxState.tsx
+        if tsx.method != "BYE" or call.ended:
+            return
+        if tsx.role == pj.PJSIP_ROLE_UAS:
+            self._finish(call, "caller_bye", 200)
+        elif call.end_reason is None:
+            # pjsip itself sent BYE: RFC 4028 expiry (408) or another in-dialog failure.
+            code = call.getInfo().lastStatusCode
+            self._finish(call, "session_timer_expired" if code == 408 else "sip_error", code)
+
+    def _on_call_state(self, call: _GatewayCall, prm: pj.OnCallStateParam) -> None:
+        info = call.getInfo()
+        if info.state == pj.PJSIP_INV_STATE_CONFIRMED:
+            call.confirmed = True
+        if info.state != pj.PJSIP_INV_STATE_DISCONNECTED:
+            return
+        code = info.lastStatusCode
+        if call.end_reason is not None:
+            reason: EndReason = call.end_reason
+        elif call.setup_failed:
+            reason = "setup_failed"
+        elif not call.confirmed:
+            reason = "cancel" if code == 487 else "setup_failed"
+        elif code == 408:
+            reason = "session_timer_expired"
+        else:
+            reason = "caller_bye"
+        self._finish(call, reason, code)
+        # Drop our reference after pjsua is done with this callback.
+        self._pj.submit(lambda: self._calls.pop(call.pj_id, None))
+
+    def _finish(self, call: _GatewayCall, reason: EndReason, code: int) -> None:
+        if call.ended:
+            return
+        call.ended = True
+        if call.setup is None:
+            return  # refused before any CallSetup: nothing to close
+        counters = {
+            "caller_bye": "byes_received",
+            "agent_hangup": "agent_hangups",
+            "cancel": "cancels",
+            "session_timer_expired": "timers_expired",
+        }
+        if reason in counters:
+            setattr(self._stats, counters[reason], getattr(self._stats, counters[reason]) + 1)
+        setup = call.setup
+        if self._sessions.get(setup.session_id) is call:
+            del self._sessions[setup.session_id]
+        log.info("call %s ended: %s (%s)", setup.session_id, reason, code)
+        self._spawn(self._close(CallEnded(setup.session_id, reason, setup.sip_call_id, code)))
+
+    async def _close(self, ended: CallEnded) -> None:
+        opening = self._opening.pop(ended.session_id, None)
+        if opening is not None:
+            # close_call must never overtake open_call at the router.
+            await asyncio.wait([opening])
+        try:
+            await self._router.close_call(ended)
+        except Exception as exc:  # noqa: BLE001 - counted; the dialog is gone anyway
+            self._stats.router_errors += 1
+            log.warning("close_call(%s) failed: %r", ended.session_id, exc)
+
+    def _hangup(self, session_id: str, reason: EndReason) -> bool:
+        call = self._sessions.get(session_id)
+        if call is None or call.ended:
+            return False
+        call.end_reason = reason
+        try:
+            call.hangup(pj.CallOpParam())
+        except pj.Error as exc:
+            log.warning("hangup %s failed: %s", session_id, exc.info())
+        # pjsua reports DISCONNECTED from inside hangup(); make sure the end is recorded.
+        self._finish(call, reason, 0)
+        return True
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], opening: str = "") -> None:
+        """Start ``coro`` on the agent's loop from the pjsua thread (FIFO with other spawns)."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._start_task, coro, opening)
+
+    def _start_task(self, coro: Coroutine[Any, Any, None], opening: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        if opening:
+            self._opening[opening] = task
+
+
+def _replace_remote(setup: CallSetup, remote: RemoteMedia) -> CallSetup:
+    return msgspec.structs.replace(setup, remote=remote)
