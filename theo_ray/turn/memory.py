@@ -61,8 +61,13 @@ Summarizer = Callable[[str, list[Turn]], Awaitable[str]]
 def interruption_mark(heard: str) -> str:
     """``[interrompido em: "...transferir para o supo—"]`` from the text the caller heard."""
     heard = heard.strip()
-    tail = heard[-INTERRUPTION_TAIL_CHARS:].lstrip()
-    prefix = "..." if len(heard) > INTERRUPTION_TAIL_CHARS else ""
+    tail = heard[-INTERRUPTION_TAIL_CHARS:]
+    prefix = ""
+    if len(heard) > INTERRUPTION_TAIL_CHARS:
+        prefix = "..."
+        if not heard[-INTERRUPTION_TAIL_CHARS - 1].isspace() and " " in tail:
+            tail = tail.split(" ", 1)[1]  # start the quote at a whole word
+    tail = tail.lstrip()
     return f'[interrompido em: "{prefix}{tail}—"]'
 
 
