@@ -1,0 +1,41 @@
+import pytest
+
+from theo_ray.errors import ConfigError
+from theo_ray.turn.prompt import PACKAGED_PERSONA, PromptBuilder
+from theo_ray.turn.settings import PromptSettings
+
+
+def test_packaged_persona_is_versioned_and_filled():
+    builder = PromptBuilder(PromptSettings(company_name="Acme Telecom", agent_name="Theo",
+                                           extra_instructions="Horário: 8h às 18h."))
+    assert PACKAGED_PERSONA.read_text().startswith("<!-- version: ")
+    assert builder.version == "1"
+    prompt = builder.build({"suporte": "problemas técnicos", "financeiro": "faturas"})
+    assert prompt.startswith("Você é Theo, atendente da Acme Telecom.")
+    assert "suporte (problemas técnicos); financeiro (faturas)" in prompt
+    assert prompt.rstrip().endswith("Horário: 8h às 18h.")
+    assert "{{" not in prompt and "version" not in prompt
+    for rule in ("Nunca faça listas", "tá", "pode repetir", "SEMPRE diga antes pra onde",
+                 "[interrompido em:"):
+        assert rule in prompt
+
+
+def test_override_path(tmp_path):
+    custom = tmp_path / "persona.md"
+    custom.write_text("<!-- version: 7b -->\nOlá, sou {{agent_name}} da {{company_name}}.\n")
+    builder = PromptBuilder(PromptSettings(path=str(custom), agent_name="Bia", company_name="X"))
+    assert builder.version == "7b"
+    assert builder.build() == "Olá, sou Bia da X."
+
+
+@pytest.mark.parametrize("content, match", [
+    ("sem versão\n{{agent_name}}", "version"),
+    ("<!-- version: 1 -->\n{{desconhecido}}", "desconhecido"),
+])
+def test_bad_prompt_files(tmp_path, content, match):
+    path = tmp_path / "p.md"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=match):
+        PromptBuilder(PromptSettings(path=str(path))).build()
+    with pytest.raises(ConfigError, match="cannot read"):
+        PromptBuilder(PromptSettings(path=str(tmp_path / "missing.md")))
