@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from theo_ray.turn.settings import ComfortNoiseSettings
 from theo_ray.turn.fillers import (
     BACKCHANNELS,
     EMERGENCY_PHRASES,
@@ -22,6 +23,11 @@ def test_comfort_noise_level_and_frame_size(color, rate):
     frames = [noise.frame_ms(20) for _ in range(500)]  # 10 s: wraps the 4 s buffer
     assert all(len(f) == rate // 50 * 2 for f in frames)
     assert rms_dbfs(b"".join(frames)) == pytest.approx(-55, abs=1.0)
+
+
+def test_comfort_noise_from_settings():
+    noise = ComfortNoise.from_settings(8000, ComfortNoiseSettings(level_dbfs=-60, color="brown"))
+    assert rms_dbfs(noise.frame(8000)) == pytest.approx(-60, abs=1.5)
 
 
 def test_comfort_noise_is_not_white():

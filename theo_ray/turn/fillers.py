@@ -3,7 +3,7 @@ emergency phrases (pre-rendered per voice at start-up), and comfort noise while 
 
 `ComfortNoise` shapes white noise once with an FFT (numpy) into one periodic buffer of a few
 seconds, then reads frames from it round-robin: FFT-shaped noise is circular, so the loop has no
-seam, and a frame costs a slice, not a filter run. 
+seam, and a frame costs a slice, not a filter run.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import random
 
 import numpy as np
+
+from theo_ray.turn.settings import ComfortNoiseSettings
 
 # Said when the first audio of a reply is late (GAP 3).
 THINKING_FILLERS: tuple[str, ...] = (
@@ -80,6 +82,10 @@ class ComfortNoise:
         self._buffer = np.clip(np.round(noise), -32768, 32767).astype("<i2")
         self._pos = 0
         self.sample_rate = sample_rate
+
+    @classmethod
+    def from_settings(cls, sample_rate: int, settings: ComfortNoiseSettings) -> ComfortNoise:
+        return cls(sample_rate, settings.level_dbfs, settings.color)
 
     def frame(self, samples: int) -> bytes:
         """The next ``samples`` of noise (e.g. 160 for 20 ms at 8 kHz)."""
