@@ -1,0 +1,35 @@
+"""Settings of the per-call media stack (RTP socket, jitter buffer, playout, RTCP)."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class MediaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # Packetisation. Every codec here sends one ptime frame per packet.
+    ptime_ms: int = 20
+    # Codecs in order of preference when answering an SDP offer (wideband first, GAP 5).
+    codec_preference: list[str] = msgspec.field(default_factory=lambda: ["G722", "PCMU", "PCMA", "L16"])
+    # Adaptive jitter buffer bounds.
+    jitter_min_ms: float = 40.0
+    jitter_max_ms: float = 200.0
+    # Time from the last RTP packet leaving us to the caller hearing its last sample:
+    # the far end's jitter buffer plus one frame. `drained()` waits this long (GAP 6).
+    playout_delay_ms: float = 60.0
+    # RTCP report interval (RFC 3550 randomises each interval to 0.5..1.5 of this).
+    rtcp_interval_s: float = 5.0
+    # Rate of the audio handed to VAD/STT (the one resampling point converts to it).
+    inbound_rate: int = 16000
+    resampler_quality: str = "HQ"
+    # RTP port range for port=0 ("pick a free even pair"); 0/0 = let the OS choose.
+    rtp_port_min: int = 0
+    rtp_port_max: int = 0
+    # Datagrams larger than this are dropped as "oversized" (an Ethernet MTU payload).
+    max_datagram_bytes: int = 1472
+    # Inbound frames kept for a slow consumer before the oldest are dropped (and counted).
+    inbound_queue_frames: int = 250
+    # After a stall of the event loop longer than this many frames, the send clock
+    # resynchronises instead of bursting the backlog (counted in stats.clock_resyncs).
+    max_catchup_frames: int = 5
+    # Send-interval error samples kept for the p50/p99 in stats().
+    send_error_window: int = 3000
