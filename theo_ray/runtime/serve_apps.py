@@ -1,0 +1,83 @@
+"""The three model deployments as Ray Serve applications, with options from the config.
+
+Each model is its own application (theo-stt, theo-llm, theo-tts) so one can be redeployed
+or scaled without touching the others. CallActors reach them through DeploymentHandles.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from theo_ray.config import DeploymentSettings, TheoConfig
+
+STT_APP, LLM_APP, TTS_APP = "theo-stt", "theo-llm", "theo-tts"
+APPS = {"stt": (STT_APP, "SpeechToText"), "llm": (LLM_APP, "LanguageModel"), "tts": (TTS_APP, "TextToSpeech")}
+
+
+class ModelHandles(msgspec.Struct, frozen=True):
+    """Handles a CallActor or the CLI uses; picklable, so they travel into actors."""
+
+    stt: Any
+    llm: Any
+    tts: Any
+
+
+def deployment_options(settings: DeploymentSettings) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "max_ongoing_requests": settings.max_ongoing_requests,
+        "ray_actor_options": {"num_cpus": settings.num_cpus, "num_gpus": settings.num_gpus},
+    }
+    if settings.autoscaling:
+        options["autoscaling_config"] = {
+            "min_replicas": settings.autoscaling.min_replicas,
+            "max_replicas": settings.autoscaling.max_replicas,
+            "target_ongoing_requests": settings.autoscaling.target_ongoing_requests,
+        }
+    else:
+        options["num_replicas"] = settings.num_replicas
+    return options
+
+
+def build_application(kind: str, config: TheoConfig):
+    cache = str(config.model_cache())
+    if kind == "stt":
+        from deployments.speech_to_text import SpeechToText
+
+        return SpeechToText.options(**deployment_options(config.stt.deployment)).bind(config.stt, cache)
+    if kind == "llm":
+        from deployments.language_model import LanguageModel
+
+        return LanguageModel.options(**deployment_options(config.llm.deployment)).bind(config.llm, cache)
+    if kind == "tts":
+        from deployments.text_to_speech import TextToSpeech
+
+        return TextToSpeech.options(**deployment_options(config.tts.deployment)).bind(config.tts, cache)
+    raise ValueError(f"unknown model kind {kind!r}")
+
+
+def deploy_models(
+    config: TheoConfig, kinds: tuple[str, ...] = ("stt", "llm", "tts"), say: Callable[[str], None] = print
+) -> ModelHandles:
+    """Deploy (or update) the model applications and wait until each is running."""
+    from ray import serve
+
+    serve.start(http_options={"host": "127.0.0.1", "port": 8000}, proxy_location="Disabled")
+    for kind in kinds:
+        app_name, _ = APPS[kind]
+        started = time.perf_counter()
+        say(f"deploying {app_name} ({getattr(config, kind).backend}) ...")
+        serve.run(build_application(kind, config), name=app_name, route_prefix=None)
+        say(f"  {app_name} running after {time.perf_counter() - started:.1f} s")
+    return model_handles()
+
+
+def model_handles() -> ModelHandles:
+    from ray import serve
+
+    return ModelHandles(
+        **{kind: serve.get_deployment_handle(deployment, app_name=app) for kind, (app, deployment) in APPS.items()}
+    )

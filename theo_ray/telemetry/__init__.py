@@ -1,0 +1,1 @@
+"""Tracing (OpenTelemetry, one trace per call) and metrics."""
