@@ -74,7 +74,9 @@ class ComfortNoise:
         freqs[0] = freqs[1]  # no DC blow-up
         # Pink: power ~ 1/f (amplitude 1/sqrt f); brown: power ~ 1/f^2.
         spectrum /= np.sqrt(freqs) if color == "pink" else freqs
-        spectrum[0] = 0.0
+        # Nothing under 100 Hz: a phone line does not carry it, and brown noise would put most
+        # of its energy there, making the level of a short stretch swing by several dB.
+        spectrum[freqs < 100.0] = 0.0
         noise = np.fft.irfft(spectrum, n)
         # RMS level relative to int16 full scale.
         target_rms = 32767.0 * 10 ** (level_dbfs / 20.0)
