@@ -1,0 +1,83 @@
+"""AmiBridge: the Ray actor that holds Theo's AMI session to the PBX (one per cluster).
+
+A thin wrapper: the logic (reconnect, Ping health, Status-confirmed Redirect/Hangup,
+idempotency) is `theo_ray.asterisk.ami_client.AmiClient`, tested without Ray. CallActors
+call `transfer()` after their playout has drained, and `hangup()` to end a call after the
+goodbye (the PBX then sends the AI leg a BYE; hanging up only the AI leg would send the
+caller to the human fallback route instead).
+
+Create it with `AmiBridgeActor.options(name="ami-bridge").remote(settings)`; the secret
+comes from THEO_AMI_SECRET (or ami.secret_file) in the actor's environment.
+"""
+
+from __future__ import annotations
+
+import ray
+
+from theo_ray.asterisk.ami_client import AmiClient
+from theo_ray.asterisk.results import AmiActionResult, AmiHealth, AmiStats, ChannelInfo
+from theo_ray.asterisk.settings import AsteriskSiteSettings, resolve_ami_secret
+from theo_ray.asterisk.transfer import AmiTransferrer, TransferResult, routes_from_settings
+from theo_ray.errors import ConfigError
+
+
+class AmiBridge:
+    def __init__(self, settings: AsteriskSiteSettings) -> None:
+        secret = resolve_ami_secret(settings.ami)
+        if secret is None:
+            raise ConfigError(settings.ami.secret_env, "AMI secret not set (environment or ami.secret_file)")
+        self._settings = settings
+        self._client = AmiClient(settings.ami, secret)
+        self._transferrer = AmiTransferrer(self._client, routes_from_settings(settings.dialplan))
+        self._started = False
+
+    async def start(self) -> AmiHealth:
+        """Connect (in the background) and wait up to connect_timeout_s for the first login."""
+        if not self._started:
+            self._started = True
+            await self._client.start()
+            await self._client.wait_logged_in(self._settings.ami.connect_timeout_s)
+        return self._client.health()
+
+    async def stop(self) -> None:
+        await self._client.stop()
+        self._started = False
+
+    async def health(self) -> AmiHealth:
+        return self._client.health()
+
+    async def stats(self) -> AmiStats:
+        return self._client.stats()
+
+    async def find_channel(self, session_id: str) -> ChannelInfo:
+        return await self._client.find_channel(session_id)
+
+    async def redirect(self, session_id: str, context: str, exten: str, priority: int = 1) -> AmiActionResult:
+        return await self._client.redirect(session_id, context, exten, priority)
+
+    async def hangup(self, session_id: str, cause: int = 16) -> AmiActionResult:
+        return await self._client.hangup(session_id, cause)
+
+    async def transfer(self, session_id: str, destination: str, reason: str) -> TransferResult:
+        return await self._transferrer.transfer(session_id, destination, reason)
+
+
+# Restarted by Ray if its process dies; the client reconnects and re-learns channels by Status.
+AmiBridgeActor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)(AmiBridge)
+
+
+class AmiBridgeTransferrer:
+    """`Transferrer` for a CallActor: forwards to the AmiBridge actor."""
+
+    def __init__(self, bridge: ray.actor.ActorHandle) -> None:
+        self._bridge = bridge
+
+    async def transfer(self, session_id: str, destination: str, reason: str) -> TransferResult:
+        try:
+            return await self._bridge.transfer.remote(session_id, destination, reason)
+        except ray.exceptions.RayError as exc:
+            # The bridge itself is down (restarting): the turn loop still gets a result.
+            return TransferResult(
+                ok=False, session_id=session_id, destination=destination, reason=reason,
+                error_kind="not_connected", error=f"AmiBridge unavailable: {exc}",
+            )

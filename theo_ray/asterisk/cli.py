@@ -1,0 +1,62 @@
+"""`theo asterisk-config`: render the PBX configuration for a site.
+
+The lead registers it in the main CLI with `add_parser(subparsers)`; the handler is set as
+the parser's `func` default and returns the process exit code.
+
+    theo asterisk-config --out DIR [--settings FILE] [--set key.path=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from theo_ray.asterisk.config_render import load_site_settings, render_asterisk_config
+from theo_ray.asterisk.settings import resolve_ami_secret
+from theo_ray.errors import ConfigError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "asterisk-config",
+        help="render pjsip.conf, extensions.conf, manager.conf and rtp.conf for Asterisk 22",
+        description=(
+            "Render the Asterisk 22 configuration for Theo from asterisk/templates/. "
+            "The AMI secret is taken from the environment variable named by ami.secret_env "
+            "(THEO_AMI_SECRET) or ami.secret_file; without it manager.conf #includes "
+            "ami.secret_include_file instead. See asterisk/README.md."
+        ),
+    )
+    parser.add_argument("--out", required=True, type=Path, help="directory to write the files into")
+    parser.add_argument("--settings", type=Path, help="TOML (or .json) file with AsteriskSiteSettings")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one setting, e.g. --set theo.host=10.0.0.20 (repeatable; JSON values allowed)",
+    )
+    parser.add_argument("--templates", type=Path, help="templates directory (default: asterisk/templates)")
+    parser.set_defaults(func=run_asterisk_config)
+    return parser
+
+
+def run_asterisk_config(args: argparse.Namespace) -> int:
+    try:
+        settings = load_site_settings(args.settings, args.overrides)
+        written = render_asterisk_config(settings, args.out, templates_dir=args.templates)
+        has_secret = resolve_ami_secret(settings.ami) is not None
+    except (ConfigError, OSError) as exc:
+        print(f"theo asterisk-config: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    if not has_secret:
+        print(
+            f"note: no AMI secret in ${settings.ami.secret_env}; manager.conf includes "
+            f"{settings.ami.secret_include_file}, create it on the PBX (asterisk/README.md)",
+            file=sys.stderr,
+        )
+    return 0
