@@ -232,8 +232,7 @@ class JitterBuffer:
             if self._offset is not None:
                 self._offset += self.ptime
             return JitterFrame(None)
-        self._remember_played(self._next)
-        self._next += 1
+        self._next += 1  # lost or late; if it shows up later it is counted late
         return JitterFrame(None)
 
     def _depth(self, now: float) -> float:

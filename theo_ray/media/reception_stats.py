@@ -62,6 +62,9 @@ class ReceptionStats:
                 else:
                     self._bad_seq = (seq + 1) & 0xFFFF
                     return False
+            elif self._cycles == 0 and 0 < self._base_seq - seq < MAX_MISORDER:
+                # Reordered ahead of the very first packet: the stream started earlier.
+                self._base_seq = seq
             # else: duplicate or reordered packet, counted as received below.
         self.received += 1
         # A.8: transit in timestamp units; D wraps with the 32-bit RTP timestamp.
