@@ -153,7 +153,8 @@ def _pjsip_values(settings: AsteriskSiteSettings, tdir: Path) -> dict[str, objec
         "theo_host": theo.host,
         "theo_host_uri": _uri_host(theo.host),
         "theo_sip_port": theo.sip_port,
-        "contact_transport_param": "" if theo.transport == "udp" else f";transport={theo.transport}",
+        # ';' starts a comment in Asterisk configs: the URI parameter must be written '\;'.
+        "contact_transport_param": "" if theo.transport == "udp" else f"\\;transport={theo.transport}",
         "codecs": ",".join(dict.fromkeys(sip.codecs)),
         "session_min_se_s": sip.session_min_se_s,
         "session_expires_s": sip.session_expires_s,

@@ -1,0 +1,33 @@
+"""The AmiBridge Ray actor end to end: a real local Ray, the fake PBX (test double) on
+127.0.0.1 in this process, a transfer and a health query through the actor."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.asterisk.conftest import SECRET
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.mark.slow
+async def test_actor_transfers_and_reports_health(pbx):
+    from actors.ami_bridge import AmiBridgeActor, AmiBridgeTransferrer
+    from theo_ray.asterisk.settings import load_site_settings
+
+    settings = load_site_settings(None, [f"ami.port={pbx.port}", "ami.backoff_initial_s=0.05"])
+    # address="local": a fresh Ray of our own, never a cluster another process started.
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    try:
+        bridge = AmiBridgeActor.options(runtime_env={"env_vars": {"THEO_AMI_SECRET": SECRET}}).remote(settings)
+        health = await bridge.start.remote()
+        assert health.logged_in, health.reason
+        sid = pbx.add_inbound_call()
+        result = await AmiBridgeTransferrer(bridge).transfer(sid, "atendimento", "pedido do cliente")
+        assert result.ok, result.error
+        assert pbx.caller_channel(sid).context == "theo-transfer"
+        stats = await bridge.stats.remote()
+        assert stats.redirects == 1
+        await bridge.stop.remote()
+    finally:
+        ray.shutdown()

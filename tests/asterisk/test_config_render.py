@@ -1,0 +1,211 @@
+"""Rendered Asterisk configs, parsed back and checked: contexts, priorities, options, secrets."""
+
+from __future__ import annotations
+
+import re
+import stat
+
+import pytest
+
+from tests.asterisk.conf_parser import parse_conf, parse_dialplan, typed_section
+from theo_ray.asterisk.config_render import load_site_settings, render_asterisk_config
+from theo_ray.errors import ConfigError
+
+SITE = [
+    "theo.host=10.20.0.5",
+    "theo.sip_port=5080",
+    "pbx.host=10.20.0.2",
+    'dialplan.transfer_routes={"atendimento": {"kind": "queue", "target": "atendimento"},'
+    ' "suporte": {"kind": "dial", "target": "PJSIP/2000", "timeout_s": 60}}',
+]
+
+
+def render(tmp_path, overrides=(), environ=None):
+    settings = load_site_settings(None, [*SITE, *overrides])
+    paths = render_asterisk_config(settings, tmp_path / "out", environ=environ or {})
+    return settings, {p.name: p for p in paths}
+
+
+def test_renders_the_four_files(tmp_path):
+    _, files = render(tmp_path)
+    assert sorted(files) == ["extensions.conf", "manager.conf", "pjsip.conf", "rtp.conf"]
+    for path in files.values():
+        text = path.read_text()
+        assert "{{" not in text and "}}" not in text
+        parse_conf(text)  # every line is valid .conf syntax
+
+
+def test_pjsip_trunk_to_theo(tmp_path):
+    _, files = render(tmp_path)
+    sections = parse_conf(files["pjsip.conf"].read_text())
+    endpoint = typed_section(sections, "theo", "endpoint")
+    for key, value in {
+        "timers": "yes",
+        "timers_min_se": "90",
+        "timers_sess_expires": "1800",
+        "allow": "!all,g722,ulaw,alaw",
+        "direct_media": "no",
+        "rtp_symmetric": "yes",
+        "aors": "theo",
+    }.items():
+        assert endpoint.get(key) == value, key
+    transport = typed_section(sections, endpoint.get("transport"), "transport")
+    assert transport.get("protocol") == "udp" and transport.get("bind") == "10.20.0.2:5060"
+    aor = typed_section(sections, "theo", "aor")
+    assert aor.get("contact") == "sip:theo@10.20.0.5:5080"
+    assert int(aor.get("qualify_frequency")) > 0
+    identify = typed_section(sections, "theo", "identify")
+    assert identify.get("match") == "10.20.0.5" and identify.get("endpoint") == "theo"
+    # calls coming FROM Theo land in a context that exists and only hangs up
+    plan = parse_dialplan(parse_conf(files["extensions.conf"].read_text()))
+    assert [s.app for s in plan[endpoint.get("context")]["s"]] == ["Hangup"]
+
+
+def test_dialplan_priorities_and_targets_are_consistent(tmp_path):
+    settings, files = render(tmp_path)
+    plan = parse_dialplan(parse_conf(files["extensions.conf"].read_text()))
+    for context, extens in plan.items():
+        for exten, steps in extens.items():
+            assert [s.priority for s in steps] == list(range(1, len(steps) + 1)), (context, exten)
+    # every Goto/Gosub-style target points at an existing context/extension
+    for context, extens in plan.items():
+        for exten, steps in extens.items():
+            for step in steps:
+                if step.app == "Goto":
+                    ctx, ext, prio = step.args.split(",")
+                    assert ext in plan[ctx] and int(prio) <= len(plan[ctx][ext])
+    inbound = plan["theo-inbound"]["8000"]
+    apps = [s.app for s in inbound]
+    assert apps.index("Answer") < apps.index("Dial")
+    set_args = [s.args for s in inbound if s.app == "Set"]
+    assert "__THEO_SESSION_ID=${UNIQUEID}" in set_args
+    assert "THEO_LEG=caller" in set_args
+    hangup_handler = next(a for a in set_args if a.startswith("CHANNEL(hangup_handler_push)="))
+    ctx, ext, prio = hangup_handler.split("=", 1)[1].split(",")
+    assert plan[ctx][ext][-1].app == "Return"
+    dial = next(s for s in inbound if s.app == "Dial")
+    target, timeout, options = dial.args.split(",", 2)
+    assert target == "PJSIP/theo" and int(timeout) == settings.dialplan.dial_timeout_s
+    assert "g" in options.split("b(")[0]  # continue in the dialplan when the AI leg hangs up
+    predial = re.search(r"b\(([^^]+)\^([^^]+)\^(\d+)\(\$\{THEO_SESSION_ID\}\)\)", options)
+    assert predial, options
+    handler = plan[predial.group(1)][predial.group(2)]
+    assert handler[0].app == "Set" and handler[0].args == "PJSIP_HEADER(add,X-Theo-Session)=${ARG1}"
+    assert handler[-1].app == "Return"
+    # no dead air: after Dial the caller is sent to the fallback route
+    after_dial = inbound[apps.index("Dial") + 1:]
+    goto = next(s for s in after_dial if s.app == "Goto")
+    assert goto.args == "theo-transfer,atendimento,1"
+
+
+def test_transfer_routes_queue_dial_and_fallback(tmp_path):
+    _, files = render(tmp_path)
+    plan = parse_dialplan(parse_conf(files["extensions.conf"].read_text()))
+    transfer = plan["theo-transfer"]
+    assert set(transfer) == {"atendimento", "suporte"}
+    queue = [s for s in transfer["atendimento"] if s.app == "Queue"]
+    assert queue and queue[0].args.startswith("atendimento,")
+    assert transfer["atendimento"][-1].app == "Hangup"  # the fallback route is the last resort
+    dial = [s for s in transfer["suporte"] if s.app == "Dial"]
+    assert dial and dial[0].args == "PJSIP/2000,60,m(default)"  # music on hold while it rings
+    assert transfer["suporte"][-1].app == "Goto" and transfer["suporte"][-1].args == "theo-transfer,atendimento,1"
+
+
+def test_manager_user_is_minimal_and_limited_to_theo(tmp_path):
+    _, files = render(tmp_path)
+    sections = parse_conf(files["manager.conf"].read_text())
+    general = sections[0]
+    assert general.name == "general" and general.get("enabled") == "yes" and general.get("port") == "5038"
+    user = next(s for s in sections if s.name == "theo")
+    assert user.get("read") == "call,dialplan"
+    assert user.get("write") == "call"
+    assert user.get_all("deny") == ["0.0.0.0/0.0.0.0", "::/0"]
+    assert user.get_all("permit") == ["10.20.0.5/32"]
+    filters = [k for k, _ in user.options if k.startswith("eventfilter(")]
+    assert any("name(VarSet)" in f for f in filters) and any("name(Hangup)" in f for f in filters)
+
+
+def test_no_secret_in_rendered_files_without_env(tmp_path):
+    _, files = render(tmp_path)
+    sections = parse_conf(files["manager.conf"].read_text())
+    user = next(s for s in sections if s.name == "theo")
+    assert user.get("secret") is None
+    assert user.includes == ["/etc/asterisk/theo_ami_secret.conf"]
+    for path in files.values():
+        assert not re.search(r"^\s*secret\s*=", path.read_text(), re.M), path.name
+    assert stat.S_IMODE(files["manager.conf"].stat().st_mode) == 0o640
+
+
+def test_secret_from_env_is_written_escaped(tmp_path):
+    _, files = render(tmp_path, environ={"THEO_AMI_SECRET": "p4ss;word"})
+    text = files["manager.conf"].read_text()
+    user = next(s for s in parse_conf(text) if s.name == "theo")
+    assert user.get("secret") == "p4ss;word"  # written as p4ss\;word, read back whole
+    assert user.includes == []
+    for name in ("pjsip.conf", "extensions.conf", "rtp.conf"):
+        assert "p4ss" not in files[name].read_text()
+
+
+def test_secret_from_secrets_file(tmp_path):
+    secret_file = tmp_path / "ami_secret"
+    secret_file.write_text("from-file\n")
+    _, files = render(tmp_path, overrides=[f"ami.secret_file={secret_file}"])
+    user = next(s for s in parse_conf(files["manager.conf"].read_text()) if s.name == "theo")
+    assert user.get("secret") == "from-file"
+
+
+def test_tls_variant(tmp_path):
+    _, files = render(
+        tmp_path,
+        overrides=["theo.transport=tls", "pbx.media_encryption=sdes", "ami.tls=true"],
+    )
+    sections = parse_conf(files["pjsip.conf"].read_text())
+    endpoint = typed_section(sections, "theo", "endpoint")
+    transport = typed_section(sections, endpoint.get("transport"), "transport")
+    assert transport.get("protocol") == "tls" and transport.get("cert_file")
+    assert transport.get("bind") == "10.20.0.2:5061"
+    assert endpoint.get("media_encryption") == "sdes"
+    assert typed_section(sections, "theo", "aor").get("contact").endswith(";transport=tls")
+    general = parse_conf(files["manager.conf"].read_text())[0]
+    assert general.get("tlsenable") == "yes" and general.get("tlsbindaddr") == "0.0.0.0:5039"
+    assert general.get("bindaddr") == "127.0.0.1"
+
+
+def test_rtp_range(tmp_path):
+    _, files = render(tmp_path, overrides=["pbx.rtp_port_start=40000", "pbx.rtp_port_end=40100"])
+    general = parse_conf(files["rtp.conf"].read_text())[0]
+    assert (general.get("rtpstart"), general.get("rtpend")) == ("40000", "40100")
+
+
+def test_nat_lines_only_when_asked(tmp_path):
+    _, files = render(tmp_path, overrides=["pbx.external_media_address=203.0.113.7",
+                                           'pbx.local_nets=["10.20.0.0/16"]'])
+    sections = parse_conf(files["pjsip.conf"].read_text())
+    transport = next(s for s in sections if s.get("type") == "transport")
+    assert transport.get("external_media_address") == "203.0.113.7"
+    assert transport.get_all("local_net") == ["10.20.0.0/16"]
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("ami.port=70000", "ami.port"),
+        ("theo.host=10.0.0.1\nsecret=x", "theo.host"),  # no config-line injection
+        ("dialplan.fallback_route=nowhere", "dialplan.fallback_route"),
+        ("pbx.rtp_port_start=30000", "pbx.rtp_port_start"),
+        ("sip.bogus=1", "sip"),
+        ("theo.transport=sctp", "theo.transport"),
+    ],
+)
+def test_bad_settings_name_the_key(override, key):
+    with pytest.raises(ConfigError) as info:
+        load_site_settings(None, [*SITE, override])
+    assert info.value.key == key
+
+
+def test_settings_file_toml(tmp_path):
+    path = tmp_path / "site.toml"
+    path.write_text('[theo]\nhost = "10.9.9.9"\n[dialplan]\ninbound_exten = "4000"\n')
+    settings = load_site_settings(path, ["ami.port=5039"])
+    assert settings.theo.host == "10.9.9.9" and settings.dialplan.inbound_exten == "4000"
+    assert settings.ami.port == 5039
