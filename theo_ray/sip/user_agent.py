@@ -117,7 +117,11 @@ class _GatewayCall(pj.Call):
 
 
 class SipUserAgent:
-    """The gateway's SIP user agent. ``await start()`` on the loop the router runs on."""
+    """The gateway's SIP user agent. ``await start()`` on the loop the router runs on.
+
+    Log calls on the pjsua thread pass ``str(exc)``, never the exception: a kept
+    traceback would keep a pjsua2 Call alive past ``libDestroy`` and off its thread.
+    """
 
     def __init__(
         self,
@@ -228,12 +232,16 @@ class SipUserAgent:
         self._account.create(acfg, True)
 
     def _hangup_all(self) -> None:
-        for session_id in list(self._sessions):
+        live = list(self._sessions)
+        for session_id in live:
             self._hangup(session_id, "gateway_shutdown")
         # Let the BYEs leave before the endpoint goes (bounded).
-        deadline = time.monotonic() + 0.5
+        deadline = time.monotonic() + (0.5 if live else 0.0)
         while time.monotonic() < deadline and self._pj.endpoint is not None:
             self._pj.endpoint.libHandleEvents(10)
+        # pjsua2 objects must be freed here, before libDestroy and on this thread.
+        self._sessions.clear()
+        self._calls.clear()
         self._account = None
 
     # ------------------------------------------------------------------ incoming INVITE
@@ -248,7 +256,7 @@ class SipUserAgent:
             self._stats.malformed_sdp += 1
             log.warning(
                 "INVITE %s from %s refused by pjsip (%s %s): %s",
-                info.call_id, prm.rdata.srcAddress, prm.statusCode, prm.reason, exc,
+                info.call_id, prm.rdata.srcAddress, prm.statusCode, prm.reason, str(exc),
             )
             return
         if prm.statusCode == 488:
@@ -275,12 +283,12 @@ class SipUserAgent:
             codec = choose_codec(offer, self._preference)
         except NoCommonCodec as exc:
             self._stats.no_common_codec += 1
-            log.warning("INVITE %s from %s: %s", info.call_id, source, exc)
+            log.warning("INVITE %s from %s: %s", info.call_id, source, str(exc))
             self._reject(call, 488)
             return
         except SdpError as exc:
             self._stats.malformed_sdp += 1
-            log.warning("INVITE %s from %s: malformed offer: %s", info.call_id, source, exc)
+            log.warning("INVITE %s from %s: malformed offer: %s", info.call_id, source, str(exc))
             self._reject(call, 488 if exc.reason in ("unsupported_profile", "no_audio") else 400)
             return
         session_id = info.session_header or info.call_id
@@ -304,29 +312,40 @@ class SipUserAgent:
         self._sessions[session_id] = call
         if self.settings.ring_before_answer:
             self._answer(call, 180)
-        self._spawn(self._open(call), opening=session_id)
+        # Only plain data crosses to the loop: pjsua2 objects must die on this thread.
+        self._spawn(self._open(call.pj_id, call.setup), opening=session_id)
 
-    async def _open(self, call: _GatewayCall) -> None:
-        setup = call.setup
-        assert setup is not None
+    async def _open(self, pj_id: int, setup: CallSetup) -> None:
         try:
             media = await asyncio.wait_for(
                 self._router.open_call(setup), self.settings.answer_timeout_s
             )
         except Exception as exc:  # noqa: BLE001 - any router failure becomes a 503
-            log.warning("open_call(%s) failed: %r", setup.session_id, exc)
-            await self._pj.run(lambda: self._setup_failure(call))
+            log.warning("open_call(%s) failed: %r", setup.session_id, repr(exc))
+            await self._pj.run(lambda: self._setup_failure(pj_id, setup))
             return
-        await self._pj.run(lambda: self._answer_ok(call, media))
+        await self._pj.run(lambda: self._answer_ok(pj_id, setup, media))
 
-    def _setup_failure(self, call: _GatewayCall) -> None:
-        call.setup_failed = True
+    def _live_call(self, pj_id: int, setup: CallSetup) -> _GatewayCall | None:
+        """The call ``setup`` belongs to, unless it ended (pjsua reuses call ids)."""
+        call = self._calls.get(pj_id)
+        if call is None or call.ended or call.setup is None:
+            return None
+        if call.setup.sip_call_id != setup.sip_call_id:
+            return None
+        return call
+
+    def _setup_failure(self, pj_id: int, setup: CallSetup) -> None:
         self._stats.setup_failed += 1
-        if not call.ended:
-            self._reject(call, 503)
+        call = self._live_call(pj_id, setup)
+        if call is None:
+            return
+        call.setup_failed = True
+        self._reject(call, 503)
 
-    def _answer_ok(self, call: _GatewayCall, media: MediaAnswer) -> None:
-        if call.ended or call.pending_offer is None or call.codec is None:
+    def _answer_ok(self, pj_id: int, setup: CallSetup, media: MediaAnswer) -> None:
+        call = self._live_call(pj_id, setup)
+        if call is None or call.pending_offer is None or call.codec is None:
             return  # cancelled while the router worked; close_call follows
         call.media = media
         sdp = build_answer(
@@ -375,12 +394,12 @@ class SipUserAgent:
             call.codec = self._keep_or_choose(call, offer)
         except NoCommonCodec as exc:
             self._stats.no_common_codec += 1
-            log.warning("re-offer on %s refused: %s", call.setup and call.setup.session_id, exc)
+            log.warning("re-offer on %s refused: %s", call.setup and call.setup.session_id, str(exc))
             prm.statusCode = 488
             return
         except SdpError as exc:
             self._stats.malformed_sdp += 1
-            log.warning("re-offer on %s refused: %s", call.setup and call.setup.session_id, exc)
+            log.warning("re-offer on %s refused: %s", call.setup and call.setup.session_id, str(exc))
             prm.statusCode = 488
             return
         call.pending_offer = offer
@@ -425,7 +444,7 @@ class SipUserAgent:
             await self._router.update_call(session_id, remote)
         except Exception as exc:  # noqa: BLE001 - the call goes on with old media
             self._stats.router_errors += 1
-            log.warning("update_call(%s) failed: %r", session_id, exc)
+            log.warning("update_call(%s) failed: %r", session_id, repr(exc))
 
     def _on_tsx_state(self, call: _GatewayCall, prm: pj.OnCallTsxStateParam) -> None:
         event = prm.e
@@ -491,7 +510,7 @@ class SipUserAgent:
             await self._router.close_call(ended)
         except Exception as exc:  # noqa: BLE001 - counted; the dialog is gone anyway
             self._stats.router_errors += 1
-            log.warning("close_call(%s) failed: %r", ended.session_id, exc)
+            log.warning("close_call(%s) failed: %r", ended.session_id, repr(exc))
 
     def _hangup(self, session_id: str, reason: EndReason) -> bool:
         call = self._sessions.get(session_id)

@@ -1,0 +1,263 @@
+"""Real SIP on loopback: the gateway's SipUserAgent (this process) and pjsua2 callers (own process)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import psutil
+import pytest
+
+from tests.sip.raw_sip import send_and_read_final
+from theo_ray.sim.sip_caller import CallerSettings, SipCaller
+
+SDP = (
+    "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    "m=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+)
+
+
+def uri(gateway, transport: str = "udp") -> str:
+    host, port = gateway.addresses[transport]
+    suffix = ";transport=tcp" if transport == "tcp" else ""
+    return f"sip:theo@{host}:{port}{suffix}"
+
+
+async def until(predicate, timeout: float = 5.0) -> None:
+    """Wait for a counter that the SIP thread updates right after its response left."""
+    async def _poll():
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(_poll(), timeout)
+
+
+def udp_ports_of_this_process() -> set[int]:
+    return {
+        c.laddr.port
+        for c in psutil.Process().net_connections(kind="udp")
+        if c.laddr and c.status == psutil.CONN_NONE
+    }
+
+
+async def test_call_reaches_the_call_socket_and_pjsua_opens_no_rtp(gateway, router, tone_wav):
+    async with SipCaller(CallerSettings(codecs=["PCMU", "G722"])) as caller:
+        await caller.dial(uri(gateway), headers={"X-Theo-Session": "1700000000.7"}, play_wav=tone_wav)
+        answered = await caller.wait_for("answered", 10)
+        await caller.wait_for("confirmed", 5)
+
+        setup = router.setups[0]
+        assert setup.session_id == "1700000000.7"
+        assert (setup.caller_id, setup.caller_name) == ("caller", "Simulated Caller")
+        call_socket = router.sockets[setup.session_id][0].get_extra_info("sockname")
+        assert (answered.remote_host, answered.remote_port) == call_socket[:2]
+        assert answered.codec == "G722" and setup.remote.codec == "G722"
+        assert answered.direction == "sendrecv"
+
+        await caller.wait_for("media_active", 5)
+        await asyncio.sleep(1.0)
+        counter = router.sockets[setup.session_id][1]
+        assert len(counter.packets) >= 20, "caller RTP never reached the CallActor socket"
+        assert counter.packets[0][0] >> 6 == 2 and counter.packets[0][1] & 0x7F == 9  # RTP v2, G.722
+        assert counter.sources == {(setup.remote.host, setup.remote.port)}
+
+        # The gateway process holds the SIP port and the test double's call socket, nothing else.
+        sip_port = gateway.addresses["udp"][1]
+        assert udp_ports_of_this_process() == {sip_port, call_socket[1]}
+
+        await caller.hangup()
+        await caller.wait_for("disconnected", 5)
+    await router.wait(lambda: router.closed, 5)
+    assert [c.reason for c in router.closed] == ["caller_bye"]
+    stats = gateway.stats()
+    assert (stats.invites, stats.answered, stats.byes_received, stats.active_calls) == (1, 1, 1, 0)
+    assert len(stats.answer_ms) == 1 and 0 < stats.answer_ms[0] < 2000
+    print(f"INVITE -> 200 OK: {stats.answer_ms[0]:.1f} ms")
+
+
+@pytest.mark.parametrize(
+    "offered, expected",
+    [(["PCMU"], "PCMU"), (["PCMA", "PCMU"], "PCMU"), (["PCMA"], "PCMA"), (["PCMA", "G722"], "G722")],
+)
+async def test_codec_choice_follows_preference(gateway, router, offered, expected):
+    async with SipCaller(CallerSettings(codecs=offered, media="external")) as caller:
+        rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rtp.bind(("127.0.0.1", 0))
+        with rtp:
+            await caller.dial(
+                uri(gateway), local_rtp_host="127.0.0.1", local_rtp_port=rtp.getsockname()[1]
+            )
+            answered = await caller.wait_for("answered", 10)
+            assert answered.codec == expected
+            assert router.setups[0].remote.codec == expected
+            # External mode: the offer pointed at the parent's own socket.
+            assert (router.setups[0].remote.host, router.setups[0].remote.port) == rtp.getsockname()
+            await caller.hangup()
+            await caller.wait_for("disconnected", 5)
+
+
+async def test_session_id_falls_back_to_call_id(gateway, router):
+    async with SipCaller(CallerSettings(media="external")) as caller:
+        await caller.dial(uri(gateway), local_rtp_host="127.0.0.1", local_rtp_port=40000)
+        await caller.wait_for("answered", 10)
+        setup = router.setups[0]
+        assert setup.session_id == setup.sip_call_id and setup.sip_call_id
+        await caller.hangup()
+
+
+async def test_tcp_transport_call(gateway, router):
+    async with SipCaller(CallerSettings(transport="tcp", media="external")) as caller:
+        await caller.dial(
+            uri(gateway, "tcp"), headers={"X-Theo-Session": "tcp.1"},
+            local_rtp_host="127.0.0.1", local_rtp_port=40010,
+        )
+        await caller.wait_for("confirmed", 10)
+        assert await gateway.hangup("tcp.1")
+        await caller.wait_for("bye_received", 5)
+    await router.wait(lambda: router.closed, 5)
+    assert router.closed[0].reason == "agent_hangup"
+
+
+async def test_invite_from_a_host_not_allowed_gets_403(gateway, router):
+    async with SipCaller(CallerSettings(host="127.0.0.2", media="external")) as caller:
+        await caller.dial(uri(gateway), local_rtp_host="127.0.0.2", local_rtp_port=40020)
+        ended = await caller.wait_for("disconnected", 10)
+    assert ended.status == 403
+    assert router.setups == []
+    assert gateway.stats().rejected_403 == 1
+
+
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        (SDP.replace("4000", "notaport"), 400),  # pjsip's own parser refuses it
+        ("this is not SDP\r\n", 400),
+        (SDP.replace("c=IN IP4 127.0.0.1", "c=IN IP4 pbx.example"), 400),  # ours refuses it
+        (SDP.replace("RTP/AVP 0", "RTP/SAVP 0"), 488),
+    ],
+)
+async def test_malformed_sdp_is_refused_and_counted(gateway, router, body, status):
+    line = await asyncio.to_thread(send_and_read_final, "INVITE", gateway.addresses["udp"][1], body=body)
+    assert int(line.split()[1]) == status
+    await until(lambda: gateway.stats().malformed_sdp == 1)
+    assert gateway.stats().answered == 0
+    assert router.setups == []
+
+
+async def test_offer_without_a_common_codec_gets_488(gateway, router):
+    gsm = SDP.replace("RTP/AVP 0\r\na=rtpmap:0 PCMU/8000", "RTP/AVP 3")
+    line = await asyncio.to_thread(send_and_read_final, "INVITE", gateway.addresses["udp"][1], body=gsm)
+    assert line.split()[1] == "488"
+    await until(lambda: gateway.stats().no_common_codec == 1)
+
+
+async def test_options_keepalive_answered(gateway):
+    line = await asyncio.to_thread(send_and_read_final, "OPTIONS", gateway.addresses["udp"][1])
+    assert line.split()[1] == "200"
+
+
+async def test_agent_hangup_sends_bye_and_closes(gateway, router):
+    async with SipCaller(CallerSettings(media="external")) as caller:
+        await caller.dial(
+            uri(gateway), headers={"X-Theo-Session": "s-agent"},
+            local_rtp_host="127.0.0.1", local_rtp_port=40030,
+        )
+        await caller.wait_for("confirmed", 10)
+        assert await gateway.hangup("s-agent")
+        assert not await gateway.hangup("s-agent")  # already gone
+        bye = await caller.wait_for("bye_received", 5)
+        ended = await caller.wait_for("disconnected", 5)
+        assert ended.reason == "remote" and bye.at <= ended.at
+    await router.wait(lambda: router.closed, 5)
+    assert [(c.session_id, c.reason) for c in router.closed] == [("s-agent", "agent_hangup")]
+    assert gateway.stats().agent_hangups == 1
+
+
+async def test_cancel_while_the_router_is_opening(gateway, router):
+    router.delay = 1.5  # a slow supervisor: the caller gives up first
+    async with SipCaller(CallerSettings(media="external")) as caller:
+        await caller.dial(
+            uri(gateway), headers={"X-Theo-Session": "s-cancel"},
+            local_rtp_host="127.0.0.1", local_rtp_port=40040,
+        )
+        ringing = await caller.wait_for("progress", 5)
+        assert ringing.status == 180
+        await caller.hangup()  # CANCEL
+        ended = await caller.wait_for("disconnected", 5)
+        assert ended.status == 487
+    await router.wait(lambda: router.closed, 5)
+    assert router.closed[0].reason == "cancel"
+    # close_call came after open_call finished, so the test double released its socket.
+    assert router.sockets == {}
+    assert gateway.stats().cancels == 1
+
+
+async def test_router_failure_answers_503(gateway, router):
+    router.fail = True
+    async with SipCaller(CallerSettings(media="external")) as caller:
+        await caller.dial(
+            uri(gateway), headers={"X-Theo-Session": "s-fail"},
+            local_rtp_host="127.0.0.1", local_rtp_port=40050,
+        )
+        ended = await caller.wait_for("disconnected", 10)
+    assert ended.status == 503
+    await router.wait(lambda: router.closed, 5)
+    assert router.closed[0].reason == "setup_failed"
+    assert gateway.stats().setup_failed == 1
+
+
+async def test_reinvite_hold_and_unhold_update_the_call(gateway, router):
+    async with SipCaller(CallerSettings(media="external")) as caller:
+        await caller.dial(
+            uri(gateway), headers={"X-Theo-Session": "s-hold"},
+            local_rtp_host="127.0.0.1", local_rtp_port=40060,
+        )
+        await caller.wait_for("confirmed", 10)
+        await caller.hold()
+        held = await caller.wait_for("reanswered", 5)
+        assert held.direction == "recvonly"
+        assert (held.remote_host, held.remote_port) == router.sockets["s-hold"][0].get_extra_info(
+            "sockname"
+        )[:2]
+        await router.wait(lambda: len(router.updates) == 1, 5)
+        assert router.updates[0][1].direction == "recvonly"
+
+        count = len(caller.events)
+        await caller.unhold()
+        resumed = await caller.wait_for("reanswered", 5, after=count)
+        assert resumed.direction == "sendrecv"
+        await router.wait(lambda: len(router.updates) == 2, 5)
+        assert router.updates[1][1].direction == "sendrecv"
+        await caller.hangup()
+    assert gateway.stats().media_updates == 2
+
+
+async def test_duplicate_session_is_refused(gateway, router):
+    async with SipCaller(CallerSettings(media="external")) as first, SipCaller(
+        CallerSettings(media="external")
+    ) as second:
+        await first.dial(uri(gateway), headers={"X-Theo-Session": "dup"},
+                         local_rtp_host="127.0.0.1", local_rtp_port=40070)
+        await first.wait_for("confirmed", 10)
+        await second.dial(uri(gateway), headers={"X-Theo-Session": "dup"},
+                          local_rtp_host="127.0.0.1", local_rtp_port=40072)
+        ended = await second.wait_for("disconnected", 10)
+        assert ended.status == 486
+        await first.hangup()
+    assert gateway.stats().duplicate_session == 1
+
+
+async def test_stop_hangs_up_live_calls(router):
+    from tests.sip.conftest import free_port
+    from theo_ray.sip.settings import SipSettings
+    from theo_ray.sip.user_agent import SipUserAgent
+
+    agent = SipUserAgent(SipSettings(port=free_port()), router)
+    await agent.start()
+    async with SipCaller(CallerSettings(media="external")) as caller:
+        await caller.dial(uri(agent), headers={"X-Theo-Session": "s-stop"},
+                          local_rtp_host="127.0.0.1", local_rtp_port=40080)
+        await caller.wait_for("confirmed", 10)
+        await agent.stop()
+        await caller.wait_for("bye_received", 5)
+    assert [c.reason for c in router.closed] == ["gateway_shutdown"]
