@@ -198,8 +198,14 @@ class JitterBuffer:
         self._ticks_since_adapt += 1
         if self._ticks_since_adapt >= self.adapt_every_ticks and self._offset is not None:
             depth = self._depth(now)
-            if depth > self._target + self.ptime and self._next in self._slots and self._next < self._highest:
-                # Too deep: skip one frame.
+            surplus = self._highest - self._next  # frames buffered beyond the one due now
+            if (
+                depth > self._target + self.ptime
+                and surplus * self.ptime >= self._target
+                and self._next in self._slots
+            ):
+                # Too deep, and the packets really are sitting here (not merely a stale
+                # minimum transit after a path-delay step): skip one frame.
                 self._slots.pop(self._next)
                 self._arrivals.pop(self._next)
                 self._remember_played(self._next)

@@ -271,7 +271,11 @@ class RtpSession:
         self._in_resampler = Resampler(rate, s.inbound_rate, s.resampler_quality)
         self._out_resampler = Resampler(self.model_rate, rate, s.resampler_quality)
         self._in_fifo = np.zeros(0, dtype=np.int16)
-        self._in_primed = False
+        self._in_primed = self._in_resampler.passthrough
+        if not self._in_primed:
+            # Push one frame of silence through first: soxr's start-up then falls on it,
+            # and the first real tick already yields output (padded below to one frame).
+            self._in_fifo = self._in_resampler.process(np.zeros(self._frame_samples, dtype=np.int16))
         old = self.playout
         self.playout = PlayoutQueue(rate, self._frame_samples, s.playout_delay_ms, self._clock, self._sleep)
         if old is not None:
@@ -416,13 +420,13 @@ class RtpSession:
                 pcm = self._plc.conceal()
                 concealed = True
         out = self._in_resampler.process(pcm)
-        if not self._in_primed and out.size:
-            # Pad the resampler's start-up delay once, so that every later tick yields
-            # exactly one whole frame (no residue = no extra buffering latency).
-            self._in_primed = True
-            short = (-out.size) % self._inbound_frame_samples
-            out = np.concatenate((np.zeros(short, dtype=np.int16), out))
         fifo = np.concatenate((self._in_fifo, out)) if self._in_fifo.size else out
+        if not self._in_primed and fifo.size:
+            # Pad the resampler's start-up delay once, so that every tick yields exactly
+            # one whole frame (no residue = no extra buffering latency).
+            self._in_primed = True
+            short = (-fifo.size) % self._inbound_frame_samples
+            fifo = np.concatenate((np.zeros(short, dtype=np.int16), fifo))
         n = self._inbound_frame_samples
         start = 0
         while fifo.size - start >= n:
