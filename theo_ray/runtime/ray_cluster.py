@@ -63,9 +63,9 @@ def _alive(address: str) -> bool:
 
 def start_or_join(settings: RaySettings, say: Callable[[str], None] = print) -> ClusterState:
     """Connect this process to the cluster (starting a local one if needed)."""
+    ensure_auth_token()  # before importing ray: it reads RAY_AUTH_MODE at import
     import ray
 
-    ensure_auth_token()
     if settings.address:
         say(f"joining Ray cluster at {settings.address}")
         ray.init(address=settings.address, namespace=settings.namespace, log_to_driver=False)
@@ -81,8 +81,9 @@ def start_or_join(settings: RaySettings, say: Callable[[str], None] = print) -> 
             f"--dashboard-host={settings.dashboard_host}", f"--dashboard-port={settings.dashboard_port}",
             "--disable-usage-stats",
         ]
-        if settings.num_cpus is not None:
-            command.append(f"--num-cpus={settings.num_cpus}")
+        # Logical CPUs: the deployments reserve fractions and CallActors reserve none, so a
+        # small machine still schedules everything (the OS shares the real cores).
+        command.append(f"--num-cpus={settings.num_cpus or max(4, os.cpu_count() or 1)}")
         result = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
         if result.returncode != 0:
             raise TheoError(f"`ray start` failed:\n{result.stderr[-2000:]}")

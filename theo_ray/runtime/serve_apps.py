@@ -81,3 +81,20 @@ def model_handles() -> ModelHandles:
     return ModelHandles(
         **{kind: serve.get_deployment_handle(deployment, app_name=app) for kind, (app, deployment) in APPS.items()}
     )
+
+
+def running_apps() -> set[str]:
+    from ray import serve
+
+    try:
+        return {name for name, app in serve.status().applications.items() if str(app.status).endswith("RUNNING")}
+    except Exception:  # Serve not started on this cluster yet
+        return set()
+
+
+def ensure_models_deployed(config: TheoConfig, say: Callable[[str], None] = print) -> ModelHandles:
+    """Deploy the model applications that are not running yet; return handles to all three."""
+    missing = tuple(kind for kind, (app, _) in APPS.items() if app not in running_apps())
+    if missing:
+        return deploy_models(config, missing, say)
+    return model_handles()

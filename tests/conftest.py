@@ -1,0 +1,74 @@
+"""Shared fixtures: one real local Ray cluster (token auth on) and the real model deployments.
+
+The cluster lives for the whole pytest session because starting Ray and loading vLLM
+costs tens of seconds on 2 cores; every test that needs Ray uses the `ray_cluster` fixture
+instead of calling ray.init itself.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from theo_ray.runtime.ray_auth import ensure_auth_token
+
+ensure_auth_token()  # before anything imports ray: Ray reads RAY_AUTH_MODE at import
+
+SCRIPTED_LLM_APP = "theo-llm-scripted"
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=16,  # logical: deployments and actors reserve fractions of the 2 real cores
+            include_dashboard=False,
+            namespace="theo-test",
+            log_to_driver=bool(os.environ.get("THEO_TEST_RAY_LOGS")),
+            runtime_env={"env_vars": {"RAY_AUTH_MODE": "token"}},
+        )
+    yield ray
+    from ray import serve
+
+    serve.shutdown()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def theo_config(tmp_path_factory):
+    from theo_ray.config import config_from_mapping
+
+    out = tmp_path_factory.mktemp("out")
+    return config_from_mapping({"paths": {"output_dir": str(out)}})
+
+
+@pytest.fixture(scope="session")
+def model_handles(ray_cluster, theo_config):
+    """The three real deployments (faster-whisper, vLLM with the packaged model, Kokoro)."""
+    from theo_ray.runtime.serve_apps import ensure_models_deployed
+
+    return ensure_models_deployed(theo_config, say=lambda _m: None)
+
+
+@pytest.fixture(scope="session")
+def scripted_llm(ray_cluster, theo_config):
+    """The LanguageModel deployment with the scripted TEST DOUBLE backend (see
+    deployments/backends/scripted_llm.py): same deployment code, deterministic replies."""
+    import msgspec
+    from ray import serve
+
+    from theo_ray.runtime.serve_apps import build_application
+
+    config = msgspec.structs.replace(
+        theo_config,
+        llm=msgspec.structs.replace(
+            theo_config.llm, backend="scripted", script=str(FIXTURES / "scripted_llm.toml")
+        ),
+    )
+    serve.run(build_application("llm", config), name=SCRIPTED_LLM_APP, route_prefix=None)
+    return serve.get_deployment_handle("LanguageModel", app_name=SCRIPTED_LLM_APP)

@@ -1,0 +1,72 @@
+"""Config: file formats, environment overrides, errors naming the key, secrets."""
+
+from __future__ import annotations
+
+import pytest
+
+from theo_ray.config import load_config, read_secret
+from theo_ray.errors import ConfigError
+
+
+def test_defaults_are_the_embedded_cpu_stack():
+    config = load_config(environ={})
+    assert config.stt.backend == "faster-whisper" and config.stt.model == "packaged:whisper-base"
+    assert config.llm.backend == "vllm" and config.llm.model == "packaged:smollm2-135m"
+    assert config.tts.backend == "kokoro"
+
+
+def test_toml_and_yaml_files(tmp_path):
+    toml = tmp_path / "theo.toml"
+    toml.write_text('[stt]\nbeam_size = 2\n[llm.deployment]\nnum_replicas = 3\n')
+    yaml = tmp_path / "theo.yaml"
+    yaml.write_text("tts:\n  backend: espeak\n  speed: 1.2\n")
+    assert load_config(toml, environ={}).stt.beam_size == 2
+    assert load_config(toml, environ={}).llm.deployment.num_replicas == 3
+    assert load_config(yaml, environ={}).tts.backend == "espeak"
+
+
+def test_environment_overrides_win(tmp_path):
+    toml = tmp_path / "theo.toml"
+    toml.write_text("[stt]\nbeam_size = 2\n")
+    config = load_config(
+        toml, environ={"THEO__STT__BEAM_SIZE": "4", "THEO__TTS__VOICE": "jf_alpha", "THEO__RAY__ADDRESS": "auto"}
+    )
+    assert config.stt.beam_size == 4 and config.tts.voice == "jf_alpha" and config.ray.address == "auto"
+
+
+@pytest.mark.parametrize(
+    "text, key, words",
+    [
+        ("[stt]\nbeam_size = 'x'\n", "stt.beam_size", "Expected `int`"),
+        ("[stt]\nbeam = 1\n", "stt", "unknown key `beam`"),
+        ("[llm]\nbackend = 'gpt'\n", "llm.backend", "gpt"),
+        ("[llm.deployment]\nnum_cpus = 'lots'\n", "llm.deployment.num_cpus", "Expected `float`"),
+        ("nonsense = 1\n", "(top level)", "unknown key `nonsense`"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path, text, key, words):
+    path = tmp_path / "theo.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    assert err.value.key == key and words in str(err.value)
+
+
+def test_unparseable_and_missing_files(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[stt\n")
+    with pytest.raises(ConfigError, match="cannot parse"):
+        load_config(bad, environ={})
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.toml", environ={})
+
+
+def test_secrets_from_environment_then_file(tmp_path):
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text("THEO_AMI_SECRET=from-file\nOTHER=1\n")
+    path = tmp_path / "theo.toml"
+    path.write_text(f"[secrets]\nfile = '{secrets}'\n")
+    config = load_config(path, environ={})
+    assert read_secret("THEO_AMI_SECRET", config, environ={}) == "from-file"
+    assert read_secret("THEO_AMI_SECRET", config, environ={"THEO_AMI_SECRET": "env"}) == "env"
+    assert read_secret("MISSING", config, environ={}) is None

@@ -1,0 +1,1 @@
+"""Benchmarks behind `theo bench ...`: they measure and print; they never assert targets."""

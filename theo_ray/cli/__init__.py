@@ -1,0 +1,1 @@
+"""The `theo` command line: one module per group of subcommands."""

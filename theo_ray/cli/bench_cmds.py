@@ -1,0 +1,54 @@
+"""`theo bench ...`: benchmarks that print tables and write JSON."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+import msgspec
+from rich.table import Table
+
+from theo_ray.cli.console import console, say
+from theo_ray.config import TheoConfig
+
+
+def _write_json(path: Path, report: msgspec.Struct) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(msgspec.json.format(msgspec.json.encode(report), indent=2))
+    say(f"JSON written to {path}")
+
+
+def cmd_bench_models(config: TheoConfig, args: argparse.Namespace) -> int:
+    from theo_ray.bench.models_bench import run_models_bench
+    from theo_ray.runtime.ray_cluster import start_or_join
+    from theo_ray.runtime.serve_apps import ensure_models_deployed
+
+    start_or_join(config.ray, say)
+    handles = ensure_models_deployed(config, say)
+    say(f"running {args.trials} trials per model ...")
+    report = asyncio.run(run_models_bench(handles, args.trials))
+    table = Table("model", "backend", "load s", "first chunk/token ms p50 (p95)", "RTF p50", "tokens/s p50",
+                  "cancel→abort ms p50 (max)", title="theo bench models")
+    for kind in ("stt", "llm", "tts"):
+        f = getattr(report, kind)
+        table.add_row(
+            f"{kind}: {Path(f.model).name}", f.backend, f"{f.load_s:.1f}",
+            f"{f.first_chunk_ms_p50:.0f} ({f.first_chunk_ms_p95:.0f})",
+            "-" if kind == "llm" else f"{f.rtf_p50:.2f}",
+            f"{f.tokens_per_s_p50:.1f}" if kind == "llm" else "-",
+            f"{f.cancel_to_abort_ms_p50:.1f} ({f.cancel_to_abort_ms_max:.1f})" if kind == "llm" else "-",
+        )
+    console.print(table)
+    console.print(msgspec.json.encode(report).decode())
+    _write_json(Path(args.json or Path(config.paths.output_dir) / "bench-models.json"), report)
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="benchmarks (print figures, write JSON)")
+    bsub = bench.add_subparsers(dest="bench_cmd", required=True)
+    models = bsub.add_parser("models", help="load time, RTF, first chunk/token, tokens/s, cancel-to-abort")
+    models.add_argument("--trials", type=int, default=5)
+    models.add_argument("--json", help="where to write the JSON report")
+    models.set_defaults(run=cmd_bench_models)

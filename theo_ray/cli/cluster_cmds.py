@@ -1,0 +1,67 @@
+"""`theo up`, `theo down`, `theo status`: the Ray cluster and the model applications."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.table import Table
+
+from theo_ray.cli.console import console, say
+from theo_ray.config import TheoConfig
+
+
+def cmd_up(config: TheoConfig, args: argparse.Namespace) -> int:
+    from theo_ray.models.prepare import prepare_models
+    from theo_ray.runtime.ray_cluster import start_or_join
+    from theo_ray.runtime.serve_apps import deploy_models
+
+    say("[bold]Preparing models[/bold] (one-time assembly; fast when nothing changed)")
+    prepare_models(config, say)
+    say("[bold]Ray[/bold]")
+    start_or_join(config.ray, say)
+    say("[bold]Deploying models on Ray Serve[/bold]")
+    deploy_models(config, say=say)
+    say("[green]Theo is up.[/green] `theo status` shows it; `theo down` stops what `theo up` started.")
+    return 0
+
+
+def cmd_down(config: TheoConfig, args: argparse.Namespace) -> int:
+    from theo_ray.runtime.ray_cluster import stop
+
+    stop(config.ray, say)
+    return 0
+
+
+def cmd_status(config: TheoConfig, args: argparse.Namespace) -> int:
+    from theo_ray.runtime.ray_auth import ensure_auth_token
+    from theo_ray.runtime.ray_cluster import read_state
+
+    ensure_auth_token()
+    import ray
+    from ray import serve
+
+    state = read_state(config.ray)
+    address = config.ray.address or (state.address if state else None)
+    if not address:
+        say("no cluster: run `theo up` (or set ray.address)")
+        return 1
+    ray.init(address=address, namespace=config.ray.namespace, log_to_driver=False)
+    say(f"Ray cluster {address}" + (f", dashboard {state.dashboard_url} (bearer token: ~/.ray/auth_token)" if state else ""))
+    resources = Table("resource", "total", "available")
+    total, available = ray.cluster_resources(), ray.available_resources()
+    for name in sorted(k for k in total if not k.startswith("node:")):
+        resources.add_row(name, f"{total[name]:g}", f"{available.get(name, 0):g}")
+    console.print(resources)
+    apps = Table("application", "status", "deployment", "replicas (state: count)")
+    for app_name, app in serve.status().applications.items():
+        for dep_name, dep in app.deployments.items():
+            replicas = ", ".join(f"{s}: {n}" for s, n in dep.replica_states.items()) or "-"
+            apps.add_row(app_name, getattr(app.status, "value", str(app.status)), dep_name, replicas)
+    console.print(apps)
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    sub.add_parser("up", help="prepare models, start (or join) Ray, deploy the models").set_defaults(run=cmd_up)
+    sub.add_parser("down", help="stop what `theo up` started").set_defaults(run=cmd_down)
+    sub.add_parser("status", help="deployments, replicas, resources").set_defaults(run=cmd_status)

@@ -1,0 +1,48 @@
+"""Entry point of the `theo` console script."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from theo_ray.cli import bench_cmds, cluster_cmds, models_cmds, smoke
+from theo_ray.cli.console import say
+from theo_ray.errors import TheoError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="theo", description="Theo: self-hosted AI phone agent on Ray")
+    parser.add_argument("--config", "-c", help="config file (TOML or YAML); default $THEO_CONFIG or built-in defaults")
+    sub = parser.add_subparsers(dest="command", required=True)
+    cluster_cmds.add_parsers(sub)
+    models_cmds.add_parsers(sub)
+    smoke.add_parsers(sub)
+    bench_cmds.add_parsers(sub)
+    from theo_ray.asterisk.cli import add_parser as add_asterisk_parser
+
+    add_asterisk_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if hasattr(args, "run"):
+            from theo_ray.config import load_config
+            from theo_ray.runtime.ray_auth import ensure_auth_token
+
+            # Ray reads RAY_AUTH_MODE when it is imported: set it before any subcommand does.
+            ensure_auth_token()
+
+            return int(args.run(load_config(args.config), args) or 0)
+        return int(args.func(args) or 0)
+    except TheoError as exc:
+        say(f"[red]error:[/red] {exc}")
+        return 2
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
