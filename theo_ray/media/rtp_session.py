@@ -119,7 +119,7 @@ class InboundFrame(msgspec.Struct):
     """20 ms of caller audio at the inbound rate (16 kHz int16), one per clock tick."""
 
     pcm: np.ndarray
-    at: float  # clock time the frame was produced (its tick)
+    at: float  # the tick's scheduled time: exactly ptime apart, even across loop stalls
     received_at: float  # arrival of the packet it came from; 0.0 when concealed
     concealed: bool
     sequence: int = 0
@@ -402,8 +402,8 @@ class RtpSession:
                 self._events.get_nowait()
             self._events.put_nowait(event)
 
-    def _inbound_tick(self, now: float) -> None:
-        frame = self._jitter.pop(now)
+    def _inbound_tick(self, tick_time: float) -> None:
+        frame = self._jitter.pop(tick_time)
         if frame is None:
             return
         decoder = self._decoder
@@ -431,7 +431,7 @@ class RtpSession:
         start = 0
         while fifo.size - start >= n:
             self._deliver(
-                InboundFrame(fifo[start : start + n], now, frame.received_at, concealed, frame.sequence)
+                InboundFrame(fifo[start : start + n], tick_time, frame.received_at, concealed, frame.sequence)
             )
             start += n
         self._in_fifo = fifo[start:]
@@ -552,16 +552,20 @@ class RtpSession:
                     return
             now = self._clock()
             if now - deadline > max_behind:
-                # The loop stalled: jump to the current tick (the RTP timestamp jumps with
-                # it, as it should) instead of bursting a backlog of stale frames.
-                k = math.ceil((now - origin) / ptime)
+                # The loop stalled. Outbound jumps to the current tick (the RTP timestamp
+                # jumps with it, as it should) instead of bursting stale frames; inbound
+                # still produces every skipped tick, so VAD/STT time stays continuous.
+                target = math.ceil((now - origin) / ptime)
+                for skipped in range(k, target):
+                    self._inbound_tick(origin + skipped * ptime)
+                k = target
                 self._stats.clock_resyncs += 1
                 continue
             self._send_lateness[lateness_i % self._send_lateness.size] = now - deadline
             lateness_i += 1
             self._lateness_samples = lateness_i
             self._outbound_tick(now, k)
-            self._inbound_tick(now)
+            self._inbound_tick(deadline)
             k += 1
 
     # ------------------------------------------------------------ RTCP
