@@ -10,6 +10,7 @@ INVITE = (
     "i: 7c1f@10.0.0.5\r\n"
     "CSeq: 1 INVITE\r\n"
     "X-Theo-Session: 1700000000.42\r\n"
+    "x: 1800;refresher=uac\r\n"
     "Subject: a folded\r\n"
     " header\r\n"
     "Content-Type: application/sdp\r\n"
@@ -25,6 +26,7 @@ def test_parse_invite_reads_session_caller_and_body():
     assert (info.caller_name, info.caller_id) == ("Maria da Silva", "5511999990000")
     assert info.content_type == "application/sdp"
     assert info.body.startswith("v=0")
+    assert info.session_expires == 1800
 
 
 def test_missing_session_header_is_empty():

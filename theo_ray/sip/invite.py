@@ -14,7 +14,14 @@ import msgspec
 SESSION_HEADER = "X-Theo-Session"
 
 # RFC 3261 section 7.3.3 compact header names we may meet.
-_COMPACT = {"f": "from", "i": "call-id", "c": "content-type", "l": "content-length", "t": "to"}
+_COMPACT = {
+    "f": "from",
+    "i": "call-id",
+    "c": "content-type",
+    "l": "content-length",
+    "t": "to",
+    "x": "session-expires",
+}
 _NAME_ADDR = re.compile(r'^\s*(?:"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<token>[^<]*?))\s*<(?P<uri>[^>]*)>')
 
 
@@ -25,6 +32,7 @@ class InviteInfo(msgspec.Struct, frozen=True):
     caller_name: str  # From display name
     content_type: str
     body: str
+    session_expires: int = 0  # RFC 4028 Session-Expires delta-seconds, 0 when absent
 
 
 def _split_message(text: str) -> tuple[list[str], str]:
@@ -60,6 +68,7 @@ def parse_invite(text: str) -> InviteInfo:
     values = header_values(text)
     _, body = _split_message(text)
     display, user = parse_from(values.get("from", ""))
+    expires = values.get("session-expires", "").split(";", 1)[0].strip()
     return InviteInfo(
         call_id=values.get("call-id", ""),
         session_header=values.get(SESSION_HEADER.lower(), ""),
@@ -67,6 +76,7 @@ def parse_invite(text: str) -> InviteInfo:
         caller_name=display,
         content_type=values.get("content-type", "").split(";", 1)[0].strip().lower(),
         body=body,
+        session_expires=int(expires) if expires.isdigit() else 0,
     )
 
 

@@ -18,6 +18,7 @@ class GatewayStats(msgspec.Struct):
     byes_received: int = 0
     agent_hangups: int = 0
     timers_expired: int = 0  # RFC 4028 expiry: peer stopped refreshing
+    refreshes_answered: int = 0  # in-dialog UPDATE/re-INVITE answered 2xx (session refreshes)
     reinvites: int = 0  # re-offers answered (hold, unhold, new address, refresh with SDP)
     media_updates: int = 0  # re-offers that changed RemoteMedia (update_call sent)
     router_errors: int = 0  # update_call/close_call raised

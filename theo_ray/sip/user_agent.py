@@ -101,6 +101,8 @@ class _GatewayCall(pj.Call):
         self.answered = False
         self.setup_failed = False
         self.end_reason: EndReason | None = None  # set by Theo before it hangs up
+        self.session_expires = 0  # RFC 4028 interval in force (0: no session timer)
+        self.last_refresh_at = 0.0
         self.ended = False
 
     def onCallState(self, prm: pj.OnCallStateParam) -> None:
@@ -298,6 +300,9 @@ class SipUserAgent:
             self._reject(call, 486)
             return
         call.codec = codec
+        call.session_expires = info.session_expires or (
+            self.settings.session_expires if self.settings.session_timers == "always" else 0
+        )
         host, port = self.addresses.get("udp") or next(iter(self.addresses.values()))
         call.setup = CallSetup(
             session_id=session_id,
@@ -451,19 +456,37 @@ class SipUserAgent:
         if event.type != pj.PJSIP_EVENT_TSX_STATE:
             return
         tsx = event.body.tsxState.tsx
+        if (
+            tsx.method in ("UPDATE", "INVITE")
+            and tsx.role == pj.PJSIP_ROLE_UAS
+            and call.confirmed
+            and event.body.tsxState.type == pj.PJSIP_EVENT_TX_MSG
+            and 200 <= tsx.statusCode < 300
+        ):
+            self._stats.refreshes_answered += 1  # RFC 4028 refresh (or any re-INVITE) accepted
+            call.last_refresh_at = self._clock()
+            return
         if tsx.method != "BYE" or call.ended:
             return
         if tsx.role == pj.PJSIP_ROLE_UAS:
             self._finish(call, "caller_bye", 200)
         elif call.end_reason is None:
-            # pjsip itself sent BYE: RFC 4028 expiry (408) or another in-dialog failure.
-            code = call.getInfo().lastStatusCode
-            self._finish(call, "session_timer_expired" if code == 408 else "sip_error", code)
+            # pjsip itself sent BYE. pjsua reports the 408 "No session refresh received"
+            # only when that BYE completes (up to 32 s against a dead peer), so the expiry
+            # is recognised now from pjsip's own rule: the refreshee ends the session
+            # SE - max(32, SE/3) seconds after the last refresh.
+            expires = call.session_expires
+            quiet = self._clock() - call.last_refresh_at
+            if expires and quiet >= expires - max(32, expires // 3) - 1:
+                self._finish(call, "session_timer_expired", 408)
+            else:
+                self._finish(call, "sip_error", call.getInfo().lastStatusCode)
 
     def _on_call_state(self, call: _GatewayCall, prm: pj.OnCallStateParam) -> None:
         info = call.getInfo()
-        if info.state == pj.PJSIP_INV_STATE_CONFIRMED:
+        if info.state == pj.PJSIP_INV_STATE_CONFIRMED and not call.confirmed:
             call.confirmed = True
+            call.last_refresh_at = self._clock()
         if info.state != pj.PJSIP_INV_STATE_DISCONNECTED:
             return
         code = info.lastStatusCode
