@@ -116,6 +116,10 @@ class PlayoutQueue:
         """`callback(event)` runs synchronously on the clock tick; keep it tiny."""
         self._listeners.append(callback)
 
+    @property
+    def listeners(self) -> list[Callable[[PlayoutEvent], None]]:
+        return list(self._listeners)
+
     def _emit(self, kind: PlayoutEventKind, at: float, mark: str = "", samples: int = 0) -> None:
         if self._listeners:
             event = PlayoutEvent(kind, at, mark, samples)

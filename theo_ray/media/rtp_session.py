@@ -232,6 +232,7 @@ class RtpSession:
         self._lateness_samples = 0
         self._clock_origin = 0.0
         self._last_send_time: float | None = None
+        self._resume_marker = False
         self._telephone_event_pt: int | None = None
         self._last_event_ts: int | None = None
         self._events: asyncio.Queue[TelephoneEvent] = asyncio.Queue(maxsize=64)
@@ -279,7 +280,7 @@ class RtpSession:
         old = self.playout
         self.playout = PlayoutQueue(rate, self._frame_samples, s.playout_delay_ms, self._clock, self._sleep)
         if old is not None:
-            for listener in old._listeners:
+            for listener in old.listeners:
                 self.playout.add_listener(listener)
         self._stats.codec = self.codec.name
         self._stats.payload_type = self.codec.payload_type
@@ -504,6 +505,7 @@ class RtpSession:
         playout = self.playout
         assert playout is not None and self.codec is not None
         if self._direction not in ("sendrecv", "sendonly") or self._remote is None:
+            self._resume_marker = True  # held: the first packet after it starts a talkspurt
             return
         if (
             playout.pending_samples < self._frame_samples
@@ -517,9 +519,9 @@ class RtpSession:
             return
         payload = self.codec.encode(frame.pcm)
         timestamp = self._ts_origin + k * self._ts_step
-        data = build_rtp_fast(
-            self.codec.payload_type, self._seq, timestamp, self.ssrc, payload, frame.talkspurt_start
-        )
+        marker = frame.talkspurt_start or self._resume_marker
+        self._resume_marker = False
+        data = build_rtp_fast(self.codec.payload_type, self._seq, timestamp, self.ssrc, payload, marker)
         self._seq = (self._seq + 1) & 0xFFFF
         assert self._rtp_transport is not None
         self._rtp_transport.sendto(data, self._remote)
@@ -528,7 +530,7 @@ class RtpSession:
         self._octets_out += len(payload)
         self._sent_since_report = True
         last = self._last_send_time
-        if last is not None and not frame.talkspurt_start:
+        if last is not None and not marker:
             i = self._send_samples % self._send_errors.size
             self._send_errors[i] = abs((now - last) - self.settings.ptime_ms / 1000.0)
             self._send_samples += 1
