@@ -6,6 +6,7 @@ import asyncio
 import socket
 import struct
 
+import msgspec
 import numpy as np
 import pytest
 import soxr
@@ -263,11 +264,8 @@ async def test_bad_input_is_dropped_counted_and_the_stream_goes_on():
     assert len(got.audio()) == 50
 
 
-def msgspec_fields(struct_value) -> list[int]:
-    import msgspec
-
-    return [getattr(struct_value, f) for f in msgspec.structs.fields(struct_value) and
-            [f.name for f in msgspec.structs.fields(struct_value)]]
+def msgspec_fields(value) -> list[int]:
+    return [getattr(value, field.name) for field in msgspec.structs.fields(value)]
 
 
 async def test_telephone_events_reported_once():
