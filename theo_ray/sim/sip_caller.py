@@ -319,6 +319,7 @@ class _CallerAgent:
         self.thread = PjsuaThread("sip-caller", pj.Endpoint, self._setup, poll_interval_ms=5)
         self.account = None
         self.call = None
+        self._retired = None
         self.dial: Dial | None = None
         self.address: tuple[str, int] = ("", 0)
         self.player = None
@@ -467,18 +468,19 @@ class _CallerAgent:
         elif info.state == pj.PJSIP_INV_STATE_CONFIRMED:
             self.event("confirmed", status=info.lastStatusCode)
         elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
-            self.player = None
-            self.recorder = None
+            # A new Dial may come as soon as the parent hears of this; the old Call and
+            # its player/recorder are freed after this callback returns, on this thread.
+            self._retired = (self.call, self.player, self.recorder)
+            self.call, self.player, self.recorder = None, None, None
+            self.thread.submit(self._forget_retired)
             self.event(
                 "disconnected",
                 status=info.lastStatusCode,
                 reason="local" if self.local_hangup else "remote",
             )
-            # Drop the Call after this callback returns, on the same thread.
-            self.thread.submit(self._forget_call)
 
-    def _forget_call(self) -> None:
-        self.call = None
+    def _forget_retired(self) -> None:
+        self._retired = None
 
     def on_tsx_state(self, call, prm) -> None:
         pj = self.pj

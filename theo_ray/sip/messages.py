@@ -67,3 +67,11 @@ class CallEnded(msgspec.Struct, frozen=True):
     reason: EndReason
     sip_call_id: str = ""
     sip_status: int = 0  # last SIP status of the dialog (e.g. 408 for a timer expiry)
+
+
+class ListenAddress(msgspec.Struct, frozen=True):
+    """One SIP transport the gateway listens on (what a PBX's pjsip.conf points at)."""
+
+    transport: str  # "udp" | "tcp"
+    host: str
+    port: int

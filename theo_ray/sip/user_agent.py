@@ -502,7 +502,12 @@ class SipUserAgent:
             reason = "caller_bye"
         self._finish(call, reason, code)
         # Drop our reference after pjsua is done with this callback.
-        self._pj.submit(lambda: self._calls.pop(call.pj_id, None))
+        self._pj.submit(lambda: self._forget(call))
+
+    def _forget(self, call: _GatewayCall) -> None:
+        # pjsua reuses call ids: a new INVITE may already own this slot.
+        if self._calls.get(call.pj_id) is call:
+            del self._calls[call.pj_id]
 
     def _finish(self, call: _GatewayCall, reason: EndReason, code: int) -> None:
         if call.ended:
