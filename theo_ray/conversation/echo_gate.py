@@ -1,0 +1,107 @@
+"""EchoGate: keeps the agent's own voice, coming back on the line, from triggering barge-in.
+
+Hand-written, on purpose: on a SIP leg the echo is the PBX/codec path — a delayed,
+attenuated copy of what we sent, with no room response — so the gate only needs that
+path's delay and gain. It works on 10 ms energy envelopes, which are rate-independent
+(reference at the codec rate, inbound at 16 kHz, no second resampler) and cost a few
+microseconds a frame. The Python AEC bindings on the registry (speexdsp, webrtc-audio-
+processing) are unmaintained since 2018/2019; a full acoustic canceller would be needed
+only for a speakerphone on the agent side, which Theo does not have.
+
+How: the envelope of the outbound reference and of the inbound signal are kept; the lag
+with the highest envelope correlation (when above ``min_correlation``) gives the path and
+its gain. An inbound frame whose energy the predicted echo explains (within ``margin_db``)
+is echo only: the VAD gets silence instead. Caller speech over the echo is louder than
+the prediction and passes, so double talk still barges in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from theo_ray.conversation.settings import EchoGateSettings
+
+_EPS = 1e-3
+
+
+def _block_rms(pcm: np.ndarray, blocks: int) -> np.ndarray:
+    x = pcm.astype(np.float32)
+    usable = len(x) - len(x) % blocks
+    if usable <= 0:
+        return np.zeros(blocks, np.float32)
+    return np.sqrt(np.mean(x[:usable].reshape(blocks, -1) ** 2, axis=1)) + _EPS
+
+
+class EchoGate:
+    def __init__(self, settings: EchoGateSettings | None = None, frame_ms: int = 20) -> None:
+        self.settings = settings or EchoGateSettings()
+        s = self.settings
+        self.blocks_per_frame = max(1, frame_ms // s.block_ms)
+        n = s.history_ms // s.block_ms
+        self._ref = np.full(n, _EPS, np.float32)
+        self._inb = np.full(n, _EPS, np.float32)
+        self._max_lag = s.max_delay_ms // s.block_ms
+        self.delay_ms: float | None = None
+        self.gain: float = 0.0
+        self.correlation: float = 0.0
+        self.frames_gated = 0
+        self.frames_passed = 0
+        self._frames_since_estimate = 0
+
+    def on_reference(self, pcm: np.ndarray | None) -> None:
+        """What was sent in one frame slot (None/empty: nothing was sent)."""
+        blocks = (
+            _block_rms(pcm, self.blocks_per_frame)
+            if pcm is not None and len(pcm)
+            else np.full(self.blocks_per_frame, _EPS, np.float32)
+        )
+        self._ref = np.concatenate((self._ref[self.blocks_per_frame :], blocks))
+
+    def _estimate(self) -> None:
+        ref, inb = np.log(self._ref), np.log(self._inb)
+        n = len(inb)
+        best, best_lag = -1.0, 0
+        window = n - self._max_lag
+        if window < 20 or float(np.max(self._ref)) < 30.0:  # reference silent: nothing to learn
+            return
+        target = inb[-window:] - inb[-window:].mean()
+        target_norm = float(np.sqrt(np.sum(target**2))) or 1.0
+        for lag in range(self._max_lag + 1):
+            seg = ref[n - window - lag : n - lag]
+            seg = seg - seg.mean()
+            denom = float(np.sqrt(np.sum(seg**2))) * target_norm
+            corr = float(np.dot(seg, target) / denom) if denom else 0.0
+            if corr > best:
+                best, best_lag = corr, lag
+        self.correlation = best
+        if best >= self.settings.min_correlation:
+            lagged = self._ref[n - window - best_lag : n - best_lag]
+            active = lagged > 4 * np.median(self._ref)
+            if np.any(active):
+                self.gain = float(np.median(self._inb[-window:][active] / lagged[active]))
+                self.delay_ms = best_lag * self.settings.block_ms
+
+    def is_echo_only(self, inbound: np.ndarray) -> bool:
+        """True when this inbound frame is (only) our own voice coming back."""
+        blocks = _block_rms(inbound, self.blocks_per_frame)
+        self._inb = np.concatenate((self._inb[self.blocks_per_frame :], blocks))
+        self._frames_since_estimate += 1
+        if self._frames_since_estimate >= 5:  # re-estimate every 100 ms
+            self._frames_since_estimate = 0
+            self._estimate()
+        if self.delay_ms is None:
+            self.frames_passed += 1
+            return False
+        lag = int(self.delay_ms // self.settings.block_ms)
+        n = len(self._ref)
+        # Predicted echo of each block of this frame, allowing one block of delay slack.
+        start = n - self.blocks_per_frame - lag - 1
+        window = self._ref[max(0, start) : n - lag + 1]
+        predicted = self.gain * float(np.max(window)) if len(window) else 0.0
+        limit = predicted * 10 ** (self.settings.margin_db / 20) + 30.0
+        echo = float(np.max(blocks)) <= limit and predicted > 30.0
+        if echo:
+            self.frames_gated += 1
+        else:
+            self.frames_passed += 1
+        return echo

@@ -1,0 +1,65 @@
+"""What one call recorded about its turns: typed, checkpointable, the source of the call
+summary, the trace spans and the `theo bench turns` split."""
+
+from __future__ import annotations
+
+import msgspec
+
+from theo_ray.messages import ToolCall
+
+
+class ToolExecution(msgspec.Struct):
+    call: ToolCall
+    drained_at: float  # playout says the caller heard everything before it (monotonic)
+    executed_at: float
+    ok: bool
+    detail: str = ""
+
+
+class BargeInRecord(msgspec.Struct):
+    onset_at: float  # caller speech onset estimated from the VAD (monotonic)
+    paused_at: float  # playout paused (fade) — agent audio stops at the caller after this
+    verdict: str = ""  # interruption | backchannel | noise | unconfirmed
+    decided_at: float = 0.0
+    heard: str = ""  # what the caller heard of the reply, when interrupted
+    caller_text: str = ""
+
+
+class TurnRecord(msgspec.Struct):
+    index: int
+    caller_text: str = ""
+    agent_text: str = ""
+    heard_text: str = ""
+    interrupted: bool = False
+    endpoint_rule: str = ""
+    endpoint_reason: str = ""
+    # Monotonic instants (0.0 = did not happen).
+    speech_end_at: float = 0.0  # VAD: last voiced window of the caller's turn
+    end_of_turn_at: float = 0.0  # endpointer decided
+    stt_final_at: float = 0.0
+    llm_first_token_at: float = 0.0
+    llm_first_sentence_at: float = 0.0
+    tts_first_chunk_at: float = 0.0
+    first_audio_enqueued_at: float = 0.0
+    first_rtp_at: float = 0.0  # first packet of the reply (not filler/noise) sent
+    filler_at: float = 0.0
+    drained_at: float = 0.0
+    stt_ms: float = 0.0  # compute of the final transcription
+    tools: list[ToolExecution] = []
+    error: str = ""
+
+
+class CallRecord(msgspec.Struct):
+    session_id: str
+    caller_id: str = ""
+    started_at: float = 0.0
+    ended_at: float = 0.0
+    end_reason: str = ""
+    trace_id: str = ""
+    turns: list[TurnRecord] = []
+    barge_ins: list[BargeInRecord] = []
+    backchannels_played: int = 0
+    fillers_played: int = 0
+    transferred_to: str = ""
+    transfer_reason: str = ""
+    errors: list[str] = []

@@ -1,0 +1,51 @@
+"""Settings of one call's conversation (composed into TheoConfig as `conversation`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from theo_ray.turn.settings import TurnSettings
+
+_STRICT = {"forbid_unknown_fields": True, "kw_only": True}
+
+
+class EchoGateSettings(msgspec.Struct, **_STRICT):
+    block_ms: int = 10  # envelope resolution
+    max_delay_ms: int = 400  # longest echo path searched
+    min_correlation: float = 0.75  # envelope correlation that identifies the echo path
+    margin_db: float = 6.0  # inbound louder than the predicted echo by this much = caller speech
+    history_ms: int = 1500  # reference/inbound envelope kept for the path estimate
+
+
+class BargeInSettings(msgspec.Struct, **_STRICT):
+    # Pause playout as soon as one VAD window is this likely speech (reversible: resume if
+    # it turns out to be a cough or a backchannel).
+    pause_probability: float = 0.6
+    # A pause that no VAD speech start confirms within this long is undone.
+    unconfirmed_resume_ms: int = 250
+
+
+class ConversationSettings(msgspec.Struct, **_STRICT):
+    # "agent": the full turn loop; "echo": plays the caller's audio back (media benchmark).
+    mode: Literal["agent", "echo"] = "agent"
+    greeting: str = "Olá! Aqui é a Theo. Em que posso te ajudar?"
+    # Re-run STT on the growing utterance after this much new audio (partials).
+    partial_interval_ms: int = 500
+    # Audio kept from before the VAD start so the first syllable is not cut.
+    preroll_ms: int = 300
+    # Comfort noise while THINKING; a filler if no agent audio after filler_delay_ms.
+    comfort_noise: bool = True
+    filler_delay_ms: int = 500
+    # Backchannel ("uhum") in a pause of a caller turn longer than this (0 disables).
+    backchannel_after_speech_ms: int = 6000
+    backchannel_pause_ms: int = 350
+    llm_max_tokens: int = 120
+    llm_temperature: float = 0.3
+    # Cancel a model stream that has not produced anything after this long.
+    model_timeout_s: float = 15.0
+    max_call_seconds: float = 1800.0
+    turn: TurnSettings = msgspec.field(default_factory=TurnSettings)
+    echo_gate: EchoGateSettings = msgspec.field(default_factory=EchoGateSettings)
+    barge_in: BargeInSettings = msgspec.field(default_factory=BargeInSettings)
