@@ -1,7 +1,7 @@
 """CPU cost of the media plane: N full-duplex loopback calls for a few seconds.
 
 Each call is two RtpSessions on 127.0.0.1 that both play speech-like audio at the
-TTS rate (resampled once to the codec rate) and receive each other's stream, so every
+TTS rate, fed in 200 ms chunks like a streaming TTS (resampled once to the codec rate) and receive each other's stream, so every
 20 ms tick does the whole path both ways: resample, encode, send, receive, parse,
 jitter buffer, decode, PLC, resample to 16 kHz. The figure is process CPU time per
 session per tick. `theo bench media` builds on this; it is a benchmark, not a test.
@@ -57,18 +57,26 @@ async def run_media_benchmark(
         async for _frame in session.frames():
             pass
 
+    async def speak(session: RtpSession, audio: np.ndarray) -> None:
+        # Like a streaming TTS: 200 ms chunks, kept ~200 ms ahead of playout.
+        chunk = model_rate // 5
+        for i in range(0, audio.size, chunk):
+            session.enqueue(audio[i : i + chunk], "bench", last=i + chunk >= audio.size)
+            await asyncio.sleep(0.2 if i else 0.0)
+
     readers = [asyncio.create_task(drain(s)) for s in sessions]
     audio = _speech(model_rate, seconds + 1.0)
-    for s in sessions:
-        s.enqueue(audio, "bench", last=True)
+    speakers = [asyncio.create_task(speak(s, audio)) for s in sessions]
     cpu0, wall0 = time.process_time(), time.monotonic()
     await asyncio.sleep(seconds)
     cpu = time.process_time() - cpu0
     wall = time.monotonic() - wall0
     stats = [s.stats() for s in sessions]
+    for task in speakers:
+        task.cancel()
     for s in sessions:
         await s.stop()
-    await asyncio.gather(*readers)
+    await asyncio.gather(*readers, *speakers, return_exceptions=True)
     ticks = wall / (settings.ptime_ms / 1000.0)
     return MediaBenchResult(
         calls=calls,
