@@ -30,13 +30,20 @@ def free_port() -> int:
 
 
 class _RtpCounter(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
+    def __init__(self, echo: bool) -> None:
         self.packets: list[bytes] = []
         self.sources: set[tuple[str, int]] = set()
+        self.echo = echo
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
 
     def datagram_received(self, data: bytes, addr) -> None:
         self.packets.append(data)
         self.sources.add(addr[:2])
+        if self.echo and self.transport is not None:
+            self.transport.sendto(data, addr)  # symmetric RTP back to the caller
 
 
 class SocketRouter:
@@ -44,7 +51,8 @@ class SocketRouter:
 
     open_call binds one plain UDP socket per call on 127.0.0.1 (standing in for the
     CallActor's RTP socket) and counts what arrives; update/close calls are recorded.
-    ``delay`` and ``fail`` inject a slow or failing supervisor.
+    ``delay`` and ``fail`` inject a slow or failing supervisor; ``echo`` sends every
+    packet back to where it came from (an echo agent without codecs).
     """
 
     def __init__(self) -> None:
@@ -54,6 +62,7 @@ class SocketRouter:
         self.sockets: dict[str, tuple[asyncio.DatagramTransport, _RtpCounter]] = {}
         self.delay = 0.0
         self.fail = False
+        self.echo = False
         self._changed = asyncio.Event()
 
     async def open_call(self, setup: CallSetup) -> MediaAnswer:
@@ -64,7 +73,7 @@ class SocketRouter:
             raise RuntimeError("injected supervisor failure")
         loop = asyncio.get_running_loop()
         transport, counter = await loop.create_datagram_endpoint(
-            _RtpCounter, local_addr=("127.0.0.1", 0)
+            lambda: _RtpCounter(self.echo), local_addr=("127.0.0.1", 0)
         )
         self.sockets[setup.session_id] = (transport, counter)
         host, port = transport.get_extra_info("sockname")[:2]

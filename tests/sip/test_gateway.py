@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import numpy as np
 import psutil
 import pytest
+import soundfile
 
 from tests.sip.raw_sip import send_and_read_final
 from theo_ray.sim.sip_caller import CallerSettings, SipCaller
@@ -73,6 +75,25 @@ async def test_call_reaches_the_call_socket_and_pjsua_opens_no_rtp(gateway, rout
     assert (stats.invites, stats.answered, stats.byes_received, stats.active_calls) == (1, 1, 1, 0)
     assert len(stats.answer_ms) == 1 and 0 < stats.answer_ms[0] < 2000
     print(f"INVITE -> 200 OK: {stats.answer_ms[0]:.1f} ms")
+
+
+async def test_pjsua_caller_records_what_the_call_socket_sends(gateway, router, tone_wav, tmp_path):
+    router.echo = True
+    recording = tmp_path / "heard.wav"
+    async with SipCaller(CallerSettings(codecs=["PCMU"])) as caller:
+        await caller.dial(uri(gateway), headers={"X-Theo-Session": "echo"},
+                          play_wav=tone_wav, record_wav=str(recording))
+        await caller.wait_for("media_active", 10)
+        await asyncio.sleep(1.5)
+        await caller.hangup()
+        await caller.wait_for("disconnected", 5)
+    audio, rate = soundfile.read(recording, dtype="float32")
+    assert len(audio) >= rate  # at least a second recorded
+    tail = audio[len(audio) // 2 :]
+    assert np.sqrt(np.mean(tail**2)) > 0.05, "the caller heard silence"
+    spectrum = np.abs(np.fft.rfft(tail))
+    peak_hz = np.argmax(spectrum) * rate / len(tail)
+    assert abs(peak_hz - 440) < 10, peak_hz
 
 
 @pytest.mark.parametrize(

@@ -354,6 +354,7 @@ class _CallerAgent:
                 self.send(Reply(request.seq, True))
                 continue
             if isinstance(command, Shutdown):
+                self.thread.resume()
                 self.thread.stop(self._hangup_quietly)
                 self.send(Reply(request.seq, True))
                 break

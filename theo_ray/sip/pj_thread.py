@@ -117,6 +117,9 @@ class PjsuaThread:
         """
         self._paused_until = time.monotonic() + seconds
 
+    def resume(self) -> None:
+        self._paused_until = 0.0
+
     def paused_for(self) -> float:
         """Seconds left of the current pause (0 when running)."""
         return max(0.0, self._paused_until - time.monotonic())

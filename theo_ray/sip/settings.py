@@ -26,6 +26,6 @@ class SipSettings(msgspec.Struct, forbid_unknown_fields=True):
     warm_pool_size: int = 4  # CallActors the supervisor keeps ready (used by the lead)
     ring_before_answer: bool = True  # 180 Ringing while the router opens the call
     answer_timeout_s: float = 5.0  # router slower than this -> 503 to the PBX
-    max_calls: int = 32  # pjsua's compile-time limit is 32 per endpoint
+    max_calls: int = 32  # pjsua silently caps this at its build-time PJSUA_MAX_CALLS
     poll_interval_ms: int = 5  # longest a command from asyncio waits for the SIP thread
     log_level: int = 1  # pjsip log verbosity (0 silent .. 5 all messages)

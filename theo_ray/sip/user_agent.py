@@ -98,7 +98,6 @@ class _GatewayCall(pj.Call):
         self.origin = SdpOrigin(session_id=random.randrange(1, 2**31))
         self.pending_offer: SdpOffer | None = None
         self.confirmed = False
-        self.answered = False
         self.setup_failed = False
         self.end_reason: EndReason | None = None  # set by Theo before it hangs up
         self.session_expires = 0  # RFC 4028 interval in force (0: no session timer)
@@ -174,10 +173,9 @@ class SipUserAgent:
         return await self._pj.run(lambda: self._hangup(session_id, "agent_hangup"))
 
     def stats(self) -> GatewayStats:
-        stats = GatewayStats(**{f: getattr(self._stats, f) for f in self._stats.__struct_fields__})
-        stats.active_calls = len(self._sessions)
-        stats.answer_ms = list(self._answer_ms)
-        return stats
+        return msgspec.structs.replace(
+            self._stats, active_calls=len(self._sessions), answer_ms=list(self._answer_ms)
+        )
 
     def active_sessions(self) -> list[str]:
         return list(self._sessions)
@@ -326,7 +324,7 @@ class SipUserAgent:
                 self._router.open_call(setup), self.settings.answer_timeout_s
             )
         except Exception as exc:  # noqa: BLE001 - any router failure becomes a 503
-            log.warning("open_call(%s) failed: %r", setup.session_id, repr(exc))
+            log.warning("open_call(%s) failed: %s", setup.session_id, repr(exc))
             await self._pj.run(lambda: self._setup_failure(pj_id, setup))
             return
         await self._pj.run(lambda: self._answer_ok(pj_id, setup, media))
@@ -369,7 +367,6 @@ class SipUserAgent:
             self._stats.setup_failed += 1
             self._reject(call, 500)
             return
-        call.answered = True
         self._stats.answered += 1
         if call.setup is not None:
             self._answer_ms.append((self._clock() - call.setup.invite_at) * 1000.0)
@@ -449,7 +446,7 @@ class SipUserAgent:
             await self._router.update_call(session_id, remote)
         except Exception as exc:  # noqa: BLE001 - the call goes on with old media
             self._stats.router_errors += 1
-            log.warning("update_call(%s) failed: %r", session_id, repr(exc))
+            log.warning("update_call(%s) failed: %s", session_id, repr(exc))
 
     def _on_tsx_state(self, call: _GatewayCall, prm: pj.OnCallTsxStateParam) -> None:
         event = prm.e
@@ -538,7 +535,7 @@ class SipUserAgent:
             await self._router.close_call(ended)
         except Exception as exc:  # noqa: BLE001 - counted; the dialog is gone anyway
             self._stats.router_errors += 1
-            log.warning("close_call(%s) failed: %r", ended.session_id, repr(exc))
+            log.warning("close_call(%s) failed: %s", ended.session_id, repr(exc))
 
     def _hangup(self, session_id: str, reason: EndReason) -> bool:
         call = self._sessions.get(session_id)
