@@ -18,7 +18,12 @@ from typing import Any, Literal
 
 import msgspec
 
+from theo_ray.asterisk.settings import AsteriskSiteSettings
+from theo_ray.conversation.call_settings import CallSettings
+from theo_ray.conversation.settings import ConversationSettings
 from theo_ray.errors import ConfigError
+from theo_ray.media.settings import MediaSettings
+from theo_ray.sip.settings import SipSettings
 
 _STRICT = {"forbid_unknown_fields": True, "kw_only": True}
 
@@ -116,6 +121,12 @@ class TheoConfig(msgspec.Struct, **_STRICT):
     tts: TextToSpeechSettings = msgspec.field(default_factory=TextToSpeechSettings)
     paths: PathsSettings = msgspec.field(default_factory=PathsSettings)
     secrets: SecretsSettings = msgspec.field(default_factory=SecretsSettings)
+    # 5080: Asterisk itself usually holds 5060 on the same network (see asterisk/README.md).
+    sip: SipSettings = msgspec.field(default_factory=lambda: SipSettings(port=5080))
+    media: MediaSettings = msgspec.field(default_factory=MediaSettings)
+    call: CallSettings = msgspec.field(default_factory=CallSettings)
+    conversation: ConversationSettings = msgspec.field(default_factory=ConversationSettings)
+    asterisk: AsteriskSiteSettings = msgspec.field(default_factory=AsteriskSiteSettings)
 
     def model_cache(self) -> Path:
         return Path(self.paths.model_cache).expanduser()

@@ -32,12 +32,12 @@ class ConversationSettings(msgspec.Struct, **_STRICT):
     mode: Literal["agent", "echo"] = "agent"
     greeting: str = "Olá! Aqui é a Theo. Em que posso te ajudar?"
     # Re-run STT on the growing utterance after this much new audio (partials).
-    partial_interval_ms: int = 500
+    partial_interval_ms: int = 700
     # Audio kept from before the VAD start so the first syllable is not cut.
     preroll_ms: int = 300
-    # Comfort noise while THINKING; a filler if no agent audio after filler_delay_ms.
+    # Comfort noise while THINKING (level in turn.comfort_noise); a filler after
+    # turn.fillers.delay_ms without agent audio.
     comfort_noise: bool = True
-    filler_delay_ms: int = 500
     # Backchannel ("uhum") in a pause of a caller turn longer than this (0 disables).
     backchannel_after_speech_ms: int = 6000
     backchannel_pause_ms: int = 350

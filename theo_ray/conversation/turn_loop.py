@@ -159,8 +159,11 @@ class TurnLoop:
 
     async def run(self, greet: bool = True) -> None:
         """Start the loop; returns at once (the work runs in tasks until stop())."""
-        self._cn = ComfortNoise(self.rtp.model_rate, level_dbfs=self.settings.turn.comfort_noise.level_dbfs
-                                ) if self.settings.comfort_noise else None
+        self._cn = (
+            ComfortNoise.from_settings(self.rtp.model_rate, self.settings.turn.comfort_noise)
+            if self.settings.comfort_noise
+            else None
+        )
         self._tasks.append(asyncio.create_task(self._inbound(), name=f"inbound-{self.session_id}"))
         if greet:
             self._tasks.append(asyncio.create_task(self._greet(), name=f"greet-{self.session_id}"))
@@ -248,9 +251,8 @@ class TurnLoop:
         self._after_frame(frame)
 
     def _reference_for(self, frame: InboundFrame) -> np.ndarray | None:
-        # What the playout sent in this tick: the RtpSession keeps the last sent frame.
-        sent = getattr(self.rtp, "last_sent_pcm", None)
-        return sent() if callable(sent) else None
+        # What the playout sent in this tick (the same tick delivered this frame).
+        return self.rtp.last_sent_pcm()
 
     def _on_speech_start(self, frame: InboundFrame) -> None:
         onset = frame.at - self.settings.turn.vad.min_speech_ms / 1000.0
@@ -290,7 +292,10 @@ class TurnLoop:
             utt.final_task = asyncio.create_task(self._transcribe(audio))
             self._barge_utterance_pending = True
             return
-        # Speculative final STT and turn-model probability while the endpointer waits.
+        # Speculative final STT and turn-model probability while the endpointer waits; a
+        # partial still in flight would only queue in front of it.
+        if utt.partial_task is not None and not utt.partial_task.done():
+            utt.partial_task.cancel()
         utt.final_samples = len(audio)
         utt.final_task = asyncio.create_task(self._transcribe(audio))
         if self.smart_turn is not None:
@@ -324,8 +329,10 @@ class TurnLoop:
         interval = self.settings.partial_interval_ms * RATE // 1000
         if utt.samples - utt.samples_at_last_partial < interval:
             return
-        if utt.partial_task is not None and not utt.partial_task.done():
-            return  # one partial in flight per call: STT cost stays bounded
+        if (utt.partial_task is not None and not utt.partial_task.done()) or (
+            utt.final_task is not None and not utt.final_task.done()
+        ):
+            return  # one STT request in flight per call: partials never delay the final
         utt.samples_at_last_partial = utt.samples
         audio = utt.audio()
 
@@ -470,6 +477,7 @@ class TurnLoop:
         self._stop_comfort_noise()
         if record_memory and reply.text:
             self.memory.add_agent(reply.text, heard="")
+        reply.turn.agent_text = reply.text
         self.record.turns.append(reply.turn)
         self._reply = None
         self.state = "listening"
@@ -521,6 +529,7 @@ class TurnLoop:
                 asyncio.create_task(self.memory.summarise())
 
     def _finish_reply(self, reply: _Reply) -> None:
+        reply.turn.agent_text = reply.text
         if self._reply is reply:
             self._reply = None
             self.record.turns.append(reply.turn)
@@ -643,7 +652,7 @@ class TurnLoop:
                 self._finish_reply(reply)
 
     async def _filler_after_delay(self, reply: _Reply) -> None:
-        await asyncio.sleep(self.settings.filler_delay_ms / 1000.0)
+        await asyncio.sleep(self.settings.turn.fillers.delay_ms / 1000.0)
         if reply.real_audio_started or reply.cancelled or self.phrases is None:
             return
         phrase = self.phrases.pick("fillers", self.rng)

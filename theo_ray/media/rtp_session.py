@@ -232,6 +232,7 @@ class RtpSession:
         self._lateness_samples = 0
         self._clock_origin = 0.0
         self._last_send_time: float | None = None
+        self._last_sent_pcm: np.ndarray | None = None
         self._resume_marker = False
         self._telephone_event_pt: int | None = None
         self._last_event_ts: int | None = None
@@ -501,9 +502,15 @@ class RtpSession:
             # A tail is still inside the resampler: let the clock flush it, then wait again.
             await self._sleep(self.settings.ptime_ms / 1000.0)
 
+    def last_sent_pcm(self) -> np.ndarray | None:
+        """The frame sent at the latest tick (codec rate), None if nothing was sent: the
+        echo reference for the turn loop's EchoGate."""
+        return self._last_sent_pcm
+
     def _outbound_tick(self, now: float, k: int) -> None:
         playout = self.playout
         assert playout is not None and self.codec is not None
+        self._last_sent_pcm = None
         if self._direction not in ("sendrecv", "sendonly") or self._remote is None:
             self._resume_marker = True  # held: the first packet after it starts a talkspurt
             return
@@ -517,6 +524,7 @@ class RtpSession:
         frame = playout.pull(now)
         if frame is None:
             return
+        self._last_sent_pcm = frame.pcm
         payload = self.codec.encode(frame.pcm)
         timestamp = self._ts_origin + k * self._ts_step
         marker = frame.talkspurt_start or self._resume_marker

@@ -1,0 +1,167 @@
+"""CallActor: one Ray actor per call, owning ALL of the call's state — its RTP socket and
+media stack, its VAD/endpointer/turn model, its memory and its turn loop.
+
+Created warm by the CallSupervisor (`prepare()`: socket bound, ONNX sessions loaded) and
+handed a call with `open()`. torch is never imported here (memory per call matters):
+the VAD and the turn model run on onnxruntime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import msgspec
+import ray
+
+from theo_ray.conversation.call_control import AmiCallControl, CallControl, GatewayCallControl
+from theo_ray.conversation.model_client import ModelClient
+from theo_ray.conversation.phrase_book import PhraseBook
+from theo_ray.conversation.records import CallRecord
+from theo_ray.conversation.settings import ConversationSettings
+from theo_ray.conversation.turn_loop import TurnLoop
+from theo_ray.conversation.turn_spans import TurnTracer
+from theo_ray.media.rtp_session import MediaStats, RtpSession
+from theo_ray.media.settings import MediaSettings
+from theo_ray.runtime.serve_apps import ModelHandles
+from theo_ray.sip.messages import CallEnded, CallSetup, MediaAnswer, RemoteMedia
+
+log = logging.getLogger("theo.call")
+
+
+class CallActorSettings(msgspec.Struct, frozen=True):
+    media: MediaSettings
+    conversation: ConversationSettings
+    rtp_host: str
+    model_cache: str
+    tts_rate: int = 24000
+    use_ami: bool = False
+
+
+class CallStats(msgspec.Struct):
+    session_id: str
+    state: str
+    media: MediaStats
+    record: CallRecord | None = None
+
+
+class CallActor:
+    def __init__(
+        self,
+        settings: CallActorSettings,
+        handles: ModelHandles | None,
+        phrases: PhraseBook | None = None,
+        gateway=None,
+        ami_bridge=None,
+    ) -> None:
+        self.settings = settings
+        self.handles = handles
+        self.phrases = phrases
+        self.gateway = gateway
+        self.ami_bridge = ami_bridge
+        self.rtp: RtpSession | None = None
+        self.loop: TurnLoop | None = None
+        self.session_id = ""
+        self._vad = None
+        self._smart_turn = None
+        self._echo_task: asyncio.Task | None = None
+        self.record: CallRecord | None = None
+
+    async def prepare(self) -> MediaAnswer:
+        """Bind the RTP socket pair and load the per-call models: the warm part of a call."""
+        echo = self.settings.conversation.mode == "echo"
+        self.rtp = RtpSession(
+            self.settings.media,
+            host=self.settings.rtp_host,
+            model_rate=16000 if echo else self.settings.tts_rate,
+        )
+        if not echo:
+            loop = asyncio.get_running_loop()
+            turn = self.settings.conversation.turn
+            self._vad, self._smart_turn = await loop.run_in_executor(None, self._load_models, turn)
+        host, port = self.rtp.local_address
+        return MediaAnswer(host=host, port=port)
+
+    def _load_models(self, turn):
+        from pathlib import Path
+
+        from theo_ray.turn.turn_model import SmartTurn
+        from theo_ray.turn.turn_model_assets import ensure_smart_turn_model
+        from theo_ray.turn.vad import SileroVad
+
+        model = ensure_smart_turn_model(Path(self.settings.model_cache).expanduser() / "smart-turn")
+        return SileroVad(turn.vad), SmartTurn(turn.turn_model, model_path=model)
+
+    def _control(self) -> CallControl:
+        if self.settings.use_ami and self.ami_bridge is not None:
+            return AmiCallControl(self.ami_bridge, self.session_id)
+        return GatewayCallControl(self.gateway, self.session_id)
+
+    async def open(self, setup: CallSetup) -> MediaAnswer:
+        if self.rtp is None:
+            await self.prepare()
+        assert self.rtp is not None
+        self.session_id = setup.session_id
+        remote = setup.remote
+        await self.rtp.start(
+            remote.codec, (remote.host, remote.port), remote.payload_type, remote.telephone_event_pt, remote.direction
+        )
+        if self.settings.conversation.mode == "echo":
+            self._echo_task = asyncio.create_task(self._echo())
+        else:
+            self.loop = TurnLoop(
+                setup.session_id, self.rtp, ModelClient(self.handles), self.settings.conversation, self._control(),
+                phrases=self.phrases, smart_turn=self._smart_turn, vad=self._vad,
+                tracer=TurnTracer(setup.session_id, attributes={"caller.id": setup.caller_id}),
+            )
+            self.loop.record.caller_id = setup.caller_id
+            await self.loop.run()
+        host, port = self.rtp.local_address
+        return MediaAnswer(host=host, port=port)
+
+    async def _echo(self) -> None:
+        """Echo agent (no models): each caller frame is played straight back."""
+        assert self.rtp is not None
+        async for frame in self.rtp.frames():
+            self.rtp.enqueue(frame.pcm, "echo")
+
+    async def update_media(self, remote: RemoteMedia) -> None:
+        assert self.rtp is not None
+        if self.rtp.codec is None or remote.codec != self.rtp.codec.name:
+            await self.rtp.start(remote.codec, (remote.host, remote.port), remote.payload_type,
+                                 remote.telephone_event_pt, remote.direction)
+        else:
+            self.rtp.update_remote(remote.host, remote.port)
+            self.rtp.set_direction(remote.direction)
+
+    async def close(self, ended: CallEnded) -> CallRecord:
+        """Stop sending at once (BYE), end the turn loop, release the socket."""
+        record = CallRecord(session_id=self.session_id, end_reason=ended.reason)
+        if self.loop is not None:
+            record = await self.loop.stop(ended.reason)
+        if self._echo_task is not None:
+            self._echo_task.cancel()
+        if self.rtp is not None:
+            await self.rtp.stop()
+        self.record = record
+        return record
+
+    async def stats(self) -> CallStats:
+        assert self.rtp is not None
+        return CallStats(
+            session_id=self.session_id,
+            state=self.loop.state if self.loop else ("echo" if self._echo_task else "idle"),
+            media=self.rtp.stats(),
+            record=self.loop.record if self.loop else None,
+        )
+
+    async def checkpoint(self) -> bytes:
+        """Memory snapshot for failover (later issue): restorable into a new actor."""
+        return self.loop.memory.encode() if self.loop else b""
+
+    async def ping(self) -> float:
+        return time.monotonic()
+
+
+CallActorRemote = ray.remote(num_cpus=0, max_restarts=0)(CallActor)

@@ -1,0 +1,191 @@
+"""CallSupervisor: the named actor that creates, hands out and ends CallActors.
+
+It keeps a warm pool (actors prepared ahead), the session id -> actor map (plus the
+caller's channel info for the AMI side), renders the PhraseBook once per voice, and ends
+each call's actor when the call ends, so no actor or socket outlives its call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+
+import msgspec
+import ray
+
+from actors.call_actor import CallActorRemote, CallActorSettings
+from theo_ray.conversation.phrase_book import PhraseBook, render_phrase_book
+from theo_ray.conversation.records import CallRecord
+from theo_ray.conversation.call_settings import CallSettings
+from theo_ray.conversation.settings import ConversationSettings
+from theo_ray.errors import TheoError
+from theo_ray.media.settings import MediaSettings
+from theo_ray.runtime.serve_apps import ModelHandles
+from theo_ray.sip.messages import CallEnded, CallSetup, MediaAnswer, RemoteMedia
+
+log = logging.getLogger("theo.supervisor")
+SUPERVISOR_NAME = "call-supervisor"
+
+
+class ActiveCall(msgspec.Struct):
+    session_id: str
+    caller_id: str
+    opened_at: float
+    setup_ms: float
+    channel: str = ""  # Asterisk channel name, filled by the AMI side
+
+
+class SupervisorStats(msgspec.Struct):
+    active: int
+    warm: int
+    created: int
+    opened: int
+    closed: int
+    open_failures: int
+    phrase_book_ready: bool
+
+
+class CallSupervisor:
+    def __init__(
+        self,
+        call: CallSettings,
+        media: MediaSettings,
+        conversation: ConversationSettings,
+        model_cache: str,
+        handles: ModelHandles | None,
+        tts_voice: str = "",
+        gateway_name: str = "",
+        ami_bridge_name: str = "",
+    ) -> None:
+        self.call = call
+        self.media = media
+        self.conversation = conversation
+        self.model_cache = model_cache
+        self.handles = handles
+        self.tts_voice = tts_voice
+        self.gateway_name = gateway_name
+        self.ami_bridge_name = ami_bridge_name
+        self.phrases: PhraseBook | None = None
+        self._warm: collections.deque = collections.deque()
+        self._active: dict[str, tuple[object, ActiveCall]] = {}
+        self._records: collections.OrderedDict[str, CallRecord] = collections.OrderedDict()
+        self._created = self._opened = self._closed = self._failures = 0
+        self._refill: asyncio.Task | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> SupervisorStats:
+        """Render the phrase book (agent mode) and fill the warm pool; returns when ready."""
+        if self.conversation.mode == "agent" and self.handles is not None and self.phrases is None:
+            self.phrases = await render_phrase_book(self.handles.tts, self.tts_voice, self.conversation.greeting)
+        await self._fill_pool()
+        return await self.stats()
+
+    def _named(self, name: str):
+        if not name:
+            return None
+        try:
+            return ray.get_actor(name)
+        except ValueError:
+            return None
+
+    def _actor_settings(self) -> CallActorSettings:
+        return CallActorSettings(
+            media=self.media, conversation=self.conversation, rtp_host=self.call.rtp_host,
+            model_cache=self.model_cache, tts_rate=self.phrases.sample_rate if self.phrases else 24000,
+            use_ami=self.call.use_ami,
+        )
+
+    async def _new_actor(self):
+        actor = CallActorRemote.remote(
+            self._actor_settings(), self.handles, self.phrases,
+            self._named(self.gateway_name), self._named(self.ami_bridge_name),
+        )
+        self._created += 1
+        await actor.prepare.remote()
+        return actor
+
+    async def _fill_pool(self) -> None:
+        while len(self._warm) < self.call.warm_pool_size:
+            self._warm.append(await self._new_actor())
+
+    def _schedule_refill(self) -> None:
+        if self._refill is None or self._refill.done():
+            self._refill = asyncio.create_task(self._fill_pool())
+
+    async def open_call(self, setup: CallSetup) -> MediaAnswer:
+        started = time.monotonic()
+        if setup.session_id in self._active:
+            raise TheoError(f"session {setup.session_id} is already open")
+        actor = self._warm.popleft() if self._warm else await self._new_actor()
+        self._schedule_refill()
+        try:
+            answer = await actor.open.remote(setup)
+        except Exception:
+            self._failures += 1
+            ray.kill(actor)
+            raise
+        self._opened += 1
+        self._active[setup.session_id] = (
+            actor,
+            ActiveCall(setup.session_id, setup.caller_id, time.time(), (time.monotonic() - started) * 1000.0),
+        )
+        return answer
+
+    async def update_call(self, session_id: str, remote: RemoteMedia) -> None:
+        entry = self._active.get(session_id)
+        if entry is not None:
+            await entry[0].update_media.remote(remote)
+
+    async def close_call(self, ended: CallEnded) -> CallRecord | None:
+        entry = self._active.pop(ended.session_id, None)
+        if entry is None:
+            return self._records.get(ended.session_id)
+        actor, _info = entry
+        record = None
+        try:
+            record = await asyncio.wait_for(actor.close.remote(ended), timeout=10.0)
+        except Exception as exc:  # a crashed actor still has to go
+            log.warning("closing %s failed: %s", ended.session_id, exc)
+        finally:
+            ray.kill(actor)  # no reuse across calls: a fresh actor has no leftover state
+            self._closed += 1
+        if record is not None:
+            self._records[ended.session_id] = record
+            while len(self._records) > self.call.keep_records:
+                self._records.popitem(last=False)
+        return record
+
+    async def call_actor(self, session_id: str):
+        entry = self._active.get(session_id)
+        return entry[0] if entry else None
+
+    async def call_record(self, session_id: str) -> CallRecord | None:
+        entry = self._active.get(session_id)
+        if entry is not None:
+            return (await entry[0].stats.remote()).record
+        return self._records.get(session_id)
+
+    async def active_calls(self) -> list[ActiveCall]:
+        return [info for _, info in self._active.values()]
+
+    async def set_channel(self, session_id: str, channel: str) -> None:
+        entry = self._active.get(session_id)
+        if entry is not None:
+            entry[1].channel = channel
+
+    async def stats(self) -> SupervisorStats:
+        return SupervisorStats(
+            active=len(self._active), warm=len(self._warm), created=self._created, opened=self._opened,
+            closed=self._closed, open_failures=self._failures, phrase_book_ready=self.phrases is not None,
+        )
+
+    async def shutdown(self) -> None:
+        for session_id in list(self._active):
+            await self.close_call(CallEnded(session_id=session_id, reason="gateway_shutdown"))
+        while self._warm:
+            ray.kill(self._warm.popleft())
+
+
+CallSupervisorRemote = ray.remote(num_cpus=0, max_restarts=-1)(CallSupervisor)

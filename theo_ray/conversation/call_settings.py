@@ -1,0 +1,18 @@
+"""Per-node call settings: where CallActors bind RTP, the warm pool, the agent mode."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class CallSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # Address CallActors bind their RTP sockets on and put in the SDP answer (the address
+    # the PBX reaches this node on).
+    rtp_host: str = "127.0.0.1"
+    # CallActors created ahead (sockets bound, VAD/turn model loaded) so an INVITE does not
+    # pay for actor creation (~0.7 s each on 2 cores).
+    warm_pool_size: int = 2
+    # Finished calls whose records the supervisor keeps for `theo` and the tests.
+    keep_records: int = 200
+    # Hang up through AMI (behind Asterisk) instead of SIP BYE.
+    use_ami: bool = False
