@@ -13,7 +13,8 @@ def request(
     body: str = "",
     headers: dict[str, str] | None = None,
     source: str = "127.0.0.1",
-) -> str:
+) -> tuple[str, socket.socket]:
+    """The request text and the bound socket to send it from."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((source, 0))
     local_port = sock.getsockname()[1]

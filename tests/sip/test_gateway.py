@@ -282,3 +282,28 @@ async def test_stop_hangs_up_live_calls(router):
         await agent.stop()
         await caller.wait_for("bye_received", 5)
     assert [c.reason for c in router.closed] == ["gateway_shutdown"]
+
+
+async def test_concurrent_calls_get_their_own_sockets_and_leave_nothing(gateway, router):
+    callers = [SipCaller(CallerSettings(media="external")) for _ in range(4)]
+    await asyncio.gather(*(c.start() for c in callers))
+    try:
+        await asyncio.gather(*(
+            c.dial(uri(gateway), headers={"X-Theo-Session": f"many.{i}"},
+                   local_rtp_host="127.0.0.1", local_rtp_port=41000 + 2 * i)
+            for i, c in enumerate(callers)
+        ))
+        answers = await asyncio.gather(*(c.wait_for("confirmed", 15) for c in callers))
+        assert len(answers) == 4
+        answered = [await c.wait_for("answered", 1) for c in callers]
+        ports = {a.remote_port for a in answered}
+        assert len(ports) == 4  # one CallActor socket each
+        by_session = {s.session_id: s.remote.port for s in router.setups}
+        assert by_session == {f"many.{i}": 41000 + 2 * i for i in range(4)}
+        assert gateway.stats().active_calls == 4
+        await asyncio.gather(*(c.hangup() for c in callers))
+        await router.wait(lambda: len(router.closed) == 4, 10)
+    finally:
+        await asyncio.gather(*(c.close() for c in callers))
+    assert router.sockets == {}
+    assert gateway.stats().active_calls == 0 and gateway.active_sessions() == []

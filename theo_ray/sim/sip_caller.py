@@ -180,8 +180,21 @@ class SipCaller:
             raise
         self.address = (ready.host, ready.port)
 
-    async def dial(self, uri: str, **options) -> None:
-        await self._command(Dial(uri=uri, **options))
+    async def dial(
+        self,
+        uri: str,
+        headers: dict[str, str] | None = None,
+        *,
+        play_wav: str = "",
+        play_loop: bool = True,
+        record_wav: str = "",
+        local_rtp_host: str = "",
+        local_rtp_port: int = 0,
+    ) -> None:
+        """Send the INVITE; follow with wait_for("answered") / ("disconnected")."""
+        await self._command(
+            Dial(uri, headers or {}, play_wav, play_loop, record_wav, local_rtp_host, local_rtp_port)
+        )
 
     async def hold(self) -> None:
         await self._command(Hold())
