@@ -1,0 +1,417 @@
+"""The caller simulator's runner on real RTP over loopback: two RtpSessions on 127.0.0.1, the
+caller running a scenario and a scripted agent (a test double of Theo) that answers after known
+delays, so the recording and its analysis can be checked against what really happened."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import msgspec
+import numpy as np
+import pytest
+import soundfile
+
+from tests.sim.synthetic import RATE, agent_speech, noise, speech
+from theo_ray.media.playout import PlayoutEvent
+from theo_ray.media.rtp_session import RtpSession
+from theo_ray.media.settings import MediaSettings
+from theo_ray.sim.caller_runner import CallerMedia, CallRunResult, render_utterances, run_scenario
+from theo_ray.sim.caller_voice import SAMPLE_RATE as VOICE_RATE
+from theo_ray.sim.caller_voice import CallerVoice
+from theo_ray.sim.recording import CallRecording, RecordingSidecar, sidecar_path
+from theo_ray.sim.scenario import decode_scenario
+
+CODEC = "L16"  # 16 kHz on the wire: no resampling anywhere, so the ground truth is exact
+SETTINGS = MediaSettings(rtcp_interval_s=1.0)
+
+
+class ScriptedAgent:
+    """Test double of Theo's agent (the real one needs models): plays a greeting, then answers
+    the caller's Nth utterance ``delay_s`` after it ends with ``replies[N]``, and stops talking
+    ``reaction_s`` after caller speech starts over it. Between replies it sends comfort noise at
+    -60 dBFS, as Theo does. It knows the caller's utterance lengths, so "the utterance ended" is
+    exact: onset (arrival of its first voiced packet) + length. It notes when each reply and each
+    flush really happened, on its RTP clock, as the ground truth."""
+
+    def __init__(
+        self,
+        session: RtpSession,
+        greeting: np.ndarray,
+        replies: list[np.ndarray],
+        caller_lengths: list[int],
+        delay_s: float,
+        reaction_s: float = 0.2,
+        greeting_after_s: float = 0.3,
+    ) -> None:
+        self.session = session
+        self.greeting = greeting
+        self.replies = replies
+        self.caller_lengths = caller_lengths
+        self.delay_s = delay_s
+        self.reaction_s = reaction_s
+        self.greeting_after_s = greeting_after_s
+        self.caller_onsets: list[float] = []  # arrival of each caller utterance's first frame
+        self.reply_targets: list[float] = []
+        self.reply_sent: dict[str, float] = {}  # mark -> first frame sent
+        self.flushed_at: list[float] = []
+        self._speaking: str | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._noise = noise(RATE * 60, -60.0, seed=3).round().astype(np.int16)
+        self._noise_pos = 0
+
+    def start(self) -> None:
+        self.session.playout.add_listener(self._on_playout)
+        self._tasks = [
+            asyncio.create_task(self._listen()),
+            asyncio.create_task(self._comfort_noise()),
+            asyncio.create_task(self._say_at(time.monotonic() + self.greeting_after_s, "greeting", self.greeting)),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _on_playout(self, event: PlayoutEvent) -> None:
+        if event.kind == "mark_started" and event.mark != "noise":
+            self.reply_sent.setdefault(event.mark, event.at)
+        if event.kind == "mark_done" and event.mark == self._speaking:
+            self._speaking = None
+
+    async def _comfort_noise(self) -> None:
+        frame = RATE // 50
+        while True:
+            if self._speaking is None and self.session.playout.pending_samples < 2 * frame:
+                chunk = self._noise[self._noise_pos : self._noise_pos + frame]
+                self._noise_pos = (self._noise_pos + frame) % (len(self._noise) - frame)
+                self.session.enqueue(chunk, "noise")
+            await asyncio.sleep(0.01)
+
+    async def _say_at(self, at: float, mark: str, pcm: np.ndarray) -> None:
+        await asyncio.sleep(max(0.0, at - 0.01 - time.monotonic()))
+        self.session.flush()
+        self._speaking = mark
+        self.session.enqueue(pcm, mark, last=True)
+
+    async def _flush_at(self, at: float) -> None:
+        await asyncio.sleep(max(0.0, at - time.monotonic()))
+        if self._speaking is not None:
+            self.session.flush()
+            self._speaking = None
+            self.flushed_at.append(time.monotonic())
+
+    async def _listen(self) -> None:
+        in_utterance_until = 0.0
+        async for frame in self.session.frames():
+            if frame.concealed or frame.received_at < in_utterance_until:
+                continue
+            if np.abs(frame.pcm.astype(np.int32)).max() < 150:
+                continue
+            i = len(self.caller_onsets)
+            onset = frame.received_at
+            self.caller_onsets.append(onset)
+            end = onset + self.caller_lengths[i] / RATE
+            in_utterance_until = end + 0.05
+            if self._speaking is not None:
+                self._tasks.append(asyncio.create_task(self._flush_at(onset + self.reaction_s)))
+            if i < len(self.replies):
+                self.reply_targets.append(end + self.delay_s)
+                self._tasks.append(asyncio.create_task(self._say_at(end + self.delay_s, f"reply{i}", self.replies[i])))
+
+
+async def _connected_pair() -> tuple[RtpSession, RtpSession]:
+    caller = RtpSession(SETTINGS, model_rate=RATE)
+    agent = RtpSession(SETTINGS, model_rate=RATE)
+    await caller.start(CODEC, remote=agent.local_address)
+    await agent.start(CODEC, remote=caller.local_address)
+    return caller, agent
+
+
+def _espeak_voice(tmp_path) -> CallerVoice:
+    async def synthesize(text: str, voice: str, speed: float) -> AsyncIterator[np.ndarray]:
+        import soxr
+
+        yield soxr.resample(speech(text), RATE, VOICE_RATE).astype(np.int16)
+
+    return CallerVoice(tmp_path / "voice-cache", synthesize=synthesize)
+
+
+async def _run(tmp_path, scenario_yaml: str, replies: list[np.ndarray], delay_s: float, greeting: np.ndarray):
+    scenario = decode_scenario(scenario_yaml)
+    # Exact-edged speech (espeak, trimmed) so the truth is known to the sample.
+    rendered = {i: speech(step.text) for i, step in enumerate(scenario.steps) if hasattr(step, "text") and step.text}
+    lengths = [len(rendered[i]) for i in sorted(rendered)]
+    caller, agent_session = await _connected_pair()
+    agent = ScriptedAgent(agent_session, greeting, replies, lengths, delay_s)
+    agent.start()
+    try:
+        result = await asyncio.wait_for(
+            run_scenario(scenario, CallerMedia(caller, agent_session.local_address, CODEC), _espeak_voice(tmp_path),
+                         tmp_path / "out", rendered=rendered),
+            timeout=scenario.max_duration_s + 10,
+        )
+    finally:
+        await agent.stop()
+        await caller.stop()
+        await agent_session.stop()
+    return result, agent, lengths
+
+
+GREETING_AND_TWO_QUESTIONS = """
+name: two_questions
+max_duration_s: 30
+steps:
+  - action: wait_agent
+    until: ends
+    timeout_ms: 8000
+    settle_ms: 700
+  - action: say
+    id: horario
+    text: "Qual é o horário de atendimento?"
+  - action: wait_agent
+    until: ends
+    settle_ms: 700
+  - action: say
+    id: endereco
+    text: "E o endereço da loja?"
+  - action: wait_agent
+    until: ends
+    settle_ms: 700
+  - action: dtmf
+    digits: "12"
+  - action: hangup
+    after_ms: 200
+"""
+
+
+async def test_first_audio_latency_is_measured_to_the_delay_the_agent_used(tmp_path):
+    delay = 0.64
+    greeting = agent_speech("Olá, aqui é a Theo.")
+    replies = [agent_speech("Atendemos das oito às dezoito."), agent_speech("Fica na rua central.")]
+    result, agent, lengths = await _run(tmp_path, GREETING_AND_TWO_QUESTIONS, replies, delay, greeting)
+
+    assert isinstance(result, CallRunResult)
+    assert result.ended_by == "caller", result.steps
+    statuses = [(n.action, n.status) for n in result.steps]
+    assert statuses == [
+        ("wait_agent", "done"), ("say", "done"), ("wait_agent", "done"), ("say", "done"),
+        ("wait_agent", "done"), ("dtmf", "unsupported"), ("hangup", "done"),
+    ]
+    a = result.analysis
+    assert [t.label for t in a.caller_turns] == ["horario", "endereco"]
+    assert len(a.agent_turns) == 3  # greeting + two replies
+    assert len(a.latencies) == 2 and len(agent.reply_sent) == 3
+    for i, latency in enumerate(a.latencies):
+        # Ground truth from the agent's side: its reply really went out at reply_sent, and the
+        # caller's utterance ended at its arrival + its length.
+        truth_ms = (agent.reply_sent[f"reply{i}"] - (agent.caller_onsets[i] + lengths[i] / RATE)) * 1000
+        assert latency.first_audio_ms is not None
+        assert abs(latency.first_audio_ms - truth_ms) <= 20, (i, latency, truth_ms)
+        assert abs(latency.first_audio_ms - delay * 1000) <= 40, (i, latency)
+    # Comfort noise at -60 dBFS is not agent speech: exactly the three turns, nothing between.
+    assert a.agent_levels.noise_floor_dbfs < -55
+    assert result.media.packets_out > 0 and result.media.drops.foreign_address == 0
+
+
+BARGE_IN = """
+name: barge_in
+max_duration_s: 30
+steps:
+  - action: wait_agent
+    until: ends
+    timeout_ms: 8000
+    settle_ms: 700
+  - action: say
+    id: planos
+    text: "Quais são os planos?"
+  - action: barge_in
+    id: corta
+    after_ms: 800
+    expect_agent: stops
+    text: "Espera, eu quero o mais barato."
+  - action: wait_agent
+    until: ends
+    settle_ms: 700
+  - action: hangup
+"""
+
+
+async def test_barge_in_starts_at_the_configured_offset_into_the_agent_turn(tmp_path):
+    greeting = agent_speech("Olá.")
+    long_reply = agent_speech("Nós temos o plano básico de cem megas o plano família de quinhentos megas e o plano empresarial")
+    replies = [long_reply, agent_speech("O mais barato custa noventa reais.")]
+    result, agent, _ = await _run(tmp_path, BARGE_IN, replies, 0.5, greeting)
+
+    assert result.ended_by == "caller", result.steps
+    a = result.analysis
+    barge = next(t for t in a.caller_turns if t.label == "corta")
+    assert barge.kind == "barge_in"
+    reply_turn = next(t for t in a.agent_turns if t.start_ms < barge.start_ms < t.end_ms)
+    assert reply_turn.index == 2
+    assert abs((barge.start_ms - reply_turn.start_ms) - 800) <= 40, (barge, reply_turn)
+    [measure] = a.barge_ins
+    assert measure.intended == "stops" and measure.agent_yielded
+    # The double stopped 200 ms after it heard the caller start.
+    assert measure.reaction_ms is not None and abs(measure.reaction_ms - 200) <= 40, measure
+    assert len(agent.flushed_at) == 1
+    # And it answered the interruption.
+    assert len(a.agent_turns) == 3 and a.latencies[-1].first_audio_ms is not None
+
+
+async def test_wav_events_and_result_are_written(tmp_path):
+    greeting = agent_speech("Olá, aqui é a Theo.")
+    replies = [agent_speech("Das oito às dezoito."), agent_speech("Na rua central.")]
+    result, _, _ = await _run(tmp_path, GREETING_AND_TWO_QUESTIONS, replies, 0.4, greeting)
+    assert [n.status for n in result.steps if n.action != "dtmf"] == ["done"] * 6, result.steps
+
+    data, rate = soundfile.read(result.wav_path, dtype="int16", always_2d=True)
+    assert rate == RATE and data.shape[1] == 2
+    assert abs(len(data) - result.duration_ms * RATE / 1000) <= 2
+    assert np.abs(data[:, 0]).max() > 3000 and np.abs(data[:, 1]).max() > 3000  # both sides spoke
+    side = msgspec.json.decode(sidecar_path(result.wav_path).read_bytes(), type=RecordingSidecar)
+    assert str(sidecar_path(result.wav_path)) == result.events_path
+    kinds = [e.kind for e in side.events]
+    assert kinds[0] == "call_answered" and kinds[-1] == "hangup"
+    assert kinds.count("utterance_start") == 2 and kinds.count("utterance_end") == 2
+    assert {e.label for e in side.events if e.kind == "utterance_start"} == {"horario", "endereco"}
+    saved = msgspec.json.decode(open(result.result_path, "rb").read(), type=CallRunResult)
+    assert saved.analysis == result.analysis
+    # The saved recording analyses to the same figures as the live one.
+    from theo_ray.sim.analysis import analyse
+
+    assert analyse(CallRecording.load(result.wav_path)).latencies == result.analysis.latencies
+
+
+async def test_wait_times_out_when_the_agent_never_speaks(tmp_path):
+    scenario = decode_scenario(
+        """
+name: silent_agent
+max_duration_s: 10
+steps:
+  - action: wait_agent
+    until: starts
+    timeout_ms: 600
+  - action: barge_in
+    after_ms: 100
+    timeout_ms: 400
+    text: "Alô?"
+  - action: hangup
+"""
+    )
+    caller, agent = await _connected_pair()
+    try:
+        rendered = {1: speech("Alô?")}
+        started = time.monotonic()
+        result = await run_scenario(scenario, CallerMedia(caller, agent.local_address, CODEC), _espeak_voice(tmp_path),
+                                    tmp_path, rendered=rendered)
+        elapsed = time.monotonic() - started
+    finally:
+        await caller.stop()
+        await agent.stop()
+    assert [n.status for n in result.steps] == ["timeout", "timeout", "done"]
+    assert 0.9 <= elapsed < 5.0
+    assert [e.kind for e in CallRecording.load(result.wav_path).events].count("wait_timeout") == 2
+
+
+async def test_max_duration_ends_the_call(tmp_path):
+    scenario = decode_scenario(
+        """
+name: too_long
+max_duration_s: 0.8
+steps:
+  - action: silence
+    ms: 5000
+  - action: hangup
+"""
+    )
+    caller, agent = await _connected_pair()
+    try:
+        result = await run_scenario(scenario, CallerMedia(caller, agent.local_address, CODEC), _espeak_voice(tmp_path),
+                                    tmp_path, rendered={})
+    finally:
+        await caller.stop()
+        await agent.stop()
+    assert result.ended_by == "timeout"
+    assert 700 <= result.duration_ms <= 1500
+    assert result.steps == []  # the silence never finished
+
+
+async def test_remote_hangup_ends_the_run(tmp_path):
+    scenario = decode_scenario(
+        """
+name: remote_bye
+steps:
+  - action: wait_agent
+    until: starts
+    timeout_ms: 10000
+  - action: hangup
+"""
+    )
+    caller, agent = await _connected_pair()
+    ended = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.5, ended.set)
+    try:
+        result = await run_scenario(
+            scenario, CallerMedia(caller, agent.local_address, CODEC, ended), _espeak_voice(tmp_path), tmp_path,
+            rendered={},
+        )
+    finally:
+        await caller.stop()
+        await agent.stop()
+    assert result.ended_by == "agent"
+    assert result.duration_ms < 2000
+    assert "call_ended" in [e.kind for e in CallRecording.load(result.wav_path).events]
+
+
+async def test_caller_voice_joins_dictation_parts_with_pauses_and_caches(tmp_path):
+    voice = _espeak_voice(tmp_path)
+    scenario = decode_scenario(
+        """
+name: cpf
+steps:
+  - action: say
+    pause_ms: 700
+    parts: ["um dois três", "quatro cinco seis"]
+"""
+    )
+    rendered = await render_utterances(scenario, voice)
+    a, b = speech("um dois três"), speech("quatro cinco seis")
+    expected = len(a) + len(b) + RATE * 700 // 1000
+    assert abs(len(rendered[0]) - expected) <= 2
+    assert voice.stats.synthesised == 2
+    # The pause is silence, at the right place.
+    gap = rendered[0][len(a) + 80 : len(a) + RATE * 700 // 1000 - 80]
+    assert np.abs(gap.astype(np.int32)).max() < 200
+    again = await render_utterances(scenario, voice)
+    assert voice.stats.synthesised == 2 and voice.stats.cache_hits == 2
+    assert np.array_equal(again[0], rendered[0])
+    # A corrupt cache file is re-synthesised, not fatal.
+    voice.cache_path("um dois três").write_bytes(b"not a wav")
+    await render_utterances(scenario, voice)
+    assert voice.stats.cache_unreadable == 1 and voice.stats.synthesised == 3
+
+
+async def test_caller_voice_reads_wav_utterances_at_its_rate(tmp_path):
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(8000) / 8000)).astype(np.float32)
+    path = tmp_path / "tone8k.wav"
+    soundfile.write(path, np.stack([tone, tone], axis=1), 8000)
+    voice = _espeak_voice(tmp_path)
+    scenario = decode_scenario(f"name: w\nsteps:\n  - action: say\n    wav: {path}\n")
+    pcm = await voice.render(scenario.steps[0])
+    assert len(pcm) == VOICE_RATE  # one second at 24 kHz
+    spectrum = np.abs(np.fft.rfft(pcm.astype(np.float64)))
+    assert abs(np.argmax(spectrum) - 440) <= 1
+
+
+@pytest.mark.slow
+async def test_kokoro_caller_voice_is_speech_in_the_caller_voice(tmp_path):
+    voice = CallerVoice(tmp_path / "cache")
+    scenario = decode_scenario('name: k\nsteps:\n  - action: say\n    text: "Bom dia, tudo bem?"\n')
+    pcm = await voice.render(scenario.steps[0])
+    assert voice.settings.voice != "jm_kumo"
+    assert 0.5 * VOICE_RATE < len(pcm) < 5 * VOICE_RATE
+    level = 20 * np.log10(np.sqrt(np.mean((pcm / 32768.0) ** 2)) + 1e-12)
+    assert level > -35
+    assert voice.cache_path("Bom dia, tudo bem?").exists()
