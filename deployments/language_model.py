@@ -9,6 +9,7 @@ the request in the engine — freeing its slot — and records when, for the ben
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -54,6 +55,8 @@ class LanguageModel:
         self._aborted = 0
         self._last_abort = (0.0, 0.0, "")
         self._malformed_tool_calls = 0
+        # Last rendered prompts, for debugging a call ("what did the model see?").
+        self._recent_prompts: collections.deque[tuple[str, str]] = collections.deque(maxlen=32)
 
     async def generate(self, req: GenerateRequest) -> AsyncIterator[LlmDelta]:
         check_generate(req)
@@ -65,7 +68,9 @@ class LanguageModel:
         finished = False
         with deployment_span("llm.generate", req.trace, {"llm.request_id": request_id}) as span:
             started = time.perf_counter()
-            prompt_tokens = self.backend.count_tokens(self.backend.render_prompt(req))
+            prompt = self.backend.render_prompt(req)
+            self._recent_prompts.append((request_id, prompt))
+            prompt_tokens = self.backend.count_tokens(prompt)
             try:
                 produced, reason, first_token = 0, None, True
                 async for text, reason, produced in self.backend.stream(req, request_id):
@@ -108,6 +113,10 @@ class LanguageModel:
             engine_unfinished=self.backend.unfinished(),
             malformed_tool_calls=self._malformed_tool_calls,
         )
+
+    async def recent_prompts(self, prefix: str = "") -> list[tuple[str, str]]:
+        """(request id, rendered prompt) of the last requests whose id starts with prefix."""
+        return [(rid, prompt) for rid, prompt in self._recent_prompts if rid.startswith(prefix)]
 
     async def info(self) -> ModelInfo:
         return ModelInfo(backend=self.backend.name, model=str(self.backend.model_path), load_seconds=self.load_seconds)

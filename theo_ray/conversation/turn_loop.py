@@ -89,6 +89,7 @@ class _Reply:
         self.tools: list[AcceptedToolCall] = []
         self.real_audio_started = False
         self.cancelled = False
+        self.utterance: _Utterance | None = None  # kept so a resumed utterance loses nothing
 
     def cancel_streams(self) -> None:
         for stream in (self.llm_stream, self.tts_stream):
@@ -262,10 +263,16 @@ class TurnLoop:
                 self._paused_at = self.clock()
             self._barge = BargeInRecord(onset_at=onset, paused_at=self._paused_at)
             self.tracer.barge_in_started(self._barge)
-        elif self.state == "thinking" and self._reply is not None:
-            # The caller went on talking before we answered: drop the reply, keep their words.
-            self._carry_text = (self._carry_text + " " + self._reply.turn.caller_text).strip()
-            self._cancel_reply("caller continued")
+        elif self.state == "thinking" and self._reply is not None and not self._reply.real_audio_started:
+            # The caller went on talking before we answered (a pause mid-sentence): drop the
+            # reply and continue the same utterance, audio included, as one turn.
+            reply = self._reply
+            self._cancel_reply("caller continued", record_turn=False)
+            if reply.utterance is not None and self._utterance is None:
+                self._utterance = reply.utterance
+                self._utterance.frames.extend(self._preroll)
+                self._preroll.clear()
+                self._turns -= 1
         if self._utterance is None:
             self._utterance = _Utterance(list(self._preroll), onset)
             self._preroll.clear()
@@ -460,13 +467,14 @@ class TurnLoop:
 
     def _start_reply(self, turn: TurnRecord, utt: _Utterance) -> None:
         reply = _Reply(turn)
+        reply.utterance = utt
         self._reply = reply
         self.state = "thinking"
         self._speech_ms_in_turn = 0.0
         self._backchannel_due = False
         reply.task = asyncio.create_task(self._respond(reply, utt), name=f"reply-{turn.index}")
 
-    def _cancel_reply(self, why: str, record_memory: bool = True) -> None:
+    def _cancel_reply(self, why: str, record_memory: bool = True, record_turn: bool = True) -> None:
         reply = self._reply
         if reply is None:
             return
@@ -478,7 +486,8 @@ class TurnLoop:
         if record_memory and reply.text:
             self.memory.add_agent(reply.text, heard="")
         reply.turn.agent_text = reply.text
-        self.record.turns.append(reply.turn)
+        if record_turn:
+            self.record.turns.append(reply.turn)
         self._reply = None
         self.state = "listening"
         log.info("reply %d cancelled: %s", reply.turn.index, why)

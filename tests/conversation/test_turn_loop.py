@@ -1,0 +1,109 @@
+"""The turn loop end to end: real STT/TTS deployments, the real CallActor and media, a
+caller on a real RtpSession; the LLM is the scripted test double where behaviour matters
+(tool calls, a long answer to interrupt). Timing targets are benchmarks, not asserted here."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+import pytest
+
+from tests.conversation.harness import AgentCall
+
+pytestmark = pytest.mark.slow
+
+
+async def test_three_turn_conversation_with_memory(theo_config, scripted_handles):
+    lines = ("Oi, meu nome é Maria e eu quero saber da minha fatura.",
+             "A de janeiro, por favor.", "Tá bom, obrigada pela ajuda.")
+    async with AgentCall(theo_config, scripted_handles) as call:
+        await call.prepare_speech(*lines)
+        await call.wait_agent_start(0)  # greeting
+        await call.wait_agent_quiet()
+        for text in lines:
+            spoken = await call.say(text)
+            await call.wait_agent_start(spoken)
+            await call.wait_agent_quiet()
+        record = await call.wait_turns(3)
+        texts = [t.caller_text.lower() for t in record.turns]
+        assert "fatura" in texts[0] and "janeiro" in texts[1]
+        assert "janeiro" in record.turns[1].agent_text and "cento e vinte" in record.turns[1].agent_text
+        assert all(t.first_rtp_at > t.end_of_turn_at >= t.speech_end_at > 0 for t in record.turns[:2])
+        # The name said in turn 1 is in the prompt the model saw on turn 3.
+        prompts = await scripted_handles.llm.recent_prompts.remote(f"{call.session_id}-t3")
+        assert prompts and re.search(r"maria", prompts[-1][1], re.IGNORECASE), prompts
+
+
+async def test_barge_in_stops_audio_and_memory_keeps_what_was_heard(theo_config, scripted_handles):
+    async with AgentCall(theo_config, scripted_handles) as call:
+        await call.wait_agent_start(0)
+        await call.wait_agent_quiet()
+        await call.prepare_speech("Me explica como funciona o meu plano de internet.",
+                                  "Espera, espera, eu quero falar de outra coisa agora.")
+        spoken = await call.say("Me explica como funciona o meu plano de internet.")
+        agent_started = await call.wait_agent_start(spoken)
+        await asyncio.sleep(2.5)
+        interrupt_at = time.monotonic()
+        await call.say("Espera, espera, eu quero falar de outra coisa agora.")
+        record = await call.wait_turns(2)
+        barges = [b for b in record.barge_ins if b.verdict == "interruption"]
+        assert barges, record.barge_ins
+        turn = record.turns[0]
+        assert turn.interrupted and turn.heard_text.endswith("—")
+        heard = turn.heard_text.rstrip("—").strip()
+        assert heard and turn.agent_text.startswith(heard[: max(1, len(heard) - 3)])
+        assert len(heard) < len(turn.agent_text)
+        # Agent audio at the caller stopped soon after the caller started talking.
+        after = [at for at in call.agent_active_since(interrupt_at + 0.6)]
+        still = [at for at in after if at < interrupt_at + 2.0]
+        assert not still, f"agent audio continued {still[-1] - interrupt_at:.2f}s after the barge-in"
+        assert agent_started < interrupt_at
+
+
+async def test_own_echo_does_not_interrupt(theo_config, scripted_handles):
+    async with AgentCall(theo_config, scripted_handles) as call:
+        await call.wait_agent_start(0)
+        await call.wait_agent_quiet()
+        call.echo_back = (0.060, 10 ** (-10 / 20))  # -10 dB, 60 ms
+        spoken = await call.say("Me explica como funciona o meu plano de internet.")
+        await call.wait_agent_start(spoken)
+        await call.wait_agent_quiet(quiet_s=2.0)
+        record = await call.wait_turns(1)
+        assert not record.turns[0].interrupted
+        assert [b for b in record.barge_ins if b.verdict == "interruption"] == []
+        assert "desconto" in record.turns[0].agent_text  # the whole long answer was spoken
+
+
+async def test_backchannel_does_not_end_the_agent_turn(theo_config, scripted_handles):
+    async with AgentCall(theo_config, scripted_handles) as call:
+        await call.wait_agent_start(0)
+        await call.wait_agent_quiet()
+        await call.prepare_speech("Me explica como funciona o meu plano de internet.", "Uhum.")
+        spoken = await call.say("Me explica como funciona o meu plano de internet.")
+        await call.wait_agent_start(spoken)
+        await asyncio.sleep(2.0)
+        await call.say("Uhum.")
+        await call.wait_agent_quiet(quiet_s=2.0)
+        record = await call.wait_turns(1)
+        assert not record.turns[0].interrupted, record.barge_ins
+        assert "desconto" in record.turns[0].agent_text
+
+
+async def test_cpf_dictated_with_pauses_is_one_turn(theo_config, scripted_handles):
+    async with AgentCall(theo_config, scripted_handles) as call:
+        await call.wait_agent_start(0)
+        await call.wait_agent_quiet()
+        await call.prepare_speech("Meu CPF é um dois três", "quatro cinco seis", "sete oito nove", "zero nove.")
+        await call.say("Meu CPF é um dois três", pause_after_ms=1200)
+        await call.say("quatro cinco seis", pause_after_ms=1200)
+        await call.say("sete oito nove", pause_after_ms=1200)
+        spoken = await call.say("zero nove.")
+        await call.wait_agent_start(spoken)
+        record = await call.wait_turns(1)
+        assert len(record.turns) == 1
+        digits = re.sub(r"\D", "", record.turns[0].caller_text)
+        words = record.turns[0].caller_text.lower()
+        assert len(digits) >= 9 or ("sete" in words and "zero" in words), record.turns[0].caller_text
+        assert record.turns[0].end_of_turn_at > spoken - 0.5  # not cut before the last group
