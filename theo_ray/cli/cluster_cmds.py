@@ -20,7 +20,13 @@ def cmd_up(config: TheoConfig, args: argparse.Namespace) -> int:
     say("[bold]Ray[/bold]")
     start_or_join(config.ray, say)
     say("[bold]Deploying models on Ray Serve[/bold]")
-    deploy_models(config, say=say)
+    handles = deploy_models(config, say=say)
+    say("[bold]Call plane[/bold]")
+    import asyncio
+
+    from theo_ray.runtime.call_plane import start_call_plane
+
+    asyncio.run(start_call_plane(config, handles, say))
     say("[green]Theo is up.[/green] `theo status` shows it; `theo down` stops what `theo up` started.")
     return 0
 
@@ -58,6 +64,12 @@ def cmd_status(config: TheoConfig, args: argparse.Namespace) -> int:
             replicas = ", ".join(f"{s}: {n}" for s, n in dep.replica_states.items()) or "-"
             apps.add_row(app_name, getattr(app.status, "value", str(app.status)), dep_name, replicas)
     console.print(apps)
+    from theo_ray.runtime.call_plane import SUPERVISOR, _get
+
+    supervisor = _get(SUPERVISOR)
+    if supervisor is not None:
+        stats = ray.get(supervisor.stats.remote())
+        say(f"calls: {stats.active} active, {stats.warm} warm CallActors, {stats.opened} opened, {stats.closed} closed")
     return 0
 
 

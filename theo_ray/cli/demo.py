@@ -1,0 +1,88 @@
+"""`theo demo`: the README's main job — everything local, one scripted phone call, a
+readable transcript and per-turn latency table, and the files to dig into.
+
+Starts Ray, the model deployments and the call plane (gateway + supervisor), places a SIP
+call from the caller simulator (pjsua2 in its own process, caller media on loopback) that
+plays the demo scenario, then prints what the caller heard and when, split by stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import msgspec
+
+from theo_ray.cli.console import console, say
+from theo_ray.config import TheoConfig
+
+DEMO_SCENARIO = Path(__file__).resolve().parent.parent / "sim" / "scenarios" / "demo.yaml"
+
+
+async def run_call(config: TheoConfig, handles, scenario_path: Path, out_dir: Path, session_id: str):
+    from theo_ray.runtime.call_plane import SUPERVISOR, _get
+    from theo_ray.sim.call_summary import span_splits, summarise_simulated_call
+    from theo_ray.sim.caller_runner import dial_and_run
+    from theo_ray.sim.conversation_metrics import write_summary
+    from theo_ray.sim.scenario import load_scenario
+
+    scenario = load_scenario(scenario_path)
+    target = f"sip:{config.sip.account_user}@{config.sip.host}:{config.sip.port}"
+    say(f"calling {target} with scenario '{scenario.name}' (X-Theo-Session: {session_id}) ...")
+    run = await dial_and_run(target, scenario, out_dir, headers={"X-Theo-Session": session_id})
+    supervisor = _get(SUPERVISOR)
+    record = None
+    for _ in range(50):  # the call's record is final once the supervisor closed it
+        record = await supervisor.call_record.remote(session_id)
+        if record is not None and record.ended_at:
+            break
+        await asyncio.sleep(0.2)
+    summary = await summarise_simulated_call(run, scenario, record, handles)
+    spans = span_splits(record)
+    write_summary(summary, out_dir / "summary.json")
+    if record is not None:
+        (out_dir / "call-record.json").write_bytes(msgspec.json.format(msgspec.json.encode(record), indent=2))
+    return run, summary, spans
+
+
+def cmd_demo(config: TheoConfig, args: argparse.Namespace) -> int:
+    from theo_ray.models.prepare import prepare_models
+    from theo_ray.runtime.call_plane import start_call_plane
+    from theo_ray.runtime.ray_cluster import start_or_join
+    from theo_ray.runtime.serve_apps import ensure_models_deployed
+    from theo_ray.sim.report import render_report
+
+    out_dir = Path(args.out or Path(config.paths.output_dir) / f"demo-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Spans of every Theo process go here as JSON lines (the cluster inherits it when
+    # `theo demo` starts it; an already running cluster keeps the folder it was started with).
+    os.environ.setdefault("THEO_TRACE_DIR", str(out_dir / "traces"))
+    say("[bold]1/4 models[/bold]")
+    prepare_models(config, say)
+    say("[bold]2/4 Ray[/bold]")
+    start_or_join(config.ray, say)
+    say("[bold]3/4 model deployments and call plane[/bold]")
+    handles = ensure_models_deployed(config, say)
+
+    async def main():
+        await start_call_plane(config, handles, say)
+        say("[bold]4/4 the call[/bold]")
+        return await run_call(config, handles, Path(args.scenario), out_dir, f"demo-{int(time.time())}")
+
+    run, summary, spans = asyncio.run(main())
+    render_report(summary, spans, console)
+    say(f"\nLLM: {config.llm.backend} {config.llm.model} (the packaged offline model is weak in Portuguese; "
+        "`theo models pull qwen2.5-1.5b-instruct` on an online machine gives a real one)")
+    say(f"[bold]Files[/bold] in {out_dir}: {Path(run.wav_path).name} (stereo: L caller, R agent), "
+        "summary.json, call-record.json, traces/ (OpenTelemetry spans as JSON lines)")
+    return 0 if not run.error else 1
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    demo = sub.add_parser("demo", help="start everything locally and place one scripted demo call")
+    demo.add_argument("--scenario", default=str(DEMO_SCENARIO), help="scenario YAML (default: the demo call)")
+    demo.add_argument("--out", help="output folder (default: out/demo-<time>)")
+    demo.set_defaults(run=cmd_demo)
