@@ -66,6 +66,7 @@ async def test_own_echo_does_not_interrupt(theo_config, scripted_handles):
     async with AgentCall(theo_config, scripted_handles) as call:
         await call.wait_agent_start(0)
         await call.wait_agent_quiet()
+        await call.prepare_speech("Me explica como funciona o meu plano de internet.")
         call.echo_back = (0.060, 10 ** (-10 / 20))  # -10 dB, 60 ms
         spoken = await call.say("Me explica como funciona o meu plano de internet.")
         await call.wait_agent_start(spoken)

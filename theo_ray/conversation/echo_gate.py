@@ -94,12 +94,19 @@ class EchoGate:
             return False
         lag = int(self.delay_ms // self.settings.block_ms)
         n = len(self._ref)
-        # Predicted echo of each block of this frame, allowing one block of delay slack.
-        start = n - self.blocks_per_frame - lag - 1
-        window = self._ref[max(0, start) : n - lag + 1]
-        predicted = self.gain * float(np.max(window)) if len(window) else 0.0
-        limit = predicted * 10 ** (self.settings.margin_db / 20) + 30.0
-        echo = float(np.max(blocks)) <= limit and predicted > 30.0
+        limit_factor = self.gain * 10 ** (self.settings.margin_db / 20)
+        echo = True
+        predicted_any = False
+        # Each block against the reference block it would echo (one block of delay slack).
+        for j in range(self.blocks_per_frame):
+            ref_index = n - self.blocks_per_frame + j - lag
+            window = self._ref[max(0, ref_index - 1) : min(n, ref_index + 2)]
+            predicted = float(np.max(window)) if len(window) else 0.0
+            predicted_any = predicted_any or self.gain * predicted > 30.0
+            if blocks[j] > limit_factor * predicted + 30.0:
+                echo = False
+                break
+        echo = echo and predicted_any
         if echo:
             self.frames_gated += 1
         else:

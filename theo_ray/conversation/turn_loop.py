@@ -232,9 +232,10 @@ class TurnLoop:
     def _on_frame(self, frame: InboundFrame) -> None:
         pcm = frame.pcm
         self.echo_gate.on_reference(self._reference_for(frame))
+        # The gate judges every frame: the echo tail outlives the agent's last packet.
         echo = self.echo_gate.is_echo_only(pcm)
         speaking = self._agent_audio_active()
-        vad_input = np.zeros_like(pcm) if (echo and speaking) else pcm
+        vad_input = np.zeros_like(pcm) if echo else pcm
         events = self.vad.process(vad_input)
         if self._utterance is not None:
             self._utterance.frames.append(pcm)
