@@ -32,8 +32,9 @@ class ScriptedAgent:
     the caller's Nth utterance ``delay_s`` after it ends with ``replies[N]``, and stops talking
     ``reaction_s`` after caller speech starts over it. Between replies it sends comfort noise at
     -60 dBFS, as Theo does. It knows the caller's utterance lengths, so "the utterance ended" is
-    exact: onset (arrival of its first voiced packet) + length. It notes when each reply and each
-    flush really happened, on its RTP clock, as the ground truth."""
+    exact: the arrival of the packet holding its last sample (found by sequence number from the
+    first voiced packet) plus that sample's offset in it. It notes when each utterance ended and
+    when each reply and flush really happened, on its RTP clock, as the ground truth."""
 
     def __init__(
         self,
@@ -53,6 +54,7 @@ class ScriptedAgent:
         self.reaction_s = reaction_s
         self.greeting_after_s = greeting_after_s
         self.caller_onsets: list[float] = []  # arrival of each caller utterance's first frame
+        self.caller_ends: list[float] = []  # arrival of each one's last sample
         self.reply_targets: list[float] = []
         self.reply_sent: dict[str, float] = {}  # mark -> first frame sent
         self.flushed_at: list[float] = []
@@ -103,22 +105,37 @@ class ScriptedAgent:
             self.flushed_at.append(time.monotonic())
 
     async def _listen(self) -> None:
-        in_utterance_until = 0.0
+        frame_len = RATE // 50
+        end_seq: int | None = None  # sequence of the packet holding the utterance's last sample
+        last_in_frame = 0
         async for frame in self.session.frames():
-            if frame.concealed or frame.received_at < in_utterance_until:
+            if frame.concealed:
+                continue
+            if end_seq is not None:
+                if (frame.sequence - end_seq) & 0xFFFF >= 0x8000:
+                    continue  # still inside the utterance
+                self._utterance_ended(frame.received_at + last_in_frame / RATE)
+                end_seq = None
                 continue
             if np.abs(frame.pcm.astype(np.int32)).max() < 150:
                 continue
-            i = len(self.caller_onsets)
-            onset = frame.received_at
-            self.caller_onsets.append(onset)
-            end = onset + self.caller_lengths[i] / RATE
-            in_utterance_until = end + 0.05
+            # The caller's utterances start on a frame boundary (L16, nothing resampled).
+            length = self.caller_lengths[len(self.caller_onsets)]
+            self.caller_onsets.append(frame.received_at)
+            end_seq = (frame.sequence + (length - 1) // frame_len) & 0xFFFF
+            last_in_frame = (length - 1) % frame_len + 1
             if self._speaking is not None:
-                self._tasks.append(asyncio.create_task(self._flush_at(onset + self.reaction_s)))
-            if i < len(self.replies):
-                self.reply_targets.append(end + self.delay_s)
-                self._tasks.append(asyncio.create_task(self._say_at(end + self.delay_s, f"reply{i}", self.replies[i])))
+                self._tasks.append(asyncio.create_task(self._flush_at(frame.received_at + self.reaction_s)))
+            if end_seq == frame.sequence:
+                self._utterance_ended(frame.received_at + last_in_frame / RATE)
+                end_seq = None
+
+    def _utterance_ended(self, end: float) -> None:
+        self.caller_ends.append(end)
+        i = len(self.caller_ends) - 1
+        if i < len(self.replies):
+            self.reply_targets.append(end + self.delay_s)
+            self._tasks.append(asyncio.create_task(self._say_at(end + self.delay_s, f"reply{i}", self.replies[i])))
 
 
 async def _connected_pair() -> tuple[RtpSession, RtpSession]:
@@ -157,6 +174,15 @@ async def _run(tmp_path, scenario_yaml: str, replies: list[np.ndarray], delay_s:
         await caller.stop()
         await agent_session.stop()
     return result, agent, lengths
+
+
+def _explain(result: CallRunResult, agent: ScriptedAgent) -> str:
+    a = result.analysis
+    return (
+        f"steps={result.steps}\nagent regions={a.agent_regions}\ncaller turns={a.caller_turns}\n"
+        f"double: onsets={agent.caller_onsets} sent={agent.reply_sent} targets={agent.reply_targets}\n"
+        f"watcher={result.agent_audio} media={result.media}"
+    )
 
 
 GREETING_AND_TWO_QUESTIONS = """
@@ -198,15 +224,15 @@ async def test_first_audio_latency_is_measured_to_the_delay_the_agent_used(tmp_p
     assert statuses == [
         ("wait_agent", "done"), ("say", "done"), ("wait_agent", "done"), ("say", "done"),
         ("wait_agent", "done"), ("dtmf", "unsupported"), ("hangup", "done"),
-    ]
+    ], _explain(result, agent)
     a = result.analysis
     assert [t.label for t in a.caller_turns] == ["horario", "endereco"]
     assert len(a.agent_turns) == 3  # greeting + two replies
     assert len(a.latencies) == 2 and len(agent.reply_sent) == 3
     for i, latency in enumerate(a.latencies):
-        # Ground truth from the agent's side: its reply really went out at reply_sent, and the
-        # caller's utterance ended at its arrival + its length.
-        truth_ms = (agent.reply_sent[f"reply{i}"] - (agent.caller_onsets[i] + lengths[i] / RATE)) * 1000
+        # Ground truth from the agent's side: when the caller's last sample arrived and when the
+        # reply really went out.
+        truth_ms = (agent.reply_sent[f"reply{i}"] - agent.caller_ends[i]) * 1000
         assert latency.first_audio_ms is not None
         assert abs(latency.first_audio_ms - truth_ms) <= 20, (i, latency, truth_ms)
         assert abs(latency.first_audio_ms - delay * 1000) <= 40, (i, latency)
@@ -263,8 +289,8 @@ async def test_barge_in_starts_at_the_configured_offset_into_the_agent_turn(tmp_
 async def test_wav_events_and_result_are_written(tmp_path):
     greeting = agent_speech("Olá, aqui é a Theo.")
     replies = [agent_speech("Das oito às dezoito."), agent_speech("Na rua central.")]
-    result, _, _ = await _run(tmp_path, GREETING_AND_TWO_QUESTIONS, replies, 0.4, greeting)
-    assert [n.status for n in result.steps if n.action != "dtmf"] == ["done"] * 6, result.steps
+    result, agent, _ = await _run(tmp_path, GREETING_AND_TWO_QUESTIONS, replies, 0.4, greeting)
+    assert [n.status for n in result.steps if n.action != "dtmf"] == ["done"] * 6, _explain(result, agent)
 
     data, rate = soundfile.read(result.wav_path, dtype="int16", always_2d=True)
     assert rate == RATE and data.shape[1] == 2

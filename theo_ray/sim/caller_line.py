@@ -3,9 +3,12 @@
 Like a real phone, the line sends continuous audio: between utterances it keeps the
 session's playout queue topped up with one or two frames of silence, so an utterance starts
 at the next 20 ms tick and the agent's jitter buffer never sees the stream stop. An utterance
-is recorded on track ``tx`` at the sample position of the instant its first frame was sent
-(the playout queue's ``mark_started`` event, stamped by the RTP clock), and only as much of
-it as was really sent (a hang-up can cut it).
+is recorded on track ``tx`` where it really went out, and only as much of it as was sent (a
+hang-up can cut it): while it plays, the line samples the playout queue's per-mark progress
+(samples sent, send time of the latest frame, stamped by the RTP clock) every few ms, and
+places each stretch of frames so that its last frame sits at that frame's send time. A stalled
+event loop delays the rest of an utterance (RtpSession resynchronises its clock instead of
+bursting); the recording then shows the gap where it happened, not a contiguous utterance.
 """
 
 from __future__ import annotations
@@ -22,18 +25,22 @@ from theo_ray.media.rtp_session import RtpSession
 from theo_ray.sim.recording import CallRecording
 
 _LINE_MARK = "line-silence"
+# How often an utterance's send progress is sampled (well under one 20 ms frame).
+_PROGRESS_POLL_S = 0.005
 
 
 class SentUtterance(msgspec.Struct, frozen=True):
-    """When an utterance went out (clock times) and how much of it was sent."""
+    """When an utterance went out (clock times) and where it sits in the recording."""
 
     mark: str
     started_at: float | None  # first frame sent; None if nothing was sent
-    ended_at: float | None  # last sample's end on the wire
+    ended_at: float | None  # last sent sample's end on the wire
     samples: int  # enqueued, at the recording rate
     sent_samples: int  # recorded, at the recording rate
-    start_sample: int = -1  # position on the recording's timeline
+    start_sample: int = -1  # first sent sample's position on the recording's timeline
+    end_sample: int = -1  # one past the last sent sample's position
     cut: bool = False  # stopped before the end (hang-up, timeout)
+    stretches: int = 0  # >1: the sending was interrupted (event-loop stall) and resumed
 
 
 class CallerLine:
@@ -115,32 +122,71 @@ class CallerLine:
         done = self._done[mark] = asyncio.Event()
         self._current = mark
         self.session.enqueue(pcm, mark, last=True)
+        progress: list[tuple[int, float]] = []  # (network-rate samples sent, send time of that frame)
         duration = len(pcm) / self.recording.sample_rate
+        deadline = self.clock() + duration + timeout_s
         cut = False
         try:
-            await asyncio.wait_for(done.wait(), duration + timeout_s)
-        except TimeoutError:
-            cut = True
-        except asyncio.CancelledError:
-            self._finish(mark, pcm, cut=True)
-            raise
-        return self._finish(mark, pcm, cut)
+            while not done.is_set():
+                self._sample_progress(mark, progress)
+                if self.clock() > deadline:
+                    cut = True
+                    break
+                await asyncio.sleep(_PROGRESS_POLL_S)
+        finally:
+            self._sample_progress(mark, progress)
+            result = self._finish(mark, pcm, progress, cut)
+        return result
 
-    def _finish(self, mark: str, pcm: np.ndarray, cut: bool) -> SentUtterance:
+    def _sample_progress(self, mark: str, progress: list[tuple[int, float]]) -> None:
+        playout = self.session.playout
+        state = playout.progress(mark) if playout is not None else None
+        if state is None or state.last_sent_at is None:
+            return
+        if not progress or state.sent_samples > progress[-1][0]:
+            progress.append((state.sent_samples, state.last_sent_at))
+
+    def _finish(self, mark: str, pcm: np.ndarray, progress: list[tuple[int, float]], cut: bool) -> SentUtterance:
         self._current = None
         self._done.pop(mark, None)
         started = self._started.pop(mark, None)
         playout = self.session.playout
-        progress = playout.progress(mark) if playout is not None else None
-        rate = self.recording.sample_rate
-        if progress is not None and progress.enqueued_samples:
-            # Sent share of the network-rate samples -> samples of the PCM we enqueued.
-            sent = min(len(pcm), round(len(pcm) * progress.sent_samples / progress.enqueued_samples))
-            cut = cut or progress.sent_samples < progress.enqueued_samples
-        else:
-            sent = 0
-        if started is None or sent == 0:
+        state = playout.progress(mark) if playout is not None else None
+        if state is None or not state.enqueued_samples or not progress or started is None:
             return SentUtterance(mark, None, None, len(pcm), 0, cut=True)
-        start_sample = self.recording.sample_at(started)
-        self.recording.write("tx", pcm[:sent], start_sample)
-        return SentUtterance(mark, started, started + sent / rate, len(pcm), sent, start_sample, cut)
+        # Network-rate sample n of the mark -> sample of the PCM we enqueued (same duration).
+        ratio = len(pcm) / state.enqueued_samples
+        frame = playout.frame_samples
+        net_rate = playout.sample_rate
+        first = end = -1
+        ended_at: float | None = None
+        done_net = 0
+        for sent, sent_at in progress:
+            # The frame ending at `sent` went out at `sent_at` and began at a multiple of
+            # `frame` (the mark started on a frame boundary after the flush): samples
+            # [done_net, sent) play back to back up to it.
+            frame_start = (sent - 1) // frame * frame
+            chunk_at = sent_at - (frame_start - done_net) / net_rate
+            lo, hi = round(done_net * ratio), min(len(pcm), round(sent * ratio))
+            at_sample = self.recording.sample_at(chunk_at)
+            if hi > lo:
+                self.recording.write("tx", pcm[lo:hi], at_sample)
+                first = at_sample if first < 0 else first
+                end = at_sample + (hi - lo)
+                ended_at = chunk_at + (hi - lo) / self.recording.sample_rate
+            done_net = sent
+        sent_samples = min(len(pcm), round(done_net * ratio))
+        cut = cut or done_net < state.enqueued_samples
+        return SentUtterance(
+            mark, started, ended_at, len(pcm), sent_samples, first, end, cut, stretches=_stretches(progress, frame, net_rate)
+        )
+
+
+def _stretches(progress: list[tuple[int, float]], frame: int, net_rate: int) -> int:
+    """How many back-to-back runs the frames were sent in (a gap over half a frame splits)."""
+    runs = 1
+    for (s0, t0), (s1, t1) in zip(progress, progress[1:]):
+        expected = (((s1 - 1) // frame) - ((s0 - 1) // frame)) * frame / net_rate
+        if t1 - t0 - expected > frame / net_rate / 2:
+            runs += 1
+    return runs

@@ -246,10 +246,11 @@ class _ScenarioRun:
         self.recording.mark("utterance_start", at_sample=sent.start_sample, track="tx", label=label)
         if marker is not None:
             self.recording.mark(marker, at_sample=sent.start_sample, track="tx", label=label)
-        end_sample = sent.start_sample + sent.sent_samples
-        self.recording.mark("utterance_end", at_sample=end_sample, track="tx", label=label)
+        self.recording.mark("utterance_end", at_sample=sent.end_sample, track="tx", label=label)
         self.last_caller_end = sent.ended_at or self.clock()
         detail = f"{sent.sent_samples / self.recording.sample_rate * 1000:.0f} ms sent"
+        if sent.stretches > 1:
+            detail += f" in {sent.stretches} stretches (the send clock stalled)"
         if at is not None:
             detail += f"; started {(sent.started_at - at) * 1000:+.0f} ms from the target"
         return ("cut" if sent.cut else "done"), detail
