@@ -441,3 +441,94 @@ async def test_kokoro_caller_voice_is_speech_in_the_caller_voice(tmp_path):
     level = 20 * np.log10(np.sqrt(np.mean((pcm / 32768.0) ** 2)) + 1e-12)
     assert level > -35
     assert voice.cache_path("Bom dia, tudo bem?").exists()
+
+
+class ScriptedAgentRouter:
+    """Test double of the CallSupervisor/CallActor pair behind the real SIP gateway: each call
+    gets an RtpSession driven by a ScriptedAgent."""
+
+    def __init__(self, greeting: np.ndarray, replies: list[np.ndarray], lengths: list[int], delay_s: float) -> None:
+        self.args = (greeting, replies, lengths, delay_s)
+        self.agents: list[ScriptedAgent] = []
+        self.sessions: dict[str, RtpSession] = {}
+        self.closed: list[str] = []
+
+    async def open_call(self, setup):
+        from theo_ray.media.codecs import find_codec
+        from theo_ray.sip.messages import MediaAnswer
+
+        session = RtpSession(SETTINGS, model_rate=RATE)
+        remote = setup.remote
+        codec = find_codec(remote.codec, remote.clock_rate)
+        await session.start(codec.name, remote=(remote.host, remote.port), payload_type=remote.payload_type)
+        agent = ScriptedAgent(session, *self.args)
+        agent.start()
+        self.agents.append(agent)
+        self.sessions[setup.session_id] = session
+        return MediaAnswer(*session.local_address)
+
+    async def update_call(self, session_id, remote) -> None:
+        return None
+
+    async def close_call(self, ended) -> None:
+        self.closed.append(ended.session_id)
+        for agent in self.agents:
+            await agent.stop()
+        session = self.sessions.pop(ended.session_id, None)
+        if session is not None:
+            await session.stop()
+
+
+async def test_dial_and_run_over_real_sip(tmp_path):
+    from tests.sip.conftest import free_port
+    from theo_ray.sim.caller_runner import dial_and_run
+    from theo_ray.sim.sip_caller import CallerSettings
+    from theo_ray.sip.settings import SipSettings
+    from theo_ray.sip.user_agent import SipUserAgent
+
+    scenario = decode_scenario(
+        """
+name: over_sip
+max_duration_s: 25
+steps:
+  - action: wait_agent
+    until: ends
+    timeout_ms: 8000
+    settle_ms: 700
+  - action: say
+    id: pergunta
+    text: "Qual é o horário?"
+  - action: wait_agent
+    until: ends
+    settle_ms: 700
+  - action: hangup
+"""
+    )
+    voice = _espeak_voice(tmp_path)
+    rendered = await render_utterances(scenario, voice)
+    delay = 0.5
+    router = ScriptedAgentRouter(agent_speech("Olá."), [agent_speech("Das oito às seis.")], [len(rendered[1])], delay)
+    gateway = SipUserAgent(SipSettings(port=free_port(), allowed_peers=["127.0.0.1"], log_level=1), router)
+    await gateway.start()
+    try:
+        host, port = gateway.addresses["udp"]
+        result = await asyncio.wait_for(
+            dial_and_run(
+                f"sip:theo@{host}:{port}", scenario, voice, tmp_path / "out",
+                headers={"X-Theo-Session": "sim-1"}, caller_settings=CallerSettings(media="external", codecs=["G722"]),
+            ),
+            timeout=60,
+        )
+        for _ in range(50):  # the BYE reaches the gateway
+            if router.closed:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await gateway.stop()
+    assert router.closed == ["sim-1"]
+    assert result.ended_by == "caller" and result.codec == "G722", result.steps
+    [agent] = router.agents
+    [latency] = result.analysis.latencies
+    # G.722 and the session's resamplers are in the path here: a looser bound than on L16.
+    truth_ms = (agent.reply_sent["reply0"] - agent.caller_ends[0]) * 1000
+    assert latency.first_audio_ms is not None and abs(latency.first_audio_ms - truth_ms) <= 30, (latency, truth_ms)
