@@ -532,3 +532,22 @@ steps:
     # G.722 and the session's resamplers are in the path here: a looser bound than on L16.
     truth_ms = (agent.reply_sent["reply0"] - agent.caller_ends[0]) * 1000
     assert latency.first_audio_ms is not None and abs(latency.first_audio_ms - truth_ms) <= 30, (latency, truth_ms)
+
+
+async def test_caller_voice_trims_synthesis_padding_to_the_voice(tmp_path):
+    clip = speech("bom dia")
+
+    async def padded(text: str, voice: str, speed: float) -> AsyncIterator[np.ndarray]:
+        import soxr
+
+        yield np.zeros(VOICE_RATE * 3 // 10, np.int16)  # Kokoro-like 0.3 s lead-in
+        yield soxr.resample(clip, RATE, VOICE_RATE).astype(np.int16)
+        yield np.zeros(VOICE_RATE * 65 // 100, np.int16)  # and 0.65 s tail
+
+    voice = CallerVoice(tmp_path, synthesize=padded)
+    pcm = await voice.speak("bom dia")
+    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) >= 32768 * 10 ** (-50 / 20))
+    s = voice.settings
+    assert abs(loud[0] - VOICE_RATE * s.trim_lead_ms / 1000) <= 2
+    assert abs((len(pcm) - 1 - loud[-1]) - VOICE_RATE * s.trim_tail_ms / 1000) <= 2
+    assert abs(len(pcm) - len(clip) * VOICE_RATE / RATE - VOICE_RATE * (s.trim_lead_ms + s.trim_tail_ms) / 1000) < 0.01 * VOICE_RATE

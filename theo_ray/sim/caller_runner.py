@@ -436,6 +436,11 @@ def _media_of(answer: CallerEvent) -> tuple[str, int, int | None]:
 
 
 async def _watch_disconnect(caller: SipCaller, after: int, timeout_s: float, ended: asyncio.Event) -> None:
-    with contextlib.suppress(TimeoutError):
-        await caller.wait_for("bye_received", timeout=timeout_s, after=after)
-        ended.set()
+    """Set ``ended`` when the far end hangs up (BYE) or the dialog dies (e.g. session timer)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(e.kind in ("bye_received", "disconnected") for e in caller.events[after:]):
+            ended.set()
+            return
+        with contextlib.suppress(TimeoutError):
+            await caller.wait_for("bye_received", timeout=0.2, after=len(caller.events))

@@ -33,6 +33,13 @@ class CallerVoiceSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=Tru
     # A Kokoro voice that is not the agent's default (jm_kumo).
     voice: str = "jf_alpha"
     speed: float = 1.0
+    # Kokoro pads its output (measured ~0.3 s before and ~0.65 s after the speech). Synthesised
+    # text is trimmed to where the signal first/last reaches this level, keeping the margins
+    # below, so a barge-in "800 ms into the agent's turn" is the caller's *voice* at 800 ms and
+    # a dictation pause is the pause the scenario asks for. None keeps the padding.
+    trim_below_dbfs: float | None = -50.0
+    trim_lead_ms: int = 10
+    trim_tail_ms: int = 60
 
 
 class CallerVoiceStats(msgspec.Struct):
@@ -79,7 +86,22 @@ class CallerVoice:
         return await self.speak(part.text)
 
     async def speak(self, text: str) -> np.ndarray:
-        """``text`` spoken by the caller's voice (from the cache when rendered before)."""
+        """``text`` spoken by the caller's voice, trimmed (see CallerVoiceSettings)."""
+        return self.trim(await self.synthesised(text))
+
+    def trim(self, pcm: np.ndarray) -> np.ndarray:
+        s = self.settings
+        if s.trim_below_dbfs is None or pcm.size == 0:
+            return pcm
+        loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) >= 32768.0 * 10 ** (s.trim_below_dbfs / 20.0))
+        if loud.size == 0:
+            return pcm
+        lo = max(0, int(loud[0]) - SAMPLE_RATE * s.trim_lead_ms // 1000)
+        hi = min(pcm.size, int(loud[-1]) + 1 + SAMPLE_RATE * s.trim_tail_ms // 1000)
+        return pcm[lo:hi]
+
+    async def synthesised(self, text: str) -> np.ndarray:
+        """The synthesiser's whole output for ``text`` (from the cache when rendered before)."""
         path = self.cache_path(text)
         loop = asyncio.get_running_loop()
         async with self._lock:

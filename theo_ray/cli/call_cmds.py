@@ -1,0 +1,108 @@
+"""`theo call TARGET --scenario FILE`: place one simulated call and print its report.
+
+The caller (pjsua2 in its own process, our RtpSession for the media) dials TARGET — Theo's
+gateway or a PBX extension — plays the scenario, records both directions, transcribes the
+agent's turns with our speech-to-text (in this process, no Ray needed) and prints the
+transcript, per-turn latency table and the scenario's checks. Everything is written to the
+output folder it names at the end. Exit status 0 when every check passed, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from pathlib import Path
+
+import numpy as np
+
+from theo_ray.cli.console import console, say
+from theo_ray.config import TheoConfig
+from theo_ray.errors import ConfigError
+
+
+def parse_headers(items: list[str]) -> dict[str, str]:
+    """``["X-Theo-Session=abc"]`` -> ``{"X-Theo-Session": "abc"}``; ConfigError on a bad item."""
+    headers: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or any(c.isspace() for c in name.strip()):
+            raise ConfigError("--header", f"expected NAME=VALUE, got {item!r}")
+        headers[name.strip()] = value.strip()
+    return headers
+
+
+async def _call(config: TheoConfig, args: argparse.Namespace) -> int:
+    from theo_ray.sim.analysis import transcribe_agent_turns
+    from theo_ray.sim.caller_runner import dial_and_run
+    from theo_ray.sim.caller_voice import CallerVoice, CallerVoiceSettings
+    from theo_ray.sim.conversation_metrics import caller_texts_from_scenario, summarise_call, write_summary
+    from theo_ray.sim.recording import CallRecording
+    from theo_ray.sim.report import render_report
+    from theo_ray.sim.scenario import load_scenario
+    from theo_ray.sim.sip_caller import CallerSettings
+
+    scenario = load_scenario(args.scenario)
+    target = args.target or scenario.target
+    if not target:
+        raise ConfigError("TARGET", "give a SIP URI to call (or set `target` in the scenario)")
+    headers = parse_headers(args.header)
+    output_root = Path(config.paths.output_dir).expanduser()
+    out = Path(args.out) if args.out else output_root / "calls" / f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    voice = CallerVoice(
+        output_root / "cache" / "caller-voice",
+        CallerVoiceSettings(voice=args.voice),
+        model_cache_dir=config.paths.model_cache,
+    )
+    caller = CallerSettings(media="external", codecs=args.codec or ["G722", "PCMU"], host=args.bind)
+
+    say(f"calling [bold]{target}[/bold] with scenario [bold]{scenario.name}[/bold] …")
+    result = await dial_and_run(target, scenario, voice, out, headers=headers, caller_settings=caller)
+    for note in result.steps:
+        if note.status != "done":
+            say(f"  step {note.index} {note.action}: [yellow]{note.status}[/yellow] {note.detail}")
+
+    agent_texts = []
+    if not args.no_transcribe:
+        from deployments.backends.faster_whisper_stt import FasterWhisperBackend
+
+        say("transcribing the agent's turns …")
+        stt = FasterWhisperBackend(config.stt, Path(config.paths.model_cache).expanduser())
+
+        async def transcribe(samples: np.ndarray, rate: int) -> str:
+            audio = samples.astype(np.float32) / 32768.0
+            return " ".join([s.text async for s in stt.transcribe(audio, config.stt.language, "", False)])
+
+        recording = CallRecording.load(result.wav_path)
+        agent_texts = await transcribe_agent_turns(recording, result.analysis, transcribe)
+
+    summary = await summarise_call(
+        call_id=out.name,
+        analysis=result.analysis,
+        outcome=result.outcome(),
+        caller_texts=caller_texts_from_scenario(result.analysis, scenario),
+        agent_texts=agent_texts,
+        scenario=scenario,
+        started_at_unix=result.started_at_unix,
+    )
+    summary_path = write_summary(summary, out / f"{scenario.name}.summary.json")
+    render_report(summary, console=console)
+    say(f"recording, events, result and summary in [bold]{out}[/bold] ({Path(summary_path).name})")
+    return 0 if summary.passed else 1
+
+
+def cmd_call(config: TheoConfig, args: argparse.Namespace) -> int:
+    return asyncio.run(_call(config, args))
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("call", help="place one simulated call playing a scenario and print its report")
+    p.add_argument("target", nargs="?", help="SIP URI to call, e.g. sip:theo@127.0.0.1:5080 (default: the scenario's)")
+    p.add_argument("--scenario", required=True, help="scenario YAML (see tests/scenarios/)")
+    p.add_argument("--out", help="output folder (default: <paths.output_dir>/calls/<scenario>-<time>)")
+    p.add_argument("--header", action="append", default=[], metavar="NAME=VALUE", help="extra INVITE header (repeatable)")
+    p.add_argument("--codec", action="append", help="codec to offer, in order (repeatable; default G722, PCMU)")
+    p.add_argument("--bind", default="127.0.0.1", help="local address for the caller's SIP and RTP")
+    p.add_argument("--voice", default="jf_alpha", help="Kokoro voice of the caller (not the agent's)")
+    p.add_argument("--no-transcribe", action="store_true", help="skip transcribing the agent's words")
+    p.set_defaults(run=cmd_call)
