@@ -18,7 +18,7 @@ import ray
 from theo_ray.conversation.call_control import AmiCallControl, CallControl, GatewayCallControl
 from theo_ray.conversation.model_client import ModelClient
 from theo_ray.conversation.phrase_book import PhraseBook
-from theo_ray.conversation.records import CallRecord
+from theo_ray.conversation.records import CallRecord, TurnRecord
 from theo_ray.conversation.settings import ConversationSettings
 from theo_ray.conversation.turn_loop import TurnLoop
 from theo_ray.conversation.turn_spans import TurnTracer
@@ -44,6 +44,8 @@ class CallStats(msgspec.Struct):
     state: str
     media: MediaStats
     record: CallRecord | None = None
+    # The reply in flight (not yet in record.turns), if any.
+    current_turn: TurnRecord | None = None
 
 
 class CallActor:
@@ -154,6 +156,7 @@ class CallActor:
             state=self.loop.state if self.loop else ("echo" if self._echo_task else "idle"),
             media=self.rtp.stats(),
             record=self.loop.record if self.loop else None,
+            current_turn=self.loop.current_turn() if self.loop else None,
         )
 
     async def checkpoint(self) -> bytes:

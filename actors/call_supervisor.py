@@ -167,6 +167,10 @@ class CallSupervisor:
             return (await entry[0].stats.remote()).record
         return self._records.get(session_id)
 
+    async def call_stats(self, session_id: str):
+        entry = self._active.get(session_id)
+        return await entry[0].stats.remote() if entry is not None else None
+
     async def active_calls(self) -> list[ActiveCall]:
         return [info for _, info in self._active.values()]
 

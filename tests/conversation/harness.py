@@ -127,6 +127,32 @@ class AgentCall:
     async def record(self):
         return await self.supervisor.call_record.remote(self.session_id)
 
+    async def wait_reply(self, n: int, timeout: float = 60.0):
+        """Wait until the agent's n-th reply was played out (or interrupted), then for the line
+        to go quiet — what a polite caller does before speaking again."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            record = await self.record()
+            done = [t for t in (record.turns if record else []) if t.drained_at or t.interrupted or t.error]
+            if len(done) >= n:
+                await self.wait_agent_quiet(quiet_s=0.8, timeout=max(1.0, deadline - time.monotonic()))
+                return record
+            await asyncio.sleep(0.1)
+        raise TimeoutError(f"reply {n} not played: {await self.record()}")
+
+    async def wait_reply_audio(self, n: int, timeout: float = 60.0) -> float:
+        """Wait until the first packet of the agent's n-th reply (not a filler) was sent."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            stats = await self.supervisor.call_stats.remote(self.session_id)
+            turn = stats.current_turn if stats else None
+            if turn is not None and turn.index >= n and turn.first_rtp_at:
+                return turn.first_rtp_at
+            if stats and stats.record and len([t for t in stats.record.turns if t.caller_text]) >= n:
+                return stats.record.turns[n - 1].first_rtp_at
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"reply {n} did not start")
+
     async def wait_turns(self, n: int, timeout: float = 40.0):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

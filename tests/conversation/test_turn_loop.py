@@ -22,15 +22,15 @@ async def test_three_turn_conversation_with_memory(theo_config, scripted_handles
         await call.prepare_speech(*lines)
         await call.wait_agent_start(0)  # greeting
         await call.wait_agent_quiet()
-        for text in lines:
-            spoken = await call.say(text)
-            await call.wait_agent_start(spoken)
-            await call.wait_agent_quiet()
+        for n, text in enumerate(lines, start=1):
+            await call.say(text)
+            await call.wait_reply(n)
         record = await call.wait_turns(3)
         texts = [t.caller_text.lower() for t in record.turns]
         assert "fatura" in texts[0] and "janeiro" in texts[1]
         assert "janeiro" in record.turns[1].agent_text and "cento e vinte" in record.turns[1].agent_text
         assert all(t.first_rtp_at > t.end_of_turn_at >= t.speech_end_at > 0 for t in record.turns[:2])
+        assert not record.errors and not any(t.interrupted for t in record.turns)
         # The name said in turn 1 is in the prompt the model saw on turn 3.
         prompts = await scripted_handles.llm.recent_prompts.remote(f"{call.session_id}-t3")
         assert prompts and re.search(r"maria", prompts[-1][1], re.IGNORECASE), prompts
@@ -42,8 +42,8 @@ async def test_barge_in_stops_audio_and_memory_keeps_what_was_heard(theo_config,
         await call.wait_agent_quiet()
         await call.prepare_speech("Me explica como funciona o meu plano de internet.",
                                   "Espera, espera, eu quero falar de outra coisa agora.")
-        spoken = await call.say("Me explica como funciona o meu plano de internet.")
-        agent_started = await call.wait_agent_start(spoken)
+        await call.say("Me explica como funciona o meu plano de internet.")
+        agent_started = await call.wait_reply_audio(1)
         await asyncio.sleep(2.5)
         interrupt_at = time.monotonic()
         await call.say("Espera, espera, eu quero falar de outra coisa agora.")
@@ -68,10 +68,8 @@ async def test_own_echo_does_not_interrupt(theo_config, scripted_handles):
         await call.wait_agent_quiet()
         await call.prepare_speech("Me explica como funciona o meu plano de internet.")
         call.echo_back = (0.060, 10 ** (-10 / 20))  # -10 dB, 60 ms
-        spoken = await call.say("Me explica como funciona o meu plano de internet.")
-        await call.wait_agent_start(spoken)
-        await call.wait_agent_quiet(quiet_s=2.0)
-        record = await call.wait_turns(1)
+        await call.say("Me explica como funciona o meu plano de internet.")
+        record = await call.wait_reply(1)
         assert not record.turns[0].interrupted
         assert [b for b in record.barge_ins if b.verdict == "interruption"] == []
         assert "desconto" in record.turns[0].agent_text  # the whole long answer was spoken
@@ -82,12 +80,11 @@ async def test_backchannel_does_not_end_the_agent_turn(theo_config, scripted_han
         await call.wait_agent_start(0)
         await call.wait_agent_quiet()
         await call.prepare_speech("Me explica como funciona o meu plano de internet.", "Uhum.")
-        spoken = await call.say("Me explica como funciona o meu plano de internet.")
-        await call.wait_agent_start(spoken)
+        await call.say("Me explica como funciona o meu plano de internet.")
+        await call.wait_reply_audio(1)
         await asyncio.sleep(2.0)
         await call.say("Uhum.")
-        await call.wait_agent_quiet(quiet_s=2.0)
-        record = await call.wait_turns(1)
+        record = await call.wait_reply(1)
         assert not record.turns[0].interrupted, record.barge_ins
         assert "desconto" in record.turns[0].agent_text
 
@@ -101,7 +98,7 @@ async def test_cpf_dictated_with_pauses_is_one_turn(theo_config, scripted_handle
         await call.say("quatro cinco seis", pause_after_ms=1200)
         await call.say("sete oito nove", pause_after_ms=1200)
         spoken = await call.say("zero nove.")
-        await call.wait_agent_start(spoken)
+        await call.wait_reply(1)
         record = await call.wait_turns(1)
         assert len(record.turns) == 1
         digits = re.sub(r"\D", "", record.turns[0].caller_text)

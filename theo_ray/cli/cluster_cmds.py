@@ -18,6 +18,11 @@ def cmd_up(config: TheoConfig, args: argparse.Namespace) -> int:
     say("[bold]Preparing models[/bold] (one-time assembly; fast when nothing changed)")
     prepare_models(config, say)
     say("[bold]Ray[/bold]")
+    import os
+    from pathlib import Path
+
+    # Every Theo process writes its spans here (JSON lines), inherited by the cluster it starts.
+    os.environ.setdefault("THEO_TRACE_DIR", str((Path(config.paths.output_dir) / "traces").resolve()))
     start_or_join(config.ray, say)
     say("[bold]Deploying models on Ray Serve[/bold]")
     handles = deploy_models(config, say=say)
@@ -34,7 +39,7 @@ def cmd_up(config: TheoConfig, args: argparse.Namespace) -> int:
 def cmd_down(config: TheoConfig, args: argparse.Namespace) -> int:
     from theo_ray.runtime.ray_cluster import stop
 
-    stop(config.ray, say)
+    stop(config.ray, say)  # ends the call plane's detached actors with the cluster
     return 0
 
 

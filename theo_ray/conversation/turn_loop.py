@@ -191,6 +191,9 @@ class TurnLoop:
         self._done.set()
         return self.record
 
+    def current_turn(self) -> TurnRecord | None:
+        return self._reply.turn if self._reply is not None else None
+
     async def wait_ended(self) -> None:
         await self._done.wait()
 
@@ -241,10 +244,18 @@ class TurnLoop:
             self._utterance.frames.append(pcm)
         else:
             self._preroll.append(pcm)
-        # Barge-in fast path: one likely-speech window pauses playout (fade, reversible).
-        if speaking and self._paused_at is None and self.vad.probability >= self.settings.barge_in.pause_probability:
-            self.rtp.pause()
-            self._paused_at = self.clock()
+        # Barge-in fast path: a loud non-echo frame or one likely-speech VAD window pauses
+        # playout at once (fade over one packet; reversible if nothing confirms it).
+        if speaking and self._paused_at is None and self._reply is not None and self._reply.real_audio_started:
+            barge = self.settings.barge_in
+            loud = (
+                not echo
+                and barge.energy_pause_rms > 0
+                and float(np.sqrt(np.mean(pcm.astype(np.float32) ** 2))) > barge.energy_pause_rms
+            )
+            if loud or self.vad.probability >= barge.pause_probability:
+                self.rtp.pause()
+                self._paused_at = self.clock()
         for event in events:
             if event.kind == "speech_start":
                 self._on_speech_start(frame)
@@ -528,6 +539,8 @@ class TurnLoop:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if reply.cancelled:
+                return  # its streams were cancelled on purpose (barge-in, caller went on)
             log.exception("reply failed")
             turn.error = f"{type(exc).__name__}: {exc}"
             self.record.errors.append(f"reply {turn.index}: {turn.error}")
