@@ -33,6 +33,10 @@ class BargeInSettings(msgspec.Struct, **_STRICT):
 class ConversationSettings(msgspec.Struct, **_STRICT):
     # "agent": the full turn loop; "echo": plays the caller's audio back (media benchmark).
     mode: Literal["agent", "echo"] = "agent"
+    # "streaming": LLM sentences go to TTS and TTS chunks to the line as they come.
+    # "sequential": the batch baseline `theo bench pipeline` compares against — whole LLM
+    # reply, then whole TTS, then play (no fillers).
+    pipeline: Literal["streaming", "sequential"] = "streaming"
     greeting: str = "Olá! Aqui é a Theo. Em que posso te ajudar?"
     # Re-run STT on the growing utterance after this much new audio (partials).
     partial_interval_ms: int = 700

@@ -529,7 +529,11 @@ class TurnLoop:
                 self._finish_reply(reply)
                 return
             self.memory.add_caller(text)
-            await self._stream_reply(reply)
+            if self.settings.pipeline == "sequential":
+                filler.cancel()
+                await self._sequential_reply(reply)
+            else:
+                await self._stream_reply(reply)
             filler.cancel()
             await self._say_transfer_notice_if_needed(reply)
             turn.drained_at = await self.rtp.drained()
@@ -561,14 +565,7 @@ class TurnLoop:
 
     async def _stream_reply(self, reply: _Reply) -> None:
         turn = reply.turn
-        request = GenerateRequest(
-            messages=self.memory.to_messages(self.system_prompt),
-            tools=self.tools.schemas(),
-            max_tokens=self.settings.llm_max_tokens,
-            temperature=self.settings.llm_temperature,
-            request_id=f"{self.session_id}-t{turn.index}",
-            trace=self.tracer.context(),
-        )
+        request = self._generate_request(turn)
         splitter = SentenceSplitter(self.settings.turn.splitter)
         pieces: asyncio.Queue[str | None] = asyncio.Queue()
         speaker = asyncio.create_task(self._speak_pieces(reply, pieces))
@@ -591,6 +588,45 @@ class TurnLoop:
         finally:
             pieces.put_nowait(None)
         await speaker
+
+    async def _sequential_reply(self, reply: _Reply) -> None:
+        """The batch baseline: the whole LLM reply, then the whole TTS, then play."""
+        turn = reply.turn
+        text = ""
+        reply.llm_stream = self.models.generate(self._generate_request(turn))
+        async for delta in reply.llm_stream:
+            if delta.text:
+                if not turn.llm_first_token_at:
+                    turn.llm_first_token_at = self.clock()
+                text += delta.text
+            if delta.tool_call is not None:
+                self._accept_tool(reply, delta.tool_call)
+        turn.llm_first_sentence_at = self.clock()
+        if not text.strip():
+            return
+        mark = self._next_mark("t")
+        reply.tts_stream = self.models.synthesize(
+            SynthesizeRequest(text=text.strip(), request_id=f"{self.session_id}-{mark}", trace=self.tracer.context())
+        )
+        audio = [np.frombuffer(c.pcm, dtype="<i2") async for c in reply.tts_stream if c.pcm]
+        turn.tts_first_chunk_at = self.clock()
+        reply.pieces.append((mark, text.strip()))
+        reply.text = text.strip()
+        reply.real_audio_started = True
+        self._stop_comfort_noise(flush=True)
+        turn.first_audio_enqueued_at = self.clock()
+        self.state = "speaking"
+        self.rtp.enqueue(np.concatenate(audio) if audio else np.zeros(0, np.int16), mark, last=True)
+
+    def _generate_request(self, turn: TurnRecord) -> GenerateRequest:
+        return GenerateRequest(
+            messages=self.memory.to_messages(self.system_prompt),
+            tools=self.tools.schemas(),
+            max_tokens=self.settings.llm_max_tokens,
+            temperature=self.settings.llm_temperature,
+            request_id=f"{self.session_id}-t{turn.index}",
+            trace=self.tracer.context(),
+        )
 
     def _accept_tool(self, reply: _Reply, call: ToolCall) -> None:
         checked = self.tools.check(call)
