@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from theo_ray.cli import bench_cmds, cluster_cmds, models_cmds, smoke
+from theo_ray.cli import bench_cmds, call_cmds, cluster_cmds, demo, models_cmds, smoke
 from theo_ray.cli.console import say
 from theo_ray.errors import TheoError
 
@@ -17,6 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
     cluster_cmds.add_parsers(sub)
     models_cmds.add_parsers(sub)
     smoke.add_parsers(sub)
+    demo.add_parsers(sub)
+    call_cmds.add_parsers(sub)
     bench_cmds.add_parsers(sub)
     from theo_ray.asterisk.cli import add_parser as add_asterisk_parser
 
