@@ -30,6 +30,15 @@ from theo_ray.sip.messages import CallEnded, CallSetup, MediaAnswer, RemoteMedia
 log = logging.getLogger("theo.call")
 
 
+def _named_actor(name: str):
+    if not name:
+        return None
+    try:
+        return ray.get_actor(name)
+    except ValueError:
+        return None
+
+
 class CallActorSettings(msgspec.Struct, frozen=True):
     media: MediaSettings
     conversation: ConversationSettings
@@ -54,14 +63,16 @@ class CallActor:
         settings: CallActorSettings,
         handles: ModelHandles | None,
         phrases: PhraseBook | None = None,
-        gateway=None,
-        ami_bridge=None,
+        gateway_name: str = "",
+        ami_bridge_name: str = "",
     ) -> None:
         self.settings = settings
         self.handles = handles
         self.phrases = phrases
-        self.gateway = gateway
-        self.ami_bridge = ami_bridge
+        # Named actors, looked up when the call needs them: warm CallActors are created
+        # before the gateway exists, and a restarted gateway keeps its name.
+        self.gateway_name = gateway_name
+        self.ami_bridge_name = ami_bridge_name
         self.rtp: RtpSession | None = None
         self.loop: TurnLoop | None = None
         self.session_id = ""
@@ -96,9 +107,9 @@ class CallActor:
         return SileroVad(turn.vad), SmartTurn(turn.turn_model, model_path=model)
 
     def _control(self) -> CallControl:
-        if self.settings.use_ami and self.ami_bridge is not None:
-            return AmiCallControl(self.ami_bridge, self.session_id)
-        return GatewayCallControl(self.gateway, self.session_id)
+        if self.settings.use_ami and self.ami_bridge_name:
+            return AmiCallControl(_named_actor(self.ami_bridge_name), self.session_id)
+        return GatewayCallControl(_named_actor(self.gateway_name), self.session_id)
 
     async def open(self, setup: CallSetup) -> MediaAnswer:
         if self.rtp is None:

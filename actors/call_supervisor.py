@@ -82,14 +82,6 @@ class CallSupervisor:
         await self._fill_pool()
         return await self.stats()
 
-    def _named(self, name: str):
-        if not name:
-            return None
-        try:
-            return ray.get_actor(name)
-        except ValueError:
-            return None
-
     def _actor_settings(self) -> CallActorSettings:
         return CallActorSettings(
             media=self.media, conversation=self.conversation, rtp_host=self.call.rtp_host,
@@ -99,8 +91,7 @@ class CallSupervisor:
 
     async def _new_actor(self):
         actor = CallActorRemote.remote(
-            self._actor_settings(), self.handles, self.phrases,
-            self._named(self.gateway_name), self._named(self.ami_bridge_name),
+            self._actor_settings(), self.handles, self.phrases, self.gateway_name, self.ami_bridge_name
         )
         self._created += 1
         await actor.prepare.remote()

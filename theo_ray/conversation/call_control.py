@@ -55,12 +55,16 @@ class AmiCallControl:
         self._session_id = session_id
 
     async def transfer(self, destination: str, reason: str) -> ControlOutcome:
+        if self._bridge is None:
+            return ControlOutcome(ok=False, action="transfer", detail="no AMI bridge running")
         result = await self._bridge.transfer.remote(self._session_id, destination, reason)
         return ControlOutcome(
             ok=result.ok, action="transfer", detail=result.error or result.channel, duration_ms=result.duration_ms
         )
 
     async def hangup(self, reason: str) -> ControlOutcome:
+        if self._bridge is None:
+            return ControlOutcome(ok=False, action="hangup", detail="no AMI bridge running")
         try:
             result = await self._bridge.hangup.remote(self._session_id)
             return ControlOutcome(ok=True, action="hangup", detail=reason, duration_ms=getattr(result, "duration_ms", 0.0))
