@@ -128,6 +128,16 @@ class TheoConfig(msgspec.Struct, **_STRICT):
     conversation: ConversationSettings = msgspec.field(default_factory=ConversationSettings)
     asterisk: AsteriskSiteSettings = msgspec.field(default_factory=AsteriskSiteSettings)
 
+    def __post_init__(self) -> None:
+        if self.call.use_ami:
+            routes = set(self.asterisk.dialplan.transfer_routes)
+            for name in self.conversation.turn.tools.transfer_destinations:
+                if name not in routes:
+                    raise ConfigError(
+                        "conversation.turn.tools.transfer_destinations",
+                        f"{name!r} has no route in asterisk.dialplan.transfer_routes ({sorted(routes)})",
+                    )
+
     def model_cache(self) -> Path:
         return Path(self.paths.model_cache).expanduser()
 

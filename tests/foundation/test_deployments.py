@@ -124,7 +124,7 @@ async def test_scripted_backend_emits_tool_calls_through_the_same_path(scripted_
     deltas = [d async for d in scripted_llm.options(stream=True).generate.remote(request)]
     calls = [d.tool_call for d in deltas if d.tool_call]
     spoken = "".join(d.text for d in deltas)
-    assert [c.name for c in calls] == ["transfer_call"] and calls[0].arguments["destination"] == "atendente"
+    assert [c.name for c in calls] == ["transfer_call"] and calls[0].arguments["destination"] == "atendimento"
     assert "tool_call" not in spoken and "transferir" in spoken
 
 

@@ -752,7 +752,7 @@ class TurnLoop:
             await self.rtp.drained()
         if transfer:
             destinations = list(self.settings.turn.tools.transfer_destinations)
-            outcome = await self.control.transfer(destinations[0] if destinations else "atendente", f"falha técnica: {key}")
+            outcome = await self.control.transfer(destinations[0] if destinations else "atendimento", f"falha técnica: {key}")
             if outcome.ok:
-                self.record.transferred_to = destinations[0] if destinations else "atendente"
+                self.record.transferred_to = destinations[0] if destinations else "atendimento"
                 self.record.transfer_reason = f"technical: {key}"

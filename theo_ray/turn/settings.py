@@ -79,7 +79,7 @@ class DeclaredTool(msgspec.Struct, forbid_unknown_fields=True):
 class ToolSettings(msgspec.Struct, forbid_unknown_fields=True):
     # Transfer destinations the model may name, with what each one handles (said to the caller).
     transfer_destinations: dict[str, str] = msgspec.field(
-        default_factory=lambda: {"atendente": "um atendente humano para qualquer assunto"}
+        default_factory=lambda: {"atendimento": "um atendente humano para qualquer assunto"}
     )
     tools: list[DeclaredTool] = []
 
