@@ -1,0 +1,349 @@
+"""Simulated SIP calls for the caller-side benchmarks (`theo bench turns`, `theo bench
+pipeline`, `theo loadtest`).
+
+It owns three things:
+
+- :class:`SimCallPlane`: a private, uniquely named CallSupervisor + SipGateway pair on a free
+  loopback SIP port, with the ConversationSettings the benchmark asks for (streaming or
+  sequential, agent or echo) on the model deployments it is given. Several planes can share
+  one cluster and one set of deployments, so a benchmark compares modes in one run, and no
+  plane meets the `theo up` plane ("call-supervisor"/"sip-gateway").
+- :func:`place_call`: one call from the caller simulator (``dial_and_run``) and the
+  CallActor's CallRecord of it, as a :class:`SimCall`.
+- :func:`turn_samples` / :func:`barge_in_samples`: each caller-side figure (from the
+  recording) joined with the CallActor's record of the same turn, by time: the caller and the
+  CallActors run on this machine and stamp with the same CLOCK_MONOTONIC, so a recording's
+  millisecond maps onto the records' instants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+import msgspec
+
+from theo_ray.config import TheoConfig
+from theo_ray.conversation.records import CallRecord, TurnRecord
+from theo_ray.conversation.settings import ConversationSettings
+from theo_ray.runtime.serve_apps import ModelHandles
+from theo_ray.sim.caller_runner import CallFailed, CallRunResult, dial_and_run
+from theo_ray.sim.caller_voice import CallerVoice, CallerVoiceSettings
+from theo_ray.sim.scenario import BargeIn, Hangup, Say, Scenario, Step, WaitAgent
+
+# A filler plays this long after the turn (never, in a benchmark of the reply's first audio).
+NO_FILLER_DELAY_MS = 600_000
+
+
+def caller_voice(config: TheoConfig) -> CallerVoice:
+    """The caller voice of `theo demo`: Kokoro jm_kumo at 1.1x (Whisper understands it,
+    ~2% WER measured), cached as WAVs so a replayed sentence is synthesised once."""
+    return CallerVoice(
+        config.model_cache() / "caller-voice", CallerVoiceSettings(voice="jm_kumo", speed=1.1),
+        model_cache_dir=config.model_cache(),
+    )
+
+
+def without_fillers(conversation: ConversationSettings) -> ConversationSettings:
+    """The same conversation with fillers pushed out of any turn: the caller-side "first agent
+    audio" is then the reply's, not a "hum..." played while the reply is not ready."""
+    turn = conversation.turn
+    fillers = msgspec.structs.replace(turn.fillers, delay_ms=NO_FILLER_DELAY_MS)
+    return msgspec.structs.replace(conversation, turn=msgspec.structs.replace(turn, fillers=fillers))
+
+
+class SimCallPlane:
+    """A private CallSupervisor + SipGateway with its own ConversationSettings.
+
+    ``handles`` None with ``conversation.mode == "echo"`` is the echo agent (no models).
+    Ray must be initialised.
+    """
+
+    def __init__(
+        self,
+        config: TheoConfig,
+        conversation: ConversationSettings,
+        handles: ModelHandles | None,
+        label: str = "sim",
+        warm_pool_size: int = 2,
+    ) -> None:
+        if handles is None and conversation.mode != "echo":
+            raise ValueError("an agent-mode call plane needs the model handles")
+        self.config = config
+        self.conversation = conversation
+        self.handles = handles
+        self.warm_pool_size = warm_pool_size
+        tag = uuid.uuid4().hex[:8]
+        self.label = label
+        self.supervisor_name = f"bench-{label}-supervisor-{tag}"
+        self.gateway_name = f"bench-{label}-gateway-{tag}"
+        self.supervisor = None
+        self.gateway = None
+        self.uri = ""
+
+    async def start(self) -> SimCallPlane:
+        from actors.call_supervisor import CallSupervisorRemote
+        from actors.sip_gateway import SipGatewayActor
+        from theo_ray.bench.media_bench import free_sip_port
+
+        cfg = self.config
+        host = cfg.call.rtp_host
+        sip = msgspec.structs.replace(cfg.sip, host=host, port=free_sip_port(host), allowed_peers=[host])
+        self.supervisor = CallSupervisorRemote.options(name=self.supervisor_name).remote(
+            msgspec.structs.replace(cfg.call, warm_pool_size=self.warm_pool_size, use_ami=False),
+            cfg.media, self.conversation, str(cfg.model_cache()), self.handles,
+            cfg.tts.voice if self.handles is not None else "", self.gateway_name, "",
+        )
+        await self.supervisor.start.remote()
+        self.gateway = SipGatewayActor.options(name=self.gateway_name).remote(sip, self.supervisor_name)
+        udp = next(a for a in await self.gateway.ready.remote() if a.transport == "udp")
+        self.uri = f"sip:{cfg.sip.account_user}@{udp.host}:{udp.port}"
+        return self
+
+    async def record(self, session_id: str, timeout_s: float = 10.0) -> CallRecord | None:
+        """The call's CallRecord once the supervisor closed it (the last one seen on timeout)."""
+        deadline = time.monotonic() + timeout_s
+        record = None
+        while time.monotonic() < deadline:
+            record = await self.supervisor.call_record.remote(session_id)
+            if record is not None and record.ended_at:
+                break
+            await asyncio.sleep(0.2)
+        return record
+
+    async def stop(self) -> None:
+        import ray
+
+        try:
+            if self.gateway is not None:
+                await self.gateway.stop.remote()
+            if self.supervisor is not None:
+                await self.supervisor.shutdown.remote()
+        finally:
+            for actor in (self.gateway, self.supervisor):
+                if actor is not None:
+                    ray.kill(actor)
+            self.gateway = self.supervisor = None
+
+    async def __aenter__(self) -> SimCallPlane:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.stop()
+
+
+class SimCall(msgspec.Struct):
+    """One placed call: what the caller measured and what the CallActor recorded."""
+
+    session_id: str
+    scenario: str
+    plane: str
+    run: CallRunResult | None = None
+    record: CallRecord | None = None
+    # Not placed or broken: CallFailed, an exception, or the runner's own error.
+    error: str = ""
+    placed_at: float = 0.0  # monotonic
+    ended_at: float = 0.0
+
+
+async def place_call(
+    plane: SimCallPlane, scenario: Scenario, voice: CallerVoice, out_dir: Path, session_id: str,
+    answer_timeout_s: float = 15.0,
+) -> SimCall:
+    """Dial ``plane`` and play ``scenario``; never raises for a failed call (it is reported)."""
+    call = SimCall(session_id=session_id, scenario=scenario.name, plane=plane.label, placed_at=time.monotonic())
+    try:
+        call.run = await dial_and_run(
+            plane.uri, scenario, voice, out_dir, headers={"X-Theo-Session": session_id},
+            answer_timeout_s=answer_timeout_s, name=session_id,
+        )
+        call.error = call.run.error
+    except CallFailed as exc:
+        call.error = f"not placed: {exc}"
+    except Exception as exc:  # noqa: BLE001 - a benchmark reports a broken call, it does not stop
+        call.error = f"{type(exc).__name__}: {exc}"
+    call.ended_at = time.monotonic()
+    if call.run is not None:
+        call.record = await plane.record(session_id)
+    return call
+
+
+# ---------------------------------------------------------------- bench scenarios
+
+
+def questions_scenario(name: str, questions: list[str], greeting_timeout_ms: int = 20000,
+                       reply_timeout_ms: int = 30000) -> Scenario:
+    """The greeting, then each question followed by the agent's whole answer, then hang up."""
+    steps: list[Step] = [WaitAgent(until="ends", timeout_ms=greeting_timeout_ms)]
+    for i, text in enumerate(questions):
+        steps += [Say(text=text, id=f"q{i + 1}"), WaitAgent(until="ends", timeout_ms=reply_timeout_ms)]
+    steps.append(Hangup(after_ms=300))
+    return Scenario(name=name, steps=steps, max_duration_s=60.0 + 25.0 * len(questions))
+
+
+def barge_in_scenario(name: str, question: str, interruption: str, rounds: int, after_ms: int = 800,
+                      reply_timeout_ms: int = 30000) -> Scenario:
+    """The greeting, then ``rounds`` times: a question with a long answer and, ``after_ms`` into
+    that answer, the caller talking over it; then the agent's answer to the interruption."""
+    steps: list[Step] = [WaitAgent(until="ends", timeout_ms=20000)]
+    for i in range(rounds):
+        steps += [
+            Say(text=question, id=f"ask{i + 1}"),
+            BargeIn(text=interruption, id=f"cut{i + 1}", after_ms=after_ms, expect_agent="stops",
+                    timeout_ms=reply_timeout_ms),
+            WaitAgent(until="ends", timeout_ms=reply_timeout_ms),
+        ]
+    steps.append(Hangup(after_ms=300))
+    return Scenario(name=name, steps=steps, max_duration_s=60.0 + 40.0 * rounds)
+
+
+def echo_scenario(name: str = "echo_two_utterances") -> Scenario:
+    """For the echo agent (no greeting, it plays the caller back): two utterances, each
+    followed by the end of its echo."""
+    steps: list[Step] = []
+    for i, text in enumerate(("Oi, bom dia. Qual é o horário de atendimento de vocês?",
+                              "Eu quero saber da minha fatura de janeiro.")):
+        steps += [Say(text=text, id=f"u{i + 1}"), WaitAgent(until="ends", timeout_ms=10000, settle_ms=600)]
+    steps.append(Hangup(after_ms=200))
+    return Scenario(name=name, steps=steps, max_duration_s=60.0)
+
+
+# ---------------------------------------------------------------- joining caller and CallActor figures
+
+
+def recording_origin(run: CallRunResult) -> float:
+    """The monotonic instant of the recording's sample 0 (it stamped wall-clock time; the
+    offset between the two clocks is taken in this process, which ran the recording)."""
+    return run.started_at_unix - (time.time() - time.monotonic())
+
+
+def _ms(later: float, earlier: float) -> float | None:
+    return round((later - earlier) * 1000.0, 1) if later and earlier else None
+
+
+class TurnSample(msgspec.Struct):
+    """One answered caller turn: the caller-side first-audio latency and its split from the
+    CallActor's TurnRecord (ms; None where the record lacks the instant).
+
+    The parts telescope: inbound + endpointing + stt_final + llm_first_sentence + tts_first_chunk
+    + first_rtp + outbound == first_audio (inbound: caller's speech end -> the CallActor's VAD
+    speech end; outbound: first reply RTP sent -> agent audio at the caller)."""
+
+    session_id: str
+    caller_turn: int
+    label: str
+    first_audio_ms: float
+    matched: bool = False
+    inbound_ms: float | None = None
+    endpointing_wait_ms: float | None = None
+    stt_final_ms: float | None = None  # end of turn -> final transcript (compute + dispatch)
+    stt_compute_ms: float | None = None  # the final transcription's own compute
+    llm_first_token_ms: float | None = None  # final transcript -> first LLM token
+    llm_first_sentence_ms: float | None = None  # final transcript -> first sentence to TTS
+    tts_first_chunk_ms: float | None = None  # first sentence -> first TTS chunk
+    first_rtp_ms: float | None = None  # first TTS chunk -> first RTP packet of the reply
+    outbound_ms: float | None = None
+    model_compute_ms: float | None = None  # STT compute + LLM to first sentence + TTS first chunk
+    overhead_ms: float | None = None  # first_audio - endpointing - model compute
+    filler_played: bool = False
+    endpoint_rule: str = ""
+
+
+def _nearest_turn(record: CallRecord, caller_end: float, used: set[int]) -> TurnRecord | None:
+    """The CallActor turn whose VAD speech end lies nearest after the caller's speech end
+    (it hears it a jitter buffer later; the VAD's estimate may also fall a little before)."""
+    best, best_gap = None, 1.5
+    for turn in record.turns:
+        if turn.index in used or not turn.caller_text or not turn.speech_end_at:
+            continue
+        gap = abs(turn.speech_end_at - caller_end - 0.05)
+        if gap < best_gap:
+            best, best_gap = turn, gap
+    return best
+
+
+def turn_samples(call: SimCall) -> list[TurnSample]:
+    """Every caller turn the agent answered, joined with its TurnRecord when one matches."""
+    if call.run is None:
+        return []
+    origin = recording_origin(call.run)
+    used: set[int] = set()
+    out: list[TurnSample] = []
+    for lat in call.run.analysis.latencies:
+        if lat.first_audio_ms is None:
+            continue
+        sample = TurnSample(call.session_id, lat.caller_turn, lat.label, lat.first_audio_ms)
+        turn = None
+        if call.record is not None:
+            turn = _nearest_turn(call.record, origin + lat.caller_end_ms / 1000.0, used)
+        if turn is not None:
+            used.add(turn.index)
+            _fill_split(sample, turn, origin + lat.caller_end_ms / 1000.0, origin + lat.agent_start_ms / 1000.0)
+        out.append(sample)
+    return out
+
+
+def _fill_split(sample: TurnSample, turn: TurnRecord, caller_end: float, agent_heard: float) -> None:
+    sample.matched = True
+    sample.endpoint_rule = turn.endpoint_rule
+    sample.filler_played = bool(turn.filler_at and (not turn.first_rtp_at or turn.filler_at < turn.first_rtp_at))
+    sample.inbound_ms = _ms(turn.speech_end_at, caller_end) if turn.speech_end_at else None
+    sample.endpointing_wait_ms = _ms(turn.end_of_turn_at, turn.speech_end_at)
+    sample.stt_final_ms = _ms(turn.stt_final_at, turn.end_of_turn_at)
+    sample.stt_compute_ms = round(turn.stt_ms, 1) if turn.stt_ms else None
+    sample.llm_first_token_ms = _ms(turn.llm_first_token_at, turn.stt_final_at)
+    sample.llm_first_sentence_ms = _ms(turn.llm_first_sentence_at, turn.stt_final_at)
+    sample.tts_first_chunk_ms = _ms(turn.tts_first_chunk_at, turn.llm_first_sentence_at)
+    sample.first_rtp_ms = _ms(turn.first_rtp_at, turn.tts_first_chunk_at)
+    sample.outbound_ms = _ms(agent_heard, turn.first_rtp_at) if turn.first_rtp_at else None
+    parts = (sample.stt_compute_ms, sample.llm_first_sentence_ms, sample.tts_first_chunk_ms)
+    if all(p is not None for p in parts) and sample.endpointing_wait_ms is not None and not sample.filler_played:
+        sample.model_compute_ms = round(sum(parts), 1)
+        sample.overhead_ms = round(sample.first_audio_ms - sample.endpointing_wait_ms - sample.model_compute_ms, 1)
+
+
+class BargeInSample(msgspec.Struct):
+    """One intended interruption: caller onset -> agent audio stops, at the caller; and the
+    CallActor's own onset -> playout paused, when its BargeInRecord matches."""
+
+    session_id: str
+    label: str
+    yielded: bool
+    reaction_ms: float | None
+    matched: bool = False
+    actor_pause_ms: float | None = None  # VAD/energy onset -> playout paused, inside the CallActor
+    verdict: str = ""
+
+
+def barge_in_samples(call: SimCall) -> list[BargeInSample]:
+    if call.run is None:
+        return []
+    origin = recording_origin(call.run)
+    used: set[int] = set()
+    out: list[BargeInSample] = []
+    for b in call.run.analysis.barge_ins:
+        if b.intended != "stops":
+            continue
+        sample = BargeInSample(call.session_id, b.label, b.agent_yielded, b.reaction_ms)
+        onset = origin + b.caller_onset_ms / 1000.0
+        if call.record is not None:
+            candidates = [
+                (abs(r.onset_at - onset), i) for i, r in enumerate(call.record.barge_ins)
+                if i not in used and r.onset_at and abs(r.onset_at - onset) < 1.0
+            ]
+            if candidates:
+                _, i = min(candidates)
+                used.add(i)
+                record = call.record.barge_ins[i]
+                sample.matched = True
+                sample.verdict = record.verdict
+                sample.actor_pause_ms = _ms(record.paused_at, record.onset_at) if record.paused_at else None
+        out.append(sample)
+    return out
+
+
+def unanswered_steps(call: SimCall) -> int:
+    """Scenario steps that timed out waiting for the agent."""
+    return sum(1 for s in call.run.steps if s.status == "timeout") if call.run is not None else 0
