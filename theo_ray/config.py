@@ -123,7 +123,8 @@ class TheoConfig(msgspec.Struct, **_STRICT):
     secrets: SecretsSettings = msgspec.field(default_factory=SecretsSettings)
     # 5080: Asterisk itself usually holds 5060 on the same network (see asterisk/README.md).
     sip: SipSettings = msgspec.field(default_factory=lambda: SipSettings(port=5080))
-    media: MediaSettings = msgspec.field(default_factory=MediaSettings)
+    # Calls keep the line alive with -65 dBFS comfort noise when Theo has nothing to say.
+    media: MediaSettings = msgspec.field(default_factory=lambda: MediaSettings(idle_fill_dbfs=-65.0))
     call: CallSettings = msgspec.field(default_factory=CallSettings)
     conversation: ConversationSettings = msgspec.field(default_factory=ConversationSettings)
     asterisk: AsteriskSiteSettings = msgspec.field(default_factory=AsteriskSiteSettings)

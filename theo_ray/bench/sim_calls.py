@@ -30,6 +30,7 @@ from theo_ray.conversation.records import CallRecord, TurnRecord
 from theo_ray.conversation.settings import ConversationSettings
 from theo_ray.runtime.serve_apps import ModelHandles
 from theo_ray.sim.caller_runner import CallFailed, CallRunResult, dial_and_run
+from theo_ray.sim.analysis import Percentiles, percentiles
 from theo_ray.sim.caller_voice import CallerVoice, CallerVoiceSettings
 from theo_ray.sim.scenario import BargeIn, Hangup, Say, Scenario, Step, WaitAgent
 
@@ -347,3 +348,31 @@ def barge_in_samples(call: SimCall) -> list[BargeInSample]:
 def unanswered_steps(call: SimCall) -> int:
     """Scenario steps that timed out waiting for the agent."""
     return sum(1 for s in call.run.steps if s.status == "timeout") if call.run is not None else 0
+
+
+# Where a turn's first-audio latency went, in the order it happens (TurnSample fields).
+SEGMENTS: tuple[tuple[str, str], ...] = (
+    ("inbound_ms", "caller speech end -> CallActor VAD speech end (RTP + jitter buffer + VAD)"),
+    ("endpointing_wait_ms", "VAD speech end -> end-of-turn decision"),
+    ("stt_final_ms", "end of turn -> final transcript"),
+    ("stt_compute_ms", "  of which the final transcription's compute"),
+    ("llm_first_token_ms", "final transcript -> first LLM token"),
+    ("llm_first_sentence_ms", "final transcript -> first sentence to TTS"),
+    ("tts_first_chunk_ms", "first sentence -> first TTS chunk"),
+    ("first_rtp_ms", "first TTS chunk -> first RTP packet of the reply"),
+    ("outbound_ms", "first RTP packet -> agent audio at the caller"),
+    ("model_compute_ms", "STT compute + LLM to first sentence + TTS first chunk"),
+    ("overhead_ms", "Theo's own: first audio - endpointing - model compute"),
+)
+
+
+class SegmentFigures(msgspec.Struct):
+    name: str
+    what: str
+    figures: Percentiles
+
+
+def segment_figures(samples: list[TurnSample]) -> list[SegmentFigures]:
+    """Percentiles of each segment over the turns whose CallActor record matched."""
+    matched = [s for s in samples if s.matched]
+    return [SegmentFigures(name, what, percentiles([getattr(s, name) for s in matched])) for name, what in SEGMENTS]

@@ -42,9 +42,8 @@ class ConversationSettings(msgspec.Struct, **_STRICT):
     partial_interval_ms: int = 700
     # Audio kept from before the VAD start so the first syllable is not cut.
     preroll_ms: int = 300
-    # Comfort noise while THINKING (level in turn.comfort_noise); a filler after
-    # turn.fillers.delay_ms without agent audio.
-    comfort_noise: bool = True
+    # Comfort noise whenever Theo is silent (THINKING included) comes from the media layer
+    # (media.idle_fill_dbfs); a filler plays after turn.fillers.delay_ms without agent audio.
     # Backchannel ("uhum") in a pause of a caller turn longer than this (0 disables).
     backchannel_after_speech_ms: int = 6000
     backchannel_pause_ms: int = 350

@@ -2,7 +2,7 @@
 
 Owns, for its call: VAD + echo gate + endpointer over the inbound 20 ms frames, the STT
 partials and the final transcript, the streaming reply (LLM deltas -> sentence pieces ->
-TTS chunks -> playout queue), comfort noise and fillers while thinking, barge-in (pause at
+TTS chunks -> playout queue), fillers while thinking (comfort noise is the media layer's idle fill), barge-in (pause at
 once, then flush + abort or resume), memory, and tools that run only after the speech
 before them has drained. Everything is asyncio on the CallActor's loop; CPU work (Smart
 Turn) runs in an executor and model work in the deployments.
@@ -35,7 +35,6 @@ from theo_ray.media.rtp_session import InboundFrame, RtpSession
 from theo_ray.messages import GenerateRequest, SynthesizeRequest, ToolCall
 from theo_ray.turn.backchannel import BackchannelDetector
 from theo_ray.turn.endpointer import SmartEndpointer
-from theo_ray.turn.fillers import ComfortNoise
 from theo_ray.turn.memory import ConversationMemory
 from theo_ray.turn.prompt import PromptBuilder
 from theo_ray.turn.sentence_splitter import SentenceSplitter
@@ -46,7 +45,6 @@ from theo_ray.turn.vad import SileroVad
 log = logging.getLogger("theo.turn")
 State = Literal["listening", "thinking", "speaking", "ended"]
 RATE = 16000
-_CN_MARK = "cn"
 
 
 class _Utterance:
@@ -147,8 +145,6 @@ class TurnLoop:
         self._carry_text = ""  # caller text of a turn whose reply was cancelled by more speech
         self._turns = 0
         self._marks = 0
-        self._cn: ComfortNoise | None = None
-        self._cn_task: asyncio.Task | None = None
         self._tasks: list[asyncio.Task] = []
         self._done = asyncio.Event()
         self._last_audio_sent_at = 0.0
@@ -160,11 +156,6 @@ class TurnLoop:
 
     async def run(self, greet: bool = True) -> None:
         """Start the loop; returns at once (the work runs in tasks until stop())."""
-        self._cn = (
-            ComfortNoise.from_settings(self.rtp.model_rate, self.settings.turn.comfort_noise)
-            if self.settings.comfort_noise
-            else None
-        )
         self._tasks.append(asyncio.create_task(self._inbound(), name=f"inbound-{self.session_id}"))
         if greet:
             self._tasks.append(asyncio.create_task(self._greet(), name=f"greet-{self.session_id}"))
@@ -181,7 +172,6 @@ class TurnLoop:
                 self._reply.task.cancel()
         if self._utterance:
             self._utterance.cancel_tasks()
-        self._stop_comfort_noise()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -200,11 +190,11 @@ class TurnLoop:
     # ------------------------------------------------------------------ playout
 
     def _on_playout(self, event: PlayoutEvent) -> None:
-        if event.kind == "mark_started" and self._reply and not event.mark.startswith((_CN_MARK, "filler")):
+        if event.kind == "mark_started" and self._reply and not event.mark.startswith("filler"):
             turn = self._reply.turn
             if not turn.first_rtp_at and event.mark.startswith("t"):
                 turn.first_rtp_at = event.at
-        if event.kind in ("mark_started", "mark_done") and event.mark != _CN_MARK:
+        if event.kind in ("mark_started", "mark_done"):
             self._last_audio_sent_at = event.at
 
     def _agent_audio_active(self) -> bool:
@@ -494,7 +484,6 @@ class TurnLoop:
         reply.cancel_streams()
         if reply.task and not reply.task.done():
             reply.task.cancel()
-        self._stop_comfort_noise()
         if record_memory and reply.text:
             self.memory.add_agent(reply.text, heard="")
         reply.turn.agent_text = reply.text
@@ -514,7 +503,6 @@ class TurnLoop:
     async def _respond(self, reply: _Reply, utt: _Utterance) -> None:
         turn = reply.turn
         try:
-            self._start_comfort_noise()
             filler = asyncio.create_task(self._filler_after_delay(reply))
             text, waited_from = await self._final_text(utt)
             turn.stt_final_at = self.clock()
@@ -525,7 +513,6 @@ class TurnLoop:
             if not text:
                 # Noise that looked like speech: nothing to answer.
                 filler.cancel()
-                self._stop_comfort_noise(flush=True)
                 self._finish_reply(reply)
                 return
             self.memory.add_caller(text)
@@ -613,7 +600,6 @@ class TurnLoop:
         reply.pieces.append((mark, text.strip()))
         reply.text = text.strip()
         reply.real_audio_started = True
-        self._stop_comfort_noise(flush=True)
         turn.first_audio_enqueued_at = self.clock()
         self.state = "speaking"
         self.rtp.enqueue(np.concatenate(audio) if audio else np.zeros(0, np.int16), mark, last=True)
@@ -654,7 +640,6 @@ class TurnLoop:
                 turn.tts_first_chunk_at = self.clock()
             if not reply.real_audio_started:
                 reply.real_audio_started = True
-                self._stop_comfort_noise(flush=True)
                 turn.first_audio_enqueued_at = self.clock()
                 self.state = "speaking"
             self.rtp.enqueue(np.frombuffer(chunk.pcm, dtype="<i2"), mark)
@@ -717,31 +702,9 @@ class TurnLoop:
         phrase = self.phrases.pick("fillers", self.rng)
         if phrase is None:
             return
-        self._stop_comfort_noise(flush=True)
         reply.turn.filler_at = self.clock()
         self.record.fillers_played += 1
         self.rtp.enqueue(phrase.samples(), self._next_mark("filler"), last=True)
-
-    def _start_comfort_noise(self) -> None:
-        if self._cn is None or (self._cn_task and not self._cn_task.done()):
-            return
-
-        async def feed() -> None:
-            frame = self.rtp.settings.ptime_ms
-            while True:
-                if self.rtp.playout.pending_samples < 3 * self.rtp.playout.frame_samples:
-                    pcm = np.frombuffer(self._cn.frame_ms(3 * frame), dtype="<i2")
-                    self.rtp.enqueue(pcm, _CN_MARK)
-                await asyncio.sleep(frame / 1000.0)
-
-        self._cn_task = asyncio.create_task(feed())
-
-    def _stop_comfort_noise(self, flush: bool = False) -> None:
-        if self._cn_task is not None:
-            self._cn_task.cancel()
-            self._cn_task = None
-            if flush:
-                self.rtp.flush()  # only comfort noise is queued at this point
 
     async def _emergency(self, key: str, transfer: bool = True) -> None:
         """Something failed: say so with a pre-rendered phrase, then hand over to a human."""

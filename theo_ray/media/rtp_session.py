@@ -52,6 +52,7 @@ from theo_ray.media.rtcp import (
     parse_compound,
 )
 from theo_ray.media.rtp import RtpParseError, build_rtp_fast, looks_like_rtcp, parse_rtp
+from theo_ray.turn.fillers import ComfortNoise
 from theo_ray.media.settings import MediaSettings
 
 Direction = Literal["sendrecv", "recvonly", "sendonly", "inactive"]
@@ -233,6 +234,7 @@ class RtpSession:
         self._clock_origin = 0.0
         self._last_send_time: float | None = None
         self._last_sent_pcm: np.ndarray | None = None
+        self._idle_fill: ComfortNoise | None = None
         self._resume_marker = False
         self._telephone_event_pt: int | None = None
         self._last_event_ts: int | None = None
@@ -278,6 +280,9 @@ class RtpSession:
             # Push one frame of silence through first: soxr's start-up then falls on it,
             # and the first real tick already yields output (padded below to one frame).
             self._in_fifo = self._in_resampler.process(np.zeros(self._frame_samples, dtype=np.int16))
+        self._idle_fill = (
+            ComfortNoise(rate, level_dbfs=s.idle_fill_dbfs, seed=self.ssrc) if s.idle_fill_dbfs is not None else None
+        )
         old = self.playout
         self.playout = PlayoutQueue(rate, self._frame_samples, s.playout_delay_ms, self._clock, self._sleep)
         if old is not None:
@@ -523,11 +528,15 @@ class RtpSession:
             playout.enqueue(self._out_resampler.flush(), self._out_mark or "")
         frame = playout.pull(now)
         if frame is None:
-            return
-        self._last_sent_pcm = frame.pcm
-        payload = self.codec.encode(frame.pcm)
+            if self._idle_fill is None:
+                return
+            pcm, marker = self._idle_fill.frame_array(self._frame_samples), False
+        else:
+            pcm, marker = frame.pcm, frame.talkspurt_start
+        self._last_sent_pcm = pcm
+        payload = self.codec.encode(pcm)
         timestamp = self._ts_origin + k * self._ts_step
-        marker = frame.talkspurt_start or self._resume_marker
+        marker = marker or self._resume_marker
         self._resume_marker = False
         data = build_rtp_fast(self.codec.payload_type, self._seq, timestamp, self.ssrc, payload, marker)
         self._seq = (self._seq + 1) & 0xFFFF

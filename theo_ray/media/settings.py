@@ -8,6 +8,10 @@ import msgspec
 class MediaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Packetisation. Every codec here sends one ptime frame per packet.
     ptime_ms: int = 20
+    # While there is nothing to play, keep sending low-level comfort noise at this level
+    # (dBFS) instead of going silent on the wire: the caller hears a live line, and the PBX's
+    # RTP timeout (Asterisk rtp_timeout) only fires when Theo is really gone. None = send nothing.
+    idle_fill_dbfs: float | None = None  # Theo's config turns it on (-65 dBFS)
     # Codecs in order of preference when answering an SDP offer (wideband first, GAP 5).
     codec_preference: list[str] = msgspec.field(default_factory=lambda: ["G722", "PCMU", "PCMA", "L16"])
     # Adaptive jitter buffer bounds.

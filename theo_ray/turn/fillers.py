@@ -91,6 +91,10 @@ class ComfortNoise:
 
     def frame(self, samples: int) -> bytes:
         """The next ``samples`` of noise (e.g. 160 for 20 ms at 8 kHz)."""
+        return self.frame_array(samples).tobytes()
+
+    def frame_array(self, samples: int) -> np.ndarray:
+        """The next ``samples`` of noise as an int16 array (the media clock's form)."""
         out = np.empty(samples, dtype="<i2")
         filled = 0
         while filled < samples:
@@ -98,7 +102,7 @@ class ComfortNoise:
             out[filled : filled + take] = self._buffer[self._pos : self._pos + take]
             filled += take
             self._pos = (self._pos + take) % self._buffer.size
-        return out.tobytes()
+        return out
 
     def frame_ms(self, ms: int) -> bytes:
         return self.frame(self.sample_rate * ms // 1000)

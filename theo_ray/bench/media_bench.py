@@ -1,0 +1,458 @@
+"""`theo bench media`: N concurrent loopback SIP calls into echo-mode CallActors.
+
+It owns the echo call plane used to measure the media path end to end: a private,
+uniquely named CallSupervisor (ConversationSettings mode "echo": no models, every
+caller frame is played straight back) and SipGateway actor on a free loopback port,
+and callers that are pjsua2 SipCaller processes in "external" media mode with a
+caller-side RtpSession in this process playing a speech-like signal continuously.
+
+What it measures, over a window that starts once every call is up and the warm pool
+has refilled (so actor creation does not land inside it):
+- send-interval error p50/p99 of the CallActors' RTP (their MediaStats, whose sample
+  window is sized to the measuring window) and of the callers' sessions;
+- frames lost (RTP sequence gaps), late and concealed, both directions;
+- CPU per call (psutil CPU time of the CallActor processes over the window / N) and
+  RSS per CallActor;
+- INVITE -> 200 OK (the caller's dial -> "answered" event, same monotonic clock).
+
+It is a benchmark, not a test: it prints figures, it asserts nothing. The tests in
+tests/integration/ reuse EchoCallPlane and LoopbackCall.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import uuid
+from collections.abc import Callable
+
+import msgspec
+import numpy as np
+
+from theo_ray.bench.stats import pct
+from theo_ray.config import TheoConfig
+from theo_ray.media.rtp_session import InboundFrame, MediaStats, RtpSession
+from theo_ray.media.settings import MediaSettings
+from theo_ray.sim.sip_caller import CallerEvent, CallerSettings, SipCaller
+
+# pjsua's build-time PJSUA_MAX_CALLS: one gateway answers at most this many calls at once.
+PJSUA_MAX_CALLS = 32
+SWEEP_CALLS = (1, 2, 4, 8, 16)
+# Largest N is the one whose CallActors keep p99 send-interval error within this.
+SEND_ERROR_BOUND_MS = 5.0
+
+
+def free_sip_port(host: str = "127.0.0.1") -> int:
+    """A port free for both UDP and TCP on `host` right now (the gateway binds both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind((host, 0))
+            port = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise OSError(f"no free SIP port on {host}")
+
+
+def speech_signal(rate: int, seconds: float, peak: int = 12000) -> np.ndarray:
+    """A voiced-speech stand-in: harmonics of a gliding 100..160 Hz pitch with 1/k
+    amplitudes below 3.4 kHz, and a 4 Hz syllabic envelope (int16)."""
+    t = np.arange(int(rate * seconds)) / rate
+    f0 = 130 + 30 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    x = np.zeros_like(t)
+    for k in range(1, 22):  # 21 * 160 Hz stays under 3.4 kHz
+        x += np.sin(k * phase + k * k * 0.1) / k
+    x *= 0.55 + 0.45 * np.sin(2 * np.pi * 4 * t)
+    return (x / np.abs(x).max() * peak).astype(np.int16)
+
+
+def actor_process(handle) -> int:
+    """PID of a live actor's worker process (0 if unknown).
+
+    Read from the GCS actor table: ray.util.state needs the dashboard, which the test
+    cluster runs without.
+    """
+    import ray._private.state as ray_state
+
+    info = ray_state.actors(actor_id=handle._actor_id.hex())
+    return int(info.get("Pid", 0)) if info else 0
+
+
+def alive_actors(class_name: str) -> dict[str, int]:
+    """Actor id -> PID of every ALIVE actor of `class_name` in the cluster."""
+    import ray._private.state as ray_state
+
+    table = ray_state.actors(actor_state_name="ALIVE")
+    return {aid: int(info["Pid"]) for aid, info in table.items() if info["ActorClassName"] == class_name}
+
+
+class EchoCallPlane:
+    """A private echo-mode CallSupervisor + SipGateway pair on a free loopback SIP port.
+
+    Ray must be initialised. Names are unique per instance, so it never meets the
+    `theo up` call plane ("call-supervisor"/"sip-gateway") on the same cluster.
+    """
+
+    def __init__(self, config: TheoConfig, warm_pool_size: int = 2, media: MediaSettings | None = None) -> None:
+        self.config = config
+        self.warm_pool_size = warm_pool_size
+        self.media = media or config.media
+        tag = uuid.uuid4().hex[:8]
+        self.supervisor_name = f"bench-media-supervisor-{tag}"
+        self.gateway_name = f"bench-media-gateway-{tag}"
+        self.supervisor = None
+        self.gateway = None
+        self.uri = ""
+        self.sip_port = 0
+
+    async def start(self) -> EchoCallPlane:
+        from actors.call_supervisor import CallSupervisorRemote
+        from actors.sip_gateway import SipGatewayActor
+
+        cfg = self.config
+        host = cfg.call.rtp_host
+        self.sip_port = free_sip_port(host)
+        sip = msgspec.structs.replace(cfg.sip, host=host, port=self.sip_port, allowed_peers=[host])
+        self.supervisor = CallSupervisorRemote.options(name=self.supervisor_name).remote(
+            msgspec.structs.replace(cfg.call, warm_pool_size=self.warm_pool_size, use_ami=False),
+            self.media,
+            msgspec.structs.replace(cfg.conversation, mode="echo"),
+            str(cfg.model_cache()),
+            None,
+            "",
+            self.gateway_name,
+            "",
+        )
+        await self.supervisor.start.remote()
+        self.gateway = SipGatewayActor.options(name=self.gateway_name).remote(sip, self.supervisor_name)
+        udp = next(a for a in await self.gateway.ready.remote() if a.transport == "udp")
+        self.uri = f"sip:theo@{udp.host}:{udp.port}"
+        return self
+
+    async def call_actor(self, session_id: str):
+        return await self.supervisor.call_actor.remote(session_id)
+
+    async def media_stats(self, session_id: str) -> MediaStats:
+        actor = await self.call_actor(session_id)
+        if actor is None:
+            raise KeyError(f"no live call {session_id}")
+        return (await actor.stats.remote()).media
+
+    async def wait_warm(self, timeout: float = 60.0) -> None:
+        """Until the warm pool is full again (refills run after each answered call)."""
+        deadline = time.monotonic() + timeout
+        while (await self.supervisor.stats.remote()).warm < self.warm_pool_size:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the CallSupervisor's warm pool did not refill")
+            await asyncio.sleep(0.1)
+
+    async def stop(self) -> None:
+        import ray
+
+        try:
+            if self.gateway is not None:
+                await self.gateway.stop.remote()
+            if self.supervisor is not None:
+                await self.supervisor.shutdown.remote()
+        finally:
+            for actor in (self.gateway, self.supervisor):
+                if actor is not None:
+                    ray.kill(actor)
+            self.gateway = self.supervisor = None
+
+    async def __aenter__(self) -> EchoCallPlane:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.stop()
+
+
+class LoopbackCall:
+    """One caller: a SipCaller process (external media) and the caller's RtpSession.
+
+    The caller plays at the codec's own rate (no resampler on the caller side), and
+    keeps every decoded inbound frame when `keep_frames` (tests), else only counts them.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        media: MediaSettings | None = None,
+        codec: str = "PCMU",
+        keep_frames: bool = True,
+    ) -> None:
+        self.session_id = session_id
+        self.codec = codec
+        self.media = media or MediaSettings()
+        self.keep_frames = keep_frames
+        self.caller = SipCaller(CallerSettings(media="external", codecs=[codec]))
+        self.rtp: RtpSession | None = None
+        self.answered: CallerEvent | None = None
+        self.answer_ms = 0.0
+        self.frames: list[InboundFrame] = []
+        self.frames_seen = 0
+        self._reader: asyncio.Task | None = None
+        self._feeder: asyncio.Task | None = None
+
+    @property
+    def call_rtp_address(self) -> tuple[str, int]:
+        """The CallActor's RTP socket, from the SDP answer."""
+        assert self.answered is not None
+        return self.answered.remote_host, self.answered.remote_port
+
+    async def dial(self, uri: str, timeout: float = 20.0) -> CallerEvent:
+        """Start the caller process, INVITE, wait for the 200 OK (not yet any media)."""
+        if self.caller.address is None:
+            await self.caller.start()
+        codec_rate = 16000 if self.codec.upper() in ("G722", "L16") else 8000
+        # Inbound frames at the codec rate too: what arrives is compared sample for sample.
+        settings = msgspec.structs.replace(self.media, inbound_rate=codec_rate)
+        self.rtp = RtpSession(settings, host="127.0.0.1", model_rate=codec_rate)
+        before = len(self.caller.events)
+        dialled = time.monotonic()
+        await self.caller.dial(
+            uri, headers={"X-Theo-Session": self.session_id},
+            local_rtp_host="127.0.0.1", local_rtp_port=self.rtp.local_address[1],
+        )
+        self.answered = await self.caller.wait_for("answered", timeout, after=before)
+        self.answer_ms = (self.answered.at - dialled) * 1000.0
+        await self.caller.wait_for("confirmed", timeout, after=before)
+        return self.answered
+
+    async def start_media(self, send_to: tuple[str, int] | None = None) -> None:
+        """Start the caller's RTP toward the answer's address (or `send_to`, e.g. a relay)."""
+        assert self.rtp is not None and self.answered is not None
+        await self.rtp.start(self.answered.codec or self.codec, send_to or self.call_rtp_address,
+                             self.answered.payload_type)
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.rtp is not None
+        async for frame in self.rtp.frames():
+            self.frames_seen += 1
+            if self.keep_frames:
+                self.frames.append(frame)
+
+    def play(self, pcm: np.ndarray, mark: str = "caller", last: bool = True) -> None:
+        assert self.rtp is not None
+        self.rtp.enqueue(pcm, mark, last=last)
+
+    def play_continuously(self, pcm: np.ndarray, ahead_s: float = 0.2) -> None:
+        """Loop `pcm` forever, fed like a streaming TTS: 100 ms chunks kept `ahead_s` ahead."""
+        self._feeder = asyncio.create_task(self._feed(pcm, ahead_s))
+
+    async def _feed(self, pcm: np.ndarray, ahead_s: float) -> None:
+        assert self.rtp is not None and self.rtp.playout is not None
+        rate = self.rtp.model_rate
+        chunk = rate // 10
+        position = 0
+        while True:
+            while self.rtp.playout.pending_samples < ahead_s * rate:
+                # Wrapping indices keep the stream exactly periodic in len(pcm).
+                self.rtp.enqueue(np.take(pcm, np.arange(position, position + chunk), mode="wrap"), "speech")
+                position = (position + chunk) % pcm.size
+            await asyncio.sleep(0.05)
+
+    async def stop_playing(self) -> None:
+        """Stop feeding: the caller's RTP stops once what was queued (<= ahead_s) is sent."""
+        if self._feeder is not None:
+            self._feeder.cancel()
+            await asyncio.gather(self._feeder, return_exceptions=True)
+            self._feeder = None
+
+    async def hangup(self, timeout: float = 10.0) -> None:
+        before = len(self.caller.events)
+        await self.caller.hangup()
+        await self.caller.wait_for("disconnected", timeout, after=before)
+
+    async def wait_remote_hangup(self, timeout: float = 10.0) -> None:
+        await self.caller.wait_for("disconnected", timeout)
+
+    async def stop_media(self) -> None:
+        await self.stop_playing()
+        if self.rtp is not None:
+            await self.rtp.stop()
+        if self._reader is not None:
+            await asyncio.wait([self._reader], timeout=2.0)
+            self._reader = None
+
+    async def close(self) -> None:
+        await self.stop_media()
+        await self.caller.close()
+
+
+# ------------------------------------------------------------------ the benchmark
+
+
+class CallFigures(msgspec.Struct):
+    session_id: str
+    invite_to_200_ms: float
+    actor_send_error_p50_ms: float
+    actor_send_error_p99_ms: float
+    caller_send_error_p99_ms: float
+    lost: int  # RTP sequence gaps in the window, both directions
+    late: int
+    concealed: int  # frames the PLC filled in the window, both directions
+    actor_cpu_s: float
+    actor_rss_mb: float
+
+
+class MediaBenchReport(msgspec.Struct):
+    calls: int
+    codec: str
+    seconds: float  # length of the measuring window
+    send_interval_error_p50_ms: float  # CallActors: median over calls of each call's p50
+    send_interval_error_p99_ms: float  # CallActors: worst call's p99
+    caller_send_interval_error_p99_ms: float  # the callers' sessions (this process)
+    frames_lost: int
+    frames_late: int
+    frames_concealed: int
+    cpu_percent_per_call: float  # of one core: CallActor CPU time over the window / N
+    rss_mb_per_call_actor: float  # mean over the CallActors at the end of the window
+    rss_mb_per_call_actor_max: float
+    invite_to_200_ms_p50: float
+    invite_to_200_ms_p99: float
+    holds: bool  # p99 send-interval error <= SEND_ERROR_BOUND_MS and no frame lost or concealed
+    per_call: list[CallFigures] = msgspec.field(default_factory=list)
+
+
+class MediaSweepReport(msgspec.Struct):
+    runs: list[MediaBenchReport]
+    largest_holding_calls: int  # every N up to it held; 0 when even one call did not
+    bound_ms: float = SEND_ERROR_BOUND_MS
+
+
+def _losses(stats: MediaStats) -> tuple[int, int, int]:
+    return max(0, stats.lost), stats.late, stats.concealed_frames
+
+
+def _cpu_seconds(pid: int) -> float:
+    import psutil
+
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return times.user + times.system
+
+
+def _rss_mb(pid: int) -> float:
+    import psutil
+
+    try:
+        return psutil.Process(pid).memory_info().rss / 2**20
+    except psutil.Error:
+        return 0.0
+
+
+async def run_media_bench(
+    config: TheoConfig,
+    calls: int,
+    seconds: float,
+    codec: str = "PCMU",
+    say: Callable[[str], None] = print,
+) -> MediaBenchReport:
+    """Place `calls` concurrent echo calls, measure for `seconds`, hang up, clean up."""
+    if not 1 <= calls <= PJSUA_MAX_CALLS:
+        raise ValueError(f"calls must be 1..{PJSUA_MAX_CALLS} (pjsua's per-gateway call limit)")
+    ptime = config.media.ptime_ms
+    # Each session's send-error percentiles then cover (about) the window only.
+    media = msgspec.structs.replace(config.media, send_error_window=max(50, int(seconds * 1000 / ptime)))
+    plane = EchoCallPlane(config, warm_pool_size=min(2, calls), media=media)
+    lines: list[LoopbackCall] = []
+    await plane.start()
+    try:
+        speech = speech_signal(16000 if codec.upper() in ("G722", "L16") else 8000, 6.0)
+        for index in range(calls):
+            # One at a time, each on a warm actor: the answer time is the warm path's.
+            await plane.wait_warm()
+            line = LoopbackCall(f"bench-{uuid.uuid4().hex[:6]}-{index}", media, codec, keep_frames=False)
+            lines.append(line)
+            await line.dial(plane.uri)
+            await line.start_media()
+            line.play_continuously(speech)
+        await plane.wait_warm()
+        await asyncio.sleep(1.0)  # every jitter buffer primed, the echo flowing
+        actors = [await plane.call_actor(line.session_id) for line in lines]
+        pids = [actor_process(actor) for actor in actors]
+        say(f"  {calls} call(s) up; measuring {seconds:.0f} s ...")
+        before_actor = [await a.stats.remote() for a in actors]
+        before_caller = [line.rtp.stats() for line in lines]
+        cpu0 = [_cpu_seconds(pid) for pid in pids]
+        wall0 = time.monotonic()
+        await asyncio.sleep(seconds)
+        wall = time.monotonic() - wall0
+        cpu = [_cpu_seconds(pid) - c for pid, c in zip(pids, cpu0)]
+        after_actor = [(await a.stats.remote()).media for a in actors]
+        after_caller = [line.rtp.stats() for line in lines]
+        rss = [_rss_mb(pid) for pid in pids]
+    finally:
+        for line in lines:
+            try:
+                await line.hangup()
+            except (TimeoutError, RuntimeError):
+                pass
+            await line.close()
+        await plane.stop()
+
+    per_call = []
+    for i, line in enumerate(lines):
+        a0, a1 = _losses(before_actor[i].media), _losses(after_actor[i])
+        c0, c1 = _losses(before_caller[i]), _losses(after_caller[i])
+        delta = [a1[k] - a0[k] + c1[k] - c0[k] for k in range(3)]
+        per_call.append(CallFigures(
+            session_id=line.session_id,
+            invite_to_200_ms=line.answer_ms,
+            actor_send_error_p50_ms=after_actor[i].send_interval_error_p50_ms,
+            actor_send_error_p99_ms=after_actor[i].send_interval_error_p99_ms,
+            caller_send_error_p99_ms=after_caller[i].send_interval_error_p99_ms,
+            lost=delta[0], late=delta[1], concealed=delta[2],
+            actor_cpu_s=cpu[i], actor_rss_mb=rss[i],
+        ))
+    p99 = max(c.actor_send_error_p99_ms for c in per_call)
+    lost = sum(c.lost for c in per_call)
+    concealed = sum(c.concealed for c in per_call)
+    answers = [c.invite_to_200_ms for c in per_call]
+    return MediaBenchReport(
+        calls=calls,
+        codec=codec,
+        seconds=wall,
+        send_interval_error_p50_ms=float(np.median([c.actor_send_error_p50_ms for c in per_call])),
+        send_interval_error_p99_ms=p99,
+        caller_send_interval_error_p99_ms=max(c.caller_send_error_p99_ms for c in per_call),
+        frames_lost=lost,
+        frames_late=sum(c.late for c in per_call),
+        frames_concealed=concealed,
+        cpu_percent_per_call=100.0 * sum(cpu) / wall / calls,
+        rss_mb_per_call_actor=float(np.mean(rss)),
+        rss_mb_per_call_actor_max=float(max(rss)),
+        invite_to_200_ms_p50=pct(answers, 50),
+        invite_to_200_ms_p99=pct(answers, 99),
+        holds=p99 <= SEND_ERROR_BOUND_MS and lost == 0 and concealed == 0,
+        per_call=per_call,
+    )
+
+
+async def run_media_sweep(
+    config: TheoConfig,
+    seconds: float,
+    codec: str = "PCMU",
+    calls: tuple[int, ...] = SWEEP_CALLS,
+    say: Callable[[str], None] = print,
+) -> MediaSweepReport:
+    """Run N = 1, 2, 4, 8, 16 in turn; the largest N that holds is the machine's figure."""
+    runs = []
+    for n in calls:
+        say(f"N = {n}")
+        runs.append(await run_media_bench(config, n, seconds, codec, say))
+    largest = 0
+    for run in runs:  # the largest N below which every smaller N held too
+        if not run.holds:
+            break
+        largest = run.calls
+    return MediaSweepReport(runs=runs, largest_holding_calls=largest)
