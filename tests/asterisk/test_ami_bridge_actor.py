@@ -11,13 +11,12 @@ ray = pytest.importorskip("ray")
 
 
 @pytest.mark.slow
-async def test_actor_transfers_and_reports_health(pbx):
+async def test_actor_transfers_and_reports_health(pbx, ray_cluster):
     from actors.ami_bridge import AmiBridgeActor, AmiBridgeTransferrer
     from theo_ray.asterisk.settings import load_site_settings
 
     settings = load_site_settings(None, [f"ami.port={pbx.port}", "ami.backoff_initial_s=0.05"])
-    # address="local": a fresh Ray of our own, never a cluster another process started.
-    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    bridge = None
     try:
         bridge = AmiBridgeActor.options(runtime_env={"env_vars": {"THEO_AMI_SECRET": SECRET}}).remote(settings)
         health = await bridge.start.remote()
@@ -30,4 +29,5 @@ async def test_actor_transfers_and_reports_health(pbx):
         assert stats.redirects == 1
         await bridge.stop.remote()
     finally:
-        ray.shutdown()
+        if bridge is not None:
+            ray.kill(bridge)

@@ -45,10 +45,9 @@ class SupervisorDouble:
 
 
 @pytest.fixture(scope="module")
-def ray_local():
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+def ray_local(ray_cluster):
+    """The session's Ray cluster (tests/conftest.py): one cluster for the whole run."""
     yield
-    ray.shutdown()
 
 
 @pytest.mark.slow
