@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from theo_ray.cli import bench_cmds, call_cmds, cluster_cmds, demo, models_cmds, smoke
@@ -37,6 +38,18 @@ def main(argv: list[str] | None = None) -> int:
             ensure_auth_token()
 
             return int(args.run(load_config(args.config), args) or 0)
+        if args.command == "asterisk-config" and args.settings is None and (args.config or os.environ.get("THEO_CONFIG")):
+            # One place for site values: the [asterisk] section of the Theo config file.
+            import tempfile
+
+            import msgspec
+
+            from theo_ray.config import load_config
+
+            site = load_config(args.config).asterisk
+            with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as handle:
+                handle.write(msgspec.json.encode(site))
+            args.settings = handle.name
         return int(args.func(args) or 0)
     except TheoError as exc:
         say(f"[red]error:[/red] {exc}")
