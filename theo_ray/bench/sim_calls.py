@@ -32,7 +32,7 @@ from theo_ray.runtime.serve_apps import ModelHandles
 from theo_ray.sim.caller_runner import CallFailed, CallRunResult, dial_and_run
 from theo_ray.sim.analysis import Percentiles, percentiles
 from theo_ray.sim.caller_voice import CallerVoice, CallerVoiceSettings
-from theo_ray.sim.scenario import BargeIn, Hangup, Say, Scenario, Step, WaitAgent
+from theo_ray.sim.scenario import BargeIn, Hangup, Say, Scenario, Silence, Step, WaitAgent
 
 # A filler plays this long after the turn (never, in a benchmark of the reply's first audio).
 NO_FILLER_DELAY_MS = 600_000
@@ -168,6 +168,10 @@ async def place_call(
     call.ended_at = time.monotonic()
     if call.run is not None:
         call.record = await plane.record(session_id)
+        if call.record is not None:  # next to the call's WAV, for digging into one turn
+            (out_dir / f"{session_id}.record.json").write_bytes(
+                msgspec.json.format(msgspec.json.encode(call.record), indent=2)
+            )
     return call
 
 
@@ -202,11 +206,12 @@ def barge_in_scenario(name: str, question: str, interruption: str, rounds: int, 
 
 def echo_scenario(name: str = "echo_two_utterances") -> Scenario:
     """For the echo agent (no greeting, it plays the caller back): two utterances, each
-    followed by the end of its echo."""
+    followed by a pause that its echo fits in (the echo overlaps the caller's own speech, so
+    "until the agent ends" would be a wait on something that began before the wait)."""
     steps: list[Step] = []
     for i, text in enumerate(("Oi, bom dia. Qual é o horário de atendimento de vocês?",
                               "Eu quero saber da minha fatura de janeiro.")):
-        steps += [Say(text=text, id=f"u{i + 1}"), WaitAgent(until="ends", timeout_ms=10000, settle_ms=600)]
+        steps += [Say(text=text, id=f"u{i + 1}"), Silence(ms=1500)]
     steps.append(Hangup(after_ms=200))
     return Scenario(name=name, steps=steps, max_duration_s=60.0)
 

@@ -1,0 +1,150 @@
+"""`theo bench pipeline`: Theo's streaming turn loop against the sequential (batch) baseline,
+in one run, on the same model deployments and the same scenarios, measured at the caller.
+
+Two private call planes share the deployments: one with ``pipeline="sequential"`` (STT final
+-> the whole LLM reply -> the whole TTS -> play) and one with ``pipeline="streaming"``
+(sentences to TTS and chunks to the line as they come). Fillers are off in both, so the first
+agent audio is the reply's. Calls alternate between the planes (sequential first on even
+pairs, streaming first on odd ones) so slow drift of a shared machine falls on both alike.
+
+A benchmark, not a test: it prints the figures and the target (ratio <= 0.35).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from theo_ray.bench.sim_calls import (
+    SegmentFigures,
+    SimCall,
+    SimCallPlane,
+    TurnSample,
+    caller_voice,
+    place_call,
+    questions_scenario,
+    segment_figures,
+    turn_samples,
+    unanswered_steps,
+    without_fillers,
+)
+from theo_ray.bench.turns_bench import QUESTIONS
+from theo_ray.config import TheoConfig
+from theo_ray.runtime.serve_apps import ModelHandles
+from theo_ray.sim.analysis import Percentiles, percentiles
+from theo_ray.sim.caller_runner import render_utterances
+
+TARGET_RATIO = 0.35
+Pipeline = Literal["streaming", "sequential"]
+
+
+class PipelineBenchSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    calls_per_mode: int = 3
+    questions_per_call: int = 4
+
+
+class PipelineFigures(msgspec.Struct):
+    pipeline: Pipeline
+    calls: int
+    failed_calls: int
+    unanswered_steps: int
+    first_audio: Percentiles
+    segments: list[SegmentFigures]
+    turns: list[TurnSample] = []
+
+
+class PipelineBenchReport(msgspec.Struct):
+    settings: PipelineBenchSettings
+    llm: str
+    tts: str
+    sequential: PipelineFigures
+    streaming: PipelineFigures
+    # streaming / sequential first-audio latency (None when either side has no figure).
+    ratio_p50: float | None
+    ratio_p95: float | None
+    ratio_mean: float | None
+    target_ratio: float = TARGET_RATIO
+    wall_s: float = 0.0
+    errors: list[str] = []
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def _figures(pipeline: Pipeline, calls: list[SimCall]) -> PipelineFigures:
+    turns = [t for c in calls for t in turn_samples(c)]
+    return PipelineFigures(
+        pipeline=pipeline,
+        calls=len(calls),
+        failed_calls=sum(1 for c in calls if c.error),
+        unanswered_steps=sum(unanswered_steps(c) for c in calls),
+        first_audio=percentiles([t.first_audio_ms for t in turns]),
+        segments=segment_figures(turns),
+        turns=turns,
+    )
+
+
+async def run_pipeline_bench(
+    config: TheoConfig,
+    handles: ModelHandles,
+    settings: PipelineBenchSettings = PipelineBenchSettings(),
+    out_dir: Path = Path("out/bench-pipeline"),
+    say: Callable[[str], None] = print,
+) -> PipelineBenchReport:
+    """Place ``calls_per_mode`` calls on each pipeline, alternating. Ray must be initialised."""
+    started = time.monotonic()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base = without_fillers(msgspec.structs.replace(config.conversation, mode="agent"))
+    scenarios = [
+        questions_scenario(
+            f"bench_pipeline_{i + 1}",
+            [QUESTIONS[(i * settings.questions_per_call + k) % len(QUESTIONS)]
+             for k in range(settings.questions_per_call)],
+        )
+        for i in range(settings.calls_per_mode)
+    ]
+    voice = caller_voice(config)
+    say("rendering the caller's utterances (cached after the first run) ...")
+    for scenario in scenarios:
+        await render_utterances(scenario, voice)
+
+    planes = {
+        mode: SimCallPlane(config, msgspec.structs.replace(base, pipeline=mode), handles, mode, warm_pool_size=1)
+        for mode in ("sequential", "streaming")
+    }
+    calls: dict[str, list[SimCall]] = {"sequential": [], "streaming": []}
+    tag = time.strftime("%H%M%S")
+    try:
+        for plane in planes.values():
+            await plane.start()
+        for i, scenario in enumerate(scenarios):
+            order = ("sequential", "streaming") if i % 2 == 0 else ("streaming", "sequential")
+            for mode in order:
+                say(f"{mode} call {i + 1}/{settings.calls_per_mode} ...")
+                call = await place_call(planes[mode], scenario, voice, out_dir, f"{mode}-{tag}-{i + 1}")
+                lat = [f"{t.first_audio_ms:.0f}" for t in turn_samples(call)]
+                say(f"  first audio ms {lat}" if call.run else f"  [red]failed[/red]: {call.error}")
+                calls[mode].append(call)
+    finally:
+        for plane in planes.values():
+            await plane.stop()
+
+    sequential, streaming = _figures("sequential", calls["sequential"]), _figures("streaming", calls["streaming"])
+    s, q = streaming.first_audio, sequential.first_audio
+    return PipelineBenchReport(
+        settings=settings,
+        llm=f"{config.llm.backend} {config.llm.model}",
+        tts=f"{config.tts.backend} {config.tts.voice}",
+        sequential=sequential,
+        streaming=streaming,
+        ratio_p50=_ratio(s.p50, q.p50),
+        ratio_p95=_ratio(s.p95, q.p95),
+        ratio_mean=_ratio(s.mean, q.mean),
+        wall_s=round(time.monotonic() - started, 1),
+        errors=[f"{c.session_id}: {c.error}" for mode in calls.values() for c in mode if c.error],
+    )
