@@ -75,7 +75,7 @@ def actor_process(handle) -> int:
     """PID of a live actor's worker process (0 if unknown).
 
     Read from the GCS actor table: ray.util.state needs the dashboard, which the test
-    cluster runs without.
+    cluster runs without. `_actor_id` is the handle's id; Ray has no public accessor.
     """
     import ray._private.state as ray_state
 

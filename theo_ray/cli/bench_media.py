@@ -76,7 +76,7 @@ def add_parsers(bsub: argparse._SubParsersAction) -> None:
     )
     media.add_argument("--calls", type=int, default=4, help="concurrent calls (1..32, pjsua's limit per gateway)")
     media.add_argument("--seconds", type=float, default=10.0, help="measuring window per run")
-    media.add_argument("--codec", default="PCMU", choices=["PCMU", "PCMA", "G722", "L16"])
+    media.add_argument("--codec", default="PCMU", choices=["PCMU", "PCMA", "G722"])
     media.add_argument("--sweep", action="store_true",
                        help="run N = 1, 2, 4, 8, 16 and report the largest N that holds")
     media.add_argument("--json", help="where to write the JSON report")
