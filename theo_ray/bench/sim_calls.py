@@ -320,6 +320,11 @@ class BargeInSample(msgspec.Struct):
     reaction_ms: float | None
     matched: bool = False
     actor_pause_ms: float | None = None  # VAD/energy onset -> playout paused, inside the CallActor
+    # The reaction's two halves: caller onset -> CallActor paused playout (RTP in, jitter buffer,
+    # detection), and paused -> agent audio stops at the caller (fade, packets in flight, the
+    # caller's jitter buffer).
+    to_pause_ms: float | None = None
+    pause_to_silence_ms: float | None = None
     verdict: str = ""
 
 
@@ -345,7 +350,12 @@ def barge_in_samples(call: SimCall) -> list[BargeInSample]:
                 record = call.record.barge_ins[i]
                 sample.matched = True
                 sample.verdict = record.verdict
-                sample.actor_pause_ms = _ms(record.paused_at, record.onset_at) if record.paused_at else None
+                if record.paused_at:
+                    sample.actor_pause_ms = round((record.paused_at - record.onset_at) * 1000.0, 1)
+                    sample.to_pause_ms = round((record.paused_at - onset) * 1000.0, 1)
+                    if b.agent_yielded:
+                        stop = origin + b.agent_stop_ms / 1000.0
+                        sample.pause_to_silence_ms = round((stop - record.paused_at) * 1000.0, 1)
         out.append(sample)
     return out
 

@@ -93,6 +93,8 @@ class TurnsBenchReport(msgspec.Struct):
     barge_ins_yielded: int
     barge_in_reaction: Percentiles
     barge_in_actor_pause: Percentiles  # inside the CallActor: onset -> playout paused
+    barge_in_to_pause: Percentiles  # caller onset -> CallActor paused playout
+    barge_in_pause_to_silence: Percentiles  # paused -> agent audio stops at the caller
     target_barge_in_p95_ms: float = TARGET_BARGE_IN_P95_MS
     target_overhead_ms: float = TARGET_OVERHEAD_MS
     wall_s: float = 0.0
@@ -197,6 +199,8 @@ async def run_turns_bench(
         barge_ins_yielded=sum(1 for b in barges if b.yielded),
         barge_in_reaction=percentiles([b.reaction_ms for b in barges]),
         barge_in_actor_pause=percentiles([b.actor_pause_ms for b in barges]),
+        barge_in_to_pause=percentiles([b.to_pause_ms for b in barges]),
+        barge_in_pause_to_silence=percentiles([b.pause_to_silence_ms for b in barges]),
         wall_s=round(time.monotonic() - started, 1),
         errors=[f"{c.session_id}: {c.error}" for c in calls if c.error],
         turns=turns,

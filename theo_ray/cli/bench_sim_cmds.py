@@ -79,8 +79,12 @@ def cmd_bench_turns(config: TheoConfig, args: argparse.Namespace) -> int:
     table.add_row(f"[bold]barge-in: caller onset -> agent audio stops (caller)[/bold] [{report.barge_in_llm}]",
                   _f(br.p50), _f(br.p95), f"{br.count}/{report.barge_in_trials}",
                   f"p95 ≤ {report.target_barge_in_p95_ms:.0f} ms: {_mark(br.p95, report.target_barge_in_p95_ms)}")
-    ap = report.barge_in_actor_pause
-    table.add_row("  inside the CallActor: onset -> playout paused", _f(ap.p50), _f(ap.p95), str(ap.count), "")
+    for label, p in (("  caller onset -> CallActor paused playout (RTP in, jitter buffer, detection)",
+                      report.barge_in_to_pause),
+                     ("    of which inside the CallActor: its onset estimate -> paused", report.barge_in_actor_pause),
+                     ("  paused -> agent audio stops at the caller (fade, in flight, caller jitter buffer)",
+                      report.barge_in_pause_to_silence)):
+        table.add_row(label, _f(p.p50), _f(p.p95), str(p.count), "")
     console.print(table)
     say(f"calls {report.calls} (failed {report.failed_calls}), steps timed out {report.unanswered_steps}, "
         f"turns with a filler {report.turns_with_filler}, interruptions yielded to "
