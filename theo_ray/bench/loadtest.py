@@ -275,7 +275,10 @@ async def run_loadtest(
             scenario = mix[next(order) % len(mix)]
             n = next(placed)
             state["placed"] = n
-            calls.append(await place_call(plane, scenario, voice, out_dir, f"load-{tag}-{n}"))
+            call = await place_call(plane, scenario, voice, out_dir, f"load-{tag}-{n}")
+            calls.append(call)
+            if call.error:
+                await asyncio.sleep(1.0)  # a refused call is not retried in a tight loop
 
     async def sampler() -> None:
         while True:
