@@ -100,9 +100,8 @@ async def test_echo_round_trip_is_intact_in_order_and_gapless(ray_cluster, theo_
             await line.dial(plane.uri)
             assert line.answered.codec == "PCMU"
             # The warm pool refills after each call opens (a new Ray worker: ~1 s of CPU);
-            # on 2 cores that competes with the live call, so the media starts after it.
+            # on 2 cores that competes with the live call, so the speech starts after it.
             await plane.wait_warm()
-            await line.start_media()
             line.play_continuously(source)
             # 1 s to settle + one whole loop of the source, received back.
             await wait_until(lambda: len(line.frames) >= 50 * 5.5, 15.0, "the echo")
@@ -159,14 +158,19 @@ async def test_impaired_path_stays_continuous_and_reports_the_injected_loss_and_
     seconds = 15.0
     source = speech_like(RATE, 4.0, top_hz=3400)
     async with EchoCallPlane(theo_config, warm_pool_size=1, media=without_idle_fill(theo_config)) as plane:
-        line = LoopbackCall("it-impaired", theo_config.media)
+        # No idle fill at the caller either: when it stops playing, its RTP really stops.
+        line = LoopbackCall("it-impaired", without_idle_fill(theo_config))
         relay = None
-        try:
-            await line.dial(plane.uri)
-            await plane.wait_warm()
-            relay = ImpairingRelay(line.call_rtp_address, loss_percent=5.0, jitter_ms=40.0, seed=7)
+
+        async def through_relay(call_rtp: tuple[str, int]) -> tuple[str, int]:
+            nonlocal relay
+            relay = ImpairingRelay(call_rtp, loss_percent=5.0, jitter_ms=40.0, seed=7)
             await relay.start()
-            await line.start_media(send_to=relay.local_address)
+            return relay.local_address
+
+        try:
+            await line.dial(plane.uri, via=through_relay)
+            await plane.wait_warm()
             line.play_continuously(source)
             await asyncio.sleep(seconds)
             await line.stop_playing()
@@ -186,10 +190,13 @@ async def test_impaired_path_stays_continuous_and_reports_the_injected_loss_and_
           f"jitter injected={injected_jitter:.2f} ms actor={actor.jitter_mean_ms:.2f} ms "
           f"(jb target {actor.jitter_buffer_target_ms:.0f} ms, mos {actor.mos}); down dropped={down.dropped} "
           f"caller lost={caller.lost} concealed={caller.concealed_frames}")
+    # A CallActor whose event loop is starved (other work on the cores) adds its own
+    # lateness to every arrival it stamps: said in the messages, as it is not the path's.
+    starved = f"CallActor send lateness p99 {actor.send_lateness_p99_ms:.1f} ms, resyncs {actor.clock_resyncs}"
     assert up.received >= 0.9 * seconds * 50
     assert 0.03 * up.received <= up.dropped <= 0.07 * up.received
-    assert abs(actor.lost - up.dropped) <= 0.2 * up.dropped
-    assert abs(actor.jitter_mean_ms - injected_jitter) <= 0.2 * injected_jitter
+    assert abs(actor.lost - up.dropped) <= 0.2 * up.dropped, starved
+    assert abs(actor.jitter_mean_ms - injected_jitter) <= 0.2 * injected_jitter, starved
     assert actor.packets_in == up.forwarded
     # The CallActor concealed what was lost (and late), and kept echoing every tick.
     assert actor.concealed_frames >= actor.lost
@@ -249,7 +256,6 @@ async def test_caller_and_agent_hangups_leave_no_actor_or_socket_behind(ray_clus
             try:
                 await line.dial(plane.uri)
                 ports.append(line.call_rtp_address[1])
-                await line.start_media()
                 line.play(speech_like(RATE, 0.4, top_hz=3400))
                 await wait_until(lambda: line.frames_seen >= 10, 10.0, "echo")
                 if index % 2:
@@ -326,13 +332,17 @@ async def test_bad_input_during_a_live_call_is_dropped_counted_and_the_echo_goes
     async with EchoCallPlane(theo_config, warm_pool_size=1, media=without_idle_fill(theo_config)) as plane:
         line = LoopbackCall("it-bad-input", theo_config.media)
         loop = asyncio.get_running_loop()
-        tap_transport = stranger = stranger_local = None
-        try:
-            await line.dial(plane.uri)
-            await plane.wait_warm()
+        tap_transport = tap = stranger = stranger_local = None
+
+        async def through_tap(call_rtp: tuple[str, int]) -> tuple[str, int]:
+            nonlocal tap_transport, tap
             tap_transport, tap = await loop.create_datagram_endpoint(
-                lambda: PathTap(line.call_rtp_address), local_addr=("127.0.0.1", 0))
-            await line.start_media(send_to=tap_transport.get_extra_info("sockname")[:2])
+                lambda: PathTap(call_rtp), local_addr=("127.0.0.1", 0))
+            return tap_transport.get_extra_info("sockname")[:2]
+
+        try:
+            await line.dial(plane.uri, via=through_tap)
+            await plane.wait_warm()
             line.play_continuously(speech_like(RATE, 4.0, top_hz=3400))
             await wait_until(lambda: line.frames_seen >= 25, 10.0, "echo")
             before = await plane.media_stats("it-bad-input")

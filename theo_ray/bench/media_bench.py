@@ -25,7 +25,7 @@ import asyncio
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import msgspec
 import numpy as np
@@ -205,8 +205,16 @@ class LoopbackCall:
         assert self.answered is not None
         return self.answered.remote_host, self.answered.remote_port
 
-    async def dial(self, uri: str, timeout: float = 20.0) -> CallerEvent:
-        """Start the caller process, INVITE, wait for the 200 OK (not yet any media)."""
+    async def dial(
+        self,
+        uri: str,
+        via: Callable[[tuple[str, int]], Awaitable[tuple[str, int]]] | None = None,
+        timeout: float = 20.0,
+    ) -> CallerEvent:
+        """Start the caller process, INVITE, and at the 200 OK start the caller's RTP, as a
+        phone does: what the far end sends is consumed from the first packet on, never
+        left to pile up. It goes to the answer's address, or to `await via(address)`
+        (a relay built for that address)."""
         if self.caller.address is None:
             await self.caller.start()
         codec_rate = 16000 if self.codec.upper() in ("G722", "L16") else 8000
@@ -221,15 +229,11 @@ class LoopbackCall:
         )
         self.answered = await self.caller.wait_for("answered", timeout, after=before)
         self.answer_ms = (self.answered.at - dialled) * 1000.0
+        send_to = await via(self.call_rtp_address) if via is not None else self.call_rtp_address
+        await self.rtp.start(self.answered.codec or self.codec, send_to, self.answered.payload_type)
+        self._reader = asyncio.create_task(self._read())
         await self.caller.wait_for("confirmed", timeout, after=before)
         return self.answered
-
-    async def start_media(self, send_to: tuple[str, int] | None = None) -> None:
-        """Start the caller's RTP toward the answer's address (or `send_to`, e.g. a relay)."""
-        assert self.rtp is not None and self.answered is not None
-        await self.rtp.start(self.answered.codec or self.codec, send_to or self.call_rtp_address,
-                             self.answered.payload_type)
-        self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
         assert self.rtp is not None
@@ -374,7 +378,6 @@ async def run_media_bench(
             line = LoopbackCall(f"bench-{uuid.uuid4().hex[:6]}-{index}", media, codec, keep_frames=False)
             lines.append(line)
             await line.dial(plane.uri)
-            await line.start_media()
             line.play_continuously(speech)
         await plane.wait_warm()
         await asyncio.sleep(1.0)  # every jitter buffer primed, the echo flowing
