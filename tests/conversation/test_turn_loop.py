@@ -67,8 +67,9 @@ async def test_own_echo_does_not_interrupt(theo_config, scripted_handles):
         await call.wait_agent_start(0)
         await call.wait_agent_quiet()
         await call.prepare_speech("Me explica como funciona o meu plano de internet.")
-        call.echo_back = (0.060, 10 ** (-10 / 20))  # -10 dB, 60 ms
         await call.say("Me explica como funciona o meu plano de internet.")
+        # From now on everything the caller hears goes back to Theo at -10 dB, 60 ms later.
+        call.echo_back = (0.060, 10 ** (-10 / 20))
         record = await call.wait_reply(1)
         assert not record.turns[0].interrupted
         assert [b for b in record.barge_ins if b.verdict == "interruption"] == []

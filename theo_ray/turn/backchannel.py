@@ -92,4 +92,8 @@ class BackchannelDetector:
             return BackchannelVerdict("noise", f"only {speech_ms:.0f} ms voiced")
         if len(words) <= s.max_backchannel_words and all(w in BACKCHANNEL_WORDS for w in words):
             return BackchannelVerdict("backchannel", f"'{cleaned}' acknowledges")
+        if len(words) == 1 and speech_ms <= s.short_burst_ms:
+            # Whisper often writes a murmured "uhum" as some short word ("onde", "um"): one
+            # short word that is not a stop word is an acknowledgement, not a new turn.
+            return BackchannelVerdict("backchannel", f"one short word '{cleaned}' ({speech_ms:.0f} ms)")
         return BackchannelVerdict("interruption", f"'{cleaned}' is content")

@@ -51,6 +51,7 @@ class BackchannelSettings(msgspec.Struct, forbid_unknown_fields=True):
     min_speech_ms: int = 150  # less voiced speech than this is noise (cough, click, breath)
     max_backchannel_ms: int = 1200  # a backchannel is short; longer speech is an interruption
     max_backchannel_words: int = 3
+    short_burst_ms: int = 600  # one word this short that is no stop word counts as a backchannel
 
 
 class MemorySettings(msgspec.Struct, forbid_unknown_fields=True):
