@@ -102,7 +102,8 @@ async def test_cpf_dictated_with_pauses_is_one_turn(theo_config, scripted_handle
         await call.wait_reply(1)
         record = await call.wait_turns(1)
         assert len(record.turns) == 1
-        digits = re.sub(r"\D", "", record.turns[0].caller_text)
-        words = record.turns[0].caller_text.lower()
-        assert len(digits) >= 9 or ("sete" in words and "zero" in words), record.turns[0].caller_text
+        text = record.turns[0].caller_text.lower()
+        spoken = re.findall(r"\b(zero|um|dois|tr[eê]s|quatro|cinco|seis|sete|oito|nove)\b|\d", text)
+        # All four groups are in the one turn (Whisper may mishear a digit, not drop a group).
+        assert len(spoken) >= 10 and "zero" in text, record.turns[0].caller_text
         assert record.turns[0].end_of_turn_at > spoken - 0.5  # not cut before the last group

@@ -90,8 +90,14 @@ class EchoGate:
             self._frames_since_estimate = 0
             self._estimate()
         if self.delay_ms is None:
-            self.frames_passed += 1
-            return False
+            # Path not learned yet (the agent's first second): assume the line returns our
+            # voice at least default_erl_db quieter; only louder sound can be the caller.
+            recent = self._ref[-(self._max_lag + 2) :]
+            loudest = float(np.max(recent))
+            echo = loudest > 30.0 and float(np.max(blocks)) <= loudest * 10 ** (-self.settings.default_erl_db / 20)
+            self.frames_gated += echo
+            self.frames_passed += not echo
+            return echo
         lag = int(self.delay_ms // self.settings.block_ms)
         n = len(self._ref)
         limit_factor = self.gain * 10 ** (self.settings.margin_db / 20)

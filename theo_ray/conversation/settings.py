@@ -13,10 +13,13 @@ _STRICT = {"forbid_unknown_fields": True, "kw_only": True}
 
 class EchoGateSettings(msgspec.Struct, **_STRICT):
     block_ms: int = 10  # envelope resolution
-    max_delay_ms: int = 400  # longest echo path searched
+    max_delay_ms: int = 600  # longest echo path searched
+    # Before the path is learned, sound at least this much quieter than what we just sent
+    # is taken for echo (a line echo return loss under 6 dB would be a broken line).
+    default_erl_db: float = 6.0
     min_correlation: float = 0.75  # envelope correlation that identifies the echo path
     margin_db: float = 6.0  # inbound louder than the predicted echo by this much = caller speech
-    history_ms: int = 1500  # reference/inbound envelope kept for the path estimate
+    history_ms: int = 2000  # reference/inbound envelope kept for the path estimate
 
 
 class BargeInSettings(msgspec.Struct, **_STRICT):
