@@ -11,12 +11,13 @@ import asyncio
 import collections
 import logging
 import time
+from pathlib import Path
 
 import msgspec
 import ray
 
 from actors.call_actor import CallActorRemote, CallActorSettings
-from theo_ray.conversation.phrase_book import PhraseBook, render_phrase_book
+from theo_ray.conversation.phrase_book import PhraseBook, load_or_render_phrase_book
 from theo_ray.conversation.records import CallRecord
 from theo_ray.conversation.call_settings import CallSettings
 from theo_ray.conversation.settings import ConversationSettings
@@ -78,7 +79,9 @@ class CallSupervisor:
     async def start(self) -> SupervisorStats:
         """Render the phrase book (agent mode) and fill the warm pool; returns when ready."""
         if self.conversation.mode == "agent" and self.handles is not None and self.phrases is None:
-            self.phrases = await render_phrase_book(self.handles.tts, self.tts_voice, self.conversation.greeting)
+            self.phrases = await load_or_render_phrase_book(
+                self.handles.tts, self.tts_voice, self.conversation.greeting, Path(self.model_cache)
+            )
         await self._fill_pool()
         return await self.stats()
 

@@ -3,7 +3,9 @@ per voice at start-up (by the CallSupervisor) so they play even when TTS is slow
 
 from __future__ import annotations
 
+import hashlib
 import random
+from pathlib import Path
 
 import msgspec
 import numpy as np
@@ -50,3 +52,22 @@ async def render_phrase_book(tts_handle, voice: str, greeting: str) -> PhraseBoo
     rate = fillers[0].sample_rate if fillers else 24000
     return PhraseBook(voice=voice, sample_rate=rate, greeting=hello, fillers=fillers,
                       backchannels=backchannels, emergency=emergency)
+
+
+async def load_or_render_phrase_book(tts_handle, voice: str, greeting: str, cache_dir: Path) -> PhraseBook:
+    """The phrase book from the disk cache (keyed by voice and every text), else rendered
+    and saved: a restart does not re-synthesise ~15 phrases (a minute on 2 busy cores)."""
+    texts = [voice, greeting, *THINKING_FILLERS, *BACKCHANNELS, *EMERGENCY_PHRASES.values()]
+    key = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    path = Path(cache_dir).expanduser() / "phrases" / f"{voice or 'default'}-{key}.msgpack"
+    if path.is_file():
+        try:
+            return msgspec.msgpack.decode(path.read_bytes(), type=PhraseBook)
+        except msgspec.DecodeError:
+            path.unlink(missing_ok=True)  # a torn write: render again
+    book = await render_phrase_book(tts_handle, voice, greeting)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(msgspec.msgpack.encode(book))
+    tmp.replace(path)
+    return book

@@ -167,6 +167,8 @@ class TurnLoop:
         self.record.end_reason = self.record.end_reason or reason
         self.record.ended_at = self.clock()
         if self._reply:
+            self._reply.turn.agent_text = self._reply.text
+            self.record.turns.append(self._reply.turn)  # the reply the hang-up cut short
             self._reply.cancel_streams()
             if self._reply.task:
                 self._reply.task.cancel()
