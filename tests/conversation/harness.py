@@ -31,7 +31,14 @@ async def caller_speech(handles: ModelHandles, text: str, voice: str = "jm_kumo"
     if key not in _speech_cache:
         pcm = [c.pcm async for c in handles.tts.options(stream=True).synthesize.remote(
             SynthesizeRequest(text=text, voice=voice))]
-        _speech_cache[key] = np.frombuffer(b"".join(pcm), dtype="<i2").copy()
+        audio = np.frombuffer(b"".join(pcm), dtype="<i2")
+        # Kokoro pads ~0.3 s before and ~0.65 s after the voice: trim it (keeping 30 ms) so
+        # a "1.2 s pause" between dictated groups is 1.2 s of silence, not 2.1 s.
+        loud = np.flatnonzero(np.abs(audio.astype(np.int32)) > 180)  # ~ -45 dBFS
+        if loud.size:
+            margin = 720
+            audio = audio[max(0, loud[0] - margin) : loud[-1] + margin]
+        _speech_cache[key] = audio.copy()
     return _speech_cache[key]
 
 
