@@ -407,6 +407,17 @@ class TurnLoop:
                 self._interrupt(barge, now, "")
             return
         task = utt.final_task
+        if (
+            self._paused_at is not None
+            and task is not None
+            and not task.done()
+            and self.vad.speech_ms <= self.settings.turn.backchannel.short_burst_ms
+        ):
+            # A short burst is almost always "uhum"/a cough: let the agent go on now instead
+            # of holding the line silent for the STT; a stop word in the transcript still
+            # interrupts when it arrives.
+            self.rtp.resume()
+            self._paused_at = None
         if not self._barge_utterance_pending or task is None or not task.done():
             return
         self._barge_utterance_pending = False
