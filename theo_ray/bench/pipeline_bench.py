@@ -32,19 +32,32 @@ from theo_ray.bench.sim_calls import (
     unanswered_steps,
     without_fillers,
 )
-from theo_ray.bench.turns_bench import QUESTIONS
+from theo_ray.bench.turns_bench import QUESTIONS, SCRIPTED_LLM_APP, SCRIPTED_LLM_RULES, deploy_scripted_llm
 from theo_ray.config import TheoConfig
 from theo_ray.runtime.serve_apps import ModelHandles
 from theo_ray.sim.analysis import Percentiles, percentiles
 from theo_ray.sim.caller_runner import render_utterances
 
 TARGET_RATIO = 0.35
+# Questions the scripted test double answers with its long explanation (its "explica|plano" rule).
+LONG_ANSWER_QUESTIONS = (
+    "Me explica como funciona o meu plano.",
+    "Quais são os planos de internet de vocês?",
+    "Me explica a minha conta, por favor.",
+    "Como funciona o plano mais barato?",
+)
 Pipeline = Literal["streaming", "sequential"]
 
 
 class PipelineBenchSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     calls_per_mode: int = 3
     questions_per_call: int = 4
+    # "configured": the config's LLM (the packaged SmolLM2 answers in about one sentence, so
+    # the whole reply and its first sentence nearly coincide); "scripted": the scripted
+    # language-model TEST DOUBLE through the same deployment path, answering the questions
+    # with a four-sentence explanation streamed word by word (a reply worth streaming).
+    llm: Literal["configured", "scripted"] = "configured"
+    scripted_rules: str = str(SCRIPTED_LLM_RULES)
 
 
 class PipelineFigures(msgspec.Struct):
@@ -100,14 +113,20 @@ async def run_pipeline_bench(
     started = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
     base = without_fillers(msgspec.structs.replace(config.conversation, mode="agent"))
+    questions = LONG_ANSWER_QUESTIONS if settings.llm == "scripted" else QUESTIONS
     scenarios = [
         questions_scenario(
             f"bench_pipeline_{i + 1}",
-            [QUESTIONS[(i * settings.questions_per_call + k) % len(QUESTIONS)]
+            [questions[(i * settings.questions_per_call + k) % len(questions)]
              for k in range(settings.questions_per_call)],
         )
         for i in range(settings.calls_per_mode)
     ]
+    llm = f"{config.llm.backend} {config.llm.model}"
+    if settings.llm == "scripted":
+        handles = ModelHandles(stt=handles.stt, llm=deploy_scripted_llm(config, settings.scripted_rules),
+                               tts=handles.tts)
+        llm = f"scripted test double ({Path(settings.scripted_rules).name})"
     voice = caller_voice(config)
     say("rendering the caller's utterances (cached after the first run) ...")
     for scenario in scenarios:
@@ -133,12 +152,16 @@ async def run_pipeline_bench(
     finally:
         for plane in planes.values():
             await plane.stop()
+        if settings.llm == "scripted":
+            from ray import serve
+
+            serve.delete(SCRIPTED_LLM_APP)
 
     sequential, streaming = _figures("sequential", calls["sequential"]), _figures("streaming", calls["streaming"])
     s, q = streaming.first_audio, sequential.first_audio
     return PipelineBenchReport(
         settings=settings,
-        llm=f"{config.llm.backend} {config.llm.model}",
+        llm=llm,
         tts=f"{config.tts.backend} {config.tts.voice}",
         sequential=sequential,
         streaming=streaming,

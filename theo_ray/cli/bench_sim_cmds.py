@@ -102,7 +102,7 @@ def cmd_bench_turns(config: TheoConfig, args: argparse.Namespace) -> int:
 def cmd_bench_pipeline(config: TheoConfig, args: argparse.Namespace) -> int:
     from theo_ray.bench.pipeline_bench import PipelineBenchSettings, run_pipeline_bench
 
-    settings = PipelineBenchSettings(calls_per_mode=args.calls, questions_per_call=args.questions)
+    settings = PipelineBenchSettings(calls_per_mode=args.calls, questions_per_call=args.questions, llm=args.llm)
     handles = _start(config)
     out = _out_dir(config, "bench-pipeline")
     report = asyncio.run(run_pipeline_bench(config, handles, settings, out, say))
@@ -218,6 +218,8 @@ def add_parsers(sub: argparse._SubParsersAction, bsub: argparse._SubParsersActio
     pipeline = bsub.add_parser("pipeline", help="streaming turn loop vs sequential baseline, first audio at the caller")
     pipeline.add_argument("--calls", type=int, default=3, help="calls per pipeline (default 3)")
     pipeline.add_argument("--questions", type=int, default=4, help="questions per call (default 4)")
+    pipeline.add_argument("--llm", choices=("configured", "scripted"), default="configured",
+                          help="the configured LLM, or the scripted test double with a long multi-sentence answer")
     pipeline.add_argument("--json", help="where to write the JSON report")
     pipeline.set_defaults(run=cmd_bench_pipeline)
 
