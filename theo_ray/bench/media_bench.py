@@ -227,13 +227,25 @@ class LoopbackCall:
             uri, headers={"X-Theo-Session": self.session_id},
             local_rtp_host="127.0.0.1", local_rtp_port=self.rtp.local_address[1],
         )
-        self.answered = await self.caller.wait_for("answered", timeout, after=before)
+        self.answered = await self._answer(before, timeout)
         self.answer_ms = (self.answered.at - dialled) * 1000.0
         send_to = await via(self.call_rtp_address) if via is not None else self.call_rtp_address
         await self.rtp.start(self.answered.codec or self.codec, send_to, self.answered.payload_type)
         self._reader = asyncio.create_task(self._read())
         await self.caller.wait_for("confirmed", timeout, after=before)
         return self.answered
+
+    async def _answer(self, after: int, timeout: float) -> CallerEvent:
+        """The 200 OK's event; RuntimeError at once if the call ends unanswered (403/503...)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event in self.caller.events[after:]:
+                if event.kind == "answered":
+                    return event
+                if event.kind == "disconnected":
+                    raise RuntimeError(f"call {self.session_id} refused: SIP {event.status}")
+            await asyncio.sleep(0.01)  # detection only: the answer time comes from event.at
+        raise TimeoutError(f"call {self.session_id} not answered within {timeout} s")
 
     async def _read(self) -> None:
         assert self.rtp is not None
@@ -329,6 +341,7 @@ class MediaSweepReport(msgspec.Struct):
     runs: list[MediaBenchReport]
     largest_holding_calls: int  # every N up to it held; 0 when even one call did not
     bound_ms: float = SEND_ERROR_BOUND_MS
+    failed: dict[int, str] = msgspec.field(default_factory=dict)  # N -> why its calls did not all come up
 
 
 def _losses(stats: MediaStats) -> tuple[int, int, int]:
@@ -449,13 +462,24 @@ async def run_media_sweep(
     say: Callable[[str], None] = print,
 ) -> MediaSweepReport:
     """Run N = 1, 2, 4, 8, 16 in turn; the largest N that holds is the machine's figure."""
-    runs = []
+    runs: list[MediaBenchReport] = []
+    failed: dict[int, str] = {}
     for n in calls:
         say(f"N = {n}")
-        runs.append(await run_media_bench(config, n, seconds, codec, say))
+        try:
+            run = await run_media_bench(config, n, seconds, codec, say)
+        except (TimeoutError, RuntimeError) as exc:  # a refused call fails this N, not the sweep
+            failed[n] = f"{type(exc).__name__}: {exc}"
+            say(f"  N = {n} failed: {failed[n]}")
+            continue
+        runs.append(run)
+        say(f"  p99 send-interval error {run.send_interval_error_p99_ms:.2f} ms, lost {run.frames_lost}, "
+            f"concealed {run.frames_concealed}, CPU {run.cpu_percent_per_call:.1f} %/call: "
+            f"{'holds' if run.holds else 'does not hold'}")
     largest = 0
-    for run in runs:  # the largest N below which every smaller N held too
-        if not run.holds:
+    for n in calls:  # the largest N below which every smaller N held too
+        run = next((r for r in runs if r.calls == n), None)
+        if run is None or not run.holds:
             break
-        largest = run.calls
-    return MediaSweepReport(runs=runs, largest_holding_calls=largest)
+        largest = n
+    return MediaSweepReport(runs=runs, largest_holding_calls=largest, failed=failed)

@@ -53,6 +53,8 @@ def cmd_bench_media(config: TheoConfig, args: argparse.Namespace) -> int:
         say(f"sweeping N = {', '.join(map(str, SWEEP_CALLS))} ...")
         report = asyncio.run(run_media_sweep(config, args.seconds, args.codec, say=say))
         console.print(_table(report.runs, title))
+        for n, why in report.failed.items():
+            say(f"N = {n}: {why}")
         say(f"largest N with p99 send-interval error <= {SEND_ERROR_BOUND_MS:.0f} ms and no lost or "
             f"concealed frame: {report.largest_holding_calls}")
     else:
