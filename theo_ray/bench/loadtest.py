@@ -63,7 +63,10 @@ class LoadtestSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     echo: bool = False  # echo-mode CallActors (no models); the mix is then the echo scenario
     drain_s: float = 180.0  # longest a call in flight at the end may still run
     sample_interval_s: float = 2.0
-    warm_pool_size: int = 0  # 0: min(calls, 4)
+    # CallActors prepared ahead; 0: one per call slot (up to 16). A call that finds the pool
+    # empty waits for an actor to be created, which on a loaded machine can outlast the
+    # gateway's answer timeout (the call is then refused, 486/603).
+    warm_pool_size: int = 0
 
     def __post_init__(self) -> None:
         if self.calls < 1 or self.duration_s <= 0 or self.ramp_s < 0 or self.drain_s < 0:
@@ -115,7 +118,13 @@ class LoadtestReport(msgspec.Struct):
     cut_at_end: int
     unanswered_steps: int
     max_concurrent: int
-    first_audio: Percentiles
+    first_audio: Percentiles  # whatever the caller heard first: the reply, or a filler
+    # Agent mode, turns matched to the CallActor's records: the first audio was the reply itself;
+    # a filler came first (the reply was late); no reply at all (e.g. an empty transcript, or
+    # the call ended first).
+    first_audio_reply: Percentiles
+    turns_filler_first: int
+    turns_without_reply: int
     barge_in_reaction: Percentiles
     barge_ins_talked_on: int  # intended interruptions the agent did not yield to
     caller_jitter_ms: Percentiles  # per call: RFC 3550 jitter averaged over the call
@@ -256,7 +265,7 @@ async def run_loadtest(
     conversation = msgspec.structs.replace(config.conversation, mode="echo" if settings.echo else "agent")
     plane = SimCallPlane(
         config, conversation, None if settings.echo else handles, "echo" if settings.echo else "load",
-        warm_pool_size=settings.warm_pool_size or min(settings.calls, 4),
+        warm_pool_size=settings.warm_pool_size or min(settings.calls, 16),
     )
     calls: list[SimCall] = []
     placed = itertools.count(1)
@@ -316,13 +325,23 @@ def _report(
 ) -> LoadtestReport:
     rows: list[CallRow] = []
     first_audio: list[float] = []
+    reply_audio: list[float] = []
+    filler_first = without_reply = 0
     reactions: list[float | None] = []
     for call in calls:
         run = call.run
         if settings.echo:
             lat = echo_round_trips(run.analysis) if run else []
         else:
-            lat = [t.first_audio_ms for t in turn_samples(call)]
+            samples = turn_samples(call)
+            lat = [t.first_audio_ms for t in samples]
+            for t in samples:
+                if t.matched and t.first_rtp_ms is None:
+                    without_reply += 1
+                elif t.matched and t.filler_played:
+                    filler_first += 1
+                elif t.matched:
+                    reply_audio.append(t.first_audio_ms)
         barges = [b.reaction_ms for b in barge_in_samples(call)]
         first_audio += lat
         reactions += barges
@@ -354,6 +373,9 @@ def _report(
         unanswered_steps=sum(r.unanswered_steps for r in rows),
         max_concurrent=res.max_active,
         first_audio=percentiles(first_audio),
+        first_audio_reply=percentiles(reply_audio),
+        turns_filler_first=filler_first,
+        turns_without_reply=without_reply,
         barge_in_reaction=percentiles(reactions),
         barge_ins_talked_on=sum(1 for r in reactions if r is None),
         caller_jitter_ms=percentiles([r.jitter_ms for r in done]),

@@ -135,7 +135,8 @@ def cmd_bench_pipeline(config: TheoConfig, args: argparse.Namespace) -> int:
 
 def _load_table(runs) -> Table:
     first = runs[0]
-    table = Table("N", "calls", "failed", "dropped", "timed-out steps", f"first audio p50/p95/p99 ms",
+    table = Table("N", "calls", "failed", "dropped", "timed-out steps", "first audio p50/p95/p99 ms",
+                  "reply first p50/p95 ms (filler first, no reply)",
                   "barge-in p50/p95 ms", "jitter p95 ms", "lost", "CPU % p50/p95", "CallActor RSS MB (USS)",
                   title=f"theo loadtest — {first.agent}; first audio = {first.first_audio_what}")
     for r in runs:
@@ -143,6 +144,8 @@ def _load_table(runs) -> Table:
         table.add_row(
             str(r.settings.calls), f"{r.calls_completed}/{r.calls_placed}", str(r.failed), str(r.dropped),
             str(r.unanswered_steps), f"{_f(fa.p50)}/{_f(fa.p95)}/{_f(fa.p99)} (n={fa.count})",
+            f"{_f(r.first_audio_reply.p50)}/{_f(r.first_audio_reply.p95)} (n={r.first_audio_reply.count}; "
+            f"{r.turns_filler_first}, {r.turns_without_reply})",
             f"{_f(br.p50)}/{_f(br.p95)} (n={br.count})", f"{r.caller_jitter_ms.p95}", str(r.caller_lost_frames),
             f"{_f(r.cpu_percent.p50)}/{_f(r.cpu_percent.p95)}",
             f"{_f(r.callactor_rss_mb.p50)} ({_f(r.callactor_uss_mb.p50)})",
