@@ -36,7 +36,9 @@ from theo_ray.media.rtp_session import InboundFrame, MediaStats, RtpSession
 from theo_ray.media.settings import MediaSettings
 from theo_ray.sim.sip_caller import CallerEvent, CallerSettings, SipCaller
 
-# pjsua's build-time PJSUA_MAX_CALLS: one gateway answers at most this many calls at once.
+# SipSettings.max_calls' ceiling (pjsua's PJSUA_MAX_CALLS). Measured with this pjsua2 build,
+# the gateway's stack refuses the 5th concurrent call with 486 (GatewayStats.rejected_by_stack),
+# so a sweep past 4 records that N as failed with the SIP status.
 PJSUA_MAX_CALLS = 32
 SWEEP_CALLS = (1, 2, 4, 8, 16)
 # Largest N is the one whose CallActors keep p99 send-interval error within this.
