@@ -52,3 +52,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     models.add_argument("--trials", type=int, default=5)
     models.add_argument("--json", help="where to write the JSON report")
     models.set_defaults(run=cmd_bench_models)
+    from theo_ray.cli import bench_media
+
+    bench_media.add_parsers(bsub)
