@@ -55,3 +55,4 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     from theo_ray.cli import bench_media
 
     bench_media.add_parsers(bsub)
+    return bsub

@@ -20,7 +20,10 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.add_parsers(sub)
     demo.add_parsers(sub)
     call_cmds.add_parsers(sub)
-    bench_cmds.add_parsers(sub)
+    bsub = bench_cmds.add_parsers(sub)
+    from theo_ray.cli import bench_sim_cmds
+
+    bench_sim_cmds.add_parsers(sub, bsub)
     from theo_ray.asterisk.cli import add_parser as add_asterisk_parser
 
     add_asterisk_parser(sub)
