@@ -12,7 +12,7 @@ def _report(calls: int, p95_values: list[float]) -> LoadtestReport:
     return LoadtestReport(
         settings=LoadtestSettings(calls=calls), agent="test", first_audio_what="", calls_placed=calls,
         calls_completed=calls, failed=0, dropped=0, timed_out=0, cut_at_end=0, unanswered_steps=0,
-        max_concurrent=calls, first_audio=percentiles(p95_values), first_audio_reply=empty, turns_filler_first=0,
+        max_concurrent=calls, first_audio=empty, first_audio_reply=empty, reply_audio=percentiles(p95_values), turns_filler_first=0,
         turns_without_reply=0, barge_in_reaction=empty,
         barge_ins_talked_on=0, caller_jitter_ms=empty, caller_lost_frames=0, caller_concealed_frames=0,
         cpu_percent=empty, cpu_count=2, callactor_rss_mb=empty, callactor_uss_mb=empty,

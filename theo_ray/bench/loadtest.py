@@ -17,7 +17,7 @@ hit its max duration), steps that timed out waiting for the agent. Sampled every
 ``sample_interval_s`` with psutil: machine CPU, and each CallActor's RSS/USS and CPU time.
 
 ``run_load_sweep`` repeats the load test for several N and finds the knee: the smallest N
-whose first-audio p95 is at least twice the p95 at the smallest N.
+whose reply-audio p95 (echo: round-trip p95) is at least twice that at the smallest N.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from theo_ray.config import TheoConfig
 from theo_ray.runtime.serve_apps import ModelHandles
 from theo_ray.sim.analysis import CallAnalysis, Percentiles, percentiles
 from theo_ray.sim.caller_runner import render_utterances
-from theo_ray.sim.scenario import Scenario, load_scenario
+from theo_ray.sim.scenario import Scenario, WaitAgent, load_scenario
 
 _ROOT = Path(__file__).resolve().parents[2]
 # Where a scenario named without a path is looked up, in order.
@@ -63,6 +63,10 @@ class LoadtestSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     echo: bool = False  # echo-mode CallActors (no models); the mix is then the echo scenario
     drain_s: float = 180.0  # longest a call in flight at the end may still run
     sample_interval_s: float = 2.0
+    # The caller takes the agent's turn as over after this much quiet (at least): a filler
+    # followed by a late reply must not read as the end of the answer, or the caller talks
+    # over the reply and cancels it.
+    settle_ms: int = 2500
     # CallActors prepared ahead; 0: one per call slot (up to 16). A call that finds the pool
     # empty waits for an actor to be created, which on a loaded machine can outlast the
     # gateway's answer timeout (the call is then refused, 486/603).
@@ -123,6 +127,8 @@ class LoadtestReport(msgspec.Struct):
     # a filler came first (the reply was late); no reply at all (e.g. an empty transcript, or
     # the call ended first).
     first_audio_reply: Percentiles
+    # End of caller speech -> the reply's own first audio at the caller, filler or not (the knee's figure).
+    reply_audio: Percentiles
     turns_filler_first: int
     turns_without_reply: int
     barge_in_reaction: Percentiles
@@ -160,6 +166,16 @@ def resolve_scenario(name: str) -> Scenario:
         if candidate.is_file():
             return load_scenario(candidate)
     raise FileNotFoundError(f"scenario {name!r}: no such YAML file or name in {[str(d) for d in SCENARIO_DIRS]}")
+
+
+def patient(scenario: Scenario, settle_ms: int) -> Scenario:
+    """The scenario with every wait for the end of the agent's turn settling at least ``settle_ms``."""
+    steps = [
+        msgspec.structs.replace(s, settle_ms=max(s.settle_ms, settle_ms))
+        if isinstance(s, WaitAgent) and s.until == "ends" else s
+        for s in scenario.steps
+    ]
+    return msgspec.structs.replace(scenario, steps=steps)
 
 
 def echo_round_trips(analysis: CallAnalysis, window_ms: float = 1000.0) -> list[float]:
@@ -256,7 +272,9 @@ async def run_loadtest(
     """Run the load and gather the figures. Ray must be initialised; ``handles`` may be None
     only with ``settings.echo``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    mix = [echo_scenario()] if settings.echo else [resolve_scenario(name) for name in settings.mix]
+    mix = [echo_scenario()] if settings.echo else [
+        patient(resolve_scenario(name), settings.settle_ms) for name in settings.mix
+    ]
     voice = caller_voice(config)
     say(f"rendering the caller's utterances of {len(mix)} scenario(s) (cached after the first run) ...")
     for scenario in mix:
@@ -326,6 +344,7 @@ def _report(
     rows: list[CallRow] = []
     first_audio: list[float] = []
     reply_audio: list[float] = []
+    reply_any: list[float | None] = []
     filler_first = without_reply = 0
     reactions: list[float | None] = []
     for call in calls:
@@ -335,6 +354,7 @@ def _report(
         else:
             samples = turn_samples(call)
             lat = [t.first_audio_ms for t in samples]
+            reply_any += [t.reply_audio_ms for t in samples]
             for t in samples:
                 if t.matched and t.first_rtp_ms is None:
                     without_reply += 1
@@ -374,6 +394,7 @@ def _report(
         max_concurrent=res.max_active,
         first_audio=percentiles(first_audio),
         first_audio_reply=percentiles(reply_audio),
+        reply_audio=percentiles(reply_any) if not settings.echo else percentiles(first_audio),
         turns_filler_first=filler_first,
         turns_without_reply=without_reply,
         barge_in_reaction=percentiles(reactions),
@@ -398,12 +419,13 @@ def _round(value: float | None) -> float | None:
 
 
 def find_knee(runs: list[LoadtestReport], factor: float = KNEE_FACTOR) -> tuple[int | None, float | None]:
-    """(knee N, baseline p95): the smallest N whose p95 >= factor x the p95 at the smallest N."""
-    measured = sorted((r for r in runs if r.first_audio.p95 is not None), key=lambda r: r.settings.calls)
+    """(knee N, baseline p95): the smallest N whose reply-audio p95 (echo: round-trip p95) is
+    >= factor x the p95 at the smallest N."""
+    measured = sorted((r for r in runs if r.reply_audio.p95 is not None), key=lambda r: r.settings.calls)
     if not measured:
         return None, None
-    baseline = measured[0].first_audio.p95
-    knee = next((r.settings.calls for r in measured[1:] if r.first_audio.p95 >= factor * baseline), None)
+    baseline = measured[0].reply_audio.p95
+    knee = next((r.settings.calls for r in measured[1:] if r.reply_audio.p95 >= factor * baseline), None)
     return knee, baseline
 
 

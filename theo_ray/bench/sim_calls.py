@@ -242,6 +242,9 @@ class TurnSample(msgspec.Struct):
     label: str
     first_audio_ms: float
     matched: bool = False
+    # End of caller speech -> the reply's own first audio at the caller (after a filler, if one
+    # played first): the agent region that starts at or after the reply's first RTP packet.
+    reply_audio_ms: float | None = None
     inbound_ms: float | None = None
     endpointing_wait_ms: float | None = None
     stt_final_ms: float | None = None  # end of turn -> final transcript (compute + dispatch)
@@ -287,6 +290,11 @@ def turn_samples(call: SimCall) -> list[TurnSample]:
         if turn is not None:
             used.add(turn.index)
             _fill_split(sample, turn, origin + lat.caller_end_ms / 1000.0, origin + lat.agent_start_ms / 1000.0)
+            if turn.first_rtp_at:
+                sent_ms = (turn.first_rtp_at - origin) * 1000.0
+                reply = next((a for a in call.run.analysis.agent_regions if a.start_ms >= sent_ms - 20.0), None)
+                if reply is not None:
+                    sample.reply_audio_ms = round(reply.start_ms - lat.caller_end_ms, 1)
         out.append(sample)
     return out
 

@@ -136,7 +136,7 @@ def cmd_bench_pipeline(config: TheoConfig, args: argparse.Namespace) -> int:
 def _load_table(runs) -> Table:
     first = runs[0]
     table = Table("N", "calls", "failed", "dropped", "timed-out steps", "first audio p50/p95/p99 ms",
-                  "reply first p50/p95 ms (filler first, no reply)",
+                  "reply audio p50/p95 ms (filler first, no reply)",
                   "barge-in p50/p95 ms", "jitter p95 ms", "lost", "CPU % p50/p95", "CallActor RSS MB (USS)",
                   title=f"theo loadtest — {first.agent}; first audio = {first.first_audio_what}")
     for r in runs:
@@ -144,7 +144,7 @@ def _load_table(runs) -> Table:
         table.add_row(
             str(r.settings.calls), f"{r.calls_completed}/{r.calls_placed}", str(r.failed), str(r.dropped),
             str(r.unanswered_steps), f"{_f(fa.p50)}/{_f(fa.p95)}/{_f(fa.p99)} (n={fa.count})",
-            f"{_f(r.first_audio_reply.p50)}/{_f(r.first_audio_reply.p95)} (n={r.first_audio_reply.count}; "
+            f"{_f(r.reply_audio.p50)}/{_f(r.reply_audio.p95)} (n={r.reply_audio.count}; "
             f"{r.turns_filler_first}, {r.turns_without_reply})",
             f"{_f(br.p50)}/{_f(br.p95)} (n={br.count})", f"{r.caller_jitter_ms.p95}", str(r.caller_lost_frames),
             f"{_f(r.cpu_percent.p50)}/{_f(r.cpu_percent.p95)}",
@@ -193,7 +193,7 @@ def cmd_loadtest(config: TheoConfig, args: argparse.Namespace) -> int:
             say(f"  [red]error[/red] {error}")
     if args.sweep:
         knee = report.knee_calls
-        say(f"knee (first-audio p95 ≥ {report.knee_factor:g}x its value at N={runs[0].settings.calls}, "
+        say(f"knee (reply-audio p95 ≥ {report.knee_factor:g}x its value at N={runs[0].settings.calls}, "
             f"{report.baseline_p95_ms} ms): " + (f"N = {knee}" if knee else "not reached in this sweep"))
     say(f"recordings in {out}")
     _write_json(Path(args.json) if args.json else out / "loadtest.json", report)
