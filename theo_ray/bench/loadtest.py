@@ -41,6 +41,7 @@ from theo_ray.bench.sim_calls import (
     place_call,
     turn_samples,
     unanswered_steps,
+    without_fillers,
 )
 from theo_ray.config import TheoConfig
 from theo_ray.runtime.serve_apps import ModelHandles
@@ -67,6 +68,11 @@ class LoadtestSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     # followed by a late reply must not read as the end of the answer, or the caller talks
     # over the reply and cancels it.
     settle_ms: int = 2500
+    # Off (default): the first agent audio after a caller turn is the reply, and the caller's
+    # wait for the agent's answer ends after the reply, not after a filler (with fillers on,
+    # on a loaded CPU, "hum..." + a reply later than settle_ms reads as the end of the answer:
+    # the caller goes on and its speech cancels the reply).
+    fillers: bool = False
     # CallActors prepared ahead; 0: one per call slot (up to 16). A call that finds the pool
     # empty waits for an actor to be created, which on a loaded machine can outlast the
     # gateway's answer timeout (the call is then refused, 486/603).
@@ -281,6 +287,8 @@ async def run_loadtest(
         await render_utterances(scenario, voice)
 
     conversation = msgspec.structs.replace(config.conversation, mode="echo" if settings.echo else "agent")
+    if not settings.fillers:
+        conversation = without_fillers(conversation)
     plane = SimCallPlane(
         config, conversation, None if settings.echo else handles, "echo" if settings.echo else "load",
         warm_pool_size=settings.warm_pool_size or min(settings.calls, 16),

@@ -158,6 +158,7 @@ def cmd_loadtest(config: TheoConfig, args: argparse.Namespace) -> int:
 
     settings = LoadtestSettings(
         calls=args.calls, duration_s=args.duration, ramp_s=args.ramp, echo=args.echo, drain_s=args.drain,
+        fillers=args.fillers,
         **({"mix": [m.strip() for m in args.mix.split(",") if m.strip()]} if args.mix else {}),
     )
     handles = _start(config, models=not args.echo)
@@ -232,6 +233,7 @@ def add_parsers(sub: argparse._SubParsersAction, bsub: argparse._SubParsersActio
     load.add_argument("--ramp", type=float, default=10.0, help="seconds until all N call slots have started")
     load.add_argument("--mix", help=f"comma-separated scenario names or YAML paths (default {','.join(DEFAULT_MIX)})")
     load.add_argument("--echo", action="store_true", help="echo-mode CallActors, no models (media path only)")
+    load.add_argument("--fillers", action="store_true", help="keep fillers on (default off: first audio = reply)")
     load.add_argument("--drain", type=float, default=180.0, help="longest a call in flight at the end may run on")
     load.add_argument("--sweep", help="comma-separated N values: run each, report the knee (p95 doubles)")
     load.add_argument("--json", help="where to write the JSON report")
