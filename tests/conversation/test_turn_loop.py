@@ -107,5 +107,5 @@ async def test_cpf_dictated_with_pauses_is_one_turn(theo_config, scripted_handle
         text = record.turns[0].caller_text.lower()
         digits = re.findall(r"\b(zero|um|dois|tr[eê]s|quatro|cinco|seis|sete|oito|nove)\b|\d", text)
         # All four groups are in the one turn (Whisper may mishear a digit, not drop a group).
-        assert len(digits) >= 10 and "zero" in text, record.turns[0].caller_text
+        assert len(digits) >= 10 and ("zero" in text or "0" in text), record.turns[0].caller_text
         assert record.turns[0].end_of_turn_at > spoken - 0.5  # not cut before the last group
