@@ -360,7 +360,7 @@ steps:
         await caller.stop()
         await agent.stop()
     assert result.ended_by == "timeout"
-    assert 700 <= result.duration_ms <= 1500
+    assert 700 <= result.duration_ms <= 3000  # well before the 5 s silence would end (slack for a busy CI box)
     assert result.steps == []  # the silence never finished
 
 
