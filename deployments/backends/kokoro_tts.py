@@ -83,6 +83,12 @@ class KokoroBackend:
             },
         )[0]
         audio = np.asarray(audio, np.float32).ravel()
+        # Kokoro starts every utterance with ~0.3 s of near-silence: on the first sentence
+        # of a reply that is pure added latency, so cut the lead-in (keeping 20 ms). The
+        # tail stays: it is the natural pause before the next sentence.
+        voiced = np.flatnonzero(np.abs(audio) > 0.01)
+        if voiced.size:
+            audio = audio[max(0, voiced[0] - SAMPLE_RATE // 50) :]
         return (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
 
     async def synthesize(self, sentence: str, voice: str, speed: float) -> AsyncIterator[np.ndarray]:
