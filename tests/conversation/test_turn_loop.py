@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 async def test_three_turn_conversation_with_memory(theo_config, scripted_handles):
     lines = ("Oi, meu nome é Maria e eu quero saber da minha fatura.",
-             "A de janeiro, por favor.", "Tá bom, obrigada pela ajuda.")
+             "Do mês de janeiro, por favor.", "Tá bom, obrigada pela ajuda.")
     async with AgentCall(theo_config, scripted_handles) as call:
         await call.prepare_speech(*lines)
         await call.wait_agent_start(0)  # greeting
@@ -27,7 +27,8 @@ async def test_three_turn_conversation_with_memory(theo_config, scripted_handles
             await call.wait_reply(n)
         record = await call.wait_turns(3)
         texts = [t.caller_text.lower() for t in record.turns]
-        assert "fatura" in texts[0] and "janeiro" in texts[1]
+        # Whisper base may spell it "janero"; the follow-up itself never says "fatura".
+        assert "fatura" in texts[0] and re.search(r"jan\w*ro", texts[1]), texts
         assert "janeiro" in record.turns[1].agent_text and "cento e vinte" in record.turns[1].agent_text
         assert all(t.first_rtp_at > t.end_of_turn_at >= t.speech_end_at > 0 for t in record.turns[:2])
         assert not record.errors and not any(t.interrupted for t in record.turns)

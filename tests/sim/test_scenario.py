@@ -42,7 +42,7 @@ def test_required_cases_are_covered() -> None:
     assert isinstance(greeting.steps[0], WaitAgent) and isinstance(greeting.steps[-1], Hangup)
 
     memory = [u.spoken_text() for u in s["invoice_follow_up_memory"].utterances()]
-    assert any("fatura" in t for t in memory) and any(t.lower().startswith("a de janeiro") for t in memory)
+    assert any("fatura" in t for t in memory) and any("janeiro" in t.lower() and "fatura" not in t.lower() for t in memory)
 
     cpf = next(u for u in s["cpf_dictation_pauses"].utterances() if u.parts)
     pieces = cpf.pieces()
