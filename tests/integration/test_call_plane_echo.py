@@ -73,6 +73,15 @@ def in_order_runs(frames) -> list[list]:
     return runs
 
 
+def settled_from(frames) -> int:
+    """Index of the first received frame 1 s after the echo began (the idle fill before
+    it is at -65 dBFS; the source never drops below ~-30 dBFS)."""
+    for i, frame in enumerate(frames):
+        if np.sqrt(np.mean(frame.pcm.astype(np.float64) ** 2)) > 200.0:
+            return i + 50
+    return 10**9
+
+
 def equalized_snr_db(reference: np.ndarray, received: np.ndarray, taps: int = 33) -> float:
     """SNR of `received` against the best `taps`-tap linear filter of `reference`
     (least squares): what a linear, time-invariant response of the path (a
@@ -86,11 +95,6 @@ def equalized_snr_db(reference: np.ndarray, received: np.ndarray, taps: int = 33
     return snr_db(rec, basis @ weights)
 
 
-@pytest.mark.xfail(
-    reason="known defect: soxr variable-rate resampling has frequency-dependent delay, so the "
-    "two-PCMU-pass round-trip SNR is below 30 dB (19-31 dB measured); see the closing note",
-    strict=False,
-)
 async def test_echo_round_trip_is_intact_in_order_and_gapless(ray_cluster, theo_config):
     """Caller -> CallActor -> caller over a clean loopback path: two PCMU passes.
 
@@ -101,13 +105,12 @@ async def test_echo_round_trip_is_intact_in_order_and_gapless(ray_cluster, theo_
     adds almost no noise: the round trip should score about one pass's µ-law SNR
     (37.0 dB on this signal, computed offline) minus a little.
 
-    Measured here: 34.5 dB after a 33-tap linear equaliser, but only ~20 dB as a raw
-    waveform SNR, because the Resampler's soxr variable-rate engine (vr=True) has a
-    frequency-dependent delay when down-sampling (16k->8k group delay ~1.9 samples at
-    200 Hz, ~3 samples near 3.4 kHz; the fixed-ratio engine round-trips at 92 dB).
-    Asserted: equalised SNR >= 30 dB over one loop of the source (noise, gaps, clicks,
-    misalignment all count); the raw >= 30 dB of the issue is reported as an expected
-    failure until the resampler is linear-phase. Also: nothing lost, late or concealed
+    Asserted: raw waveform SNR >= 30 dB over one loop of the source after aligning by
+    whole samples (noise, gaps, clicks, phase distortion all count; the libsamplerate
+    Resampler is linear-phase and hands out aligned output, so nothing needs equalising).
+    The SNR after a 33-tap least-squares equaliser is printed beside it: a gap between
+    the two would mean a phase defect (soxr's variable-rate engine, used before, scored
+    ~20 dB raw against 34.5 dB equalised). Also: nothing lost, late or concealed
     at either end, packets in order, one frame per 20 ms tick. These are real-time
     checks: on cores saturated by other work the messages show the event-loop lateness.
     """
@@ -121,9 +124,9 @@ async def test_echo_round_trip_is_intact_in_order_and_gapless(ray_cluster, theo_
             # on 2 cores that competes with the live call, so the speech starts after it.
             await plane.wait_warm()
             line.play_continuously(source)
-            # 1 s to settle, then room for one whole loop of the source between two
-            # jitter-buffer adaptations of the caller.
-            await wait_until(lambda: len(line.frames) >= 50 * 9.5, 20.0, "the echo")
+            # The echo's onset, 1 s to settle, then room for one whole loop of the source
+            # between two jitter-buffer adaptations of the caller.
+            await wait_until(lambda: settled_from(line.frames) + 50 * 5.5 <= len(line.frames), 20.0, "the echo")
             actor = await plane.media_stats("it-clean")
             caller = line.rtp.stats()
             frames = list(line.frames)
@@ -131,7 +134,7 @@ async def test_echo_round_trip_is_intact_in_order_and_gapless(ray_cluster, theo_
         finally:
             await line.close()
 
-    runs = in_order_runs(frames[50:])
+    runs = in_order_runs(frames[settled_from(frames):])
     longest = max(runs, key=len)
     loop_frames = source.size // FRAME
     window = np.concatenate([f.pcm for f in longest[:loop_frames]])
@@ -152,9 +155,7 @@ async def test_echo_round_trip_is_intact_in_order_and_gapless(ray_cluster, theo_
     assert not any(f.concealed for f in frames)
     assert len(runs) <= 3 and len(longest) >= loop_frames, [len(r) for r in runs]
     assert actor.drops == DropCounters()
-    assert snr >= 30.0
-    if raw_snr < 30.0:
-        pytest.xfail(f"raw waveform SNR {raw_snr:.1f} dB < 30 dB: the Resampler's vr engine is not linear-phase")
+    assert raw_snr >= 30.0 and snr >= 30.0, (raw_snr, snr)
 
 
 def without_idle_fill(config):

@@ -1,4 +1,4 @@
-"""Resampler (soxr, streaming): quality, aliasing, steady 20 ms output, exact flush."""
+"""Resampler (libsamplerate, streaming): quality, aliasing, steady 20 ms output, exact flush."""
 
 from __future__ import annotations
 

@@ -272,14 +272,15 @@ class RtpSession:
         self._jitter = JitterBuffer(self.codec.clock_rate, s.ptime_ms, s.jitter_min_ms, s.jitter_max_ms)
         self._reception = ReceptionStats(self.codec.clock_rate)
         self._plc = PacketLossConcealer(rate, self._frame_samples)
-        self._in_resampler = Resampler(rate, s.inbound_rate, s.resampler_quality)
-        self._out_resampler = Resampler(self.model_rate, rate, s.resampler_quality)
+        self._in_resampler = Resampler(rate, s.inbound_rate, s.resampler)
+        self._out_resampler = Resampler(self.model_rate, rate, s.resampler)
         self._in_fifo = np.zeros(0, dtype=np.int16)
         self._in_primed = self._in_resampler.passthrough
         if not self._in_primed:
-            # Push one frame of silence through first: soxr's start-up then falls on it,
-            # and the first real tick already yields output (padded below to one frame).
-            self._in_fifo = self._in_resampler.process(np.zeros(self._frame_samples, dtype=np.int16))
+            # Push one frame of made-up silence through first and drop what comes out: the
+            # filter's start-up falls on it, so every real tick yields one whole frame and
+            # no residue (= no buffering latency beyond the filter's own ~6 ms) stays behind.
+            self._in_resampler.process(np.zeros(self._frame_samples, dtype=np.int16))
         self._idle_fill = (
             ComfortNoise(rate, level_dbfs=s.idle_fill_dbfs, seed=self.ssrc) if s.idle_fill_dbfs is not None else None
         )
@@ -522,9 +523,12 @@ class RtpSession:
         if (
             playout.pending_samples < self._frame_samples
             and self._out_resampler.holds_samples
-            and now - self._last_enqueue_at >= self.settings.ptime_ms / 1000.0
+            and now - self._last_enqueue_at >= 3 * self.settings.ptime_ms / 1000.0
         ):
             # The producer went quiet: release the resampler's tail rather than hold it.
+            # Quiet means 3 frame times: a producer feeding every 20 ms (an echo, a live
+            # relay) is often one tick late, and flushing it would cut its stream into
+            # pieces with a filter restart (a click) at every cut.
             playout.enqueue(self._out_resampler.flush(), self._out_mark or "")
         frame = playout.pull(now)
         if frame is None:
