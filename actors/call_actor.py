@@ -116,6 +116,8 @@ class CallActor:
             await self.prepare()
         assert self.rtp is not None
         self.session_id = setup.session_id
+        if setup.gateway_name:
+            self.gateway_name = setup.gateway_name
         remote = setup.remote
         await self.rtp.start(
             remote.codec, (remote.host, remote.port), remote.payload_type, remote.telephone_event_pt, remote.direction

@@ -1,16 +1,19 @@
-"""SipGateway: the Ray actor at Theo's SIP edge (one per node; pjsua2 allows one per process).
+"""SipGateway: the Ray actor at Theo's SIP edge: one pjsua instance (one per process), so a
+node runs `sip.shards` of them (see theo_ray.runtime.call_plane for why).
 
 A thin wrapper: the signalling is `theo_ray.sip.user_agent.SipUserAgent`, tested without
 Ray. Calls it accepts are routed to the CallSupervisor actor (`open_call` / `update_call`
 / `close_call` with the Structs of `theo_ray.sip.messages`); the supervisor's CallActor
 owns the RTP. CallActors end a call with `hangup(session_id)`.
 
-Create it with `SipGatewayActor.options(name=f"sip-gateway-{node}").remote(settings)` and
-call `ready()` once; it returns the addresses it listens on.
+Create it with `SipGatewayActor.options(name=name).remote(settings, supervisor, name)` and
+call `ready()` once; it returns the addresses it listens on. Its own name goes into each
+CallSetup, so the CallActor hangs up through the shard that holds its dialog.
 """
 
 from __future__ import annotations
 
+import msgspec
 import ray
 
 from theo_ray.sip.messages import CallEnded, CallSetup, ListenAddress, MediaAnswer, RemoteMedia
@@ -24,8 +27,9 @@ DEFAULT_SUPERVISOR = "call-supervisor"
 class SupervisorRouter:
     """`CallRouter` that forwards to the CallSupervisor actor (by handle, or by name lazily)."""
 
-    def __init__(self, supervisor: ray.actor.ActorHandle | str = DEFAULT_SUPERVISOR) -> None:
+    def __init__(self, supervisor: ray.actor.ActorHandle | str = DEFAULT_SUPERVISOR, gateway_name: str = "") -> None:
         self._supervisor = supervisor
+        self._gateway_name = gateway_name
 
     def _handle(self) -> ray.actor.ActorHandle:
         if isinstance(self._supervisor, str):
@@ -34,6 +38,9 @@ class SupervisorRouter:
         return self._supervisor
 
     async def open_call(self, setup: CallSetup) -> MediaAnswer:
+        if self._gateway_name:
+            # The CallActor hangs up through the shard that holds the dialog.
+            setup = msgspec.structs.replace(setup, gateway_name=self._gateway_name)
         return await self._handle().open_call.remote(setup)
 
     async def update_call(self, session_id: str, remote: RemoteMedia) -> None:
@@ -48,8 +55,9 @@ class SipGateway:
         self,
         settings: SipSettings,
         supervisor: ray.actor.ActorHandle | str = DEFAULT_SUPERVISOR,
+        name: str = "",
     ) -> None:
-        self._agent = SipUserAgent(settings, SupervisorRouter(supervisor))
+        self._agent = SipUserAgent(settings, SupervisorRouter(supervisor, name))
         self._started = False
 
     async def ready(self) -> list[ListenAddress]:

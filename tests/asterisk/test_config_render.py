@@ -52,7 +52,8 @@ def test_pjsip_trunk_to_theo(tmp_path):
     transport = typed_section(sections, endpoint.get("transport"), "transport")
     assert transport.get("protocol") == "udp" and transport.get("bind") == "10.20.0.2:5060"
     aor = typed_section(sections, "theo", "aor")
-    assert aor.get("contact") == "sip:theo@10.20.0.5:5080"
+    # One contact per gateway shard (4 by default), each qualified.
+    assert aor.get_all("contact") == [f"sip:theo@10.20.0.5:{5080 + k}" for k in range(4)]
     assert int(aor.get("qualify_frequency")) > 0
     identify = typed_section(sections, "theo", "identify")
     assert identify.get("match") == "10.20.0.5" and identify.get("endpoint") == "theo"
@@ -71,9 +72,12 @@ def test_dialplan_priorities_and_targets_are_consistent(tmp_path):
     for context, extens in plan.items():
         for exten, steps in extens.items():
             for step in steps:
-                if step.app == "Goto":
+                if step.app == "Goto" and "," in step.args:
                     ctx, ext, prio = step.args.split(",")
                     assert ext in plan[ctx] and int(prio) <= len(plan[ctx][ext])
+                elif step.app in ("Goto", "GotoIf"):  # a label of the same extension
+                    label = step.args.rsplit("?", 1)[-1]
+                    assert label in [s.label for s in steps], (context, exten, label)
     inbound = plan["theo-inbound"]["8000"]
     apps = [s.app for s in inbound]
     assert apps.index("Answer") < apps.index("Dial")
@@ -85,7 +89,15 @@ def test_dialplan_priorities_and_targets_are_consistent(tmp_path):
     assert plan[ctx][ext][-1].app == "Return"
     dial = next(s for s in inbound if s.app == "Dial")
     target, timeout, options = dial.args.split(",", 2)
-    assert target == "PJSIP/theo" and int(timeout) == settings.dialplan.dial_timeout_s
+    # The shard's URI: port 5080 + THEO_SHARD, THEO_SHARD from 0..3 at random, then the next
+    # one after each BUSY (486 from a full gateway), at most shards - 1 times.
+    assert target == "PJSIP/theo/sip:theo@10.20.0.5:$[5080+${THEO_SHARD}]", target
+    assert int(timeout) == settings.dialplan.dial_timeout_s
+    set_args_all = [s.args for s in inbound if s.app == "Set"]
+    assert "THEO_SHARD=${RAND(0,3)}" in set_args_all and "THEO_SHARD=$[(${THEO_SHARD}+1)%4]" in set_args_all
+    retry = next(s for s in inbound if s.app == "GotoIf")
+    assert retry.args == '$["${DIALSTATUS}" = "BUSY" & ${THEO_TRIES} < 3]?theo_next'
+    assert inbound[apps.index("Dial")].label == "theo_dial" and inbound[-1].args == "theo_dial"
     assert "g" in options.split("b(")[0]  # continue in the dialplan when the AI leg hangs up
     predial = re.search(r"b\(([^^]+)\^([^^]+)\^(\d+)\(\$\{THEO_SESSION_ID\}\)\)", options)
     assert predial, options

@@ -410,3 +410,33 @@ async def test_bad_input_during_a_live_call_is_dropped_counted_and_the_echo_goes
     assert seen_after - seen_before >= 60
     assert (after.lost, after.duplicates, caller.lost) == (0, 0, 0)
     assert after.packets_in == after.expected
+
+
+async def test_gateway_shards_each_take_their_share_and_a_full_one_answers_486(ray_cluster, theo_config):
+    """pjsua takes at most `sip.max_calls` calls per process (4 in the pjsua2 wheel), so a
+    node runs `sip.shards` gateway processes. Here max_calls=1 and 2 shards, to stay cheap:
+    a 2nd call to shard 0 is refused with 486 (Asterisk's dialplan then tries the next shard),
+    the same call to shard 1 is answered, both live calls echo, and an agent-side hang-up
+    reaches the caller through the shard that holds that call."""
+    config = msgspec.structs.replace(theo_config, sip=msgspec.structs.replace(theo_config.sip, max_calls=1))
+    async with EchoCallPlane(config, warm_pool_size=2, shards=2) as plane:
+        first = LoopbackCall("it-shard-a", config.media)
+        refused = LoopbackCall("it-shard-b", config.media)
+        second = LoopbackCall("it-shard-b", config.media)
+        try:
+            await first.dial(plane.uri_for(0))
+            with pytest.raises(RuntimeError, match="SIP 486"):
+                await refused.dial(plane.uri_for(0))
+            await second.dial(plane.uri_for(1))
+            for line in (first, second):
+                line.play(speech_like(RATE, 0.4, top_hz=3400))
+            await wait_until(lambda: first.frames_seen >= 10 and second.frames_seen >= 10, 10.0, "both echoes")
+            assert await plane.hangup("it-shard-b")
+            await second.wait_remote_hangup()
+            await first.hangup()
+            stats = await plane.gateway_stats()
+        finally:
+            for line in (first, refused, second):
+                await line.close()
+    assert [s.answered for s in stats] == [1, 1]
+    assert stats[0].rejected_by_stack == 1 and stats[1].agent_hangups == 1

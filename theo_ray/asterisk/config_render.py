@@ -107,6 +107,11 @@ def _render(tdir: Path, name: str, values: dict[str, object]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _transport_param(transport: str) -> str:
+    # ';' starts a comment in Asterisk configs: the URI parameter must be written '\;'.
+    return "" if transport == "udp" else f"\\;transport={transport}"
+
+
 def _uri_host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
@@ -153,8 +158,12 @@ def _pjsip_values(settings: AsteriskSiteSettings, tdir: Path) -> dict[str, objec
         "theo_host": theo.host,
         "theo_host_uri": _uri_host(theo.host),
         "theo_sip_port": theo.sip_port,
-        # ';' starts a comment in Asterisk configs: the URI parameter must be written '\;'.
-        "contact_transport_param": "" if theo.transport == "udp" else f"\\;transport={theo.transport}",
+        # One static contact per gateway shard: each is qualified (OPTIONS) on its own.
+        "aor_contacts": "\n".join(
+            f"contact=sip:{theo.endpoint}@{_uri_host(theo.host)}:{theo.sip_port + k}{_transport_param(theo.transport)}"
+            for k in range(theo.shards)
+        ),
+        "theo_shards": theo.shards,
         "codecs": ",".join(dict.fromkeys(sip.codecs)),
         "session_min_se_s": sip.session_min_se_s,
         "session_expires_s": sip.session_expires_s,
@@ -199,6 +208,12 @@ def _extensions_values(settings: AsteriskSiteSettings, tdir: Path) -> dict[str, 
         "fallback_route": dialplan.fallback_route,
         "moh_class": dialplan.moh_class,
         "theo_endpoint": settings.theo.endpoint,
+        "theo_host_uri": _uri_host(settings.theo.host),
+        "theo_sip_port": settings.theo.sip_port,
+        "theo_shards": settings.theo.shards,
+        "theo_last_shard": settings.theo.shards - 1,
+        "theo_last_port": settings.theo.sip_port + settings.theo.shards - 1,
+        "dial_transport_param": _transport_param(settings.theo.transport),
         "transfer_routes": routes,
     }
 

@@ -36,6 +36,8 @@ class TheoGatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
     sip_port: Port = 5080
     transport: Literal["udp", "tcp", "tls"] = "udp"
     endpoint: Name = "theo"  # PJSIP endpoint/aor/identify name on the PBX
+    # Gateway processes Theo runs (its `sip.shards`), on sip_port .. sip_port + shards - 1.
+    shards: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
 
 
 class PbxSettings(msgspec.Struct, forbid_unknown_fields=True):

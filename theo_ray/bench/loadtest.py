@@ -293,6 +293,7 @@ async def run_loadtest(
     plane = SimCallPlane(
         config, conversation, None if settings.echo else handles, "echo" if settings.echo else "load",
         warm_pool_size=settings.warm_pool_size or min(settings.calls, 16),
+        shards=-(-settings.calls // config.sip.max_calls),
     )
     calls: list[SimCall] = []
     placed = itertools.count(1)
@@ -311,7 +312,8 @@ async def run_loadtest(
             scenario = mix[next(order) % len(mix)]
             n = next(placed)
             state["placed"] = n
-            call = await place_call(plane, scenario, voice, out_dir, f"load-{tag}-{n}")
+            # Slot k always dials shard k mod shards: at most max_calls slots per gateway.
+            call = await place_call(plane, scenario, voice, out_dir, f"load-{tag}-{n}", uri=plane.uri_for(k))
             calls.append(call)
             if call.error:
                 await asyncio.sleep(1.0)  # a refused call is not retried in a tight loop

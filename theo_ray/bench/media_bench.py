@@ -22,7 +22,6 @@ tests/integration/ reuse EchoCallPlane and LoopbackCall.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -34,30 +33,15 @@ from theo_ray.bench.stats import pct
 from theo_ray.config import TheoConfig
 from theo_ray.media.rtp_session import InboundFrame, MediaStats, RtpSession
 from theo_ray.media.settings import MediaSettings
+from theo_ray.runtime.call_plane import CallPlane
 from theo_ray.sim.sip_caller import CallerEvent, CallerSettings, SipCaller
+from theo_ray.sip.free_port import free_sip_port  # noqa: F401 - re-exported for tests
 
-# SipSettings.max_calls' ceiling (pjsua's PJSUA_MAX_CALLS). Measured with this pjsua2 build,
-# the gateway's stack refuses the 5th concurrent call with 486 (GatewayStats.rejected_by_stack),
-# so a sweep past 4 records that N as failed with the SIP status.
-PJSUA_MAX_CALLS = 32
+# Calls one benchmark places at most; the plane gets ceil(N / sip.max_calls) gateway shards.
+MAX_BENCH_CALLS = 64
 SWEEP_CALLS = (1, 2, 4, 8, 16)
 # Largest N is the one whose CallActors keep p99 send-interval error within this.
 SEND_ERROR_BOUND_MS = 5.0
-
-
-def free_sip_port(host: str = "127.0.0.1") -> int:
-    """A port free for both UDP and TCP on `host` right now (the gateway binds both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((host, 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((host, port))
-                except OSError:
-                    continue
-                return port
-    raise OSError(f"no free SIP port on {host}")
 
 
 def speech_signal(rate: int, seconds: float, peak: int = 12000) -> np.ndarray:
@@ -93,85 +77,17 @@ def alive_actors(class_name: str) -> dict[str, int]:
     return {aid: int(info["Pid"]) for aid, info in table.items() if info["ActorClassName"] == class_name}
 
 
-class EchoCallPlane:
-    """A private echo-mode CallSupervisor + SipGateway pair on a free loopback SIP port.
+class EchoCallPlane(CallPlane):
+    """A private echo-mode call plane (no models) on free loopback SIP ports; `shards`
+    gateway processes of 4 calls each."""
 
-    Ray must be initialised. Names are unique per instance, so it never meets the
-    `theo up` call plane ("call-supervisor"/"sip-gateway") on the same cluster.
-    """
-
-    def __init__(self, config: TheoConfig, warm_pool_size: int = 2, media: MediaSettings | None = None) -> None:
-        self.config = config
-        self.warm_pool_size = warm_pool_size
-        self.media = media or config.media
-        tag = uuid.uuid4().hex[:8]
-        self.supervisor_name = f"bench-media-supervisor-{tag}"
-        self.gateway_name = f"bench-media-gateway-{tag}"
-        self.supervisor = None
-        self.gateway = None
-        self.uri = ""
-        self.sip_port = 0
-
-    async def start(self) -> EchoCallPlane:
-        from actors.call_supervisor import CallSupervisorRemote
-        from actors.sip_gateway import SipGatewayActor
-
-        cfg = self.config
-        host = cfg.call.rtp_host
-        self.sip_port = free_sip_port(host)
-        sip = msgspec.structs.replace(cfg.sip, host=host, port=self.sip_port, allowed_peers=[host])
-        self.supervisor = CallSupervisorRemote.options(name=self.supervisor_name).remote(
-            msgspec.structs.replace(cfg.call, warm_pool_size=self.warm_pool_size, use_ami=False),
-            self.media,
-            msgspec.structs.replace(cfg.conversation, mode="echo"),
-            str(cfg.model_cache()),
-            None,
-            "",
-            self.gateway_name,
-            "",
+    def __init__(
+        self, config: TheoConfig, warm_pool_size: int = 2, media: MediaSettings | None = None, shards: int = 1
+    ) -> None:
+        super().__init__(
+            config, None, label="bench-media", warm_pool_size=warm_pool_size, media=media, shards=shards,
+            conversation=msgspec.structs.replace(config.conversation, mode="echo"),
         )
-        await self.supervisor.start.remote()
-        self.gateway = SipGatewayActor.options(name=self.gateway_name).remote(sip, self.supervisor_name)
-        udp = next(a for a in await self.gateway.ready.remote() if a.transport == "udp")
-        self.uri = f"sip:theo@{udp.host}:{udp.port}"
-        return self
-
-    async def call_actor(self, session_id: str):
-        return await self.supervisor.call_actor.remote(session_id)
-
-    async def media_stats(self, session_id: str) -> MediaStats:
-        actor = await self.call_actor(session_id)
-        if actor is None:
-            raise KeyError(f"no live call {session_id}")
-        return (await actor.stats.remote()).media
-
-    async def wait_warm(self, timeout: float = 60.0) -> None:
-        """Until the warm pool is full again (refills run after each answered call)."""
-        deadline = time.monotonic() + timeout
-        while (await self.supervisor.stats.remote()).warm < self.warm_pool_size:
-            if time.monotonic() > deadline:
-                raise TimeoutError("the CallSupervisor's warm pool did not refill")
-            await asyncio.sleep(0.1)
-
-    async def stop(self) -> None:
-        import ray
-
-        try:
-            if self.gateway is not None:
-                await self.gateway.stop.remote()
-            if self.supervisor is not None:
-                await self.supervisor.shutdown.remote()
-        finally:
-            for actor in (self.gateway, self.supervisor):
-                if actor is not None:
-                    ray.kill(actor)
-            self.gateway = self.supervisor = None
-
-    async def __aenter__(self) -> EchoCallPlane:
-        return await self.start()
-
-    async def __aexit__(self, *exc_info) -> None:
-        await self.stop()
 
 
 class LoopbackCall:
@@ -377,12 +293,13 @@ async def run_media_bench(
     say: Callable[[str], None] = print,
 ) -> MediaBenchReport:
     """Place `calls` concurrent echo calls, measure for `seconds`, hang up, clean up."""
-    if not 1 <= calls <= PJSUA_MAX_CALLS:
-        raise ValueError(f"calls must be 1..{PJSUA_MAX_CALLS} (pjsua's per-gateway call limit)")
+    if not 1 <= calls <= MAX_BENCH_CALLS:
+        raise ValueError(f"calls must be 1..{MAX_BENCH_CALLS}")
     ptime = config.media.ptime_ms
     # Each session's send-error percentiles then cover (about) the window only.
     media = msgspec.structs.replace(config.media, send_error_window=max(50, int(seconds * 1000 / ptime)))
-    plane = EchoCallPlane(config, warm_pool_size=min(2, calls), media=media)
+    shards = -(-calls // config.sip.max_calls)
+    plane = EchoCallPlane(config, warm_pool_size=min(2, calls), media=media, shards=shards)
     lines: list[LoopbackCall] = []
     await plane.start()
     try:
@@ -392,7 +309,7 @@ async def run_media_bench(
             await plane.wait_warm()
             line = LoopbackCall(f"bench-{uuid.uuid4().hex[:6]}-{index}", media, codec, keep_frames=False)
             lines.append(line)
-            await line.dial(plane.uri)
+            await line.dial(plane.uri_for(index))
             line.play_continuously(speech)
         await plane.wait_warm()
         await asyncio.sleep(1.0)  # every jitter buffer primed, the echo flowing

@@ -3,11 +3,11 @@ pipeline`, `theo loadtest`).
 
 It owns three things:
 
-- :class:`SimCallPlane`: a private, uniquely named CallSupervisor + SipGateway pair on a free
-  loopback SIP port, with the ConversationSettings the benchmark asks for (streaming or
+- :class:`SimCallPlane`: a private, uniquely named call plane (CallSupervisor + SipGateway
+  shards, see theo_ray.runtime.call_plane) on free loopback SIP ports, with the ConversationSettings the benchmark asks for (streaming or
   sequential, agent or echo) on the model deployments it is given. Several planes can share
   one cluster and one set of deployments, so a benchmark compares modes in one run, and no
-  plane meets the `theo up` plane ("call-supervisor"/"sip-gateway").
+  plane meets the `theo up` plane.
 - :func:`place_call`: one call from the caller simulator (``dial_and_run``) and the
   CallActor's CallRecord of it, as a :class:`SimCall`.
 - :func:`turn_samples` / :func:`barge_in_samples`: each caller-side figure (from the
@@ -18,9 +18,7 @@ It owns three things:
 
 from __future__ import annotations
 
-import asyncio
 import time
-import uuid
 from pathlib import Path
 
 import msgspec
@@ -28,6 +26,7 @@ import msgspec
 from theo_ray.config import TheoConfig
 from theo_ray.conversation.records import CallRecord, TurnRecord
 from theo_ray.conversation.settings import ConversationSettings
+from theo_ray.runtime.call_plane import CallPlane
 from theo_ray.runtime.serve_apps import ModelHandles
 from theo_ray.sim.caller_runner import CallFailed, CallRunResult, dial_and_run
 from theo_ray.sim.analysis import Percentiles, percentiles
@@ -55,12 +54,10 @@ def without_fillers(conversation: ConversationSettings) -> ConversationSettings:
     return msgspec.structs.replace(conversation, turn=msgspec.structs.replace(turn, fillers=fillers))
 
 
-class SimCallPlane:
-    """A private CallSupervisor + SipGateway with its own ConversationSettings.
-
-    ``handles`` None with ``conversation.mode == "echo"`` is the echo agent (no models).
-    Ray must be initialised.
-    """
+class SimCallPlane(CallPlane):
+    """A private call plane with the ConversationSettings a benchmark asks for (``handles``
+    None with ``conversation.mode == "echo"`` is the echo agent); `shards` gateway processes
+    of 4 calls each."""
 
     def __init__(
         self,
@@ -69,70 +66,13 @@ class SimCallPlane:
         handles: ModelHandles | None,
         label: str = "sim",
         warm_pool_size: int = 2,
+        shards: int = 1,
     ) -> None:
-        if handles is None and conversation.mode != "echo":
-            raise ValueError("an agent-mode call plane needs the model handles")
-        self.config = config
-        self.conversation = conversation
-        self.handles = handles
-        self.warm_pool_size = warm_pool_size
-        tag = uuid.uuid4().hex[:8]
-        self.label = label
-        self.supervisor_name = f"bench-{label}-supervisor-{tag}"
-        self.gateway_name = f"bench-{label}-gateway-{tag}"
-        self.supervisor = None
-        self.gateway = None
-        self.uri = ""
-
-    async def start(self) -> SimCallPlane:
-        from actors.call_supervisor import CallSupervisorRemote
-        from actors.sip_gateway import SipGatewayActor
-        from theo_ray.bench.media_bench import free_sip_port
-
-        cfg = self.config
-        host = cfg.call.rtp_host
-        sip = msgspec.structs.replace(cfg.sip, host=host, port=free_sip_port(host), allowed_peers=[host])
-        self.supervisor = CallSupervisorRemote.options(name=self.supervisor_name).remote(
-            msgspec.structs.replace(cfg.call, warm_pool_size=self.warm_pool_size, use_ami=False),
-            cfg.media, self.conversation, str(cfg.model_cache()), self.handles,
-            cfg.tts.voice if self.handles is not None else "", self.gateway_name, "",
+        super().__init__(
+            config, handles, label=f"bench-{label}", conversation=conversation,
+            warm_pool_size=warm_pool_size, shards=shards,
         )
-        await self.supervisor.start.remote()
-        self.gateway = SipGatewayActor.options(name=self.gateway_name).remote(sip, self.supervisor_name)
-        udp = next(a for a in await self.gateway.ready.remote() if a.transport == "udp")
-        self.uri = f"sip:{cfg.sip.account_user}@{udp.host}:{udp.port}"
-        return self
-
-    async def record(self, session_id: str, timeout_s: float = 10.0) -> CallRecord | None:
-        """The call's CallRecord once the supervisor closed it (the last one seen on timeout)."""
-        deadline = time.monotonic() + timeout_s
-        record = None
-        while time.monotonic() < deadline:
-            record = await self.supervisor.call_record.remote(session_id)
-            if record is not None and record.ended_at:
-                break
-            await asyncio.sleep(0.2)
-        return record
-
-    async def stop(self) -> None:
-        import ray
-
-        try:
-            if self.gateway is not None:
-                await self.gateway.stop.remote()
-            if self.supervisor is not None:
-                await self.supervisor.shutdown.remote()
-        finally:
-            for actor in (self.gateway, self.supervisor):
-                if actor is not None:
-                    ray.kill(actor)
-            self.gateway = self.supervisor = None
-
-    async def __aenter__(self) -> SimCallPlane:
-        return await self.start()
-
-    async def __aexit__(self, *exc_info) -> None:
-        await self.stop()
+        self.label = label  # what SimCall.plane reports ("turns", "streaming", ...)
 
 
 class SimCall(msgspec.Struct):
@@ -151,13 +91,14 @@ class SimCall(msgspec.Struct):
 
 async def place_call(
     plane: SimCallPlane, scenario: Scenario, voice: CallerVoice, out_dir: Path, session_id: str,
-    answer_timeout_s: float = 15.0,
+    answer_timeout_s: float = 15.0, uri: str = "",
 ) -> SimCall:
-    """Dial ``plane`` and play ``scenario``; never raises for a failed call (it is reported)."""
+    """Dial ``plane`` (shard ``uri``, default the first) and play ``scenario``; never raises
+    for a failed call (it is reported)."""
     call = SimCall(session_id=session_id, scenario=scenario.name, plane=plane.label, placed_at=time.monotonic())
     try:
         call.run = await dial_and_run(
-            plane.uri, scenario, voice, out_dir, headers={"X-Theo-Session": session_id},
+            uri or plane.uri, scenario, voice, out_dir, headers={"X-Theo-Session": session_id},
             answer_timeout_s=answer_timeout_s, name=session_id,
         )
         call.error = call.run.error

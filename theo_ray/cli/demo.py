@@ -22,8 +22,9 @@ from theo_ray.config import TheoConfig
 DEMO_SCENARIO = Path(__file__).resolve().parent.parent / "sim" / "scenarios" / "demo.yaml"
 
 
-async def run_call(config: TheoConfig, handles, scenario_path: Path, out_dir: Path, session_id: str):
-    from theo_ray.runtime.call_plane import SUPERVISOR, _get
+async def run_call(plane, scenario_path: Path, out_dir: Path, session_id: str):
+    """One call from the caller simulator to `plane` (a started CallPlane); writes the
+    summary and the call record into `out_dir`; returns (run, summary, span splits)."""
     from theo_ray.sim.call_summary import span_splits, summarise_simulated_call
     from theo_ray.sim.caller_runner import dial_and_run
     from theo_ray.sim.caller_voice import CallerVoice, CallerVoiceSettings
@@ -31,7 +32,8 @@ async def run_call(config: TheoConfig, handles, scenario_path: Path, out_dir: Pa
     from theo_ray.sim.scenario import load_scenario
 
     scenario = load_scenario(scenario_path)
-    target = f"sip:{config.sip.account_user}@{config.sip.host}:{config.sip.port}"
+    config = plane.config
+    target = plane.uri
     say(f"calling {target} with scenario '{scenario.name}' (X-Theo-Session: {session_id}) ...")
     # The caller speaks with the Kokoro voice Whisper understands best (measured: jm_kumo ~2%
     # WER, jf_alpha ~20%), a little faster than the agent so the two are told apart.
@@ -40,14 +42,8 @@ async def run_call(config: TheoConfig, handles, scenario_path: Path, out_dir: Pa
         model_cache_dir=config.model_cache(),
     )
     run = await dial_and_run(target, scenario, voice, out_dir, headers={"X-Theo-Session": session_id})
-    supervisor = _get(SUPERVISOR)
-    record = None
-    for _ in range(50):  # the call's record is final once the supervisor closed it
-        record = await supervisor.call_record.remote(session_id)
-        if record is not None and record.ended_at:
-            break
-        await asyncio.sleep(0.2)
-    summary = await summarise_simulated_call(run, scenario, record, handles)
+    record = await plane.record(session_id)  # final once the supervisor closed the call
+    summary = await summarise_simulated_call(run, scenario, record, plane.handles)
     spans = span_splits(record)
     write_summary(summary, out_dir / "summary.json")
     if record is not None:
@@ -75,9 +71,11 @@ def cmd_demo(config: TheoConfig, args: argparse.Namespace) -> int:
     handles = ensure_models_deployed(config, say)
 
     async def main():
-        await start_call_plane(config, handles, say)
+        # One call: one gateway shard is enough (`theo up` adds the others by name later).
+        demo_config = msgspec.structs.replace(config, sip=msgspec.structs.replace(config.sip, shards=1))
+        plane = await start_call_plane(demo_config, handles, say)
         say("[bold]4/4 the call[/bold]")
-        return await run_call(config, handles, Path(args.scenario), out_dir, f"demo-{int(time.time())}")
+        return await run_call(plane, Path(args.scenario), out_dir, f"demo-{int(time.time())}")
 
     run, summary, spans = asyncio.run(main())
     render_report(summary, spans, console)

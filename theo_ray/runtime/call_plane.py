@@ -1,26 +1,40 @@
-"""The call plane on a running cluster: the CallSupervisor, the SipGateway and (behind
-Asterisk) the AmiBridge, as named detached actors that outlive the `theo up` driver."""
+"""The call plane on a running cluster: the CallSupervisor, the SipGateway shards and
+(behind Asterisk) the AmiBridge, as named actors.
+
+One class serves every use: `theo up` / `theo demo` start the production plane (detached
+actors named "call-supervisor", "sip-gateway-<k>", "ami-bridge" that outlive the driver and
+are found again by name); benchmarks and tests start private planes (`label=...`: unique
+names, free loopback ports, no AMI) that never meet the production one on the same cluster.
+
+Why shards: pjsua is one instance per process, and the pjsua2-python wheel is built with
+pjsua's default PJSUA_MAX_CALLS = 4 (measured: the 5th makeCall fails with PJ_ETOOMANY, the
+5th incoming INVITE gets 486 Busy Here). So a node runs `sip.shards` gateway actors (each its
+own process), shard k on port `sip.port + k`; Asterisk's dialplan tries them in turn, moving
+on at a 486. A node answers `shards x max_calls` calls.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
 from collections.abc import Callable
 
 import msgspec
 
 from theo_ray.config import TheoConfig
+from theo_ray.conversation.settings import ConversationSettings
+from theo_ray.media.settings import MediaSettings
 from theo_ray.runtime.serve_apps import ModelHandles
+from theo_ray.sip.free_port import free_sip_port
 
 SUPERVISOR = "call-supervisor"
-GATEWAY = "sip-gateway"
+GATEWAY_PREFIX = "sip-gateway-"
 AMI_BRIDGE = "ami-bridge"
 
 
-class CallPlane(msgspec.Struct):
-    supervisor: object
-    gateway: object
-    sip_addresses: list[str]
-    ami_bridge: object | None = None
+def gateway_name(shard: int, prefix: str = GATEWAY_PREFIX) -> str:
+    return f"{prefix}{shard}"
 
 
 def _get(name: str):
@@ -32,51 +46,208 @@ def _get(name: str):
         return None
 
 
+def _quiet(_: str) -> None:
+    pass
+
+
+class CallPlane:
+    """A CallSupervisor + `shards` SipGateway actors (+ the AmiBridge when `call.use_ami`).
+
+    `label=""` is the production plane (detached, found by name if it runs already, ports
+    and peers from the config). Any other label makes a private plane: names unique to this
+    instance, free loopback SIP ports, only loopback peers, no AMI; `conversation`, `media`,
+    `warm_pool_size` and `shards` override the config for it. Ray must be initialised.
+    """
+
+    def __init__(
+        self,
+        config: TheoConfig,
+        handles: ModelHandles | None,
+        *,
+        label: str = "",
+        conversation: ConversationSettings | None = None,
+        media: MediaSettings | None = None,
+        warm_pool_size: int | None = None,
+        shards: int | None = None,
+    ) -> None:
+        self.config = config
+        self.handles = handles
+        self.label = label
+        self.conversation = conversation or config.conversation
+        if handles is None and self.conversation.mode != "echo":
+            raise ValueError("an agent-mode call plane needs the model handles")
+        self.media = media or config.media
+        self.warm_pool_size = config.call.warm_pool_size if warm_pool_size is None else warm_pool_size
+        self.shards = config.sip.shards if shards is None else shards
+        if label:
+            tag = uuid.uuid4().hex[:8]
+            self.supervisor_name = f"{label}-supervisor-{tag}"
+            self._gateway_prefix = f"{label}-gateway-{tag}-"
+            self.use_ami = False
+        else:
+            self.supervisor_name = SUPERVISOR
+            self._gateway_prefix = GATEWAY_PREFIX
+            self.use_ami = config.call.use_ami
+        self.gateway_names = [gateway_name(k, self._gateway_prefix) for k in range(self.shards)]
+        self.supervisor = None
+        self.gateways: list = []
+        self.ami_bridge = None
+        self.uris: list[str] = []  # one per shard, UDP
+        self.sip_addresses: list[str] = []  # "transport:host:port" of every shard
+
+    @property
+    def gateway(self):
+        """Shard 0 (the only one of a one-shard plane)."""
+        return self.gateways[0]
+
+    @property
+    def uri(self) -> str:
+        return self.uris[0]
+
+    def uri_for(self, index: int) -> str:
+        """The shard URI for the `index`-th call of a run: round robin, 4 calls per shard."""
+        return self.uris[index % len(self.uris)]
+
+    def _sip_settings(self, shard: int):
+        sip = self.config.sip
+        if self.label:
+            host = self.config.call.rtp_host
+            return msgspec.structs.replace(sip, host=host, port=free_sip_port(host), allowed_peers=[host])
+        return msgspec.structs.replace(sip, port=sip.port + shard if sip.port else 0)
+
+    async def start(self, say: Callable[[str], None] = _quiet) -> CallPlane:
+        """Start (or, for the production plane, find) every actor; returns when calls can come in."""
+        from actors.call_supervisor import CallSupervisorRemote
+        from actors.sip_gateway import SipGatewayActor
+
+        cfg = self.config
+        detached = {} if self.label else {"lifetime": "detached"}
+        ami_name = ""
+        if self.use_ami:
+            from actors.ami_bridge import AmiBridgeActor
+
+            ami_name = AMI_BRIDGE
+            self.ami_bridge = _get(AMI_BRIDGE) or AmiBridgeActor.options(name=AMI_BRIDGE, **detached).remote(
+                cfg.asterisk
+            )
+            health = await self.ami_bridge.start.remote()
+            say(f"  AMI bridge: {health}")
+        self.supervisor = None if self.label else _get(self.supervisor_name)
+        if self.supervisor is None:
+            started = time.perf_counter()
+            say("starting the CallSupervisor (pre-rendering fillers, warming CallActors) ...")
+            self.supervisor = CallSupervisorRemote.options(name=self.supervisor_name, **detached).remote(
+                msgspec.structs.replace(cfg.call, warm_pool_size=self.warm_pool_size, use_ami=self.use_ami),
+                self.media, self.conversation, str(cfg.model_cache()), self.handles,
+                cfg.tts.voice if self.handles is not None else "", self.gateway_names[0], ami_name,
+            )
+            stats = await self.supervisor.start.remote()
+            say(f"  ready in {time.perf_counter() - started:.1f} s ({stats.warm} warm CallActors)")
+        for shard, name in enumerate(self.gateway_names):
+            gateway = None if self.label else _get(name)
+            if gateway is None:
+                gateway = SipGatewayActor.options(name=name, **detached).remote(
+                    self._sip_settings(shard), self.supervisor_name, name
+                )
+            self.gateways.append(gateway)
+        listening = await asyncio.gather(*(g.ready.remote() for g in self.gateways))
+        for addresses in listening:
+            self.sip_addresses += [f"{a.transport}:{a.host}:{a.port}" for a in addresses]
+            udp = next(a for a in addresses if a.transport == "udp")
+            self.uris.append(f"sip:{cfg.sip.account_user}@{udp.host}:{udp.port}")
+        say(f"  SIP gateway: {self.shards} shard(s) x {cfg.sip.max_calls} calls, listening on "
+            f"{', '.join(self.sip_addresses)}")
+        return self
+
+    # ------------------------------------------------------------ calls on the plane
+
+    async def call_actor(self, session_id: str):
+        return await self.supervisor.call_actor.remote(session_id)
+
+    async def media_stats(self, session_id: str):
+        actor = await self.call_actor(session_id)
+        if actor is None:
+            raise KeyError(f"no live call {session_id}")
+        return (await actor.stats.remote()).media
+
+    async def hangup(self, session_id: str) -> bool:
+        """Agent-side hang-up through whichever shard holds the call."""
+        results = await asyncio.gather(*(g.hangup.remote(session_id) for g in self.gateways))
+        return any(results)
+
+    async def gateway_stats(self) -> list:
+        return list(await asyncio.gather(*(g.stats.remote() for g in self.gateways)))
+
+    async def wait_warm(self, timeout: float = 60.0) -> None:
+        """Until the warm pool is full again (refills run after each answered call)."""
+        deadline = time.monotonic() + timeout
+        while (await self.supervisor.stats.remote()).warm < self.warm_pool_size:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the CallSupervisor's warm pool did not refill")
+            await asyncio.sleep(0.1)
+
+    async def record(self, session_id: str, timeout_s: float = 10.0):
+        """The call's CallRecord once the supervisor closed it (the last one seen on timeout)."""
+        deadline = time.monotonic() + timeout_s
+        record = None
+        while time.monotonic() < deadline:
+            record = await self.supervisor.call_record.remote(session_id)
+            if record is not None and record.ended_at:
+                break
+            await asyncio.sleep(0.2)
+        return record
+
+    # ------------------------------------------------------------ teardown
+
+    async def stop(self) -> None:
+        """Hang up live calls, stop pjsua and the supervisor, kill the actors."""
+        import ray
+
+        try:
+            await asyncio.gather(*(g.stop.remote() for g in self.gateways), return_exceptions=True)
+            if self.supervisor is not None:
+                await self.supervisor.shutdown.remote()
+        finally:
+            for actor in (*self.gateways, self.supervisor):
+                if actor is not None:
+                    ray.kill(actor)
+            self.gateways = []
+            self.supervisor = None
+
+    async def __aenter__(self) -> CallPlane:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.stop()
+
+
 async def start_call_plane(
     config: TheoConfig, handles: ModelHandles | None, say: Callable[[str], None] = print
 ) -> CallPlane:
-    """Start (or find) the supervisor, gateway and AMI bridge; returns when calls can come in."""
-    from actors.call_supervisor import CallSupervisorRemote
-    from actors.sip_gateway import SipGatewayActor
-
-    bridge = None
-    if config.call.use_ami:
-        from actors.ami_bridge import AmiBridgeActor
-
-        bridge = _get(AMI_BRIDGE) or AmiBridgeActor.options(name=AMI_BRIDGE, lifetime="detached").remote(
-            config.asterisk
-        )
-        health = await bridge.start.remote()
-        say(f"  AMI bridge: {health}")
-    supervisor = _get(SUPERVISOR)
-    if supervisor is None:
-        started = time.perf_counter()
-        say("starting the CallSupervisor (pre-rendering fillers, warming CallActors) ...")
-        supervisor = CallSupervisorRemote.options(name=SUPERVISOR, lifetime="detached").remote(
-            config.call, config.media, config.conversation, str(config.model_cache()), handles,
-            config.tts.voice, GATEWAY, AMI_BRIDGE if config.call.use_ami else "",
-        )
-        stats = await supervisor.start.remote()
-        say(f"  ready in {time.perf_counter() - started:.1f} s ({stats.warm} warm CallActors)")
-    gateway = _get(GATEWAY)
-    if gateway is None:
-        gateway = SipGatewayActor.options(name=GATEWAY, lifetime="detached").remote(config.sip, SUPERVISOR)
-    addresses = [f"{a.transport}:{a.host}:{a.port}" for a in await gateway.ready.remote()]
-    say(f"  SIP gateway listening on {', '.join(addresses)}")
-    return CallPlane(supervisor=supervisor, gateway=gateway, sip_addresses=addresses, ami_bridge=bridge)
+    """The production plane (`theo up`, `theo demo`), started or found by name."""
+    return await CallPlane(config, handles).start(say)
 
 
-async def stop_call_plane() -> None:
+async def stop_call_plane() -> list[str]:
+    """Stop the production plane's actors, every gateway shard included, whatever their
+    count; returns the names stopped (none when no plane runs)."""
     import ray
+    from ray.util import list_named_actors
 
-    for name in (GATEWAY, SUPERVISOR, AMI_BRIDGE):
+    names = [n for n in list_named_actors() if n in (SUPERVISOR, AMI_BRIDGE) or n.startswith(GATEWAY_PREFIX)]
+    # Gateways first: their BYEs close calls through the supervisor, which must still run.
+    names.sort(key=lambda n: (not n.startswith(GATEWAY_PREFIX), n))
+    for name in names:
         actor = _get(name)
         if actor is None:
             continue
         try:
-            if name == GATEWAY:
+            if name.startswith(GATEWAY_PREFIX):
                 await actor.stop.remote()
             elif name == SUPERVISOR:
                 await actor.shutdown.remote()
+        except Exception as exc:  # noqa: BLE001 - a dead actor is still killed below
+            print(f"  {name}: stop failed ({exc}); killing it")
         finally:
             ray.kill(actor)
+    return names

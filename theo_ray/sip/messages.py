@@ -53,6 +53,7 @@ class CallSetup(msgspec.Struct, frozen=True):
     remote: RemoteMedia
     gateway_node: str = ""  # the gateway's SIP address, host:port
     invite_at: float = 0.0  # gateway clock (time.monotonic) when the INVITE arrived
+    gateway_name: str = ""  # the named SipGateway shard holding the dialog (hang-up goes there)
 
 
 class MediaAnswer(msgspec.Struct, frozen=True):

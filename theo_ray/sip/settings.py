@@ -6,6 +6,9 @@ from typing import Literal
 
 import msgspec
 
+# pjsua.h's default, which the pjsua2-python 2.15.1 wheel keeps (measured, see max_calls).
+PJSUA_MAX_CALLS = 4
+
 
 class SipSettings(msgspec.Struct, forbid_unknown_fields=True):
     host: str = "127.0.0.1"  # address the SIP transports bind (and advertise in Contact)
@@ -23,9 +26,26 @@ class SipSettings(msgspec.Struct, forbid_unknown_fields=True):
         default_factory=lambda: ["G722", "PCMU", "PCMA", "L16"]
     )
     ptime_ms: int = 20
-    warm_pool_size: int = 4  # CallActors the supervisor keeps ready (used by the lead)
     ring_before_answer: bool = True  # 180 Ringing while the router opens the call
     answer_timeout_s: float = 5.0  # router slower than this -> 503 to the PBX
-    max_calls: int = 32  # pjsua silently caps this at its build-time PJSUA_MAX_CALLS
+    # Calls per gateway process. pjsua's compile-time PJSUA_MAX_CALLS is 4 in the pjsua2-python
+    # wheel (the 5th call gets PJ_ETOOMANY / 486), so 4 is also the most that works.
+    max_calls: int = 4
+    # Gateway processes per node, shard k on port + k (port 0: each picks a free port).
+    # A node answers shards x max_calls concurrent calls; Asterisk tries the shards in turn.
+    shards: int = 4
     poll_interval_ms: int = 5  # longest a command from asyncio waits for the SIP thread
     log_level: int = 1  # pjsip log verbosity (0 silent .. 5 all messages)
+
+    def __post_init__(self) -> None:
+        from theo_ray.errors import ConfigError
+
+        if not 1 <= self.max_calls <= PJSUA_MAX_CALLS:
+            raise ConfigError(
+                "sip.max_calls",
+                f"must be 1..{PJSUA_MAX_CALLS} (the pjsua2 wheel's PJSUA_MAX_CALLS); raise sip.shards for more calls",
+            )
+        if not 1 <= self.shards <= 64:
+            raise ConfigError("sip.shards", "must be 1..64 gateway processes per node")
+        if self.port and self.port + self.shards - 1 > 65535:
+            raise ConfigError("sip.shards", f"ports {self.port}..{self.port + self.shards - 1} exceed 65535")
