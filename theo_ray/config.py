@@ -28,6 +28,15 @@ from theo_ray.sip.settings import SipSettings
 _STRICT = {"forbid_unknown_fields": True, "kw_only": True}
 
 
+class TheoMediaSettings(MediaSettings, **_STRICT):
+    """MediaSettings with the idle fill on (-65 dBFS comfort noise whenever Theo is silent,
+    so the PBX's rtp_timeout only fires when Theo is really gone). The media library's own
+    default is off (its tests count packets); here a `[media]` table that leaves the key
+    out keeps it on."""
+
+    idle_fill_dbfs: float | None = -65.0
+
+
 class RaySettings(msgspec.Struct, **_STRICT):
     # None: `theo up` starts a local cluster; "auto" or "host:port": join that cluster.
     address: str | None = None
@@ -122,15 +131,23 @@ class TheoConfig(msgspec.Struct, **_STRICT):
     paths: PathsSettings = msgspec.field(default_factory=PathsSettings)
     secrets: SecretsSettings = msgspec.field(default_factory=SecretsSettings)
     # 5080: Asterisk itself usually holds 5060 on the same network (see asterisk/README.md).
-    sip: SipSettings = msgspec.field(default_factory=lambda: SipSettings(port=5080))
+    sip: SipSettings = msgspec.field(default_factory=SipSettings)
     # Calls keep the line alive with -65 dBFS comfort noise when Theo has nothing to say.
-    media: MediaSettings = msgspec.field(default_factory=lambda: MediaSettings(idle_fill_dbfs=-65.0))
+    media: TheoMediaSettings = msgspec.field(default_factory=lambda: TheoMediaSettings())
     call: CallSettings = msgspec.field(default_factory=CallSettings)
     conversation: ConversationSettings = msgspec.field(default_factory=ConversationSettings)
     asterisk: AsteriskSiteSettings = msgspec.field(default_factory=AsteriskSiteSettings)
 
     def __post_init__(self) -> None:
         if self.call.use_ami:
+            # What the PBX is told (rendered dialplan) must be where the gateways listen.
+            theo = self.asterisk.theo
+            if (theo.sip_port, theo.shards) != (self.sip.port, self.sip.shards):
+                raise ConfigError(
+                    "asterisk.theo",
+                    f"sip_port={theo.sip_port}, shards={theo.shards} must match sip.port={self.sip.port}, "
+                    f"sip.shards={self.sip.shards}: the PBX dials ports sip_port..sip_port+shards-1",
+                )
             routes = set(self.asterisk.dialplan.transfer_routes)
             for name in self.conversation.turn.tools.transfer_destinations:
                 if name not in routes:

@@ -53,3 +53,36 @@ def test_gate_stops_echo_but_not_the_caller(delay_ms, gain_db):
     assert gate.delay_ms is not None and abs(gate.delay_ms - delay_ms) <= 20
     assert echo_gated >= 0.9 * echo_frames, (echo_gated, echo_frames)
     assert caller_gated <= 0.1 * caller_frames, (caller_gated, caller_frames)
+
+
+def test_fast_path_check_stops_our_echo_passes_the_caller_and_changes_nothing():
+    """`could_be_echo(rms)` (the barge-in fast path at packet arrival) on the same line echo
+    (-10 dB, 60 ms): every echo packet could be ours, a caller as loud as the agent could not,
+    before and after the path is learned; it never moves the gate's own state."""
+    codec = create_codec("PCMU")
+    agent8 = codec.decode(codec.encode(_espeak(
+        "Olá, eu sou a Theo, vou te explicar como funciona o seu plano de internet, com calma.", 8000)))
+    delay = 60 * 8
+    echo = (np.concatenate([np.zeros(delay), agent8])[: len(agent8)] * 10 ** (-10 / 20)).astype(np.int16)
+    rms = lambda a: float(np.sqrt(np.mean(a.astype(np.float64) ** 2)))  # noqa: E731
+    gate = EchoGate()
+    assert not gate.could_be_echo(5000.0)  # nothing sent yet: nothing can be our echo
+    flagged_before = flagged_after = echo_packets = 0
+    agent_level = []
+    for i in range(len(agent8) // 160):
+        gate.on_reference(agent8[i * 160 : (i + 1) * 160])
+        packet = echo[i * 160 : (i + 1) * 160]
+        agent_level.append(rms(agent8[i * 160 : (i + 1) * 160]))
+        if rms(packet) > 100:
+            echo_packets += 1
+            learned = gate.delay_ms is not None
+            state = (gate.frames_gated, gate.frames_passed, gate.delay_ms, gate.gain)
+            ok = gate.could_be_echo(rms(packet))
+            assert state == (gate.frames_gated, gate.frames_passed, gate.delay_ms, gate.gain)
+            flagged_after += ok and learned
+            flagged_before += ok and not learned
+        gate.is_echo_only(np.repeat(packet, 2))  # the frame path at 16 kHz, as the turn loop runs it
+    assert gate.delay_ms is not None
+    assert flagged_before + flagged_after == echo_packets
+    # A caller talking as loud as the agent's median packet is not explained by our echo.
+    assert not gate.could_be_echo(float(np.median([a for a in agent_level if a > 100])))

@@ -284,3 +284,33 @@ async def test_telephone_events_reported_once():
     finally:
         await b.stop()
         raw.close()
+
+
+@pytest.mark.parametrize("codec, model_rate", [("PCMU", 8000), ("G722", 16000)])
+async def test_arrival_probe_sees_each_packet_a_jitter_buffer_ahead_of_its_frame(codec, model_rate):
+    """The barge-in fast path: `set_arrival_probe` reports each audio packet's RMS as it
+    arrives, before the jitter buffer hands the same audio out as a frame (60 ms minimum
+    depth here), and its own decoder leaves the frame path's audio untouched (G.722's
+    ADPCM decoder is stateful)."""
+    a, b = await pair(codec, model_rate=model_rate)
+    probed: list[tuple[float, float]] = []
+    b.set_arrival_probe(lambda rms, at: probed.append((rms, at)))
+    got = Collector(b)
+    x = speech_like(model_rate, 1.0, top_hz=3400)
+    a.enqueue(x, "s", last=True)
+    await a.drained()
+    await asyncio.sleep(0.2)
+    stats = b.stats()
+    await a.stop()
+    await b.stop()
+    await got.task
+    audio = got.audio()
+    assert len(probed) == stats.packets_in == len(audio) == 50
+    assert b.jitter_depth_ms >= 60.0
+    # Each frame's packet was probed at its arrival, and the frame came out a tick or more later.
+    leads = [f.at - at for f, (_, at) in zip(audio, probed)]
+    assert min(leads) >= 0.02 - 1e-3, min(leads)
+    # The probe's level is the packet's: loud speech, nothing near silence.
+    levels = np.array([rms for rms, _ in probed])
+    frame_levels = np.array([np.sqrt(np.mean(f.pcm.astype(np.float64) ** 2)) for f in audio])
+    assert np.all(levels > 300) and np.allclose(levels, frame_levels, rtol=0.35)

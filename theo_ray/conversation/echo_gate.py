@@ -81,6 +81,28 @@ class EchoGate:
                 self.gain = float(np.median(self._inb[-window:][active] / lagged[active]))
                 self.delay_ms = best_lag * self.settings.block_ms
 
+    def could_be_echo(self, rms: float, lead_ms: float = 0.0) -> bool:
+        """For the barge-in fast path, which sees a packet as it arrives, `lead_ms` (the jitter
+        buffer's depth) ahead of the frame stream this gate follows; it must not change the
+        gate's state. True when what we sent where the learned path points (shifted by the
+        lead, two blocks of slack each side), at the learned gain plus the margin, could be
+        this loud; before a path is learned, anything sent within the echo's reach at the
+        assumed default ERL."""
+        s = self.settings
+        n = len(self._ref)
+        if self.delay_ms is None:
+            window = self._ref[-(self._max_lag + 2) :]
+            factor = 10 ** (-s.default_erl_db / 20)
+        else:
+            lag = max(0, int((self.delay_ms - lead_ms) // s.block_ms))
+            newest = n - lag + 2  # exclusive end; the newest reference block is n - 1
+            window = self._ref[max(0, newest - 4 - self.blocks_per_frame) : min(n, newest)]
+            factor = self.gain * 10 ** (s.margin_db / 20)
+        loudest = float(np.max(window)) if len(window) else 0.0
+        if loudest <= 30.0:
+            return False
+        return rms <= loudest * factor + 30.0
+
     def is_echo_only(self, inbound: np.ndarray) -> bool:
         """True when this inbound frame is (only) our own voice coming back."""
         blocks = _block_rms(inbound, self.blocks_per_frame)

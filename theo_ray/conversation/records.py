@@ -60,6 +60,8 @@ class CallRecord(msgspec.Struct):
     barge_ins: list[BargeInRecord] = []
     backchannels_played: int = 0
     fillers_played: int = 0
+    # Playout pauses taken at packet arrival (the barge-in fast path), confirmed or undone.
+    early_pauses: int = 0
     transferred_to: str = ""
     transfer_reason: str = ""
     errors: list[str] = []

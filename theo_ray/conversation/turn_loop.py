@@ -151,6 +151,7 @@ class TurnLoop:
         self._speech_ms_in_turn = 0.0
         self._backchannel_due = False
         rtp.playout.add_listener(self._on_playout)
+        rtp.set_arrival_probe(self._on_packet_energy)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -254,6 +255,27 @@ class TurnLoop:
             else:
                 self._on_speech_end(frame)
         self._after_frame(frame)
+
+    def _on_packet_energy(self, rms: float, arrival_at: float) -> None:
+        """Barge-in fast path at packet arrival, a jitter-buffer depth before the frame path:
+        a packet louder than `energy_pause_rms` that no echo of ours can explain pauses
+        playout (fade over one packet). Reversible like every pause: no VAD speech start
+        within `unconfirmed_resume_ms` and playout resumes where it stopped."""
+        barge = self.settings.barge_in
+        if (
+            barge.energy_pause_rms <= 0
+            or rms <= barge.energy_pause_rms
+            or self._paused_at is not None
+            or self._reply is None
+            or not self._reply.real_audio_started
+            or self.state == "ended"
+            or not self._agent_audio_active()
+            or self.echo_gate.could_be_echo(rms, lead_ms=self.rtp.jitter_depth_ms)
+        ):
+            return
+        self.rtp.pause()
+        self._paused_at = self.clock()
+        self.record.early_pauses += 1
 
     def _reference_for(self, frame: InboundFrame) -> np.ndarray | None:
         # What the playout sent in this tick (the same tick delivered this frame).

@@ -242,6 +242,11 @@ class RtpSession:
         # Filled by start():
         self.codec: Codec | None = None
         self._decoder: Codec | None = None
+        # Barge-in fast path: called with (rms, arrival time) of each audio packet as it
+        # arrives, before the jitter buffer; it decodes with a decoder of its own so that a
+        # stateful codec's (G.722) main decoder never sees a packet twice.
+        self._arrival_probe: Callable[[float, float], None] | None = None
+        self._probe_decoder: Codec | None = None
         self.playout: PlayoutQueue | None = None
         self._out_mark: str | None = None
         self._last_enqueue_at = 0.0
@@ -265,6 +270,7 @@ class RtpSession:
         s = self.settings
         self.codec = codec_registry.create_codec(codec, payload_type)
         self._decoder = codec_registry.create_codec(codec, payload_type)
+        self._probe_decoder = codec_registry.create_codec(codec, payload_type)
         rate = self.codec.sample_rate
         self._frame_samples = self.codec.samples_per_frame(s.ptime_ms)
         self._ts_step = self.codec.timestamp_step(s.ptime_ms)
@@ -395,6 +401,25 @@ class RtpSession:
         self._stats.bytes_in += len(data)
         self._reception.update(packet.ssrc, packet.sequence, packet.timestamp, now)
         self._jitter.put(packet, now)
+        if self._arrival_probe is not None and self._probe_decoder is not None:
+            try:
+                pcm = self._probe_decoder.decode(packet.payload)
+            except (PayloadError, ValueError):
+                return  # counted as garbage when the jitter buffer hands it out
+            if pcm.size:
+                self._arrival_probe(float(np.sqrt(np.mean(pcm.astype(np.float32) ** 2))), now)
+
+    @property
+    def jitter_depth_ms(self) -> float:
+        """The inbound jitter buffer's current target depth (0 before start())."""
+        jitter = getattr(self, "_jitter", None)  # set by start()
+        return jitter.target_ms if jitter is not None else 0.0
+
+    def set_arrival_probe(self, probe: Callable[[float, float], None] | None) -> None:
+        """`probe(rms, arrival_at)` for every accepted audio packet at its arrival, before the
+        jitter buffer (int16 RMS at the codec rate): the turn loop pauses playout from here on
+        a barge-in, a jitter-buffer depth sooner than from the frames it is handed."""
+        self._arrival_probe = probe
 
     def _on_telephone_event(self, timestamp: int, payload: bytes) -> None:
         self._stats.telephone_event_packets += 1

@@ -12,7 +12,7 @@ PJSUA_MAX_CALLS = 4
 
 class SipSettings(msgspec.Struct, forbid_unknown_fields=True):
     host: str = "127.0.0.1"  # address the SIP transports bind (and advertise in Contact)
-    port: int = 5060
+    port: int = 5080  # the PBX keeps 5060; Theo's gateway shards listen on 5080, 5081, ...
     transports: list[Literal["udp", "tcp"]] = msgspec.field(default_factory=lambda: ["udp", "tcp"])
     # PBX addresses (IPs or CIDR networks) allowed to send INVITEs; others get 403.
     allowed_peers: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1"])
