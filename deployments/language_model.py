@@ -17,9 +17,16 @@ from pathlib import Path
 
 from ray import serve
 
+from deployments.cpu_priority import set_cpu_nice
 from deployments.validation import check_generate
 from theo_ray.config import LanguageModelSettings
-from theo_ray.messages import GenerateRequest, LlmDelta, LlmEngineStats, ModelInfo, ToolCall
+from theo_ray.messages import (
+    GenerateRequest,
+    LlmDelta,
+    LlmEngineStats,
+    ModelInfo,
+    ToolCall,
+)
 from theo_ray.telemetry.tracing import deployment_span
 from theo_ray.turn.tools import MalformedToolCall, ParsedPiece, ToolCallParser
 
@@ -48,6 +55,7 @@ class LanguageModel:
     def __init__(self, settings: LanguageModelSettings, cache_dir: str) -> None:
         started = time.perf_counter()
         self.settings = settings
+        set_cpu_nice(settings.deployment.cpu_nice)  # before the engine starts its processes
         self.backend = make_llm_backend(settings, Path(cache_dir))
         self.load_seconds = time.perf_counter() - started
         self._active: set[str] = set()

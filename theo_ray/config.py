@@ -60,6 +60,8 @@ class DeploymentSettings(msgspec.Struct, **_STRICT):
     num_gpus: float = 0.0
     max_ongoing_requests: int = 8
     autoscaling: AutoscalingSettings | None = None
+    # OS nice value of the replica process (0..19; see deployments/cpu_priority.py).
+    cpu_nice: int = 0
 
 
 class SpeechToTextSettings(msgspec.Struct, **_STRICT):
@@ -69,6 +71,8 @@ class SpeechToTextSettings(msgspec.Struct, **_STRICT):
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     compute_type: str = "int8"
     cpu_threads: int = 2
+    # Transcriptions decoded at once (CTranslate2 workers; each holds its own buffers).
+    parallel_requests: int = 2
     beam_size: int = 1
     language: str = "pt"
     deployment: DeploymentSettings = msgspec.field(default_factory=DeploymentSettings)
@@ -94,7 +98,8 @@ class LanguageModelSettings(msgspec.Struct, **_STRICT):
     script: str = ""
     scripted_token_delay_ms: float = 20.0
     deployment: DeploymentSettings = msgspec.field(
-        default_factory=lambda: DeploymentSettings(num_cpus=1.0, max_ongoing_requests=16)
+        # Nice 10: on shared CPU cores, STT and TTS (the turn's critical path) go first.
+        default_factory=lambda: DeploymentSettings(num_cpus=1.0, max_ongoing_requests=16, cpu_nice=10)
     )
 
 

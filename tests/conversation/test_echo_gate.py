@@ -86,3 +86,26 @@ def test_fast_path_check_stops_our_echo_passes_the_caller_and_changes_nothing():
     assert flagged_before + flagged_after == echo_packets
     # A caller talking as loud as the agent's median packet is not explained by our echo.
     assert not gate.could_be_echo(float(np.median([a for a in agent_level if a > 100])))
+
+
+def test_fast_path_on_a_quiet_line_takes_a_soft_caller_onset_for_the_caller():
+    """A line that returns no echo (the PBX's hybrid is ideal, or the simulator): once the
+    agent has talked longer than the echo's reach with the line staying 20 dB below, a
+    caller onset far softer than the agent (-30 dB) is not taken for echo. At the start of
+    an utterance (its echo could still be on its way) the conservative default holds."""
+    codec = create_codec("PCMU")
+    agent8 = codec.decode(codec.encode(_espeak(
+        "Olá, eu sou a Theo, vou te explicar como funciona o seu plano de internet, com calma.", 8000)))
+    rms = lambda a: float(np.sqrt(np.mean(a.astype(np.float64) ** 2)))  # noqa: E731
+    line_noise = np.full(320, 3, np.int16)  # -80 dBFS: comfort noise level
+    gate = EchoGate()
+    soft = rms(agent8) * 10 ** (-30 / 20)
+    frames = len(agent8) // 160
+    verdicts = []
+    for i in range(frames):
+        gate.on_reference(agent8[i * 160 : (i + 1) * 160])
+        gate.is_echo_only(line_noise)
+        verdicts.append(gate.could_be_echo(max(soft, 200.0)))
+    assert gate.delay_ms is None  # no echo: nothing to learn
+    assert all(verdicts[:20])  # the first 400 ms: the echo could still be coming back
+    assert not any(verdicts[int(1.3 * 50):])  # after the echo's reach went by quietly

@@ -44,9 +44,12 @@ class EchoGate:
         self.delay_ms: float | None = None
         self.gain: float = 0.0
         self.correlation: float = 0.0
+        # Upper bound of the echo's gain shown by a quiet line (None: not shown yet).
+        self.echo_gain_bound: float | None = None
         self.frames_gated = 0
         self.frames_passed = 0
         self._frames_since_estimate = 0
+        self._inbound_blocks = 0  # real inbound blocks seen (the history starts as padding)
 
     def on_reference(self, pcm: np.ndarray | None) -> None:
         """What was sent in one frame slot (None/empty: nothing was sent)."""
@@ -64,8 +67,17 @@ class EchoGate:
         window = n - self._max_lag
         if window < 20 or float(np.max(self._ref)) < 30.0:  # reference silent: nothing to learn
             return
+        if self._inbound_blocks < n:
+            # Part of the inbound history is still padding: its step up to the first real
+            # frame would correlate with the reference's own first step (the greeting starts
+            # as the call does) and "find" a zero-delay path.
+            return
         target = inb[-window:] - inb[-window:].mean()
-        target_norm = float(np.sqrt(np.sum(target**2))) or 1.0
+        if float(np.std(target)) < 0.05:
+            # A flat inbound envelope (digital silence, steady noise) correlates with nothing;
+            # normalising its rounding residue would "find" a path at random.
+            return
+        target_norm = float(np.sqrt(np.sum(target**2)))
         for lag in range(self._max_lag + 1):
             seg = ref[n - window - lag : n - lag]
             seg = seg - seg.mean()
@@ -92,7 +104,7 @@ class EchoGate:
         n = len(self._ref)
         if self.delay_ms is None:
             window = self._ref[-(self._max_lag + 2) :]
-            factor = 10 ** (-s.default_erl_db / 20)
+            factor = self._unlearned_factor()
         else:
             lag = max(0, int((self.delay_ms - lead_ms) // s.block_ms))
             newest = n - lag + 2  # exclusive end; the newest reference block is n - 1
@@ -103,20 +115,49 @@ class EchoGate:
             return False
         return rms <= loudest * factor + 30.0
 
+    def _unlearned_factor(self) -> float:
+        """Loudest echo / loudest sent, while no path is learned: the bound a quiet line
+        proved (plus the margin), else the assumed default ERL."""
+        if self.echo_gain_bound is not None:
+            return self.echo_gain_bound * 10 ** (self.settings.margin_db / 20)
+        return 10 ** (-self.settings.default_erl_db / 20)
+
+    def _bound_from_quiet_line(self) -> None:
+        """Over the echo's whole reach the line stayed at least `quiet_line_erl_db` below
+        loud audio we had sent before that reach began: whatever echo it returns is at most
+        that small. The bound is kept (the line does not change within a call; a real echo
+        would be learned as a path). Without the shift by one reach, the start of each agent
+        utterance (sent, its echo not yet back) would look like a quiet line."""
+        reach = self._max_lag + 2
+        earlier = self._ref[-2 * reach : -reach]
+        if len(earlier) < reach or self._inbound_blocks < 2 * reach:
+            return
+        sent = float(np.max(earlier))
+        if sent < 300.0:  # nothing loud enough went out to tell
+            return
+        line = float(np.max(self._inb[-reach:]))
+        if line <= sent * 10 ** (-self.settings.quiet_line_erl_db / 20):
+            bound = line / sent
+            self.echo_gain_bound = bound if self.echo_gain_bound is None else max(self.echo_gain_bound, bound)
+
     def is_echo_only(self, inbound: np.ndarray) -> bool:
         """True when this inbound frame is (only) our own voice coming back."""
         blocks = _block_rms(inbound, self.blocks_per_frame)
         self._inb = np.concatenate((self._inb[self.blocks_per_frame :], blocks))
+        self._inbound_blocks += self.blocks_per_frame
         self._frames_since_estimate += 1
         if self._frames_since_estimate >= 5:  # re-estimate every 100 ms
             self._frames_since_estimate = 0
             self._estimate()
+            if self.delay_ms is None:
+                self._bound_from_quiet_line()
         if self.delay_ms is None:
-            # Path not learned yet (the agent's first second): assume the line returns our
-            # voice at least default_erl_db quieter; only louder sound can be the caller.
+            # Path not learned (no echo to learn from, or the agent's first seconds): the
+            # echo is at most what a quiet line proved, else default_erl_db under what we
+            # sent; only louder sound can be the caller.
             recent = self._ref[-(self._max_lag + 2) :]
             loudest = float(np.max(recent))
-            echo = loudest > 30.0 and float(np.max(blocks)) <= loudest * 10 ** (-self.settings.default_erl_db / 20)
+            echo = loudest > 30.0 and float(np.max(blocks)) <= loudest * self._unlearned_factor() + 30.0
             self.frames_gated += echo
             self.frames_passed += not echo
             return echo

@@ -20,6 +20,10 @@ class EchoGateSettings(msgspec.Struct, **_STRICT):
     min_correlation: float = 0.75  # envelope correlation that identifies the echo path
     margin_db: float = 6.0  # inbound louder than the predicted echo by this much = caller speech
     history_ms: int = 2000  # reference/inbound envelope kept for the path estimate
+    # A line that stayed this far below what we sent, for longer than the echo's reach,
+    # bounds the echo (no path to learn): sound above that bound + margin is the caller,
+    # however loud we are, so a soft barge-in onset is not taken for our echo.
+    quiet_line_erl_db: float = 20.0
 
 
 class BargeInSettings(msgspec.Struct, **_STRICT):

@@ -1,7 +1,8 @@
 """Start, join and stop the Ray cluster Theo runs on, keeping token auth on.
 
 `theo up` without an address starts a local head node bound to 127.0.0.1 and remembers in
-a state file that it did, so `theo down` stops only a cluster that Theo started.
+a state file that it did (and its session folder), so `theo down` stops only that cluster's
+processes, not other Ray clusters on the same machine.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ class ClusterState(msgspec.Struct):
     address: str
     started_by_theo: bool
     dashboard_url: str
+    # The head's session folder: its processes carry it on their command lines, so `theo
+    # down` stops this cluster's processes and no other Ray on the machine.
+    session_dir: str = ""
 
 
 def _state_file(settings: RaySettings) -> Path:
@@ -97,7 +101,50 @@ def start_or_join(settings: RaySettings, say: Callable[[str], None] = print) -> 
         path.write_bytes(msgspec.json.encode(state))
         say(f"  Ray head at {state.address}, dashboard {state.dashboard_url} (bearer token in ~/.ray/auth_token)")
     ray.init(address=state.address, namespace=settings.namespace, log_to_driver=False)
+    if state.started_by_theo and not state.session_dir:
+        state.session_dir = _session_dir()
+        _state_file(settings).write_bytes(msgspec.json.encode(state))
     return state
+
+
+def _session_dir() -> str:
+    import ray
+
+    node = getattr(ray._private.worker, "_global_node", None)  # no public API for it
+    return node.get_session_dir_path() if node is not None else ""
+
+
+def _stop_session_processes(session_dir: str, timeout_s: float = 15.0) -> int:
+    """SIGTERM, then SIGKILL, every process of one Ray session: those whose command line
+    names the session folder (GCS, raylet, dashboard, log monitor) and their children (the
+    workers: actors, Serve replicas). Returns how many were stopped."""
+    import psutil
+
+    roots = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any(session_dir in arg for arg in proc.info["cmdline"] or []):
+                roots.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    procs = {p.pid: p for p in roots}
+    for root in roots:
+        try:
+            procs.update({c.pid: c for c in root.children(recursive=True)})
+        except psutil.NoSuchProcess:
+            continue
+    for proc in procs.values():
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(list(procs.values()), timeout=timeout_s)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    return len(procs)
 
 
 def stop(settings: RaySettings, say: Callable[[str], None] = print) -> bool:
@@ -118,8 +165,12 @@ def stop(settings: RaySettings, say: Callable[[str], None] = print) -> bool:
             ray.shutdown()
         except Exception as exc:  # the cluster is going away anyway; say why Serve did not stop cleanly
             say(f"  Serve shutdown: {type(exc).__name__}: {exc}")
-        # `ray stop` ends this machine's Ray processes; the state file says they are ours.
-        subprocess.run([_ray_cli(), "stop"], capture_output=True, text=True)
+        if state.session_dir:
+            stopped = _stop_session_processes(state.session_dir)
+            say(f"  stopped {stopped} processes of session {Path(state.session_dir).name}")
+        else:
+            # Older state file without the session: `ray stop` ends every Ray process here.
+            subprocess.run([_ray_cli(), "stop"], capture_output=True, text=True)
     _state_file(settings).unlink(missing_ok=True)
     say(f"stopped the local Ray cluster at {state.address}")
     return True
