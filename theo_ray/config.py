@@ -71,8 +71,10 @@ class SpeechToTextSettings(msgspec.Struct, **_STRICT):
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     compute_type: str = "int8"
     cpu_threads: int = 2
-    # Transcriptions decoded at once (CTranslate2 workers; each holds its own buffers).
-    parallel_requests: int = 2
+    # Transcriptions decoded at once (CTranslate2 workers). 1 on CPU: measured on 2 cores, two
+    # lanes of cpu_threads each made a turn's final 2-4x slower (OpenMP threads fighting),
+    # not faster; more lanes pay off with more cores or on GPU.
+    parallel_requests: int = 1
     beam_size: int = 1
     language: str = "pt"
     deployment: DeploymentSettings = msgspec.field(default_factory=DeploymentSettings)

@@ -43,10 +43,7 @@ class FasterWhisperBackend:
             cpu_threads=settings.cpu_threads,
             num_workers=settings.parallel_requests,
         )
-        # Parallel lanes (CTranslate2 workers): a turn's final transcription must not queue
-        # behind a partial that was already decoding when the caller stopped (cancelling a
-        # stream does not interrupt the step in progress). Measured: with one lane the final
-        # waited up to a whole partial (~1 s on 2 cores).
+        # Lanes (CTranslate2 workers) decoding at once; see SpeechToTextSettings.parallel_requests.
         self._pool = concurrent.futures.ThreadPoolExecutor(settings.parallel_requests, thread_name_prefix="whisper")
 
     def _start(self, audio: np.ndarray, language: str, prompt: str, word_timestamps: bool):

@@ -137,8 +137,11 @@ class EchoGate:
             return
         line = float(np.max(self._inb[-reach:]))
         if line <= sent * 10 ** (-self.settings.quiet_line_erl_db / 20):
-            bound = line / sent
-            self.echo_gain_bound = bound if self.echo_gain_bound is None else max(self.echo_gain_bound, bound)
+            # Every quiet stretch is a valid upper bound: keep the tightest. (The largest would
+            # grow with the caller's own soft speech heard while we talked.)
+            # Floored at -40 dB: a line that was silent for a moment (a hold) can come back.
+            bound = max(line / sent, 0.01)
+            self.echo_gain_bound = bound if self.echo_gain_bound is None else min(self.echo_gain_bound, bound)
 
     def is_echo_only(self, inbound: np.ndarray) -> bool:
         """True when this inbound frame is (only) our own voice coming back."""

@@ -201,7 +201,13 @@ class TurnLoop:
             self._last_audio_sent_at = event.at
 
     def _agent_audio_active(self) -> bool:
-        """Agent speech is being sent (or was within the last 100 ms)."""
+        """The agent is talking: a reply whose audio started and has not finished, gaps
+        included (TTS may run dry between two pieces, and a caller may talk into that gap:
+        measured, the barge-in then waited for the agent's next syllable), or other agent
+        audio (greeting, filler) sent within the last 100 ms, or a pause in effect."""
+        reply = self._reply
+        if reply is not None and reply.real_audio_started and self.state == "speaking":
+            return True
         playout = self.rtp.playout
         pending_real = playout.pending_samples > 0 and self._reply is not None and self._reply.real_audio_started
         return pending_real or (self.clock() - self._last_audio_sent_at) < 0.1 or self._paused_at is not None

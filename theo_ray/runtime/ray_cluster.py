@@ -114,6 +114,17 @@ def _session_dir() -> str:
     return node.get_session_dir_path() if node is not None else ""
 
 
+def _forget_current_cluster(address: str) -> None:
+    """Ray's pointer to "the" local cluster (read by `ray.init()` and `ray status` without an
+    address) must not outlive the cluster it points at; `ray stop` removes it too."""
+    pointer = Path(os.environ.get("RAY_TMPDIR", "/tmp")) / "ray" / "ray_current_cluster"
+    try:
+        if pointer.read_text().strip().rpartition(":")[2] == address.rpartition(":")[2]:
+            pointer.unlink()
+    except OSError:
+        pass
+
+
 def _stop_session_processes(session_dir: str, timeout_s: float = 15.0) -> int:
     """SIGTERM, then SIGKILL, every process of one Ray session: those whose command line
     names the session folder (GCS, raylet, dashboard, log monitor) and their children (the
@@ -167,6 +178,7 @@ def stop(settings: RaySettings, say: Callable[[str], None] = print) -> bool:
             say(f"  Serve shutdown: {type(exc).__name__}: {exc}")
         if state.session_dir:
             stopped = _stop_session_processes(state.session_dir)
+            _forget_current_cluster(state.address)
             say(f"  stopped {stopped} processes of session {Path(state.session_dir).name}")
         else:
             # Older state file without the session: `ray stop` ends every Ray process here.
