@@ -551,3 +551,25 @@ async def test_caller_voice_trims_synthesis_padding_to_the_voice(tmp_path):
     assert abs(loud[0] - VOICE_RATE * s.trim_lead_ms / 1000) <= 2
     assert abs((len(pcm) - 1 - loud[-1]) - VOICE_RATE * s.trim_tail_ms / 1000) <= 2
     assert abs(len(pcm) - len(clip) * VOICE_RATE / RATE - VOICE_RATE * (s.trim_lead_ms + s.trim_tail_ms) / 1000) < 0.01 * VOICE_RATE
+
+
+async def test_waiting_for_the_answer_skips_agent_audio_shorter_than_min_speech(tmp_path):
+    """`min_speech_ms`: a "hum…"-length agent utterance does not end the caller's wait (it
+    times out here, nothing longer follows); the same wait without it ends on that audio."""
+    short = agent_speech("Hum.")
+    yaml = """
+name: filler_only
+max_duration_s: 20
+steps:
+  - action: wait_agent
+    until: ends
+    timeout_ms: 2500
+    settle_ms: 500
+    min_speech_ms: {min_ms}
+  - action: hangup
+"""
+    waited, _, _ = await _run(tmp_path / "strict", yaml.format(min_ms=1500), [], 0.3, short)
+    relaxed, _, _ = await _run(tmp_path / "relaxed", yaml.format(min_ms=0), [], 0.3, short)
+    assert len(short) / RATE < 1.0
+    assert [s.status for s in waited.steps] == ["timeout", "done"]
+    assert [s.status for s in relaxed.steps] == ["done", "done"]

@@ -217,6 +217,10 @@ class AgentAudioWatcher:
     def turn(self, index: int) -> AgentTurnLive | None:
         return self.turns[index - 1] if 0 < index <= len(self.turns) else None
 
+    def speech_since(self, t: float) -> float:
+        """Seconds of agent speech heard after clock time ``t`` (its turns, gaps included)."""
+        return sum(max(0.0, turn.end - max(turn.start, t)) for turn in self.turns)
+
     def spoke_since(self, t: float) -> bool:
         """Agent speech at or after clock time ``t`` (or going on now)."""
         end = self.detector.last_speech_end

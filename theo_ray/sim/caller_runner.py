@@ -293,7 +293,12 @@ class _ScenarioRun:
                     break
             else:
                 end = watcher.last_speech_end
-                if watcher.spoke_since(since) and end is not None and watcher.heard_until() - end >= settle:
+                if (
+                    watcher.spoke_since(since)
+                    and end is not None
+                    and watcher.heard_until() - end >= settle
+                    and watcher.speech_since(since) * 1000.0 >= step.min_speech_ms
+                ):
                     break
             remaining = deadline - self.clock()
             if remaining <= 0:

@@ -99,12 +99,17 @@ class WaitAgent(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_de
     timeout_ms: int = 15000
     # Pauses between the agent's sentences are shorter than this; a longer quiet means its turn is over.
     settle_ms: int = 900
+    # "ends" counts only once the agent has talked this long in this wait: a caller waits for
+    # the answer, not for the "hum…" filler (~0.5 s) that may come before it.
+    min_speech_ms: int = 0
 
     def __post_init__(self) -> None:
         if self.timeout_ms <= 0:
             raise ValueError("`timeout_ms` must be > 0")
         if self.settle_ms < 0:
             raise ValueError("`settle_ms` must be >= 0")
+        if self.min_speech_ms < 0:
+            raise ValueError("`min_speech_ms` must be >= 0")
 
 
 class BargeIn(Utterance, tag="barge_in", tag_field="action"):
