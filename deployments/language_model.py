@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ray import serve
 
-from deployments.cpu_priority import set_cpu_nice
+from deployments.cpu_priority import lower_cpu_priority
 from deployments.validation import check_generate
 from theo_ray.config import LanguageModelSettings
 from theo_ray.messages import (
@@ -55,7 +55,7 @@ class LanguageModel:
     def __init__(self, settings: LanguageModelSettings, cache_dir: str) -> None:
         started = time.perf_counter()
         self.settings = settings
-        set_cpu_nice(settings.deployment.cpu_nice)  # before the engine starts its processes
+        lower_cpu_priority(settings.deployment.cpu_nice)  # before the engine starts its processes
         self.backend = make_llm_backend(settings, Path(cache_dir))
         self.load_seconds = time.perf_counter() - started
         self._active: set[str] = set()

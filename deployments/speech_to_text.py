@@ -13,7 +13,7 @@ from pathlib import Path
 from ray import serve
 
 from deployments.backends.faster_whisper_stt import FasterWhisperBackend
-from deployments.cpu_priority import set_cpu_nice
+from deployments.cpu_priority import lower_cpu_priority
 from deployments.validation import audio_from_request, float_audio_from_request
 from theo_ray.config import SpeechToTextSettings
 from theo_ray.messages import ModelInfo, Segment, TranscribeRequest
@@ -24,7 +24,7 @@ from theo_ray.telemetry.tracing import deployment_span
 class SpeechToText:
     def __init__(self, settings: SpeechToTextSettings, cache_dir: str) -> None:
         started = time.perf_counter()
-        set_cpu_nice(settings.deployment.cpu_nice)
+        lower_cpu_priority(settings.deployment.cpu_nice)
         self.backend = FasterWhisperBackend(settings, Path(cache_dir))
         self.load_seconds = time.perf_counter() - started
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ray import serve
 
-from deployments.cpu_priority import set_cpu_nice
+from deployments.cpu_priority import lower_cpu_priority
 from deployments.validation import check_synthesize
 from theo_ray.config import TextToSpeechSettings
 from theo_ray.errors import InvalidRequest
@@ -42,7 +42,7 @@ class TextToSpeech:
     def __init__(self, settings: TextToSpeechSettings, cache_dir: str) -> None:
         started = time.perf_counter()
         self.settings = settings
-        set_cpu_nice(settings.deployment.cpu_nice)
+        lower_cpu_priority(settings.deployment.cpu_nice)
         self.backend = make_tts_backend(settings, Path(cache_dir))
         self.load_seconds = time.perf_counter() - started
 

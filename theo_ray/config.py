@@ -60,7 +60,8 @@ class DeploymentSettings(msgspec.Struct, **_STRICT):
     num_gpus: float = 0.0
     max_ongoing_requests: int = 8
     autoscaling: AutoscalingSettings | None = None
-    # OS nice value of the replica process (0..19; see deployments/cpu_priority.py).
+    # Added to the replica process's nice value (Ray workers start at 15; the OS clamps at 19;
+    # see deployments/cpu_priority.py). 0 leaves it alone.
     cpu_nice: int = 0
 
 
@@ -100,8 +101,9 @@ class LanguageModelSettings(msgspec.Struct, **_STRICT):
     script: str = ""
     scripted_token_delay_ms: float = 20.0
     deployment: DeploymentSettings = msgspec.field(
-        # Nice 10: on shared CPU cores, STT and TTS (the turn's critical path) go first.
-        default_factory=lambda: DeploymentSettings(num_cpus=1.0, max_ongoing_requests=16, cpu_nice=10)
+        # Nice +4 (19 against the other replicas' 15): on shared CPU cores, STT and TTS (the
+        # turn's critical path) go first.
+        default_factory=lambda: DeploymentSettings(num_cpus=1.0, max_ongoing_requests=16, cpu_nice=4)
     )
 
 
