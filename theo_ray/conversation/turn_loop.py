@@ -58,7 +58,6 @@ class _Utterance:
         self.samples_at_last_partial = 0
         self.partial_task: asyncio.Task | None = None
         self.final_task: asyncio.Task | None = None
-        self.final_samples = 0
         self.turn_prob_task: asyncio.Task | None = None
 
     def audio(self) -> np.ndarray:
@@ -327,7 +326,6 @@ class TurnLoop:
         audio = utt.audio()
         if self._barge is not None:
             # Short burst over the agent: transcribe it and decide interrupt vs. resume.
-            utt.final_samples = len(audio)
             utt.final_task = asyncio.create_task(self._transcribe(audio))
             self._barge_utterance_pending = True
             return
@@ -335,7 +333,6 @@ class TurnLoop:
         # partial still in flight would only queue in front of it.
         if utt.partial_task is not None and not utt.partial_task.done():
             utt.partial_task.cancel()
-        utt.final_samples = len(audio)
         utt.final_task = asyncio.create_task(self._transcribe(audio))
         if self.smart_turn is not None:
             utt.turn_prob_task = asyncio.create_task(self.smart_turn.predict_async(audio[-8 * RATE :]))
@@ -494,7 +491,6 @@ class TurnLoop:
             return
         utt.speech_end_at = self.clock() - self.vad.silence_ms / 1000.0
         audio = utt.audio()
-        utt.final_samples = len(audio)
         utt.final_task = asyncio.create_task(self._transcribe(audio))
 
     async def _transcribe(self, audio: np.ndarray) -> str:
@@ -539,7 +535,10 @@ class TurnLoop:
         log.info("reply %d cancelled: %s", reply.turn.index, why)
 
     async def _final_text(self, utt: _Utterance) -> str:
-        if utt.final_task is None or utt.final_task.cancelled() or utt.final_samples < utt.samples:
+        # The speculative final (started at VAD speech end) stands unless speech resumed since,
+        # which cancels it (_on_speech_start). The frames added since are the endpointing
+        # silence: measured, redoing the transcription for them cost a whole STT pass per turn.
+        if utt.final_task is None or utt.final_task.cancelled():
             utt.final_task = asyncio.create_task(self._transcribe(utt.audio()))
         started = self.clock()
         text = await utt.final_task
