@@ -365,6 +365,10 @@ class TurnLoop:
         interval = self.settings.partial_interval_ms * RATE // 1000
         if utt.samples - utt.samples_at_last_partial < interval:
             return
+        if self.vad.silence_ms > 0:
+            # The caller is pausing, maybe finishing: a partial started now would still be
+            # decoding when the speculative final is wanted (one STT lane on CPU).
+            return
         if (utt.partial_task is not None and not utt.partial_task.done()) or (
             utt.final_task is not None and not utt.final_task.done()
         ):
