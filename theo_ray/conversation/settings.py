@@ -30,10 +30,12 @@ class BargeInSettings(msgspec.Struct, **_STRICT):
     # Pause playout as soon as one VAD window is this likely speech (reversible: resume if
     # it turns out to be a cough or a backchannel).
     pause_probability: float = 0.6
-    # Even faster: an inbound packet louder than this RMS (int16; 250 ~ -42 dBFS) that no echo
-    # of ours explains pauses at once, at its arrival (before the jitter buffer and the VAD).
-    # A PBX's comfort noise sits below -50 dBFS. 0 disables.
-    energy_pause_rms: float = 250.0
+    # Even faster: an inbound packet this much louder than the line's noise floor
+    # (conversation/line_level.py), and at least energy_pause_rms (int16; 100 ~ -50 dBFS),
+    # that no echo of ours explains pauses at once, at its arrival (before the jitter buffer
+    # and the VAD). energy_pause_rms 0 disables.
+    energy_pause_rms: float = 100.0
+    energy_pause_rise_db: float = 12.0
     # A pause that no VAD speech start confirms within this long is undone.
     unconfirmed_resume_ms: int = 250
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from theo_ray.conversation.call_control import CallControl
 from theo_ray.conversation.echo_gate import EchoGate
+from theo_ray.conversation.line_level import LineLevel
 from theo_ray.conversation.heard_text import heard_text
 from theo_ray.conversation.model_client import ModelClient
 from theo_ray.conversation.partials import StablePartial
@@ -150,6 +151,8 @@ class TurnLoop:
         self._speech_ms_in_turn = 0.0
         self._backchannel_due = False
         rtp.playout.add_listener(self._on_playout)
+        barge = settings.barge_in
+        self.line_level = LineLevel(barge.energy_pause_rms, barge.energy_pause_rise_db)
         rtp.set_arrival_probe(self._on_packet_energy)
 
     # ------------------------------------------------------------------ lifecycle
@@ -249,7 +252,7 @@ class TurnLoop:
             loud = (
                 not echo
                 and barge.energy_pause_rms > 0
-                and float(np.sqrt(np.mean(pcm.astype(np.float32) ** 2))) > barge.energy_pause_rms
+                and float(np.sqrt(np.mean(pcm.astype(np.float32) ** 2))) > self.line_level.pause_threshold
             )
             if loud or self.vad.probability >= barge.pause_probability:
                 self.rtp.pause()
@@ -263,13 +266,16 @@ class TurnLoop:
 
     def _on_packet_energy(self, rms: float, arrival_at: float) -> None:
         """Barge-in fast path at packet arrival, a jitter-buffer depth before the frame path:
-        a packet louder than `energy_pause_rms` that no echo of ours can explain pauses
+        a packet louder than the line's floor + `energy_pause_rise_db` (and at least
+        `energy_pause_rms`) that no echo of ours can explain pauses
         playout (fade over one packet). Reversible like every pause: no VAD speech start
         within `unconfirmed_resume_ms` and playout resumes where it stopped."""
         barge = self.settings.barge_in
+        threshold = self.line_level.pause_threshold
+        self.line_level.update(rms)
         if (
             barge.energy_pause_rms <= 0
-            or rms <= barge.energy_pause_rms
+            or rms <= threshold
             or self._paused_at is not None
             or self._reply is None
             or not self._reply.real_audio_started
