@@ -106,7 +106,12 @@ class CallSupervisor:
 
     def _schedule_refill(self) -> None:
         if self._refill is None or self._refill.done():
-            self._refill = asyncio.create_task(self._fill_pool())
+            self._refill = asyncio.create_task(self._fill_pool_later())
+
+    async def _fill_pool_later(self) -> None:
+        if self._warm:  # an empty pool refills at once
+            await asyncio.sleep(self.call.warm_refill_delay_s)
+        await self._fill_pool()
 
     async def open_call(self, setup: CallSetup) -> MediaAnswer:
         started = time.monotonic()

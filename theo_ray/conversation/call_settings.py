@@ -12,6 +12,10 @@ class CallSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # CallActors created ahead (sockets bound, VAD/turn model loaded) so an INVITE does not
     # pay for actor creation (~0.7 s each on 2 cores).
     warm_pool_size: int = 2
+    # A refill starts a Ray worker (~1 s of CPU): on few cores, right as a call opens, that
+    # competes with its first second (greeting, jitter buffers priming). Wait this long
+    # first, unless the pool is empty (the next INVITE would then pay for creation).
+    warm_refill_delay_s: float = 2.0
     # Finished calls whose records the supervisor keeps for `theo` and the tests.
     keep_records: int = 200
     # Hang up through AMI (behind Asterisk) instead of SIP BYE.
