@@ -139,8 +139,9 @@ class EchoGate:
         if line <= sent * 10 ** (-self.settings.quiet_line_erl_db / 20):
             # Every quiet stretch is a valid upper bound: keep the tightest. (The largest would
             # grow with the caller's own soft speech heard while we talked.)
-            # Floored at -40 dB: a line that was silent for a moment (a hold) can come back.
-            bound = max(line / sent, 0.01)
+            # Floored at -50 dB: a line that was silent for a moment (a hold) can come back.
+            # (-40 dB measured too high: with the agent at ~10000 RMS it hid a ~190 RMS onset.)
+            bound = max(line / sent, 10 ** (-50 / 20))
             self.echo_gain_bound = bound if self.echo_gain_bound is None else min(self.echo_gain_bound, bound)
 
     def is_echo_only(self, inbound: np.ndarray) -> bool:
