@@ -10,6 +10,7 @@ call happened, was heard both ways, measured and written out is.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -18,26 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from theo_ray.runtime.call_plane import AMI_BRIDGE, GATEWAY_PREFIX, SUPERVISOR
+from theo_ray.runtime.call_plane import GATEWAY_PREFIX, SUPERVISOR, stop_call_plane
 from theo_ray.sip.free_port import free_sip_port
 
 pytestmark = pytest.mark.slow
 
 NAMESPACE = "theo-demo-test"
-
-
-def _kill_production_plane(namespace: str) -> list[str]:
-    """The demo leaves its call plane running (detached, as `theo up` would): remove it."""
-    import ray
-    from ray.util import list_named_actors
-
-    killed = []
-    for entry in list_named_actors(all_namespaces=True):
-        name = entry["name"]
-        if entry["namespace"] == namespace and (name in (SUPERVISOR, AMI_BRIDGE) or name.startswith(GATEWAY_PREFIX)):
-            ray.kill(ray.get_actor(name, namespace=namespace))
-            killed.append(name)
-    return killed
 
 
 def test_theo_demo_places_the_call_and_prints_transcript_and_latencies(ray_cluster, model_handles, tmp_path):
@@ -58,7 +45,8 @@ def test_theo_demo_places_the_call_and_prints_transcript_and_latencies(ray_clust
             [str(theo), "demo", "--out", str(out_dir)], env=env, capture_output=True, text=True, timeout=540
         )
     finally:
-        killed = _kill_production_plane(NAMESPACE)
+        # The demo leaves its call plane running (detached, as `theo up` would): remove it.
+        killed = asyncio.run(stop_call_plane(NAMESPACE))
     output = result.stdout + result.stderr
     print(result.stdout[-6000:])
     assert result.returncode == 0, output[-6000:]

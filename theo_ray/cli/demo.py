@@ -53,7 +53,7 @@ async def run_call(plane, scenario_path: Path, out_dir: Path, session_id: str):
 
 def cmd_demo(config: TheoConfig, args: argparse.Namespace) -> int:
     from theo_ray.models.prepare import prepare_models
-    from theo_ray.runtime.call_plane import start_call_plane
+    from theo_ray.runtime.call_plane import CallPlane
     from theo_ray.runtime.ray_cluster import start_or_join
     from theo_ray.runtime.serve_apps import ensure_models_deployed
     from theo_ray.sim.report import render_report
@@ -72,8 +72,7 @@ def cmd_demo(config: TheoConfig, args: argparse.Namespace) -> int:
 
     async def main():
         # One call: one gateway shard is enough (`theo up` adds the others by name later).
-        demo_config = msgspec.structs.replace(config, sip=msgspec.structs.replace(config.sip, shards=1))
-        plane = await start_call_plane(demo_config, handles, say)
+        plane = await CallPlane(config, handles, shards=1).start(say)
         say("[bold]4/4 the call[/bold]")
         return await run_call(plane, Path(args.scenario), out_dir, f"demo-{int(time.time())}")
 

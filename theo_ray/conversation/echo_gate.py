@@ -100,27 +100,29 @@ class EchoGate:
         lead, two blocks of slack each side), at the learned gain plus the margin, could be
         this loud; before a path is learned, anything sent within the echo's reach at the
         assumed default ERL."""
+        if self.delay_ms is None:
+            limit = self._unlearned_echo_limit()
+            return limit is not None and rms <= limit
         s = self.settings
         n = len(self._ref)
-        if self.delay_ms is None:
-            window = self._ref[-(self._max_lag + 2) :]
-            factor = self._unlearned_factor()
-        else:
-            lag = max(0, int((self.delay_ms - lead_ms) // s.block_ms))
-            newest = n - lag + 2  # exclusive end; the newest reference block is n - 1
-            window = self._ref[max(0, newest - 4 - self.blocks_per_frame) : min(n, newest)]
-            factor = self.gain * 10 ** (s.margin_db / 20)
+        lag = max(0, int((self.delay_ms - lead_ms) // s.block_ms))
+        newest = n - lag + 2  # exclusive end; the newest reference block is n - 1
+        window = self._ref[max(0, newest - 4 - self.blocks_per_frame) : min(n, newest)]
         loudest = float(np.max(window)) if len(window) else 0.0
-        if loudest <= 30.0:
-            return False
-        return rms <= loudest * factor + 30.0
+        return loudest > 30.0 and rms <= loudest * self.gain * 10 ** (s.margin_db / 20) + 30.0
 
-    def _unlearned_factor(self) -> float:
-        """Loudest echo / loudest sent, while no path is learned: the bound a quiet line
-        proved (plus the margin), else the assumed default ERL."""
+    def _unlearned_echo_limit(self) -> float | None:
+        """While no path is learned: the loudest echo anything we sent within the echo's
+        reach could return (the bound a quiet line proved, plus the margin, else the assumed
+        default ERL); None when we sent nothing."""
+        loudest = float(np.max(self._ref[-(self._max_lag + 2) :]))
+        if loudest <= 30.0:
+            return None
         if self.echo_gain_bound is not None:
-            return self.echo_gain_bound * 10 ** (self.settings.margin_db / 20)
-        return 10 ** (-self.settings.default_erl_db / 20)
+            factor = self.echo_gain_bound * 10 ** (self.settings.margin_db / 20)
+        else:
+            factor = 10 ** (-self.settings.default_erl_db / 20)
+        return loudest * factor + 30.0
 
     def _bound_from_quiet_line(self) -> None:
         """Over the echo's whole reach the line stayed at least `quiet_line_erl_db` below
@@ -159,9 +161,8 @@ class EchoGate:
             # Path not learned (no echo to learn from, or the agent's first seconds): the
             # echo is at most what a quiet line proved, else default_erl_db under what we
             # sent; only louder sound can be the caller.
-            recent = self._ref[-(self._max_lag + 2) :]
-            loudest = float(np.max(recent))
-            echo = loudest > 30.0 and float(np.max(blocks)) <= loudest * self._unlearned_factor() + 30.0
+            limit = self._unlearned_echo_limit()
+            echo = limit is not None and float(np.max(blocks)) <= limit
             self.frames_gated += echo
             self.frames_passed += not echo
             return echo

@@ -210,9 +210,7 @@ class TurnLoop:
         reply = self._reply
         if reply is not None and reply.real_audio_started and self.state == "speaking":
             return True
-        playout = self.rtp.playout
-        pending_real = playout.pending_samples > 0 and self._reply is not None and self._reply.real_audio_started
-        return pending_real or (self.clock() - self._last_audio_sent_at) < 0.1 or self._paused_at is not None
+        return (self.clock() - self._last_audio_sent_at) < 0.1 or self._paused_at is not None
 
     def _next_mark(self, prefix: str) -> str:
         self._marks += 1

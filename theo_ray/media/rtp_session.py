@@ -247,6 +247,7 @@ class RtpSession:
         # stateful codec's (G.722) main decoder never sees a packet twice.
         self._arrival_probe: Callable[[float, float], None] | None = None
         self._probe_decoder: Codec | None = None
+        self._jitter: JitterBuffer | None = None
         self.playout: PlayoutQueue | None = None
         self._out_mark: str | None = None
         self._last_enqueue_at = 0.0
@@ -412,8 +413,7 @@ class RtpSession:
     @property
     def jitter_depth_ms(self) -> float:
         """The inbound jitter buffer's current target depth (0 before start())."""
-        jitter = getattr(self, "_jitter", None)  # set by start()
-        return jitter.target_ms if jitter is not None else 0.0
+        return self._jitter.target_ms if self._jitter is not None else 0.0
 
     def set_arrival_probe(self, probe: Callable[[float, float], None] | None) -> None:
         """`probe(rms, arrival_at)` for every accepted audio packet at its arrival, before the

@@ -228,18 +228,23 @@ async def start_call_plane(
     return await CallPlane(config, handles).start(say)
 
 
-async def stop_call_plane() -> list[str]:
-    """Stop the production plane's actors, every gateway shard included, whatever their
-    count; returns the names stopped (none when no plane runs)."""
+async def stop_call_plane(namespace: str | None = None) -> list[str]:
+    """Stop the production plane's actors in `namespace` (default: this driver's), every
+    gateway shard included, whatever their count; returns the names stopped."""
     import ray
     from ray.util import list_named_actors
 
-    names = [n for n in list_named_actors() if n in (SUPERVISOR, AMI_BRIDGE) or n.startswith(GATEWAY_PREFIX)]
+    namespace = namespace or ray.get_runtime_context().namespace
+    names = [
+        e["name"] for e in list_named_actors(all_namespaces=True)
+        if e["namespace"] == namespace and (e["name"] in (SUPERVISOR, AMI_BRIDGE) or e["name"].startswith(GATEWAY_PREFIX))
+    ]
     # Gateways first: their BYEs close calls through the supervisor, which must still run.
     names.sort(key=lambda n: (not n.startswith(GATEWAY_PREFIX), n))
     for name in names:
-        actor = _get(name)
-        if actor is None:
+        try:
+            actor = ray.get_actor(name, namespace=namespace)
+        except ValueError:
             continue
         try:
             if name.startswith(GATEWAY_PREFIX):

@@ -6,6 +6,8 @@ from typing import Literal
 
 import msgspec
 
+from theo_ray.errors import ConfigError
+
 # pjsua.h's default, which the pjsua2-python 2.15.1 wheel keeps (measured, see max_calls).
 PJSUA_MAX_CALLS = 4
 
@@ -38,8 +40,6 @@ class SipSettings(msgspec.Struct, forbid_unknown_fields=True):
     log_level: int = 1  # pjsip log verbosity (0 silent .. 5 all messages)
 
     def __post_init__(self) -> None:
-        from theo_ray.errors import ConfigError
-
         if not 1 <= self.max_calls <= PJSUA_MAX_CALLS:
             raise ConfigError(
                 "sip.max_calls",
