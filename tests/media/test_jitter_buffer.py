@@ -129,3 +129,51 @@ def test_depth_adapts_to_measured_jitter_within_bounds():
     assert rough.stats.late < 0.03 * 500
     wild = _simulate(0.8, 5)
     assert wild.target_ms == 300.0  # clamped at max_ms
+
+
+# ---------------------------------------------------------------- arrival-order delivery
+
+
+def test_arrival_delivery_hands_out_an_in_order_packet_at_once():
+    jb = JitterBuffer(8000, min_ms=40, max_ms=200)
+    for i in range(5):
+        jb.put(pkt(i), i * PTIME)
+        frames = jb.pop_arrived(i * PTIME)
+        assert played_seqs(frames) == [i]
+    assert jb.pop_arrived(4 * PTIME + 0.01) == []  # nothing new, nothing overdue yet
+    assert jb.stats.concealed == 0
+
+
+def test_arrival_delivery_waits_for_a_reordered_packet():
+    jb = JitterBuffer(8000, min_ms=40, max_ms=200)
+    jb.put(pkt(0), 0.0)
+    assert played_seqs(jb.pop_arrived(0.0)) == [0]
+    jb.put(pkt(2), 0.041)  # 1 is late by 25 ms: still within the 40 ms target
+    assert jb.pop_arrived(0.041) == []
+    jb.put(pkt(1), 0.045)
+    assert played_seqs(jb.pop_arrived(0.045)) == [1, 2]
+    assert jb.stats.concealed == jb.stats.late == 0
+
+
+def test_arrival_delivery_conceals_a_lost_packet_once_it_is_target_overdue():
+    jb = JitterBuffer(8000, min_ms=40, max_ms=200)
+    jb.put(pkt(0), 0.0)
+    jb.pop_arrived(0.0)
+    jb.put(pkt(2), 0.04)  # 1 never comes
+    assert jb.pop_arrived(0.059) == []  # due at 0.0 + 20 ms + 40 ms
+    assert played_seqs(jb.pop_arrived(0.061)) == [None, 2]
+    jb.put(pkt(1), 0.07)
+    assert jb.stats.late == 1 and jb.stats.concealed == 1
+
+
+def test_arrival_delivery_keeps_time_moving_when_the_sender_pauses():
+    """Nothing arrives: one concealed frame per ptime once overdue, and the sequence does not
+    advance, so the paused sender's next packet still goes out (not counted late)."""
+    jb = JitterBuffer(8000, min_ms=40, max_ms=200)
+    jb.put(pkt(0), 0.0)
+    jb.pop_arrived(0.0)
+    concealed = jb.pop_arrived(0.0 + 0.02 + 0.04 + 0.1)  # 100 ms past the first due time
+    assert len(concealed) == 6 and all(f.missing for f in concealed)
+    jb.put(pkt(1), 0.2)
+    assert played_seqs(jb.pop_arrived(0.2)) == [1]
+    assert jb.stats.late == 0 and jb.stats.underruns == 6

@@ -54,8 +54,9 @@ def test_binds_even_rtp_port_and_rtcp_on_the_next_one():
         s._rtcp_sock.close()
 
 
-async def test_audio_one_way_arrives_intact_in_order_without_gaps():
-    a, b = await pair()
+@pytest.mark.parametrize("delivery", ["arrival", "clock"])
+async def test_audio_one_way_arrives_intact_in_order_without_gaps(delivery):
+    a, b = await pair(settings=msgspec.structs.replace(SETTINGS, inbound_delivery=delivery))
     got = Collector(b)
     x = speech_like(8000, 2.0, top_hz=3400)
     a.enqueue(x, "sentence-1", last=True)
@@ -74,8 +75,13 @@ async def test_audio_one_way_arrives_intact_in_order_without_gaps():
     real = [i for i, f in enumerate(got.frames) if not f.concealed]
     first, last = real[0], real[-1]
     assert all(not f.concealed for f in got.frames[first : last + 1])
-    ticks = np.diff([f.at for f in got.frames[first : last + 1]])
-    assert np.allclose(ticks, 0.02)
+    if delivery == "clock":
+        ticks = np.diff([f.at for f in got.frames[first : last + 1]])
+        assert np.allclose(ticks, 0.02)
+    else:
+        # Handed out as the packet came in: no jitter-buffer wait for an in-order packet.
+        waits = [f.at - f.received_at for f in audio]
+        assert max(waits) < 0.005, max(waits)
     # Intact: PCMU round trip (plus the single 8 -> 16 kHz resampling) vs the source.
     y16 = np.concatenate([f.pcm for f in got.frames[first : last + 1]])
     y8 = soxr.resample(y16, 16000, 8000).astype(np.int16)  # back to 8 kHz to compare
@@ -287,12 +293,14 @@ async def test_telephone_events_reported_once():
 
 
 @pytest.mark.parametrize("codec, model_rate", [("PCMU", 8000), ("G722", 16000)])
-async def test_arrival_probe_sees_each_packet_a_jitter_buffer_ahead_of_its_frame(codec, model_rate):
+@pytest.mark.parametrize("delivery", ["arrival", "clock"])
+async def test_arrival_probe_sees_each_packet_no_later_than_its_frame(codec, model_rate, delivery):
     """The barge-in fast path: `set_arrival_probe` reports each audio packet's RMS as it
-    arrives, before the jitter buffer hands the same audio out as a frame (60 ms minimum
-    depth here), and its own decoder leaves the frame path's audio untouched (G.722's
-    ADPCM decoder is stateful)."""
-    a, b = await pair(codec, model_rate=model_rate)
+    arrives -- in clock delivery a jitter-buffer depth (60 ms minimum here) before the same
+    audio comes out as a frame, in arrival delivery together with it -- and its own decoder
+    leaves the frame path's audio untouched (G.722's ADPCM decoder is stateful)."""
+    settings = msgspec.structs.replace(SETTINGS, inbound_delivery=delivery)
+    a, b = await pair(codec, model_rate=model_rate, settings=settings)
     probed: list[tuple[float, float]] = []
     b.set_arrival_probe(lambda rms, at: probed.append((rms, at)))
     got = Collector(b)
@@ -306,10 +314,14 @@ async def test_arrival_probe_sees_each_packet_a_jitter_buffer_ahead_of_its_frame
     await got.task
     audio = got.audio()
     assert len(probed) == stats.packets_in == len(audio) == 50
-    assert b.jitter_depth_ms >= 60.0
-    # Each frame's packet was probed at its arrival, and the frame came out a tick or more later.
     leads = [f.at - at for f, (_, at) in zip(audio, probed)]
-    assert min(leads) >= 0.02 - 1e-3, min(leads)
+    if delivery == "clock":
+        assert b.jitter_depth_ms >= 60.0
+        # Each frame's packet was probed at its arrival, and the frame came out a tick or more later.
+        assert min(leads) >= 0.02 - 1e-3, min(leads)
+    else:
+        assert b.jitter_depth_ms == 0.0
+        assert 0.0 <= min(leads) and max(leads) < 0.005, (min(leads), max(leads))
     # The probe's level is the packet's: loud speech, nothing near silence.
     levels = np.array([rms for rms, _ in probed])
     frame_levels = np.array([np.sqrt(np.mean(f.pcm.astype(np.float64) ** 2)) for f in audio])

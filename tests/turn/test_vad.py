@@ -48,6 +48,25 @@ def test_speech_start_and_end_around_real_speech(speak):
     assert vad.stats.bad_input == 0
 
 
+def test_energy_speech_end_is_nearer_the_voice_end_than_the_last_speech_window(speak):
+    """Silero's last speech window ends after the voice does; the 10 ms energy blocks put the
+    end back where the signal really falls silent (its last sample over the threshold)."""
+    speech = to_int16(speak("Eu queria saber o valor da minha fatura."))
+    pcm = np.concatenate([np.zeros(8000, np.int16), speech, np.zeros(16000, np.int16)])
+    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > 200)
+    true_end_ms = (loud[-1] + 1) / 16.0
+    vad = SileroVad()
+    ends = []
+    for start in range(0, pcm.size, 320):
+        for event in vad.process(pcm[start : start + 320]):
+            if event.kind == "speech_end":
+                ends.append((vad.fed_ms - vad.since_speech_ms, vad.energy_speech_end_ms(60.0, 96.0)))
+    window_end, energy_end = ends[-1]
+    assert energy_end <= window_end
+    assert abs(energy_end - true_end_ms) <= 20.0, (energy_end, true_end_ms, window_end)
+    assert vad.energy_speech_end_ms(60.0, 0.0) == window_end  # lookback 0: the window's end
+
+
 def test_chunking_does_not_change_the_result(speak):
     pcm = to_int16(np.concatenate([np.zeros(8000, np.float32), speak("Alô, quem fala?"),
                                    np.zeros(8000, np.float32)]))

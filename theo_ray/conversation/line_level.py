@@ -28,4 +28,8 @@ class LineLevel:
     @property
     def pause_threshold(self) -> float:
         """A packet louder than this may be the caller starting to talk."""
-        return max(self.min_rms, self.floor * self.rise)
+        return self.above_floor(self.min_rms)
+
+    def above_floor(self, min_rms: float) -> float:
+        """The floor + the rise, and at least `min_rms`: louder than this is not the line."""
+        return max(min_rms, self.floor * self.rise)

@@ -60,6 +60,7 @@ class _Utterance:
         self.partial_task: asyncio.Task | None = None
         self.final_task: asyncio.Task | None = None
         self.turn_prob_task: asyncio.Task | None = None
+        self.end_check: asyncio.TimerHandle | None = None  # re-decide when the wait is over
 
     def audio(self) -> np.ndarray:
         return np.concatenate(self.frames) if self.frames else np.zeros(0, np.int16)
@@ -72,6 +73,8 @@ class _Utterance:
         for task in (self.partial_task, self.final_task, self.turn_prob_task):
             if task and not task.done():
                 task.cancel()
+        if self.end_check is not None:
+            self.end_check.cancel()
 
 
 class _Reply:
@@ -321,11 +324,18 @@ class TurnLoop:
                 self._utterance.turn_prob_task = None
             self._utterance.speech_end_at = 0.0
 
+    def _speech_end_at(self, fed_at: float) -> float:
+        """Clock time the caller stopped talking; `fed_at` is when the newest audio fed to the
+        VAD was handed out (its end)."""
+        vad = self.settings.turn.vad
+        end_ms = self.vad.energy_speech_end_ms(self.line_level.above_floor(vad.end_energy_rms), vad.end_lookback_ms)
+        return fed_at - (self.vad.fed_ms - end_ms) / 1000.0
+
     def _on_speech_end(self, frame: InboundFrame) -> None:
         utt = self._utterance
         if utt is None:
             return
-        utt.speech_end_at = frame.at - self.vad.silence_ms / 1000.0
+        utt.speech_end_at = self._speech_end_at(frame.at)
         self._speech_ms_in_turn += self.vad.speech_ms
         audio = utt.audio()
         if self._barge is not None:
@@ -338,8 +348,10 @@ class TurnLoop:
         if utt.partial_task is not None and not utt.partial_task.done():
             utt.partial_task.cancel()
         utt.final_task = asyncio.create_task(self._transcribe(audio))
+        utt.final_task.add_done_callback(lambda _t: self._recheck_end_of_turn(utt))
         if self.smart_turn is not None:
             utt.turn_prob_task = asyncio.create_task(self.smart_turn.predict_async(audio[-8 * RATE :]))
+            utt.turn_prob_task.add_done_callback(lambda _t: self._recheck_end_of_turn(utt))
 
     def _after_frame(self, frame: InboundFrame) -> None:
         now = self.clock()
@@ -418,6 +430,12 @@ class TurnLoop:
             return
         decision = self.endpointer.decide((self._carry_text + " " + text).strip(), silence_ms, prob)
         if not decision.end_of_turn:
+            # Decide again the moment this rule's wait is over, not at the next frame (the
+            # transcript or the turn model arriving also re-decides: _recheck_end_of_turn).
+            if utt.end_check is not None:
+                utt.end_check.cancel()
+            delay = max(0.0, (decision.wait_ms - silence_ms) / 1000.0)
+            utt.end_check = asyncio.get_running_loop().call_later(delay, self._recheck_end_of_turn, utt)
             return
         self._utterance = None
         self._turns += 1
@@ -430,6 +448,19 @@ class TurnLoop:
         )
         log.info("end of turn %d: %s", self._turns, msgspec.json.encode(decision).decode())
         self._start_reply(turn, utt)
+
+    def _recheck_end_of_turn(self, utt: _Utterance) -> None:
+        """Endpointing between frames: the speculative transcript or the turn model is in, or
+        the silence a rule asked for has passed."""
+        if (
+            self._utterance is not utt
+            or self._barge is not None
+            or self.vad.speaking
+            or not utt.speech_end_at
+            or self.state == "ended"
+        ):
+            return
+        self._maybe_end_turn(utt, self.clock())
 
     def _handle_barge(self, utt: _Utterance, now: float) -> None:
         barge = self._barge
@@ -497,7 +528,7 @@ class TurnLoop:
         utt = self._utterance
         if utt is None:
             return
-        utt.speech_end_at = self.clock() - self.vad.silence_ms / 1000.0
+        utt.speech_end_at = self._speech_end_at(self.clock())
         audio = utt.audio()
         utt.final_task = asyncio.create_task(self._transcribe(audio))
 

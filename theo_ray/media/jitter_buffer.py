@@ -9,6 +9,14 @@ network transit time (97th percentile minus minimum over the last few seconds)
 plus one frame for tick phase, clamped to [min_ms, max_ms]. The buffer grows by
 repeating a tick (a concealed frame) and shrinks by skipping one frame, at most
 once every `adapt_every_ticks`, so adaptation is gentle.
+
+Two ways out:
+- `pop(now)`, one frame per playout tick: for a listener that plays the audio out at an even
+  pace (the depth above is what absorbs the network's jitter).
+- `pop_arrived(now)`, arrival order: for a listener that does not play the audio out (VAD,
+  turn model, STT). Every frame whose packet is here in sequence goes out at once, so an
+  in-order packet waits 0 ms instead of the playout depth; a missing one is concealed once
+  it is `target` overdue (the same adaptive bound), so time keeps moving when packets stop.
 """
 
 from __future__ import annotations
@@ -93,6 +101,7 @@ class JitterBuffer:
         self._ticks_since_adapt = 0
         self._offset: float | None = None  # playout time minus media time, seconds
         self._transit_count = 0
+        self._due: float | None = None  # arrival mode: by when the next frame must go out
 
     @property
     def started(self) -> bool:
@@ -240,6 +249,37 @@ class JitterBuffer:
             return JitterFrame(None)
         self._next += 1  # lost or late; if it shows up later it is counted late
         return JitterFrame(None)
+
+    def pop_arrived(self, now: float) -> list[JitterFrame]:
+        """Arrival-order delivery: every frame ready now, in sequence order (may be empty).
+
+        A frame is ready when its packet is here, or, concealed, once `target` has passed
+        since it would have arrived following the frame before it. A concealed frame with
+        nothing buffered behind it does not advance the sequence (the sender may have
+        paused): if the packet does come, it still goes out, one frame later in time."""
+        out: list[JitterFrame] = []
+        if self._first_arrival is None:
+            return out
+        self._playing = True
+        while True:
+            packet = self._slots.pop(self._next, None)
+            if packet is not None:
+                received_at = self._arrivals.pop(self._next)
+                self._remember_played(self._next)
+                self._next += 1
+                # The next packet is expected one frame after this one arrived.
+                self._due = received_at + self.ptime + self._target
+                out.append(JitterFrame(packet.payload, packet.sequence, packet.timestamp, received_at, packet.marker))
+                continue
+            if self._due is None or now < self._due:
+                return out
+            self.stats.concealed += 1
+            if self._slots:
+                self._next += 1  # lost or late; if it shows up later it is counted late
+            else:
+                self.stats.underruns += 1
+            self._due += self.ptime
+            out.append(JitterFrame(None))
 
     def _depth(self, now: float) -> float:
         """Current playout delay beyond the fastest packet in the window, seconds."""

@@ -1,8 +1,10 @@
 """One call's RTP/RTCP endpoint (asyncio): the whole media plane a CallActor owns.
 
 - binds an even RTP port and RTCP on port + 1 (port 0: pick a free even pair);
-- inbound: datagram -> checks (address, parse, payload type) -> jitter buffer; on each
-  20 ms tick: decode -> PLC -> resample to 16 kHz -> `frames()` (never a gap);
+- inbound: datagram -> checks (address, parse, payload type) -> jitter buffer -> decode ->
+  PLC -> resample to 16 kHz -> `frames()` (never a gap): by default each frame as soon as
+  its packet is here in order (`inbound_delivery = "arrival"`: VAD/STT gain the buffer's
+  depth), or one per 20 ms tick after the adaptive depth ("clock");
 - outbound: `enqueue(pcm at the model rate, mark)` -> resample once to the codec rate ->
   PlayoutQueue -> one packet per 20 ms tick on ABSOLUTE monotonic deadlines (tick k is
   due at t0 + k * ptime, so there is no drift however long the call), marker bit on
@@ -32,7 +34,7 @@ import numpy as np
 from theo_ray.media import codecs as codec_registry
 from theo_ray.media.codecs import Codec, PayloadError
 from theo_ray.media.emodel import estimate_mos
-from theo_ray.media.jitter_buffer import JitterBuffer
+from theo_ray.media.jitter_buffer import JitterBuffer, JitterFrame
 from theo_ray.media.plc import PacketLossConcealer
 from theo_ray.media.playout import FlushResult, PlayoutQueue
 from theo_ray.media.reception_stats import ReceptionStats
@@ -117,10 +119,12 @@ class MediaStats(msgspec.Struct):
 
 
 class InboundFrame(msgspec.Struct):
-    """20 ms of caller audio at the inbound rate (16 kHz int16), one per clock tick."""
+    """20 ms of caller audio at the inbound rate (16 kHz int16)."""
 
     pcm: np.ndarray
-    at: float  # the tick's scheduled time: exactly ptime apart, even across loop stalls
+    # When it was handed out: in clock delivery the tick's scheduled time (exactly ptime
+    # apart, even across loop stalls); in arrival delivery the clock at hand-out.
+    at: float
     received_at: float  # arrival of the packet it came from; 0.0 when concealed
     concealed: bool
     sequence: int = 0
@@ -248,6 +252,7 @@ class RtpSession:
         self._arrival_probe: Callable[[float, float], None] | None = None
         self._probe_decoder: Codec | None = None
         self._jitter: JitterBuffer | None = None
+        self._arrival_delivery = self.settings.inbound_delivery == "arrival"
         self.playout: PlayoutQueue | None = None
         self._out_mark: str | None = None
         self._last_enqueue_at = 0.0
@@ -402,6 +407,8 @@ class RtpSession:
         self._stats.bytes_in += len(data)
         self._reception.update(packet.ssrc, packet.sequence, packet.timestamp, now)
         self._jitter.put(packet, now)
+        if self._arrival_delivery:
+            self._inbound_arrived(now)
         if self._arrival_probe is not None and self._probe_decoder is not None:
             try:
                 pcm = self._probe_decoder.decode(packet.payload)
@@ -412,8 +419,11 @@ class RtpSession:
 
     @property
     def jitter_depth_ms(self) -> float:
-        """The inbound jitter buffer's current target depth (0 before start())."""
-        return self._jitter.target_ms if self._jitter is not None else 0.0
+        """How long an in-order packet waits before its frame is handed out: the jitter
+        buffer's target depth in clock delivery, 0 in arrival delivery (and before start())."""
+        if self._jitter is None or self._arrival_delivery:
+            return 0.0
+        return self._jitter.target_ms
 
     def set_arrival_probe(self, probe: Callable[[float, float], None] | None) -> None:
         """`probe(rms, arrival_at)` for every accepted audio packet at its arrival, before the
@@ -436,9 +446,18 @@ class RtpSession:
             self._events.put_nowait(event)
 
     def _inbound_tick(self, tick_time: float) -> None:
-        frame = self._jitter.pop(tick_time)
-        if frame is None:
+        if self._arrival_delivery:
+            self._inbound_arrived(self._clock())
             return
+        frame = self._jitter.pop(tick_time)
+        if frame is not None:
+            self._decode_and_deliver(frame, tick_time)
+
+    def _inbound_arrived(self, now: float) -> None:
+        for frame in self._jitter.pop_arrived(now):
+            self._decode_and_deliver(frame, now)
+
+    def _decode_and_deliver(self, frame: JitterFrame, at: float) -> None:
         decoder = self._decoder
         assert decoder is not None
         if frame.payload is None:
@@ -464,7 +483,7 @@ class RtpSession:
         start = 0
         while fifo.size - start >= n:
             self._deliver(
-                InboundFrame(fifo[start : start + n], tick_time, frame.received_at, concealed, frame.sequence)
+                InboundFrame(fifo[start : start + n], at, frame.received_at, concealed, frame.sequence)
             )
             start += n
         self._in_fifo = fifo[start:]

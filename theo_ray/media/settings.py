@@ -19,6 +19,12 @@ class MediaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Adaptive jitter buffer bounds.
     jitter_min_ms: float = 40.0
     jitter_max_ms: float = 200.0
+    # How inbound frames reach the listener. "arrival": each frame as soon as its packet is
+    # here in sequence (the jitter buffer only orders, and conceals a packet once it is the
+    # buffer's target overdue) -- for VAD/STT, which do not play the audio out, so an
+    # in-order packet waits 0 ms instead of the buffer's depth. "clock": one frame per 20 ms
+    # tick after the adaptive depth, for a listener that plays the audio out at an even pace.
+    inbound_delivery: Literal["arrival", "clock"] = "arrival"
     # Time from the last RTP packet leaving us to the caller hearing its last sample:
     # the far end's jitter buffer plus one frame. `drained()` waits this long (GAP 6).
     playout_delay_ms: float = 60.0

@@ -20,6 +20,11 @@ class VadSettings(msgspec.Struct, forbid_unknown_fields=True):
     stop_threshold: float = 0.35  # probability under which a frame counts as silence
     min_speech_ms: int = 96  # speech must last this long before "speech start" (3 windows)
     min_silence_ms: int = 160  # silence must last this long before "speech end"
+    # The speech end is moved back to the last 10 ms block louder than the line's floor
+    # + 12 dB (and `end_energy_rms`, int16 RMS) within this much before Silero's last speech
+    # window ends (0 = Silero's window end as it is).
+    end_lookback_ms: int = 96
+    end_energy_rms: float = 60.0
     threads: int = 1
 
 
