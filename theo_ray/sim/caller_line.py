@@ -3,8 +3,8 @@
 Like a real phone, the line sends continuous audio: between utterances it keeps the
 session's playout queue topped up with one or two frames of silence, so an utterance starts
 at the next 20 ms tick and the agent's jitter buffer never sees the stream stop. An utterance
-is recorded on track ``tx`` where it really went out, and only as much of it as was sent (a
-hang-up can cut it): while it plays, the line samples the playout queue's per-mark progress
+is recorded on track ``tx`` as the line carries it (through the call's codec and back), where
+it really went out, and only as much of it as was sent (a hang-up can cut it): while it plays, the line samples the playout queue's per-mark progress
 (samples sent, send time of the latest frame, stamped by the RTP clock) every few ms, and
 places each stretch of frames so that its last frame sits at that frame's send time. A stalled
 event loop delays the rest of an utterance (RtpSession resynchronises its clock instead of
@@ -19,7 +19,9 @@ from collections.abc import Callable
 
 import msgspec
 import numpy as np
+import samplerate
 
+from theo_ray.media.codecs import create_codec
 from theo_ray.media.playout import PlayoutEvent
 from theo_ray.media.rtp_session import RtpSession
 from theo_ray.sim.recording import CallRecording
@@ -122,6 +124,7 @@ class CallerLine:
         done = self._done[mark] = asyncio.Event()
         self._current = mark
         self.session.enqueue(pcm, mark, last=True)
+        carried = self._as_carried(pcm)
         progress: list[tuple[int, float]] = []  # (network-rate samples sent, send time of that frame)
         duration = len(pcm) / self.recording.sample_rate
         deadline = self.clock() + duration + timeout_s
@@ -135,8 +138,31 @@ class CallerLine:
                 await asyncio.sleep(_PROGRESS_POLL_S)
         finally:
             self._sample_progress(mark, progress)
-            result = self._finish(mark, pcm, progress, cut)
+            result = self._finish(mark, carried, progress, cut)
         return result
+
+    def _as_carried(self, pcm: np.ndarray) -> np.ndarray:
+        """What the line carries of ``pcm`` (recording rate): through the call's codec and
+        back. Track ``tx`` records this, so the caller's speech edges are the ones the far end
+        can hear: over G.711 nothing above 4 kHz arrives, and a final "s" that the full-band
+        voice still has is silence on the line."""
+        codec = self.session.codec
+        if codec is None or pcm.size == 0:
+            return pcm
+        coder = create_codec(codec.name, codec.payload_type)
+        rate = self.recording.sample_rate
+        x = pcm.astype(np.float32) / 32768.0
+        if coder.sample_rate != rate:
+            x = samplerate.resample(x, coder.sample_rate / rate, "sinc_medium")
+        frame = coder.samples_per_frame(self.session.settings.ptime_ms)
+        x16 = np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
+        x16 = np.concatenate((x16, np.zeros((-x16.size) % frame, np.int16)))
+        y = np.concatenate([coder.decode(coder.encode(x16[i : i + frame])) for i in range(0, x16.size, frame)])
+        y = y.astype(np.float32) / 32768.0
+        if coder.sample_rate != rate:
+            y = samplerate.resample(y, rate / coder.sample_rate, "sinc_medium")
+        out = np.clip(np.round(y * 32768.0), -32768, 32767).astype(np.int16)
+        return np.concatenate((out, np.zeros(max(0, pcm.size - out.size), np.int16)))[: pcm.size]
 
     def _sample_progress(self, mark: str, progress: list[tuple[int, float]]) -> None:
         playout = self.session.playout
