@@ -65,6 +65,8 @@ def check_generate(req: GenerateRequest) -> None:
             raise InvalidRequest(f"tools[{i}].parameters", "must be a JSON Schema of type 'object' with 'properties'")
     if not 1 <= req.max_tokens <= 4096:
         raise InvalidRequest("max_tokens", f"must be 1..4096, got {req.max_tokens}")
+    if not 0 <= req.min_tokens <= req.max_tokens:
+        raise InvalidRequest("min_tokens", f"must be 0..max_tokens ({req.max_tokens}), got {req.min_tokens}")
     if not (0.0 <= req.temperature <= 2.0) or math.isnan(req.temperature):
         raise InvalidRequest("temperature", f"must be 0..2, got {req.temperature}")
 

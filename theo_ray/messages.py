@@ -83,6 +83,9 @@ class GenerateRequest(msgspec.Struct, frozen=True):
     messages: list[ChatMessage]
     tools: list[ToolSchema] = []
     max_tokens: int = 160
+    # At least this many tokens before the model may end (a benchmark's fixed reply length;
+    # 0 = the model decides). A scripted test double ignores it.
+    min_tokens: int = 0
     temperature: float = 0.0
     request_id: str = ""
     trace: TraceContext = TraceContext()

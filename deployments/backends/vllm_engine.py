@@ -80,7 +80,10 @@ class VllmBackend:
         from vllm.sampling_params import RequestOutputKind
 
         params = SamplingParams(
-            max_tokens=req.max_tokens, temperature=req.temperature, output_kind=RequestOutputKind.DELTA
+            max_tokens=req.max_tokens,
+            min_tokens=req.min_tokens,
+            temperature=req.temperature,
+            output_kind=RequestOutputKind.DELTA,
         )
         produced = 0
         async for out in self.engine.generate(self.render_prompt(req), params, request_id=request_id):

@@ -104,6 +104,14 @@ async def test_llm_streams_typed_deltas(model_handles):
     assert "".join(d.text for d in deltas).strip()
 
 
+async def test_llm_min_tokens_holds_the_end_back(model_handles):
+    """`min_tokens` (the pipeline bench's fixed reply length) reaches the engine: the reply
+    runs to at least that many tokens even where the model would have stopped."""
+    request = GenerateRequest(messages=[ChatMessage(role="user", content="Diga só: oi.")], max_tokens=40, min_tokens=30)
+    deltas = [d async for d in model_handles.llm.options(stream=True).generate.remote(request)]
+    assert deltas[-1].completion_tokens >= 30
+
+
 async def test_llm_cancel_aborts_in_the_engine(model_handles):
     before = await model_handles.llm.stats.remote()
     ms = await measure_cancel_to_abort(model_handles, "test-cancel")
@@ -138,6 +146,7 @@ BAD_LLM = [
     GenerateRequest(messages=[]),
     GenerateRequest(messages=[ChatMessage(role="assistant", content="oi")]),
     GenerateRequest(messages=[ChatMessage(role="user", content="oi")], max_tokens=0),
+    GenerateRequest(messages=[ChatMessage(role="user", content="oi")], max_tokens=8, min_tokens=9),
     GenerateRequest(
         messages=[ChatMessage(role="user", content="oi")],
         tools=[ToolSchema(name="bad name!", description="x", parameters={"type": "object", "properties": {}})],

@@ -1,9 +1,11 @@
 """`theo bench pipeline`: Theo's streaming turn loop against the sequential (batch) baseline,
 in one run, on the same model deployments and the same scenarios, measured at the caller.
 
-Two private call planes share the deployments: one with ``pipeline="sequential"`` (STT final
--> the whole LLM reply -> the whole TTS -> play) and one with ``pipeline="streaming"``
-(sentences to TTS and chunks to the line as they come). Fillers are off in both, so the first
+Two private call planes share the deployments: one with ``pipeline="sequential"`` (once the
+turn has ended: STT of the whole utterance -> the whole LLM reply -> the whole TTS -> play)
+and one with ``pipeline="streaming"`` (speculative STT during the endpointing wait, sentences
+to TTS and chunks to the line as they come). Both take the same end-of-turn decision and
+answer with at least ``min_reply_tokens`` tokens. Fillers are off in both, so the first
 agent audio is the reply's. Calls alternate between the planes (sequential first on even
 pairs, streaming first on odd ones) so slow drift of a shared machine falls on both alike.
 
@@ -58,6 +60,12 @@ class PipelineBenchSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=T
     # with a four-sentence explanation streamed word by word (a reply worth streaming).
     llm: Literal["configured", "scripted"] = "configured"
     scripted_rules: str = str(SCRIPTED_LLM_RULES)
+    # Both modes answer with at least this many tokens (the LLM request's min_tokens). Streaming
+    # gains in proportion to the reply's length, so the comparison needs one fixed length: 80
+    # tokens is a 2-3 sentence contact-centre answer. Left to itself the packaged 135M model
+    # mostly echoes the question (one short sentence: nothing to overlap) or loops to
+    # max_tokens. 0 = the model decides.
+    min_reply_tokens: int = 80
 
 
 class PipelineFigures(msgspec.Struct):
@@ -112,7 +120,9 @@ async def run_pipeline_bench(
     """Place ``calls_per_mode`` calls on each pipeline, alternating. Ray must be initialised."""
     started = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
-    base = without_fillers(msgspec.structs.replace(config.conversation, mode="agent"))
+    base = without_fillers(msgspec.structs.replace(
+        config.conversation, mode="agent", llm_min_tokens=min(settings.min_reply_tokens, config.conversation.llm_max_tokens)
+    ))
     questions = LONG_ANSWER_QUESTIONS if settings.llm == "scripted" else QUESTIONS
     scenarios = [
         questions_scenario(

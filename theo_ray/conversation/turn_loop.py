@@ -577,6 +577,11 @@ class TurnLoop:
         # The speculative final (started at VAD speech end) stands unless speech resumed since,
         # which cancels it (_on_speech_start). The frames added since are the endpointing
         # silence: measured, redoing the transcription for them cost a whole STT pass per turn.
+        # The sequential baseline transcribes the whole utterance once the turn has ended, as a
+        # batch pipeline does (the speculative text only served the same endpointing decision).
+        if self.settings.pipeline == "sequential" and utt.final_task is not None:
+            utt.final_task.cancel()
+            utt.final_task = None
         if utt.final_task is None or utt.final_task.cancelled():
             utt.final_task = asyncio.create_task(self._transcribe(utt.audio()))
         started = self.clock()
@@ -692,6 +697,7 @@ class TurnLoop:
             messages=self.memory.to_messages(self.system_prompt),
             tools=self.tools.schemas(),
             max_tokens=self.settings.llm_max_tokens,
+            min_tokens=min(self.settings.llm_min_tokens, self.settings.llm_max_tokens),
             temperature=self.settings.llm_temperature,
             request_id=f"{self.session_id}-t{turn.index}",
             trace=self.tracer.context(),
