@@ -5,7 +5,7 @@ Two private call planes share the deployments: one with ``pipeline="sequential"`
 turn has ended: STT of the whole utterance -> the whole LLM reply -> the whole TTS -> play)
 and one with ``pipeline="streaming"`` (speculative STT during the endpointing wait, sentences
 to TTS and chunks to the line as they come). Both take the same end-of-turn decision and
-answer with at least ``min_reply_tokens`` tokens. Fillers are off in both, so the first
+answer with exactly ``reply_tokens`` tokens. Fillers are off in both, so the first
 agent audio is the reply's. Calls alternate between the planes (sequential first on even
 pairs, streaming first on odd ones) so slow drift of a shared machine falls on both alike.
 
@@ -60,12 +60,12 @@ class PipelineBenchSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=T
     # with a four-sentence explanation streamed word by word (a reply worth streaming).
     llm: Literal["configured", "scripted"] = "configured"
     scripted_rules: str = str(SCRIPTED_LLM_RULES)
-    # Both modes answer with at least this many tokens (the LLM request's min_tokens). Streaming
-    # gains in proportion to the reply's length, so the comparison needs one fixed length: 80
-    # tokens is a 2-3 sentence contact-centre answer. Left to itself the packaged 135M model
-    # mostly echoes the question (one short sentence: nothing to overlap) or loops to
-    # max_tokens. 0 = the model decides.
-    min_reply_tokens: int = 80
+    # Both modes answer with exactly this many tokens (the LLM request's min_tokens and
+    # max_tokens). Streaming gains in proportion to the reply's length, so the comparison needs
+    # one fixed length: 80 tokens is a 2-3 sentence contact-centre answer. Left to itself the
+    # packaged 135M model mostly echoes the question (one short sentence: nothing to overlap)
+    # or loops to max_tokens. 0 = the model decides (up to conversation.llm_max_tokens).
+    reply_tokens: int = 80
 
 
 class PipelineFigures(msgspec.Struct):
@@ -74,6 +74,7 @@ class PipelineFigures(msgspec.Struct):
     failed_calls: int
     unanswered_steps: int
     first_audio: Percentiles
+    reply_tokens: Percentiles  # how long the replies were (the LLM's completion tokens)
     segments: list[SegmentFigures]
     turns: list[TurnSample] = []
 
@@ -105,6 +106,7 @@ def _figures(pipeline: Pipeline, calls: list[SimCall]) -> PipelineFigures:
         failed_calls=sum(1 for c in calls if c.error),
         unanswered_steps=sum(unanswered_steps(c) for c in calls),
         first_audio=percentiles([t.first_audio_ms for t in turns]),
+        reply_tokens=percentiles([float(t.reply_tokens) for t in turns if t.reply_tokens]),
         segments=segment_figures(turns),
         turns=turns,
     )
@@ -120,15 +122,18 @@ async def run_pipeline_bench(
     """Place ``calls_per_mode`` calls on each pipeline, alternating. Ray must be initialised."""
     started = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
-    base = without_fillers(msgspec.structs.replace(
-        config.conversation, mode="agent", llm_min_tokens=min(settings.min_reply_tokens, config.conversation.llm_max_tokens)
-    ))
+    base = without_fillers(msgspec.structs.replace(config.conversation, mode="agent"))
+    if settings.reply_tokens > 0:
+        base = msgspec.structs.replace(base, llm_min_tokens=settings.reply_tokens, llm_max_tokens=settings.reply_tokens)
     questions = LONG_ANSWER_QUESTIONS if settings.llm == "scripted" else QUESTIONS
     scenarios = [
         questions_scenario(
             f"bench_pipeline_{i + 1}",
             [questions[(i * settings.questions_per_call + k) % len(questions)]
              for k in range(settings.questions_per_call)],
+            # A sequential reply starts after the whole TTS and then plays in full: the caller
+            # waits for its end (120 tokens are ~30 s of speech) before the next question.
+            reply_timeout_ms=90000,
         )
         for i in range(settings.calls_per_mode)
     ]

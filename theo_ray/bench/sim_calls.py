@@ -126,7 +126,8 @@ def questions_scenario(name: str, questions: list[str], greeting_timeout_ms: int
     for i, text in enumerate(questions):
         steps += [Say(text=text, id=f"q{i + 1}"), WaitAgent(until="ends", timeout_ms=reply_timeout_ms)]
     steps.append(Hangup(after_ms=300))
-    return Scenario(name=name, steps=steps, max_duration_s=60.0 + 25.0 * len(questions))
+    return Scenario(name=name, steps=steps,
+                    max_duration_s=60.0 + max(25.0, reply_timeout_ms / 1000.0 + 10.0) * len(questions))
 
 
 def barge_in_scenario(name: str, question: str, interruption: str, rounds: int, after_ms: int = 800,
@@ -199,6 +200,7 @@ class TurnSample(msgspec.Struct):
     overhead_ms: float | None = None  # first_audio - endpointing - model compute
     filler_played: bool = False
     endpoint_rule: str = ""
+    reply_tokens: int = 0  # the LLM reply's length
 
 
 def _nearest_turn(record: CallRecord, caller_end: float, used: set[int]) -> TurnRecord | None:
@@ -243,6 +245,7 @@ def turn_samples(call: SimCall) -> list[TurnSample]:
 def _fill_split(sample: TurnSample, turn: TurnRecord, caller_end: float, agent_heard: float) -> None:
     sample.matched = True
     sample.endpoint_rule = turn.endpoint_rule
+    sample.reply_tokens = turn.reply_tokens
     sample.filler_played = bool(turn.filler_at and (not turn.first_rtp_at or turn.filler_at < turn.first_rtp_at))
     sample.inbound_ms = _ms(turn.speech_end_at, caller_end) if turn.speech_end_at else None
     sample.endpointing_wait_ms = _ms(turn.end_of_turn_at, turn.speech_end_at)

@@ -103,19 +103,23 @@ def cmd_bench_pipeline(config: TheoConfig, args: argparse.Namespace) -> int:
     from theo_ray.bench.pipeline_bench import PipelineBenchSettings, run_pipeline_bench
 
     settings = PipelineBenchSettings(calls_per_mode=args.calls, questions_per_call=args.questions, llm=args.llm,
-                                     min_reply_tokens=args.min_reply_tokens)
+                                     reply_tokens=args.reply_tokens)
     handles = _start(config)
     out = _out_dir(config, "bench-pipeline")
     report = asyncio.run(run_pipeline_bench(config, handles, settings, out, say))
 
     table = Table("first agent audio (caller), ms", "sequential", "streaming", "streaming/sequential",
-                  title=f"theo bench pipeline — LLM {report.llm}, TTS {report.tts}, "
-                        f"replies ≥ {report.settings.min_reply_tokens} tokens in both modes")
+                  title=f"theo bench pipeline — LLM {report.llm}, TTS {report.tts}, replies of "
+                        + (f"{report.settings.reply_tokens} tokens" if report.settings.reply_tokens
+                           else "the model's own length") + " in both modes")
     q, s = report.sequential.first_audio, report.streaming.first_audio
     table.add_row("p50", _f(q.p50), _f(s.p50), f"{report.ratio_p50}" if report.ratio_p50 is not None else "—")
     table.add_row("p95", _f(q.p95), _f(s.p95), f"{report.ratio_p95}" if report.ratio_p95 is not None else "—")
     table.add_row("mean", _f(q.mean), _f(s.mean), f"{report.ratio_mean}" if report.ratio_mean is not None else "—")
     table.add_row("turns", str(q.count), str(s.count), "")
+    table.add_row("reply length p50 (max), LLM tokens", f"{_f(report.sequential.reply_tokens.p50)} "
+                  f"({_f(report.sequential.reply_tokens.max)})", f"{_f(report.streaming.reply_tokens.p50)} "
+                  f"({_f(report.streaming.reply_tokens.max)})", "")
     for a, b in zip(report.sequential.segments, report.streaming.segments):
         table.add_row(f"  p50 {a.what}", _f(a.figures.p50), _f(b.figures.p50), "")
     console.print(table)
@@ -226,8 +230,8 @@ def add_parsers(sub: argparse._SubParsersAction, bsub: argparse._SubParsersActio
     pipeline.add_argument("--questions", type=int, default=4, help="questions per call (default 4)")
     pipeline.add_argument("--llm", choices=("configured", "scripted"), default="configured",
                           help="the configured LLM, or the scripted test double with a long multi-sentence answer")
-    pipeline.add_argument("--min-reply-tokens", type=int, default=80,
-                          help="both modes answer with at least this many tokens (default 80, a 2-3 sentence "
+    pipeline.add_argument("--reply-tokens", type=int, default=80,
+                          help="both modes answer with exactly this many LLM tokens (default 80, a 2-3 sentence "
                                "answer; 0 = the model decides: the packaged 135M model often just echoes the question)")
     pipeline.add_argument("--json", help="where to write the JSON report")
     pipeline.set_defaults(run=cmd_bench_pipeline)

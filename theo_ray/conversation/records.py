@@ -45,6 +45,7 @@ class TurnRecord(msgspec.Struct):
     filler_at: float = 0.0
     drained_at: float = 0.0
     stt_ms: float = 0.0  # compute of the final transcription
+    reply_tokens: int = 0  # the LLM's completion tokens for this reply
     tools: list[ToolExecution] = []
     error: str = ""
 

@@ -59,7 +59,7 @@ class ConversationSettings(msgspec.Struct, **_STRICT):
     backchannel_pause_ms: int = 350
     llm_max_tokens: int = 120
     # Replies of at least this many tokens (0 = the model decides). `theo bench pipeline` sets
-    # it in both of its modes so that they answer at the same, realistic length.
+    # it (and llm_max_tokens) in both of its modes so that they answer at the same length.
     llm_min_tokens: int = 0
     llm_temperature: float = 0.3
     # Cancel a model stream that has not produced anything after this long.

@@ -656,6 +656,8 @@ class TurnLoop:
                         pieces.put_nowait(piece)
                 if delta.tool_call is not None:
                     self._accept_tool(reply, delta.tool_call)
+                if delta.finish_reason:
+                    turn.reply_tokens = delta.completion_tokens
             for piece in splitter.flush():
                 if not turn.llm_first_sentence_at:
                     turn.llm_first_sentence_at = self.clock()
@@ -676,6 +678,8 @@ class TurnLoop:
                 text += delta.text
             if delta.tool_call is not None:
                 self._accept_tool(reply, delta.tool_call)
+            if delta.finish_reason:
+                turn.reply_tokens = delta.completion_tokens
         turn.llm_first_sentence_at = self.clock()
         if not text.strip():
             return
