@@ -110,3 +110,29 @@ async def test_cpf_dictated_with_pauses_is_one_turn(theo_config, scripted_handle
         # All four groups are in the one turn (Whisper may mishear a digit, not drop a group).
         assert len(digits) >= 10 and ("zero" in text or "0" in text), record.turns[0].caller_text
         assert record.turns[0].end_of_turn_at > spoken - 0.5  # not cut before the last group
+
+
+async def test_sequential_baseline_transcribes_after_the_turn_and_plays_one_whole_reply(theo_config, scripted_handles):
+    """The batch baseline `theo bench pipeline` compares against: the turn ends on VAD silence
+    alone, STT runs only after that, the whole reply is synthesised before its first packet."""
+    import msgspec
+
+    line = "Oi, eu quero saber da minha fatura."
+    config = msgspec.structs.replace(
+        theo_config, conversation=msgspec.structs.replace(theo_config.conversation, pipeline="sequential")
+    )
+    async with AgentCall(config, scripted_handles) as call:
+        await call.prepare_speech(line)
+        await call.wait_agent_start(0)
+        await call.wait_agent_quiet()
+        await call.say(line)
+        record = await call.wait_reply(1)
+        turn = record.turns[0]
+        assert "fatura" in turn.caller_text.lower(), turn.caller_text
+        assert turn.endpoint_rule == "vad_silence"
+        silence_ms = (turn.end_of_turn_at - turn.speech_end_at) * 1000.0
+        assert silence_ms >= config.conversation.turn.endpointing.base_silence_ms - 1.0
+        # STT started at the end of the turn: its whole compute lies after it.
+        assert turn.stt_final_at > turn.end_of_turn_at and turn.stt_ms > 50.0
+        assert turn.first_rtp_at > turn.tts_first_chunk_at > turn.llm_first_sentence_at >= turn.llm_first_token_at
+        assert turn.agent_text and turn.reply_tokens > 0 and not record.errors

@@ -343,6 +343,8 @@ class TurnLoop:
             utt.final_task = asyncio.create_task(self._transcribe(audio))
             self._barge_utterance_pending = True
             return
+        if self.settings.pipeline == "sequential":
+            return  # the batch baseline transcribes once the turn has ended (_final_text)
         # Speculative final STT and turn-model probability while the endpointer waits; a
         # partial still in flight would only queue in front of it.
         if utt.partial_task is not None and not utt.partial_task.done():
@@ -378,6 +380,8 @@ class TurnLoop:
         self._maybe_end_turn(utt, now)
 
     def _maybe_partial(self, utt: _Utterance) -> None:
+        if self.settings.pipeline == "sequential":
+            return  # the batch baseline has no streaming STT
         interval = self.settings.partial_interval_ms * RATE // 1000
         if utt.samples - utt.samples_at_last_partial < interval:
             return
@@ -424,6 +428,9 @@ class TurnLoop:
             if utt.turn_prob_task.exception() is None:
                 prob = utt.turn_prob_task.result().probability
         silence_ms = (now - utt.speech_end_at) * 1000.0
+        if self.settings.pipeline == "sequential":
+            self._end_turn_on_silence(utt, now, silence_ms)
+            return
         if not text and silence_ms < self.settings.turn.endpointing.max_silence_ms:
             # The linguistic rules need words (is the caller dictating digits?): with no
             # transcript yet, wait for the speculative final rather than guess.
@@ -447,6 +454,28 @@ class TurnLoop:
             endpoint_reason=decision.reason,
         )
         log.info("end of turn %d: %s", self._turns, msgspec.json.encode(decision).decode())
+        self._start_reply(turn, utt)
+
+    def _end_turn_on_silence(self, utt: _Utterance, now: float, silence_ms: float) -> None:
+        """The batch baseline's endpointing: VAD silence of `endpointing.base_silence_ms`, no
+        transcript and no turn model (it has neither before the turn ends)."""
+        wait_ms = self.settings.turn.endpointing.base_silence_ms
+        if silence_ms < wait_ms:
+            if utt.end_check is not None:
+                utt.end_check.cancel()
+            utt.end_check = asyncio.get_running_loop().call_later(
+                (wait_ms - silence_ms) / 1000.0, self._recheck_end_of_turn, utt
+            )
+            return
+        self._utterance = None
+        self._turns += 1
+        turn = TurnRecord(
+            index=self._turns,
+            speech_end_at=utt.speech_end_at,
+            end_of_turn_at=now,
+            endpoint_rule="vad_silence",
+            endpoint_reason=f"sequential baseline: {wait_ms} ms of VAD silence",
+        )
         self._start_reply(turn, utt)
 
     def _recheck_end_of_turn(self, utt: _Utterance) -> None:
@@ -577,11 +606,8 @@ class TurnLoop:
         # The speculative final (started at VAD speech end) stands unless speech resumed since,
         # which cancels it (_on_speech_start). The frames added since are the endpointing
         # silence: measured, redoing the transcription for them cost a whole STT pass per turn.
-        # The sequential baseline transcribes the whole utterance once the turn has ended, as a
-        # batch pipeline does (the speculative text only served the same endpointing decision).
-        if self.settings.pipeline == "sequential" and utt.final_task is not None:
-            utt.final_task.cancel()
-            utt.final_task = None
+        # The sequential baseline never started one: it transcribes the whole utterance once the
+        # turn has ended, as a batch pipeline does.
         if utt.final_task is None or utt.final_task.cancelled():
             utt.final_task = asyncio.create_task(self._transcribe(utt.audio()))
         started = self.clock()
