@@ -106,7 +106,8 @@ class LoopbackCall:
     ) -> None:
         self.session_id = session_id
         self.codec = codec
-        self.media = media or MediaSettings()
+        # A phone plays what it receives: one frame per tick after its jitter buffer.
+        self.media = msgspec.structs.replace(media or MediaSettings(), inbound_delivery="clock")
         self.keep_frames = keep_frames
         self.caller = SipCaller(CallerSettings(media="external", codecs=[codec]))
         self.rtp: RtpSession | None = None
