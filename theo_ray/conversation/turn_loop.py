@@ -439,42 +439,33 @@ class TurnLoop:
         if not decision.end_of_turn:
             # Decide again the moment this rule's wait is over, not at the next frame (the
             # transcript or the turn model arriving also re-decides: _recheck_end_of_turn).
-            if utt.end_check is not None:
-                utt.end_check.cancel()
-            delay = max(0.0, (decision.wait_ms - silence_ms) / 1000.0)
-            utt.end_check = asyncio.get_running_loop().call_later(delay, self._recheck_end_of_turn, utt)
+            self._decide_again_in(utt, decision.wait_ms - silence_ms)
             return
-        self._utterance = None
-        self._turns += 1
-        turn = TurnRecord(
-            index=self._turns,
-            speech_end_at=utt.speech_end_at,
-            end_of_turn_at=now,
-            endpoint_rule=decision.rule,
-            endpoint_reason=decision.reason,
-        )
-        log.info("end of turn %d: %s", self._turns, msgspec.json.encode(decision).decode())
-        self._start_reply(turn, utt)
+        log.info("end of turn %d: %s", self._turns + 1, msgspec.json.encode(decision).decode())
+        self._end_turn(utt, now, decision.rule, decision.reason)
 
     def _end_turn_on_silence(self, utt: _Utterance, now: float, silence_ms: float) -> None:
         """The batch baseline's endpointing: VAD silence of `endpointing.base_silence_ms`, no
         transcript and no turn model (it has neither before the turn ends)."""
         wait_ms = self.settings.turn.endpointing.base_silence_ms
         if silence_ms < wait_ms:
-            if utt.end_check is not None:
-                utt.end_check.cancel()
-            utt.end_check = asyncio.get_running_loop().call_later(
-                (wait_ms - silence_ms) / 1000.0, self._recheck_end_of_turn, utt
-            )
+            self._decide_again_in(utt, wait_ms - silence_ms)
             return
+        self._end_turn(utt, now, "vad_silence", f"sequential baseline: {wait_ms} ms of VAD silence")
+
+    def _decide_again_in(self, utt: _Utterance, delay_ms: float) -> None:
+        if utt.end_check is not None:
+            utt.end_check.cancel()
+        utt.end_check = asyncio.get_running_loop().call_later(
+            max(0.0, delay_ms / 1000.0), self._recheck_end_of_turn, utt
+        )
+
+    def _end_turn(self, utt: _Utterance, now: float, rule: str, reason: str) -> None:
         self._utterance = None
         self._turns += 1
         turn = TurnRecord(
-            index=self._turns,
-            speech_end_at=utt.speech_end_at,
-            end_of_turn_at=now,
-            endpoint_rule="vad_silence",
-            endpoint_reason=f"sequential baseline: {wait_ms} ms of VAD silence",
+            index=self._turns, speech_end_at=utt.speech_end_at, end_of_turn_at=now,
+            endpoint_rule=rule, endpoint_reason=reason,
         )
         self._start_reply(turn, utt)
 
