@@ -43,6 +43,7 @@ def test_environment_overrides_win(tmp_path):
         ("[llm.deployment]\nnum_cpus = 'lots'\n", "llm.deployment.num_cpus", "Expected `float`"),
         ("nonsense = 1\n", "(top level)", "unknown key `nonsense`"),
         ("[sip]\nmax_calls = 32\n", "sip.max_calls", "raise sip.shards"),
+        ("[conversation]\nllm_min_tokens = 200\n", "conversation.llm_min_tokens", "llm_max_tokens"),
         ("[sip]\nshards = 0\n", "sip.shards", "1..64"),
         ("[call]\nuse_ami = true\n[sip]\nshards = 2\n", "asterisk.theo", "must match sip.port=5080, sip.shards=2"),
     ],

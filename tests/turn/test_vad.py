@@ -60,7 +60,7 @@ def test_energy_speech_end_is_nearer_the_voice_end_than_the_last_speech_window(s
     for start in range(0, pcm.size, 320):
         for event in vad.process(pcm[start : start + 320]):
             if event.kind == "speech_end":
-                ends.append((vad.fed_ms - vad.since_speech_ms, vad.energy_speech_end_ms(60.0, 96.0)))
+                ends.append((vad.last_speech_end_ms, vad.energy_speech_end_ms(60.0, 96.0)))
     window_end, energy_end = ends[-1]
     assert energy_end <= window_end
     assert abs(energy_end - true_end_ms) <= 20.0, (energy_end, true_end_ms, window_end)

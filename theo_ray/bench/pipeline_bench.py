@@ -132,7 +132,7 @@ async def run_pipeline_bench(
             [questions[(i * settings.questions_per_call + k) % len(questions)]
              for k in range(settings.questions_per_call)],
             # A sequential reply starts after the whole TTS and then plays in full: the caller
-            # waits for its end (120 tokens are ~30 s of speech) before the next question.
+            # waits for its end (80 tokens are ~20 s of speech) before the next question.
             reply_timeout_ms=90000,
         )
         for i in range(settings.calls_per_mode)

@@ -6,6 +6,7 @@ from typing import Literal
 
 import msgspec
 
+from theo_ray.errors import ConfigError
 from theo_ray.turn.settings import TurnSettings
 
 _STRICT = {"forbid_unknown_fields": True, "kw_only": True}
@@ -68,3 +69,10 @@ class ConversationSettings(msgspec.Struct, **_STRICT):
     turn: TurnSettings = msgspec.field(default_factory=TurnSettings)
     echo_gate: EchoGateSettings = msgspec.field(default_factory=EchoGateSettings)
     barge_in: BargeInSettings = msgspec.field(default_factory=BargeInSettings)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.llm_min_tokens <= self.llm_max_tokens:
+            raise ConfigError(
+                "conversation.llm_min_tokens",
+                f"must be 0..llm_max_tokens ({self.llm_max_tokens}), got {self.llm_min_tokens}",
+            )

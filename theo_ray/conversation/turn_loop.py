@@ -419,6 +419,10 @@ class TurnLoop:
             self.record.backchannels_played += 1
 
     def _maybe_end_turn(self, utt: _Utterance, now: float) -> None:
+        silence_ms = (now - utt.speech_end_at) * 1000.0
+        if self.settings.pipeline == "sequential":
+            self._end_turn_on_silence(utt, now, silence_ms)
+            return
         text = utt.partial.text
         final_ready = utt.final_task is not None and utt.final_task.done() and not utt.final_task.cancelled()
         if final_ready and utt.final_task.exception() is None:
@@ -427,10 +431,6 @@ class TurnLoop:
         if utt.turn_prob_task is not None and utt.turn_prob_task.done() and not utt.turn_prob_task.cancelled():
             if utt.turn_prob_task.exception() is None:
                 prob = utt.turn_prob_task.result().probability
-        silence_ms = (now - utt.speech_end_at) * 1000.0
-        if self.settings.pipeline == "sequential":
-            self._end_turn_on_silence(utt, now, silence_ms)
-            return
         if not text and silence_ms < self.settings.turn.endpointing.max_silence_ms:
             # The linguistic rules need words (is the caller dictating digits?): with no
             # transcript yet, wait for the speculative final rather than guess.
@@ -718,7 +718,7 @@ class TurnLoop:
             messages=self.memory.to_messages(self.system_prompt),
             tools=self.tools.schemas(),
             max_tokens=self.settings.llm_max_tokens,
-            min_tokens=min(self.settings.llm_min_tokens, self.settings.llm_max_tokens),
+            min_tokens=self.settings.llm_min_tokens,
             temperature=self.settings.llm_temperature,
             request_id=f"{self.session_id}-t{turn.index}",
             trace=self.tracer.context(),

@@ -229,26 +229,37 @@ class JitterBuffer:
                 self.stats.concealed += 1
                 self._ticks_since_adapt = 0
                 return JitterFrame(None)
-        packet = self._slots.pop(self._next, None)
-        if packet is not None:
-            received_at = self._arrivals.pop(self._next)
-            self._remember_played(self._next)
-            self._next += 1
-            ts_ext = self._extend_ts(packet.timestamp)
-            self._offset = now - ts_ext / self.clock_rate
-            return JitterFrame(packet.payload, packet.sequence, packet.timestamp, received_at, packet.marker)
-        self.stats.concealed += 1
-        if not self._slots:
-            # Nothing buffered means the next packet has not arrived yet (everything that
-            # did arrive was played): it is late, lost, or the sender paused. Do not run
-            # ahead of the sender, so a paused sender's next packet is not counted late;
-            # the playout point slips by one frame instead.
-            self.stats.underruns += 1
-            if self._offset is not None:
-                self._offset += self.ptime
-            return JitterFrame(None)
-        self._next += 1  # lost or late; if it shows up later it is counted late
+        frame = self._take_next()
+        if frame is not None:
+            self._offset = now - self._extend_ts(frame.timestamp) / self.clock_rate
+            return frame
+        if self._conceal_next() and self._offset is not None:
+            self._offset += self.ptime  # the playout point slips by one frame
         return JitterFrame(None)
+
+    def _take_next(self) -> JitterFrame | None:
+        """The next frame in sequence if its packet is here (it is then played)."""
+        packet = self._slots.pop(self._next, None)
+        if packet is None:
+            return None
+        received_at = self._arrivals.pop(self._next)
+        self._remember_played(self._next)
+        self._next += 1
+        return JitterFrame(packet.payload, packet.sequence, packet.timestamp, received_at, packet.marker)
+
+    def _conceal_next(self) -> bool:
+        """Count the next frame concealed; True when nothing is buffered (an underrun).
+
+        Nothing buffered means the next packet has not arrived yet (everything that did
+        arrive was played): it is late, lost, or the sender paused. The sequence does not
+        run ahead of the sender then, so a paused sender's next packet is not counted late.
+        With later packets here, it is lost or late; if it shows up later it is counted late."""
+        self.stats.concealed += 1
+        if self._slots:
+            self._next += 1
+            return False
+        self.stats.underruns += 1
+        return True
 
     def pop_arrived(self, now: float) -> list[JitterFrame]:
         """Arrival-order delivery: every frame ready now, in sequence order (may be empty).
@@ -262,22 +273,15 @@ class JitterBuffer:
             return out
         self._playing = True
         while True:
-            packet = self._slots.pop(self._next, None)
-            if packet is not None:
-                received_at = self._arrivals.pop(self._next)
-                self._remember_played(self._next)
-                self._next += 1
+            frame = self._take_next()
+            if frame is not None:
                 # The next packet is expected one frame after this one arrived.
-                self._due = received_at + self.ptime + self._target
-                out.append(JitterFrame(packet.payload, packet.sequence, packet.timestamp, received_at, packet.marker))
+                self._due = frame.received_at + self.ptime + self._target
+                out.append(frame)
                 continue
             if self._due is None or now < self._due:
                 return out
-            self.stats.concealed += 1
-            if self._slots:
-                self._next += 1  # lost or late; if it shows up later it is counted late
-            else:
-                self.stats.underruns += 1
+            self._conceal_next()
             self._due += self.ptime
             out.append(JitterFrame(None))
 

@@ -25,6 +25,14 @@ import samplerate
 CONVERTERS = ("sinc_best", "sinc_medium", "sinc_fastest")
 
 
+def resample_once(pcm: np.ndarray, in_rate: int, out_rate: int, converter: str = "sinc_medium") -> np.ndarray:
+    """A whole int16 signal at once (offline: output aligned with the input, no start-up)."""
+    if in_rate == out_rate:
+        return pcm
+    y = samplerate.resample(np.asarray(pcm, dtype=np.float32) * (1.0 / 32768.0), out_rate / in_rate, converter)
+    return np.clip(np.rint(np.asarray(y, dtype=np.float32) * 32768.0), -32768, 32767).astype(np.int16)
+
+
 class Resampler:
     """Streaming int16 mono resampler; passthrough when the rates are equal."""
 

@@ -246,8 +246,9 @@ class RtpSession:
         # Filled by start():
         self.codec: Codec | None = None
         self._decoder: Codec | None = None
-        # Barge-in fast path: called with (rms, arrival time) of each audio packet as it
-        # arrives, before the jitter buffer; it decodes with a decoder of its own so that a
+        # Barge-in fast path: called with (rms, arrival time) of each audio packet. In arrival
+        # delivery from the frame path's own decode (the packet is handed out as it arrives);
+        # in clock delivery before the jitter buffer, with a decoder of its own so that a
         # stateful codec's (G.722) main decoder never sees a packet twice.
         self._arrival_probe: Callable[[float, float], None] | None = None
         self._probe_decoder: Codec | None = None
@@ -276,7 +277,8 @@ class RtpSession:
         s = self.settings
         self.codec = codec_registry.create_codec(codec, payload_type)
         self._decoder = codec_registry.create_codec(codec, payload_type)
-        self._probe_decoder = codec_registry.create_codec(codec, payload_type)
+        # Clock delivery probes packets ahead of the frame path, with a decoder of its own.
+        self._probe_decoder = None if self._arrival_delivery else codec_registry.create_codec(codec, payload_type)
         rate = self.codec.sample_rate
         self._frame_samples = self.codec.samples_per_frame(s.ptime_ms)
         self._ts_step = self.codec.timestamp_step(s.ptime_ms)
@@ -408,14 +410,17 @@ class RtpSession:
         self._reception.update(packet.ssrc, packet.sequence, packet.timestamp, now)
         self._jitter.put(packet, now)
         if self._arrival_delivery:
-            self._inbound_arrived(now)
-        if self._arrival_probe is not None and self._probe_decoder is not None:
+            self._inbound_arrived(now)  # probes what it decodes (_decode_and_deliver)
+        elif self._arrival_probe is not None and self._probe_decoder is not None:
             try:
                 pcm = self._probe_decoder.decode(packet.payload)
             except (PayloadError, ValueError):
                 return  # counted as garbage when the jitter buffer hands it out
-            if pcm.size:
-                self._arrival_probe(float(np.sqrt(np.mean(pcm.astype(np.float32) ** 2))), now)
+            self._probe(pcm, now)
+
+    def _probe(self, pcm: np.ndarray, arrival_at: float) -> None:
+        if self._arrival_probe is not None and pcm.size:
+            self._arrival_probe(float(np.sqrt(np.mean(pcm.astype(np.float32) ** 2))), arrival_at)
 
     @property
     def jitter_depth_ms(self) -> float:
@@ -426,9 +431,11 @@ class RtpSession:
         return self._jitter.target_ms
 
     def set_arrival_probe(self, probe: Callable[[float, float], None] | None) -> None:
-        """`probe(rms, arrival_at)` for every accepted audio packet at its arrival, before the
-        jitter buffer (int16 RMS at the codec rate): the turn loop pauses playout from here on
-        a barge-in, a jitter-buffer depth sooner than from the frames it is handed."""
+        """`probe(rms, arrival_at)` for every accepted audio packet (int16 RMS at the codec
+        rate), before its frame is handed out: the turn loop pauses playout from here on a
+        barge-in. In clock delivery that is at its arrival, a jitter-buffer depth sooner than
+        the frame; in arrival delivery, when the frame is (a reordered packet waits for its
+        predecessor)."""
         self._arrival_probe = probe
 
     def _on_telephone_event(self, timestamp: int, payload: bytes) -> None:
@@ -465,12 +472,16 @@ class RtpSession:
             concealed = True
         else:
             try:
-                pcm = self._plc.good(decoder.decode(frame.payload))
-                concealed = False
+                decoded = decoder.decode(frame.payload)
             except (PayloadError, ValueError):
                 self._stats.drops.garbage += 1
                 pcm = self._plc.conceal()
                 concealed = True
+            else:
+                if self._arrival_delivery:
+                    self._probe(decoded, frame.received_at)
+                pcm = self._plc.good(decoded)
+                concealed = False
         out = self._in_resampler.process(pcm)
         fifo = np.concatenate((self._in_fifo, out)) if self._in_fifo.size else out
         if not self._in_primed and fifo.size:

@@ -149,7 +149,7 @@ class AgentAudioWatcher:
         self.timeline = ArrivalTimeline(session.settings.ptime_ms / 1000.0)
         self.turns: list[AgentTurnLive] = []
         # How long after its arrival a frame reaches us (the jitter buffer's delay).
-        self.lag_s = session.settings.jitter_min_ms / 1000.0
+        self.lag_s = session.jitter_depth_ms / 1000.0
         self._changed = asyncio.Event()
         self._task: asyncio.Task | None = None
 

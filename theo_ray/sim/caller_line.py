@@ -4,9 +4,10 @@ Like a real phone, the line sends continuous audio: between utterances it keeps 
 session's playout queue topped up with one or two frames of silence, so an utterance starts
 at the next 20 ms tick and the agent's jitter buffer never sees the stream stop. An utterance
 is recorded on track ``tx`` as the line carries it (through the call's codec and back), where
-it really went out, and only as much of it as was sent (a hang-up can cut it): while it plays, the line samples the playout queue's per-mark progress
-(samples sent, send time of the latest frame, stamped by the RTP clock) every few ms, and
-places each stretch of frames so that its last frame sits at that frame's send time. A stalled
+it really went out, and only as much of it as was sent (a hang-up can cut it): while it
+plays, the line samples the playout queue's per-mark progress (samples sent, send time of
+the latest frame, stamped by the RTP clock) every few ms, and places each stretch of frames
+so that its last frame sits at that frame's send time. A stalled
 event loop delays the rest of an utterance (RtpSession resynchronises its clock instead of
 bursting); the recording then shows the gap where it happened, not a contiguous utterance.
 """
@@ -19,10 +20,10 @@ from collections.abc import Callable
 
 import msgspec
 import numpy as np
-import samplerate
 
 from theo_ray.media.codecs import create_codec
 from theo_ray.media.playout import PlayoutEvent
+from theo_ray.media.resample import resample_once
 from theo_ray.media.rtp_session import RtpSession
 from theo_ray.sim.recording import CallRecording
 
@@ -151,17 +152,11 @@ class CallerLine:
             return pcm
         coder = create_codec(codec.name, codec.payload_type)
         rate = self.recording.sample_rate
-        x = pcm.astype(np.float32) / 32768.0
-        if coder.sample_rate != rate:
-            x = samplerate.resample(x, coder.sample_rate / rate, "sinc_medium")
+        x = resample_once(pcm, rate, coder.sample_rate)
         frame = coder.samples_per_frame(self.session.settings.ptime_ms)
-        x16 = np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
-        x16 = np.concatenate((x16, np.zeros((-x16.size) % frame, np.int16)))
-        y = np.concatenate([coder.decode(coder.encode(x16[i : i + frame])) for i in range(0, x16.size, frame)])
-        y = y.astype(np.float32) / 32768.0
-        if coder.sample_rate != rate:
-            y = samplerate.resample(y, rate / coder.sample_rate, "sinc_medium")
-        out = np.clip(np.round(y * 32768.0), -32768, 32767).astype(np.int16)
+        x = np.concatenate((x, np.zeros((-x.size) % frame, np.int16)))
+        y = np.concatenate([coder.decode(coder.encode(x[i : i + frame])) for i in range(0, x.size, frame)])
+        out = resample_once(y, coder.sample_rate, rate)
         return np.concatenate((out, np.zeros(max(0, pcm.size - out.size), np.int16)))[: pcm.size]
 
     def _sample_progress(self, mark: str, progress: list[tuple[int, float]]) -> None:

@@ -121,11 +121,9 @@ class SileroVad:
         return self._fed_samples * 1000.0 / SAMPLE_RATE
 
     @property
-    def since_speech_ms(self) -> float:
-        """How far the newest sample fed lies from the end of the last window judged speech."""
-        if self._windows_done == 0:
-            return 0.0
-        return max(0.0, self.fed_ms - self._last_speech_end_ms)
+    def last_speech_end_ms(self) -> float:
+        """Stream time where the last window judged speech ends."""
+        return self._last_speech_end_ms
 
     def energy_speech_end_ms(self, threshold_rms: float, lookback_ms: float) -> float:
         """Stream time where the last speech ended, to the 10 ms block: the end of the last
