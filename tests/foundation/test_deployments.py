@@ -71,6 +71,23 @@ async def test_stt_transcribes_our_own_speech_within_10_percent_wer(model_handle
     assert wer <= 0.10, list(zip(references, hypotheses))
 
 
+async def test_stt_window_grows_with_audio_longer_than_the_minimum(model_handles):
+    """Four phrases with 1 s gaps (~15 s, past the 10 s minimum encoder window): every word of
+    the last phrase is still heard, so the window follows the audio instead of cutting it."""
+    gap = np.zeros(16000, np.int16)
+    parts = []
+    for phrase in PHRASES[:4]:
+        audio, _, rate = await _speak(model_handles, phrase)
+        parts += [soxr.resample(audio, rate, 16000).astype(np.int16), gap]
+    audio16 = np.concatenate(parts)
+    assert len(audio16) / 16000 > 12.0
+    heard = _normalise(await _transcribe(model_handles, audio16))
+    reference = _normalise(" ".join(PHRASES[:4]))
+    wer = jiwer.wer(reference, heard)
+    assert wer <= 0.15, heard
+    assert "desde ontem" in heard and "cancelar" in heard, heard
+
+
 async def test_stt_segments_carry_word_timestamps(model_handles):
     audio, _, rate = await _speak(model_handles, "Bom dia, meu nome é João.")
     segments = [

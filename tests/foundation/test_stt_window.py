@@ -1,0 +1,45 @@
+"""The encoder window fitted to the audio (deployments/backends/faster_whisper_stt.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deployments.backends.faster_whisper_stt import _window_frames
+from theo_ray.config import SpeechToTextSettings
+from theo_ray.errors import ConfigError
+
+
+def _padded_features(content_frames: int, total: int = 3000) -> np.ndarray:
+    # faster-whisper's pad_or_trim: real log-mel columns, then exact zeros up to 3000.
+    features = np.zeros((80, total), np.float32)
+    features[:, :content_frames] = np.random.default_rng(1).uniform(-1.5, 1.0, (80, content_frames))
+    return features
+
+
+def test_short_audio_gets_the_minimum_window():
+    assert _window_frames(_padded_features(250), min_frames=1000, margin_frames=200) == 1000
+
+
+def test_longer_audio_gets_its_content_plus_the_margin():
+    assert _window_frames(_padded_features(1400), min_frames=1000, margin_frames=200) == 1600
+
+
+def test_a_silent_column_inside_the_audio_is_content():
+    features = _padded_features(1400)
+    features[:, 1399] = -1.5  # digital silence on Whisper's scale is not padding
+    features[:, 1300:1399] = 0.0  # a run of zero columns is only padding at the end
+    assert _window_frames(features, min_frames=1000, margin_frames=200) == 1600
+
+
+def test_the_window_never_exceeds_the_features():
+    assert _window_frames(_padded_features(2950), min_frames=1000, margin_frames=200) == 3000
+    assert _window_frames(np.zeros((80, 3000), np.float32), min_frames=1000, margin_frames=200) == 1000
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("window_min_s", 0.5), ("window_min_s", 31.0), ("window_margin_s", -1.0), ("max_tokens_per_s", 0.0)]
+)
+def test_bad_window_settings_are_config_errors(field, value):
+    with pytest.raises(ConfigError, match=f"stt.{field}"):
+        SpeechToTextSettings(**{field: value})
