@@ -4,10 +4,11 @@ from theo_ray.turn.sentence_splitter import SentenceSplitter
 from theo_ray.turn.settings import SplitterSettings
 
 
-def split(text: str, step: int = 1, min_words: int = 0, max_chars: int = 220) -> list[str]:
+def split(text: str, step: int = 1, min_words: int = 0, max_chars: int = 220, first_max_chars: int = 0) -> list[str]:
     """Feed ``text`` in chunks of ``step`` characters, as an LLM stream would."""
     splitter = SentenceSplitter(SplitterSettings(first_clause_min_words=min_words,
-                                                 max_piece_chars=max_chars))
+                                                 max_piece_chars=max_chars,
+                                                 first_piece_max_chars=first_max_chars))
     pieces = []
     for i in range(0, len(text), step):
         pieces += splitter.feed(text[i : i + step])
@@ -77,6 +78,23 @@ def test_run_on_is_cut_at_max_chars():
     pieces = split(text, step=5, max_chars=100)
     assert len(pieces) > 2
     assert all(len(p) <= 100 for p in pieces)
+
+
+@pytest.mark.parametrize("step", [1, 4, 1000])
+def test_first_piece_has_its_own_shorter_limit(step):
+    text = ("O seu plano inclui internet de cem megas telefone fixo ilimitado para todo o Brasil "
+            "e os canais de esporte que o senhor pediu na semana passada quando ligou para nós. Obrigado.")
+    pieces = split(text, step=step, first_max_chars=60)
+    assert len(pieces[0]) <= 60 and text.startswith(pieces[0])
+    assert not pieces[0].endswith(" ")
+    # only the first piece: the rest of the sentence stays whole up to max_piece_chars
+    assert pieces[1].endswith("ligou para nós.") and len(pieces[1]) > 60
+    assert " ".join(pieces) == text
+
+
+def test_first_piece_limit_never_exceeds_max_piece_chars():
+    text = "palavra " * 40
+    assert len(split(text, max_chars=50, first_max_chars=90)[0]) <= 50
 
 
 def test_reset_starts_a_new_reply():

@@ -11,7 +11,9 @@ they pull large dependencies into the per-call actor. The rules here are few and
   word starts with a capital letter (so the splitter waits for that letter);
 - a ``.`` or ``,`` between digits (``R$ 1.234,56``) never ends anything;
 - the first piece of a reply may end early at a clause (``,`` / `` e `` / `` mas ``) once it has
-  ``first_clause_min_words`` words, so TTS starts sooner.
+  ``first_clause_min_words`` words, so TTS starts sooner;
+- a run-on with none of these is cut at its last comma or space before ``max_piece_chars``
+  (``first_piece_max_chars`` for the first piece, whose whole TTS the caller waits for).
 
 Cheap (a scan of a few hundred characters per delta): fine to call on the event loop.
 """
@@ -92,8 +94,11 @@ class SentenceSplitter:
         """(end of piece, where the rest starts), or None when no cut is certain yet."""
         first_piece = self._pieces_out == 0 and self._settings.first_clause_min_words > 0
         n = len(buf)
+        limit = self._piece_limit()
         i = 0
-        while i < n:
+        # Only cuts inside the limit count: text arriving in one delta must not make a longer
+        # piece than text arriving word by word.
+        while i < min(n, limit):
             c = buf[i]
             if c in _TERMINATORS:
                 decision, k = self._sentence_end(buf, i, final)
@@ -114,7 +119,7 @@ class SentenceSplitter:
                 if clause is not None:
                     return clause
             i += 1
-        return self._forced_cut(buf)
+        return self._forced_cut(buf, limit)
 
     def _sentence_end(self, buf: str, i: int, final: bool) -> tuple[bool | None, int]:
         """Is the terminator run at ``i`` a sentence end? Returns (yes/no/undecided, index after)."""
@@ -177,9 +182,15 @@ class SentenceSplitter:
                 return i, i + 1
         return None
 
-    def _forced_cut(self, buf: str) -> tuple[int, int] | None:
-        """A run-on longer than max_piece_chars is cut at its last comma, else its last space."""
-        limit = self._settings.max_piece_chars
+    def _piece_limit(self) -> int:
+        first_limit = self._settings.first_piece_max_chars
+        if self._pieces_out == 0 and first_limit > 0:
+            return min(first_limit, self._settings.max_piece_chars)
+        return self._settings.max_piece_chars
+
+    @staticmethod
+    def _forced_cut(buf: str, limit: int) -> tuple[int, int] | None:
+        """A run-on longer than `limit` is cut at its last comma, else its last space."""
         if len(buf) <= limit:
             return None
         head = buf[:limit]

@@ -13,6 +13,10 @@ class SplitterSettings(msgspec.Struct, forbid_unknown_fields=True):
     first_clause_min_words: int = 4
     # A piece longer than this is cut at its last comma/space so TTS never waits for a run-on.
     max_piece_chars: int = 220
+    # The same for the first piece of a reply, shorter: the caller waits for its whole TTS
+    # (time to the first chunk grows with the text), the later pieces are synthesised while
+    # earlier ones play. 0 = max_piece_chars.
+    first_piece_max_chars: int = 90
 
 
 class VadSettings(msgspec.Struct, forbid_unknown_fields=True):
