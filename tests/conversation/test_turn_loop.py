@@ -37,7 +37,13 @@ async def test_three_turn_conversation_with_memory(theo_config, scripted_handles
         assert prompts and re.search(r"maria", prompts[-1][1], re.IGNORECASE), prompts
 
 
-async def test_barge_in_stops_audio_and_memory_keeps_what_was_heard(theo_config, scripted_handles):
+FIRST_PIECE = "Olha, vou te explicar direitinho como funciona."  # the scripted long answer's
+
+
+@pytest.mark.parametrize("talk_after_s", [2.5, 5.0], ids=["in-first-piece", "after-first-piece"])
+async def test_barge_in_stops_audio_and_memory_keeps_what_was_heard(theo_config, scripted_handles, talk_after_s):
+    """At 2.5 s the caller cuts the first sentence; at 5 s the first sentence (about 3 s) was
+    heard whole and played out before the barge-in, so it must still be in the heard text."""
     async with AgentCall(theo_config, scripted_handles) as call:
         await call.wait_agent_start(0)
         await call.wait_agent_quiet()
@@ -45,7 +51,7 @@ async def test_barge_in_stops_audio_and_memory_keeps_what_was_heard(theo_config,
                                   "Espera, espera, eu quero falar de outra coisa agora.")
         await call.say("Me explica como funciona o meu plano de internet.")
         agent_started = await call.wait_reply_audio(1)
-        await asyncio.sleep(2.5)
+        await asyncio.sleep(talk_after_s)
         interrupt_at = time.monotonic()
         await call.say("Espera, espera, eu quero falar de outra coisa agora.")
         record = await call.wait_turns(2)
@@ -56,6 +62,10 @@ async def test_barge_in_stops_audio_and_memory_keeps_what_was_heard(theo_config,
         heard = turn.heard_text.rstrip("—").strip()
         assert heard and turn.agent_text.startswith(heard[: max(1, len(heard) - 3)])
         assert len(heard) < len(turn.agent_text)
+        if talk_after_s >= 5.0:
+            assert heard.startswith(FIRST_PIECE) and len(heard) > len(FIRST_PIECE), heard
+        else:
+            assert len(heard) < len(FIRST_PIECE), heard
         # Agent audio at the caller stopped soon after the caller started talking.
         after = [at for at in call.agent_active_since(interrupt_at + 0.6)]
         still = [at for at in after if at < interrupt_at + 2.0]

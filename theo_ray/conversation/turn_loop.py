@@ -525,8 +525,13 @@ class TurnLoop:
         result = self.rtp.flush()
         self._paused_at = None
         barge.verdict, barge.decided_at = "interruption", now
-        progress = {p.mark: p for p in result.progress}
         if reply is not None:
+            # The flush reports the marks it dropped audio of; pieces played out before it
+            # are no longer queued, so their progress comes from the playout's record.
+            progress = {p.mark: p for p in result.progress}
+            for mark, _text in reply.pieces:
+                if mark not in progress and (played := self.rtp.mark_progress(mark)) is not None:
+                    progress[mark] = played
             heard, cut = heard_text(reply.pieces, progress)
             if reply.pieces and not cut and not reply.task.done():
                 heard, cut = heard + "—", True  # the rest was never even synthesised

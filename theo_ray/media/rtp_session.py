@@ -36,7 +36,7 @@ from theo_ray.media.codecs import Codec, PayloadError
 from theo_ray.media.emodel import estimate_mos
 from theo_ray.media.jitter_buffer import JitterBuffer, JitterFrame
 from theo_ray.media.plc import PacketLossConcealer
-from theo_ray.media.playout import FlushResult, PlayoutQueue
+from theo_ray.media.playout import FlushResult, MarkProgress, PlayoutQueue
 from theo_ray.media.reception_stats import ReceptionStats
 from theo_ray.media.resample import Resampler
 from theo_ray.media.rtcp import (
@@ -537,6 +537,11 @@ class RtpSession:
         if last:
             playout.enqueue(resampler.flush(), mark)
         self._last_enqueue_at = self._clock()
+
+    def mark_progress(self, mark: str) -> MarkProgress | None:
+        """How much of `mark` has been sent (None: never enqueued, or long forgotten)."""
+        assert self.playout is not None
+        return self.playout.progress(mark)
 
     def flush(self) -> FlushResult:
         """Barge-in: nothing more is sent from the next tick on; returns what was dropped."""
