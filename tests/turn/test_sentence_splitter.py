@@ -80,16 +80,29 @@ def test_run_on_is_cut_at_max_chars():
     assert all(len(p) <= 100 for p in pieces)
 
 
+RUN_ON = ("O seu plano inclui internet de cem megas telefone fixo ilimitado para todo o Brasil "
+          "e os canais de esporte que o senhor pediu na semana passada quando ligou para nós "
+          "e também o desconto de fidelidade que vale por mais doze meses a partir de hoje. Obrigado.")
+
+
 @pytest.mark.parametrize("step", [1, 4, 1000])
-def test_first_piece_has_its_own_shorter_limit(step):
-    text = ("O seu plano inclui internet de cem megas telefone fixo ilimitado para todo o Brasil "
-            "e os canais de esporte que o senhor pediu na semana passada quando ligou para nós. Obrigado.")
-    pieces = split(text, step=step, first_max_chars=60)
-    assert len(pieces[0]) <= 60 and text.startswith(pieces[0])
-    assert not pieces[0].endswith(" ")
-    # only the first piece: the rest of the sentence stays whole up to max_piece_chars
-    assert pieces[1].endswith("ligou para nós.") and len(pieces[1]) > 60
-    assert " ".join(pieces) == text
+def test_first_piece_is_short_and_later_pieces_grow_with_what_was_said(step):
+    pieces = split(RUN_ON, step=step, first_max_chars=60)
+    assert " ".join(pieces) == RUN_ON
+    assert len(pieces[0]) <= 60 and not pieces[0].endswith(" ")
+    said = 0
+    for piece in pieces:
+        # each piece is at most as long as everything before it (or the first limit), so
+        # its TTS is done while those play
+        assert len(piece) <= (60 if not said else max(120, said)), (piece, said)
+        said += len(piece)
+    assert len(pieces[1]) > 0 and len(pieces) <= 6
+
+
+def test_sentences_shorter_than_the_limits_are_not_cut():
+    text = "Claro. Vou verificar a sua fatura de janeiro agora mesmo para o senhor. Um momento."
+    assert split(text, first_max_chars=60) == [
+        "Claro.", "Vou verificar a sua fatura de janeiro agora mesmo para o senhor.", "Um momento."]
 
 
 def test_first_piece_limit_never_exceeds_max_piece_chars():

@@ -12,8 +12,10 @@ they pull large dependencies into the per-call actor. The rules here are few and
 - a ``.`` or ``,`` between digits (``R$ 1.234,56``) never ends anything;
 - the first piece of a reply may end early at a clause (``,`` / `` e `` / `` mas ``) once it has
   ``first_clause_min_words`` words, so TTS starts sooner;
-- a run-on with none of these is cut at its last comma or space before ``max_piece_chars``
-  (``first_piece_max_chars`` for the first piece, whose whole TTS the caller waits for).
+- a run-on with none of these is cut at its last comma or space before a limit: for the first
+  piece ``first_piece_max_chars`` (the caller waits for its whole TTS), for a later one the
+  length of everything handed out before it (at least twice the first limit), up to
+  ``max_piece_chars``.
 
 Cheap (a scan of a few hundred characters per delta): fine to call on the event loop.
 """
@@ -48,6 +50,7 @@ class SentenceSplitter:
         self._settings = settings or SplitterSettings()
         self._buffer = ""
         self._pieces_out = 0
+        self._chars_out = 0
 
     @property
     def pending(self) -> str:
@@ -58,6 +61,7 @@ class SentenceSplitter:
         """Start a new reply: drop pending text; the next piece may be an early clause again."""
         self._buffer = ""
         self._pieces_out = 0
+        self._chars_out = 0
 
     def feed(self, text_delta: str) -> list[str]:
         """Add a delta; return the pieces that are now certainly complete."""
@@ -71,7 +75,7 @@ class SentenceSplitter:
         self._buffer = ""
         if _speakable(rest):
             pieces.append(rest)
-            self._pieces_out += 1
+            self._count_out(rest)
         return pieces
 
     # ------------------------------------------------------------------ scanning
@@ -87,7 +91,7 @@ class SentenceSplitter:
             self._buffer = self._buffer[resume:].lstrip()
             if _speakable(piece):
                 pieces.append(piece)
-                self._pieces_out += 1
+                self._count_out(piece)
         return pieces
 
     def _find_cut(self, buf: str, final: bool) -> tuple[int, int] | None:
@@ -182,11 +186,21 @@ class SentenceSplitter:
                 return i, i + 1
         return None
 
+    def _count_out(self, piece: str) -> None:
+        self._pieces_out += 1
+        self._chars_out += len(piece)
+
     def _piece_limit(self) -> int:
+        """The first piece is short (the caller waits for its whole TTS); a later one may be as
+        long as everything handed out before it, so it is synthesised (TTS faster than real
+        time) while those play and the line does not go quiet between pieces; at least twice
+        the first limit, so an ordinary sentence after a short one ("Claro.") stays whole."""
         first_limit = self._settings.first_piece_max_chars
-        if self._pieces_out == 0 and first_limit > 0:
+        if first_limit <= 0:
+            return self._settings.max_piece_chars
+        if self._pieces_out == 0:
             return min(first_limit, self._settings.max_piece_chars)
-        return self._settings.max_piece_chars
+        return min(self._settings.max_piece_chars, max(2 * first_limit, self._chars_out))
 
     @staticmethod
     def _forced_cut(buf: str, limit: int) -> tuple[int, int] | None:
