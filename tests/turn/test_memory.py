@@ -27,6 +27,17 @@ def test_interruption_mark_format():
     heard = "Certo, vou verificar e depois te transferir para o supo"
     assert interruption_mark(heard) == '[interrompido em: "...te transferir para o supo—"]'
     assert interruption_mark("Oi") == '[interrompido em: "Oi—"]'
+    # the turn loop's heard text already ends in the cut mark: one dash, not two
+    assert interruption_mark("Oi, tudo be—") == '[interrompido em: "Oi, tudo be—"]'
+    assert interruption_mark("—") == '[interrompido em: "—"]'
+
+
+def test_heard_text_with_its_cut_mark_is_not_doubled_in_the_message():
+    memory = ConversationMemory(clock=Clock())
+    memory.add_caller("Oi")
+    memory.add_agent("Olá, tudo bem? Como posso ajudar?", heard="Olá, tudo be—")
+    assistant = memory.to_messages("Você é Theo.")[2].content
+    assert assistant == 'Olá, tudo be [interrompido em: "Olá, tudo be—"]'
 
 
 def test_messages_have_entities_summary_and_interruptions():

@@ -60,7 +60,7 @@ Summarizer = Callable[[str, list[Turn]], Awaitable[str]]
 
 def interruption_mark(heard: str) -> str:
     """``[interrompido em: "...transferir para o supo—"]`` from the text the caller heard."""
-    heard = heard.strip()
+    heard = heard.strip().rstrip("—").rstrip()  # the turn loop marks a cut with "—" already
     tail = heard[-INTERRUPTION_TAIL_CHARS:]
     prefix = ""
     if len(heard) > INTERRUPTION_TAIL_CHARS:
@@ -237,7 +237,7 @@ def _turn_message(turn: Turn) -> ChatMessage:
         return ChatMessage("tool", turn.text, tool_call_id=turn.tool_call_id)
     content = turn.text
     if turn.interrupted:
-        content = f"{turn.text.rstrip()} {interruption_mark(turn.text)}".strip()
+        content = f"{turn.text.strip().rstrip('—').rstrip()} {interruption_mark(turn.text)}".strip()
     return ChatMessage(turn.role, content, tool_calls=list(turn.tool_calls))
 
 
