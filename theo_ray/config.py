@@ -88,6 +88,9 @@ class SpeechToTextSettings(msgspec.Struct, **_STRICT):
     window_margin_s: float = 2.0
     # Stops a decoding loop early: at most this many tokens per second of audio (+ 16).
     max_tokens_per_s: float = 12.0
+    # A transcript with more words than this per second of audio (+ 4) is a decoding loop
+    # ("o que é o que é o que é..."): it is decoded again on the full 30 s window.
+    loop_words_per_s: float = 6.0
     deployment: DeploymentSettings = msgspec.field(default_factory=DeploymentSettings)
 
     def __post_init__(self) -> None:
@@ -95,6 +98,8 @@ class SpeechToTextSettings(msgspec.Struct, **_STRICT):
             raise ConfigError("stt.window_min_s", f"must be 1..30 seconds, got {self.window_min_s}")
         if not 0.0 <= self.window_margin_s <= 10.0:
             raise ConfigError("stt.window_margin_s", f"must be 0..10 seconds, got {self.window_margin_s}")
+        if self.loop_words_per_s <= 0:
+            raise ConfigError("stt.loop_words_per_s", f"must be > 0, got {self.loop_words_per_s}")
         if self.max_tokens_per_s <= 0:
             raise ConfigError("stt.max_tokens_per_s", f"must be > 0, got {self.max_tokens_per_s}")
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import copy
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from theo_ray.config import SpeechToTextSettings
 from theo_ray.errors import ModelUnavailable
 from theo_ray.messages import Segment, Word
 
-_END = object()
+log = logging.getLogger(__name__)
 
 
 def resolve_whisper_model(spec: str, cache_dir: Path) -> str:
@@ -50,7 +52,8 @@ def windowed_whisper_model(settings: SpeechToTextSettings, model_path: str):
 
     faster-whisper has no option for this (its `chunk_length` still pads to 30 s), so the one
     method that hands features to CTranslate2 is overridden; CTranslate2's Whisper encoder
-    accepts any window up to 30 s.
+    accepts any window up to 30 s. `fit_window = False` on a copy gives Whisper's own window
+    with the same loaded weights.
     """
     from faster_whisper import WhisperModel
 
@@ -59,8 +62,10 @@ def windowed_whisper_model(settings: SpeechToTextSettings, model_path: str):
     margin_frames = int(settings.window_margin_s * frames_per_s)
 
     class WindowedWhisperModel(WhisperModel):
+        fit_window = True
+
         def encode(self, features: np.ndarray):
-            if features.ndim == 2:
+            if self.fit_window and features.ndim == 2:
                 features = features[:, : _window_frames(features, min_frames, margin_frames)]
             return super().encode(features)
 
@@ -73,16 +78,26 @@ def windowed_whisper_model(settings: SpeechToTextSettings, model_path: str):
     )
 
 
+def looks_like_a_loop(text: str, audio_s: float, max_words_per_s: float) -> bool:
+    """More words than anyone says in that much audio: Whisper repeating itself ("o que é o
+    que é o que é..."). Word rate, not Whisper's gzip ratio: a dictated "nove nove nove nove
+    oito oito oito oito" compresses like a loop but is said at 3 words a second."""
+    return len(text.split()) > max_words_per_s * audio_s + 4
+
+
 class FasterWhisperBackend:
     def __init__(self, settings: SpeechToTextSettings, cache_dir: Path) -> None:
         self.settings = settings
         self.model_path = resolve_whisper_model(settings.model, cache_dir)
         self.model = windowed_whisper_model(settings, self.model_path)
+        self.full_window_model = copy.copy(self.model)  # same weights, Whisper's 30 s window
+        self.full_window_model.fit_window = False
+        self.loops_redecoded = 0
         # Lanes (CTranslate2 workers) decoding at once; see SpeechToTextSettings.parallel_requests.
         self._pool = concurrent.futures.ThreadPoolExecutor(settings.parallel_requests, thread_name_prefix="whisper")
 
-    def _start(self, audio: np.ndarray, language: str, prompt: str, word_timestamps: bool):
-        segments, _info = self.model.transcribe(
+    def _decode(self, model, audio: np.ndarray, language: str, prompt: str, word_timestamps: bool):
+        segments, _info = model.transcribe(
             audio,
             language=language or self.settings.language,
             beam_size=self.settings.beam_size,
@@ -91,21 +106,35 @@ class FasterWhisperBackend:
             initial_prompt=prompt or None,
             condition_on_previous_text=False,
             vad_filter=False,
-            # A decoding loop ("obrigado obrigado obrigado...") stops at a length no real
-            # speech of this duration reaches, instead of at Whisper's 448 tokens.
-            # 200 at most: with a 223-token prompt that stays inside Whisper's 448-token context.
+            # A decoding loop stops at a length no real speech of this duration reaches,
+            # instead of at Whisper's 448 tokens. 200 at most: with a 223-token prompt that
+            # stays inside Whisper's 448-token context.
             max_new_tokens=min(200, int(self.settings.max_tokens_per_s * len(audio) / 16000) + 16),
         )
+        return list(segments)
+
+    def start_transcription(self, audio: np.ndarray, language: str, prompt: str, word_timestamps: bool):
+        """Blocking: the segments of `audio`, as an iterator.
+
+        Decoded on the fitted window; a transcript that looks like a decoding loop is decoded
+        again on Whisper's full window (which loops far less), counted in `loops_redecoded`.
+        The segments of one utterance come out of one decoder pass, so nothing is lost by
+        collecting them before the check.
+        """
+        segments = self._decode(self.model, audio, language, prompt, word_timestamps)
+        text = " ".join(s.text for s in segments)
+        if self.settings.window_min_s < 30.0 and looks_like_a_loop(text, len(audio) / 16000, self.settings.loop_words_per_s):
+            self.loops_redecoded += 1
+            log.warning("STT decoding loop on the fitted window (%r): decoding again on the full window", text[:80])
+            segments = self._decode(self.full_window_model, audio, language, prompt, word_timestamps)
         return iter(segments)
 
     async def transcribe(
         self, audio: np.ndarray, language: str, prompt: str, word_timestamps: bool
     ) -> AsyncIterator[Segment]:
         loop = asyncio.get_running_loop()
-        iterator = await loop.run_in_executor(self._pool, self._start, audio, language, prompt, word_timestamps)
-        # faster-whisper decodes lazily: each next() decodes one more segment, so segments
-        # stream out as they are decoded instead of after the whole audio.
-        while (seg := await loop.run_in_executor(self._pool, next, iterator, _END)) is not _END:
+        segments = await loop.run_in_executor(self._pool, self.start_transcription, audio, language, prompt, word_timestamps)
+        for seg in segments:
             yield Segment(
                 text=seg.text.strip(),
                 start=float(seg.start),

@@ -43,3 +43,27 @@ def test_the_window_never_exceeds_the_features():
 def test_bad_window_settings_are_config_errors(field, value):
     with pytest.raises(ConfigError, match=f"stt.{field}"):
         SpeechToTextSettings(**{field: value})
+
+
+def test_a_decoding_loop_is_told_from_fast_dictation():
+    from deployments.backends.faster_whisper_stt import looks_like_a_loop
+
+    loop = "Tá muito obrigado tchau e o que o que é o que é o que é o que é o que é o que"
+    assert looks_like_a_loop(loop, audio_s=1.9, max_words_per_s=6.0)
+    assert not looks_like_a_loop("nove nove nove nove oito oito oito oito", audio_s=2.8, max_words_per_s=6.0)
+    assert not looks_like_a_loop("Oi boa tarde, eu quero saber o valor da minha fatura.", audio_s=3.2, max_words_per_s=6.0)
+
+
+def test_the_full_window_copy_shares_the_weights():
+    """The loop fallback decodes with the same loaded CTranslate2 model, Whisper's window."""
+    from pathlib import Path
+
+    from deployments.backends.faster_whisper_stt import FasterWhisperBackend
+    from theo_ray.config import config_from_mapping
+
+    config = config_from_mapping({})
+    backend = FasterWhisperBackend(config.stt, Path(config.paths.model_cache).expanduser())
+    assert backend.full_window_model.model is backend.model.model
+    assert backend.model.fit_window and not backend.full_window_model.fit_window
+    silence = np.zeros(16000, np.float32)
+    assert isinstance(list(backend.start_transcription(silence, "pt", "", False)), list)

@@ -173,6 +173,8 @@ class TurnLoop:
         self.record.end_reason = self.record.end_reason or reason
         self.record.ended_at = self.clock()
         if self._reply:
+            # Its streams fail with "cancelled" from here on: that is the hang-up, not an error.
+            self._reply.cancelled = True
             self._reply.turn.agent_text = self._reply.text
             self.record.turns.append(self._reply.turn)  # the reply the hang-up cut short
             self._reply.cancel_streams()
@@ -424,6 +426,13 @@ class TurnLoop:
             self._end_turn_on_silence(utt, now, silence_ms)
             return
         text = utt.partial.text
+        final_pending = utt.final_task is not None and not utt.final_task.done()
+        if final_pending and silence_ms < self.settings.turn.endpointing.max_silence_ms:
+            # The speculative final covers the whole utterance; the partial is older and may
+            # end before the last words ("Meu CPF é" without the digits that make the
+            # dictation rule wait). The reply needs the final anyway, so deciding on it costs
+            # nothing: its arrival re-decides at once (_recheck_end_of_turn).
+            return
         final_ready = utt.final_task is not None and utt.final_task.done() and not utt.final_task.cancelled()
         if final_ready and utt.final_task.exception() is None:
             text = utt.final_task.result() or text
