@@ -61,8 +61,15 @@ class SttWindowReport(msgspec.Struct):
     windows: list[WindowFigures]
 
 
+_DIGIT_WORDS = ("zero", "um", "dois", "três", "quatro", "cinco", "seis", "sete", "oito", "nove")
+
+
 def _words(text: str) -> str:
-    return " ".join(re.sub(r"[^\w ]", " ", text.lower()).split()) or "_"
+    """Lower case, no punctuation, digits read one by one ("2,3,00" -> "dois três zero zero"):
+    Whisper writes dictated digits as words or as numerals, either is the same for the call
+    (the entity and dictation rules read both)."""
+    text = re.sub(r"\d", lambda m: f" {_DIGIT_WORDS[int(m.group())]} ", text.lower())
+    return " ".join(re.sub(r"[^\w ]", " ", text).split()) or "_"
 
 
 def _over_g711(pcm24k: np.ndarray) -> np.ndarray:
