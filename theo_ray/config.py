@@ -80,10 +80,10 @@ class SpeechToTextSettings(msgspec.Struct, **_STRICT):
     language: str = "pt"
     # Whisper's encoder is trained on 30 s windows and faster-whisper pads every request to
     # 30 s, so a 2 s utterance costs as much as a 30 s one (~0.5 s of encoder on 2 CPU cores).
-    # The encoder is run on the audio plus `window_margin_s`, at least `window_min_s`: measured
-    # on the 17 packaged caller utterances, 10 s + 2 s made a transcription 2.9x faster (731 ->
-    # 253 ms) at the same word error rate (0.106 full, 0.124 / 0.088 at 10 / 15 s: a word or two
-    # either way). Windows much tighter than the audio make Whisper repeat itself. 30 = off.
+    # The encoder is run on the audio plus `window_margin_s`, at least `window_min_s`.
+    # `theo bench stt-window` (14 caller phrases over G.711): 828 -> 325 ms per transcription
+    # (2.55x) at the same word error rate (0.042 at 30 s, 0.031 at 10 s). Windows barely
+    # longer than the audio make Whisper repeat itself (see loop_words_per_s). 30 = off.
     window_min_s: float = 10.0
     window_margin_s: float = 2.0
     # Stops a decoding loop early: at most this many tokens per second of audio (+ 16).

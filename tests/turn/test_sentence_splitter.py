@@ -99,6 +99,16 @@ def test_first_piece_is_short_and_later_pieces_grow_with_what_was_said(step):
     assert len(pieces[1]) > 0 and len(pieces) <= 6
 
 
+@pytest.mark.parametrize("step", [1, 5, 1000])
+def test_a_later_run_on_ends_at_a_clause_once_as_long_as_what_was_said(step):
+    text = "Eu entendi o que deseja, ao que deseja, ao que deseja, ao que deseja, ao que deseja, ao que deseja."
+    pieces = split(text, step=step, min_words=4, first_max_chars=60)
+    assert pieces[0] == "Eu entendi o que deseja,"
+    # the second piece stops at the first clause past the 24 characters said before it
+    assert pieces[1] == "ao que deseja, ao que deseja,"
+    assert " ".join(pieces) == text
+
+
 def test_sentences_shorter_than_the_limits_are_not_cut():
     text = "Claro. Vou verificar a sua fatura de janeiro agora mesmo para o senhor. Um momento."
     assert split(text, first_max_chars=60) == [

@@ -11,7 +11,8 @@ they pull large dependencies into the per-call actor. The rules here are few and
   word starts with a capital letter (so the splitter waits for that letter);
 - a ``.`` or ``,`` between digits (``R$ 1.234,56``) never ends anything;
 - the first piece of a reply may end early at a clause (``,`` / `` e `` / `` mas ``) once it has
-  ``first_clause_min_words`` words, so TTS starts sooner;
+  ``first_clause_min_words`` words, so TTS starts sooner; a later piece too, once it is as long
+  as everything handed out before it, so its TTS is done before those have played;
 - a run-on with none of these is cut at its last comma or space before a limit: for the first
   piece ``first_piece_max_chars`` (the caller waits for its whole TTS), for a later one the
   length of everything handed out before it (at least twice the first limit), up to
@@ -96,7 +97,7 @@ class SentenceSplitter:
 
     def _find_cut(self, buf: str, final: bool) -> tuple[int, int] | None:
         """(end of piece, where the rest starts), or None when no cut is certain yet."""
-        first_piece = self._pieces_out == 0 and self._settings.first_clause_min_words > 0
+        clause_cuts = self._settings.first_clause_min_words > 0
         n = len(buf)
         limit = self._piece_limit()
         i = 0
@@ -116,7 +117,9 @@ class SentenceSplitter:
                 return i, i + 1
             if c == ";" and i + 1 < n and buf[i + 1].isspace():
                 return i + 1, i + 1
-            if first_piece:
+            # The first piece may end at a clause; a later one too once it is as long as
+            # everything said before it (its TTS would not be done before those have played).
+            if clause_cuts and (self._pieces_out == 0 or i >= self._chars_out):
                 clause = self._clause_end(buf, i, final)
                 if clause == "wait":
                     return None
