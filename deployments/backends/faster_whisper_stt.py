@@ -118,8 +118,9 @@ class FasterWhisperBackend:
 
         Decoded on the fitted window; a transcript that looks like a decoding loop is decoded
         again on Whisper's full window (which loops far less), counted in `loops_redecoded`.
-        The segments of one utterance come out of one decoder pass, so nothing is lost by
-        collecting them before the check.
+        An utterance under 30 s is one decoder pass, so collecting its segments before the
+        check delays nothing; a longer one waits for all its windows (callers use the whole
+        text).
         """
         segments = self._decode(self.model, audio, language, prompt, word_timestamps)
         text = " ".join(s.text for s in segments)
