@@ -58,9 +58,13 @@ Summarizer = Callable[[str, list[Turn]], Awaitable[str]]
 """(previous summary, turns to fold in) -> new summary, pt-BR, a few sentences."""
 
 
+def _without_cut_mark(heard: str) -> str:
+    return heard.strip().rstrip("—").rstrip()
+
+
 def interruption_mark(heard: str) -> str:
     """``[interrompido em: "...transferir para o supo—"]`` from the text the caller heard."""
-    heard = heard.strip().rstrip("—").rstrip()  # the turn loop marks a cut with "—" already
+    heard = _without_cut_mark(heard)  # one "—" whether or not the text already ends with one
     tail = heard[-INTERRUPTION_TAIL_CHARS:]
     prefix = ""
     if len(heard) > INTERRUPTION_TAIL_CHARS:
@@ -119,10 +123,12 @@ class ConversationMemory:
         self, text: str, heard: str | None = None, tool_calls: list[ToolCall] | None = None
     ) -> Turn:
         """Record an agent turn. ``heard`` is set when the caller interrupted it: what they
-        actually heard (from samples played), which replaces ``text`` in memory."""
+        actually heard (from samples played), which replaces ``text`` in memory. Stored
+        without the turn loop's trailing cut mark "—": `interrupted` says it, and the
+        message adds its own mark (`interruption_mark`)."""
         interrupted = heard is not None
-        turn = Turn("assistant", heard if interrupted else text, self._clock(), interrupted,
-                    list(tool_calls or []))
+        kept = _without_cut_mark(heard) if interrupted else text
+        turn = Turn("assistant", kept, self._clock(), interrupted, list(tool_calls or []))
         self.turns.append(turn)
         return turn
 
@@ -237,7 +243,7 @@ def _turn_message(turn: Turn) -> ChatMessage:
         return ChatMessage("tool", turn.text, tool_call_id=turn.tool_call_id)
     content = turn.text
     if turn.interrupted:
-        content = f"{turn.text.strip().rstrip('—').rstrip()} {interruption_mark(turn.text)}".strip()
+        content = f"{turn.text.rstrip()} {interruption_mark(turn.text)}".strip()
     return ChatMessage(turn.role, content, tool_calls=list(turn.tool_calls))
 
 
