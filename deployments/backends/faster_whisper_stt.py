@@ -62,7 +62,7 @@ def windowed_whisper_model(settings: SpeechToTextSettings, model_path: str):
     margin_frames = int(settings.window_margin_s * frames_per_s)
 
     class WindowedWhisperModel(WhisperModel):
-        fit_window = True
+        fit_window = settings.window_min_s < 30.0  # 30 s is Whisper's own window: nothing to fit
 
         def encode(self, features: np.ndarray):
             if self.fit_window and features.ndim == 2:
@@ -113,8 +113,8 @@ class FasterWhisperBackend:
         )
         return list(segments)
 
-    def start_transcription(self, audio: np.ndarray, language: str, prompt: str, word_timestamps: bool):
-        """Blocking: the segments of `audio`, as an iterator.
+    def transcribe_blocking(self, audio: np.ndarray, language: str, prompt: str, word_timestamps: bool) -> list:
+        """The faster-whisper segments of `audio` (blocking: run it in an executor).
 
         Decoded on the fitted window; a transcript that looks like a decoding loop is decoded
         again on Whisper's full window (which loops far less), counted in `loops_redecoded`.
@@ -124,17 +124,17 @@ class FasterWhisperBackend:
         """
         segments = self._decode(self.model, audio, language, prompt, word_timestamps)
         text = " ".join(s.text for s in segments)
-        if self.settings.window_min_s < 30.0 and looks_like_a_loop(text, len(audio) / 16000, self.settings.loop_words_per_s):
+        if self.model.fit_window and looks_like_a_loop(text, len(audio) / 16000, self.settings.loop_words_per_s):
             self.loops_redecoded += 1
             log.warning("STT decoding loop on the fitted window (%r): decoding again on the full window", text[:80])
             segments = self._decode(self.full_window_model, audio, language, prompt, word_timestamps)
-        return iter(segments)
+        return segments
 
     async def transcribe(
         self, audio: np.ndarray, language: str, prompt: str, word_timestamps: bool
     ) -> AsyncIterator[Segment]:
         loop = asyncio.get_running_loop()
-        segments = await loop.run_in_executor(self._pool, self.start_transcription, audio, language, prompt, word_timestamps)
+        segments = await loop.run_in_executor(self._pool, self.transcribe_blocking, audio, language, prompt, word_timestamps)
         for seg in segments:
             yield Segment(
                 text=seg.text.strip(),

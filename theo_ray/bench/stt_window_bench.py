@@ -100,12 +100,12 @@ def run_stt_window_bench(
         settings = msgspec.structs.replace(config.stt, window_min_s=window)
         backend = FasterWhisperBackend(settings, Path(config.paths.model_cache).expanduser())
         model_path = backend.model_path
-        list(backend.start_transcription(audios[0], settings.language, "", False))  # warm-up
+        backend.transcribe_blocking(audios[0], settings.language, "", False)  # warm-up
         times, hypotheses = [], []
         for audio in audios:
             for _ in range(repeats):
                 started = time.perf_counter()
-                segments = backend.start_transcription(audio, settings.language, "", False)
+                segments = backend.transcribe_blocking(audio, settings.language, "", False)
                 text = " ".join(s.text for s in segments)
                 times.append((time.perf_counter() - started) * 1000)
             hypotheses.append(text.strip())
