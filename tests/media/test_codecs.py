@@ -111,3 +111,16 @@ def test_dynamic_payload_type_override():
 def test_encode_rejects_non_int16():
     with pytest.raises(TypeError):
         create_codec("PCMU").encode(np.zeros(160, np.float32))
+
+
+def test_through_codec_keeps_the_length_and_what_the_band_carries():
+    from theo_ray.media.codecs import through_codec
+
+    t = np.arange(16000) / 16000
+    tone = (8000 * np.sin(2 * np.pi * 1000 * t)).astype(np.int16)
+    out = through_codec(tone, 16000, "PCMU")
+    assert out.size == tone.size and out.dtype == np.int16
+    err = out[800:-800].astype(float) - tone[800:-800]
+    assert 10 * np.log10(np.mean(tone[800:-800].astype(float) ** 2) / np.mean(err**2)) > 25
+    high = (8000 * np.sin(2 * np.pi * 6000 * t)).astype(np.int16)  # above G.711's 4 kHz
+    assert np.sqrt(np.mean(through_codec(high, 16000, "PCMU")[800:-800].astype(float) ** 2)) < 400

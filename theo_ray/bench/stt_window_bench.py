@@ -21,7 +21,7 @@ import numpy as np
 
 from theo_ray.bench.stats import pct
 from theo_ray.config import TheoConfig
-from theo_ray.media.codecs import Pcmu
+from theo_ray.media.codecs import through_codec
 from theo_ray.media.resample import resample_once
 
 # What callers say in the benchmarks and the scenarios: questions, dictation, short replies.
@@ -75,9 +75,8 @@ def _words(text: str) -> str:
 def _over_g711(pcm24k: np.ndarray) -> np.ndarray:
     """The utterance as the CallActor hands it to STT after a G.711 line: 8 kHz mu-law, then
     16 kHz float."""
-    coder = Pcmu()
-    narrow = coder.decode(coder.encode(resample_once(pcm24k, 24000, 8000)))
-    return resample_once(narrow, 8000, 16000).astype(np.float32) / 32768.0
+    carried = through_codec(pcm24k, 24000, "PCMU")
+    return resample_once(carried, 24000, 16000).astype(np.float32) / 32768.0
 
 
 async def _render(config: TheoConfig, phrases: tuple[str, ...]) -> list[np.ndarray]:

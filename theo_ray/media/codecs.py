@@ -219,3 +219,19 @@ def find_codec(encoding_name: str, clock_rate: int) -> CodecInfo | None:
         if cls.info.encoding_name == wanted and cls.info.clock_rate == clock_rate:
             return cls.info
     return None
+
+
+def through_codec(pcm: np.ndarray, rate: int, name: str, ptime_ms: int = 20) -> np.ndarray:
+    """Offline: int16 `pcm` at `rate` as a line with codec `name` carries it (resampled to the
+    codec's rate, encoded and decoded frame by frame, resampled back), same length."""
+    from theo_ray.media.resample import resample_once
+
+    if pcm.size == 0:
+        return pcm
+    coder = create_codec(name)
+    x = resample_once(pcm, rate, coder.sample_rate)
+    frame = coder.samples_per_frame(ptime_ms)
+    x = np.concatenate((x, np.zeros((-x.size) % frame, np.int16)))
+    y = np.concatenate([coder.decode(coder.encode(x[i : i + frame])) for i in range(0, x.size, frame)])
+    out = resample_once(y, coder.sample_rate, rate)
+    return np.concatenate((out, np.zeros(max(0, pcm.size - out.size), np.int16)))[: pcm.size]

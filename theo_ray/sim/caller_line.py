@@ -21,9 +21,8 @@ from collections.abc import Callable
 import msgspec
 import numpy as np
 
-from theo_ray.media.codecs import create_codec
+from theo_ray.media.codecs import through_codec
 from theo_ray.media.playout import PlayoutEvent
-from theo_ray.media.resample import resample_once
 from theo_ray.media.rtp_session import RtpSession
 from theo_ray.sim.recording import CallRecording
 
@@ -148,16 +147,9 @@ class CallerLine:
         can hear: over G.711 nothing above 4 kHz arrives, and a final "s" that the full-band
         voice still has is silence on the line."""
         codec = self.session.codec
-        if codec is None or pcm.size == 0:
+        if codec is None:
             return pcm
-        coder = create_codec(codec.name, codec.payload_type)
-        rate = self.recording.sample_rate
-        x = resample_once(pcm, rate, coder.sample_rate)
-        frame = coder.samples_per_frame(self.session.settings.ptime_ms)
-        x = np.concatenate((x, np.zeros((-x.size) % frame, np.int16)))
-        y = np.concatenate([coder.decode(coder.encode(x[i : i + frame])) for i in range(0, x.size, frame)])
-        out = resample_once(y, coder.sample_rate, rate)
-        return np.concatenate((out, np.zeros(max(0, pcm.size - out.size), np.int16)))[: pcm.size]
+        return through_codec(pcm, self.recording.sample_rate, codec.name, self.session.settings.ptime_ms)
 
     def _sample_progress(self, mark: str, progress: list[tuple[int, float]]) -> None:
         playout = self.session.playout
