@@ -441,8 +441,8 @@ class TurnLoop:
             if utt.turn_prob_task.exception() is None:
                 prob = utt.turn_prob_task.result().probability
         if not text and silence_ms < self.settings.turn.endpointing.max_silence_ms:
-            # The linguistic rules need words (is the caller dictating digits?): with no
-            # transcript yet, wait for the speculative final rather than guess.
+            # The linguistic rules need words (is the caller dictating digits?): a final that
+            # heard nothing (noise) or failed is not guessed at; max_silence ends the turn.
             return
         decision = self.endpointer.decide((self._carry_text + " " + text).strip(), silence_ms, prob)
         if not decision.end_of_turn:
