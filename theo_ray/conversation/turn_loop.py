@@ -531,16 +531,13 @@ class TurnLoop:
     def _interrupt(self, barge: BargeInRecord, now: float, text: str) -> None:
         """Real interruption: stop for good, abort the streams, remember what was heard."""
         reply = self._reply
-        result = self.rtp.flush()
+        self.rtp.flush()
         self._paused_at = None
         barge.verdict, barge.decided_at = "interruption", now
         if reply is not None:
-            # The flush reports the marks it dropped audio of; pieces played out before it
-            # are no longer queued, so their progress comes from the playout's record.
-            progress = {p.mark: p for p in result.progress}
-            for mark, _text in reply.pieces:
-                if mark not in progress and (played := self.rtp.mark_progress(mark)) is not None:
-                    progress[mark] = played
+            # Every piece's progress from the playout's record (the flush result lists only
+            # the marks still queued; pieces played out before it count as heard too).
+            progress = {mark: p for mark, _text in reply.pieces if (p := self.rtp.mark_progress(mark)) is not None}
             heard, cut = heard_text(reply.pieces, progress)
             if reply.pieces and not cut and not reply.task.done():
                 heard, cut = heard + "—", True  # the rest was never even synthesised
