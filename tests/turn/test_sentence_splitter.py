@@ -48,6 +48,15 @@ def test_numbers_never_split_even_with_early_clause():
     assert any("123, 456, 789" in p for p in read_out)
 
 
+@pytest.mark.parametrize("step", [1, 3, 200])
+def test_number_words_joined_by_e_are_never_cut(step):
+    text = "São cento e vinte e cinco reais e cinquenta centavos e vence amanhã."
+    pieces = split(text, step=step, min_words=4, first_max_chars=60)
+    assert pieces[0] == "São cento e vinte e cinco reais e cinquenta centavos", pieces
+    # The clause rule still cuts where no number comes before "e".
+    assert pieces[-1] == "e vence amanhã.", pieces
+
+
 def test_first_piece_cut_early_at_a_clause():
     text = "Claro, posso verificar isso pra você agora mesmo, só um instante. Já volto."
     pieces = split(text, step=2, min_words=4)

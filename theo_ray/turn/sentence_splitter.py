@@ -9,7 +9,8 @@ they pull large dependencies into the per-call actor. The rules here are few and
 - a ``.`` after a title (Sr., Dra., Prof.) or an initial never ends a piece; after other
   abbreviations (etc., p.ex., Ltda.), a number or an ellipsis it ends one only when the next
   word starts with a capital letter (so the splitter waits for that letter);
-- a ``.`` or ``,`` between digits (``R$ 1.234,56``) never ends anything;
+- a ``.`` or ``,`` between digits (``R$ 1.234,56``) never ends anything, nor does `` e `` after a
+  number or a number word (``cento e vinte``);
 - the first piece of a reply may end early at a clause (``,`` / `` e `` / `` mas ``) once it has
   ``first_clause_min_words`` words, so TTS starts sooner; a later piece too, once it is as long
   as everything handed out before it, so its TTS is done before those have played;
@@ -37,6 +38,18 @@ INLINE_ABBREVIATIONS = frozenset(
     {"etc", "p.ex", "ex", "obs", "aprox", "máx", "mín", "max", "min", "qtd", "cia", "ltda",
      "s.a", "s/a", "jr", "kg", "km", "hr", "hrs", "h", "seg", "ter", "qua", "qui", "sex", "sáb",
      "dom", "jan", "fev", "mar", "abr", "mai", "jun", "jul", "ago", "set", "out", "nov", "dez"}
+)
+# pt-BR number words (and "reais", before the centavos): " e " after one joins the parts of an
+# amount ("cento e vinte", "dois mil e vinte e seis", "dez reais e cinquenta centavos"); a cut
+# there would split the number across two pieces of speech.
+NUMBER_WORDS = frozenset(
+    {"zero", "um", "uma", "dois", "duas", "três", "quatro", "cinco", "seis", "sete", "oito", "nove",
+     "dez", "onze", "doze", "treze", "quatorze", "catorze", "quinze", "dezesseis", "dezessete",
+     "dezoito", "dezenove", "vinte", "trinta", "quarenta", "cinquenta", "sessenta", "setenta",
+     "oitenta", "noventa", "cem", "cento", "duzentos", "duzentas", "trezentos", "trezentas",
+     "quatrocentos", "quatrocentas", "quinhentos", "quinhentas", "seiscentos", "seiscentas",
+     "setecentos", "setecentas", "oitocentos", "oitocentas", "novecentos", "novecentas", "mil",
+     "milhão", "milhões", "bilhão", "bilhões", "real", "reais"}
 )
 _TERMINATORS = ".!?…"
 _CLOSERS = "\"'”’)]»"
@@ -184,8 +197,9 @@ class SentenceSplitter:
                     return None if final else "wait"  # "e" or "ela"?
                 if not buf[end].isspace():
                     continue
-                if _token_before(buf, i)[-1:].isdigit():
-                    return None  # "dois e três" style numbers stay whole
+                before = _token_before(buf, i)
+                if before[-1:].isdigit() or before.lower() in NUMBER_WORDS:
+                    return None  # "10 e 20", "cento e vinte": numbers stay whole
                 return i, i + 1
         return None
 
