@@ -33,6 +33,9 @@ def test_renders_the_four_files(tmp_path):
         text = path.read_text()
         assert "{{" not in text and "}}" not in text
         parse_conf(text)  # every line is valid .conf syntax
+    # The site's own trunks, phones and contexts live in files rendering never overwrites.
+    assert parse_conf(files["pjsip.conf"].read_text())[-1].includes == ["pjsip_site.conf"]
+    assert parse_conf(files["extensions.conf"].read_text())[-1].includes == ["extensions_site.conf"]
 
 
 def test_pjsip_trunk_to_theo(tmp_path):
@@ -90,13 +93,22 @@ def test_dialplan_priorities_and_targets_are_consistent(tmp_path):
     dial = next(s for s in inbound if s.app == "Dial")
     target, timeout, options = dial.args.split(",", 2)
     # The shard's URI: port 5080 + THEO_SHARD, THEO_SHARD from 0..3 at random, then the next
-    # one after each BUSY (486 from a full gateway), at most shards - 1 times.
+    # one after each failed try (full, refused, unreachable or silent), at most shards - 1
+    # times and within the total dial time.
     assert target == "PJSIP/theo/sip:theo@10.20.0.5:$[5080+${THEO_SHARD}]", target
     assert int(timeout) == settings.dialplan.dial_timeout_s
     set_args_all = [s.args for s in inbound if s.app == "Set"]
     assert "THEO_SHARD=${RAND(0,3)}" in set_args_all and "THEO_SHARD=$[(${THEO_SHARD}+1)%4]" in set_args_all
+    assert "THEO_DIAL_START=${EPOCH}" in set_args_all
+    failed = next(a for a in set_args_all if a.startswith("THEO_SHARD_FAILED="))
+    for status in ("BUSY", "CHANUNAVAIL", "CONGESTION", "NOANSWER"):
+        assert f'"${{DIALSTATUS}}" = "{status}"' in failed, status
+    assert "ANSWER\"" not in failed.replace("NOANSWER", "")  # a call Theo answered is not retried
     retry = next(s for s in inbound if s.app == "GotoIf")
-    assert retry.args == '$["${DIALSTATUS}" = "BUSY" & ${THEO_TRIES} < 3]?theo_next'
+    assert retry.args == (
+        "$[${THEO_SHARD_FAILED} & ${THEO_TRIES} < 3 & ${EPOCH} - ${THEO_DIAL_START} < "
+        f"{settings.dialplan.dial_total_timeout_s}]?theo_next"
+    )
     assert inbound[apps.index("Dial")].label == "theo_dial" and inbound[-1].args == "theo_dial"
     assert "g" in options.split("b(")[0]  # continue in the dialplan when the AI leg hangs up
     predial = re.search(r"b\(([^^]+)\^([^^]+)\^(\d+)\(\$\{THEO_SESSION_ID\}\)\)", options)
@@ -145,17 +157,28 @@ def test_no_secret_in_rendered_files_without_env(tmp_path):
     assert user.includes == ["/etc/asterisk/theo_ami_secret.conf"]
     for path in files.values():
         assert not re.search(r"^\s*secret\s*=", path.read_text(), re.M), path.name
-    assert stat.S_IMODE(files["manager.conf"].stat().st_mode) == 0o640
+    # Without the secret it is an ordinary config file: readable by a container's asterisk
+    # user when bind-mounted (the secret's own include file is the one to protect).
+    assert stat.S_IMODE(files["manager.conf"].stat().st_mode) == 0o644
 
 
 def test_secret_from_env_is_written_escaped(tmp_path):
     _, files = render(tmp_path, environ={"THEO_AMI_SECRET": "p4ss;word"})
     text = files["manager.conf"].read_text()
+    assert "secret=p4ss\\;word" in text
     user = next(s for s in parse_conf(text) if s.name == "theo")
     assert user.get("secret") == "p4ss;word"  # written as p4ss\;word, read back whole
     assert user.includes == []
+    assert stat.S_IMODE(files["manager.conf"].stat().st_mode) == 0o640
     for name in ("pjsip.conf", "extensions.conf", "rtp.conf"):
         assert "p4ss" not in files[name].read_text()
+
+
+def test_secret_with_a_backslash_is_refused(tmp_path):
+    """Asterisk unescapes only "\\;" in config values: a backslash would never match."""
+    with pytest.raises(ConfigError) as info:
+        render(tmp_path, environ={"THEO_AMI_SECRET": "a\\b"})
+    assert info.value.key == "THEO_AMI_SECRET"
 
 
 def test_secret_from_secrets_file(tmp_path):
@@ -166,18 +189,8 @@ def test_secret_from_secrets_file(tmp_path):
     assert user.get("secret") == "from-file"
 
 
-def test_tls_variant(tmp_path):
-    _, files = render(
-        tmp_path,
-        overrides=["theo.transport=tls", "pbx.media_encryption=sdes", "ami.tls=true"],
-    )
-    sections = parse_conf(files["pjsip.conf"].read_text())
-    endpoint = typed_section(sections, "theo", "endpoint")
-    transport = typed_section(sections, endpoint.get("transport"), "transport")
-    assert transport.get("protocol") == "tls" and transport.get("cert_file")
-    assert transport.get("bind") == "10.20.0.2:5061"
-    assert endpoint.get("media_encryption") == "sdes"
-    assert typed_section(sections, "theo", "aor").get("contact").endswith(";transport=tls")
+def test_ami_over_tls(tmp_path):
+    _, files = render(tmp_path, overrides=["ami.tls=true"])
     general = parse_conf(files["manager.conf"].read_text())[0]
     assert general.get("tlsenable") == "yes" and general.get("tlsbindaddr") == "0.0.0.0:5039"
     assert general.get("bindaddr") == "127.0.0.1"
@@ -195,7 +208,8 @@ def test_nat_lines_only_when_asked(tmp_path):
     sections = parse_conf(files["pjsip.conf"].read_text())
     transport = next(s for s in sections if s.get("type") == "transport")
     assert transport.get("external_media_address") == "203.0.113.7"
-    assert transport.get_all("local_net") == ["10.20.0.0/16"]
+    # Theo's own address is always local: SDP toward Theo is never rewritten.
+    assert transport.get_all("local_net") == ["10.20.0.0/16", "10.20.0.5/32"]
 
 
 @pytest.mark.parametrize(
@@ -207,6 +221,11 @@ def test_nat_lines_only_when_asked(tmp_path):
         ("pbx.rtp_port_start=30000", "pbx.rtp_port_start"),
         ("sip.bogus=1", "sip"),
         ("theo.transport=sctp", "theo.transport"),
+        # Theo's gateway has neither TLS nor SRTP, nor Opus: settings it could not honour.
+        ("theo.transport=tls", "theo.transport"),
+        ("pbx.media_encryption=sdes", "pbx"),
+        ('sip.codecs=["opus"]', "sip.codecs[0]"),
+        ("dialplan.dial_total_timeout_s=3", "dialplan.dial_total_timeout_s"),
     ],
 )
 def test_bad_settings_name_the_key(override, key):
@@ -221,3 +240,22 @@ def test_settings_file_toml(tmp_path):
     settings = load_site_settings(path, ["ami.port=5039"])
     assert settings.theo.host == "10.9.9.9" and settings.dialplan.inbound_exten == "4000"
     assert settings.ami.port == 5039
+
+
+def test_theo_config_file_is_the_settings_file(tmp_path):
+    """One file for both sides: Theo's own config, its [asterisk] section rendered."""
+    path = tmp_path / "theo.toml"
+    path.write_text(
+        '[sip]\nhost = "10.9.9.5"\nport = 5090\nshards = 2\n'
+        '[call]\nuse_ami = true\n'
+        '[asterisk.theo]\nhost = "10.9.9.5"\nsip_port = 5090\nshards = 2\n'
+        '[asterisk.pbx]\nhost = "10.9.9.2"\n'
+    )
+    settings = load_site_settings(path, ["ami.port=5039"])
+    assert (settings.theo.host, settings.theo.sip_port, settings.theo.shards) == ("10.9.9.5", 5090, 2)
+    assert settings.pbx.host == "10.9.9.2" and settings.ami.port == 5039
+    # Theo's own cross-checks apply: the PBX must dial the ports the gateways listen on.
+    path.write_text(path.read_text().replace("sip_port = 5090", "sip_port = 5080"))
+    with pytest.raises(ConfigError) as info:
+        load_site_settings(path)
+    assert info.value.key == "asterisk.theo"

@@ -9,6 +9,7 @@ the parser's `func` default and returns the process exit code.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import sys
 from pathlib import Path
 
@@ -29,7 +30,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         ),
     )
     parser.add_argument("--out", required=True, type=Path, help="directory to write the files into")
-    parser.add_argument("--settings", type=Path, help="TOML (or .json) file with AsteriskSiteSettings")
+    parser.add_argument(
+        "--settings",
+        type=Path,
+        help="Theo's config file (its [asterisk] section) or a site file (TOML or .json); "
+        "default: the file of --config / THEO_CONFIG",
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -53,6 +59,13 @@ def run_asterisk_config(args: argparse.Namespace) -> int:
         return 2
     for path in written:
         print(path)
+    for key, host in (("pbx.host", settings.pbx.host), ("theo.host", settings.theo.host)):
+        if _is_loopback(host):
+            print(
+                f"note: {key} = {host}: the PBX's SIP transport and Theo's contact are on loopback, "
+                "reachable from this machine only (set the site's addresses, asterisk/README.md §4)",
+                file=sys.stderr,
+            )
     if not has_secret:
         print(
             f"note: no AMI secret in ${settings.ami.secret_env}; manager.conf includes "
@@ -60,3 +73,10 @@ def run_asterisk_config(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"

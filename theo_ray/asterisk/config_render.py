@@ -3,12 +3,13 @@ pjsip.conf (trunk to Theo), extensions.conf (inbound, transfer routes, no-dead-a
 manager.conf (Theo's AMI account) and rtp.conf (RTP port range).
 
 Templates use `{{name}}` placeholders because Asterisk configs use `${VAR}` themselves.
-Repeated or optional blocks (transfer routes, TLS) are small fragment templates chosen and
+Repeated or optional blocks (transfer routes, the transport) are small fragment templates chosen and
 joined here, so every line of Asterisk syntax lives in a template an admin can read.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import string
 from pathlib import Path
@@ -77,8 +78,10 @@ def render_asterisk_config(
     written = []
     for name in RENDERED_FILES:
         path = out / name
-        # manager.conf may hold the AMI secret: never world-readable.
-        mode = 0o640 if name == "manager.conf" else 0o644
+        # manager.conf with the AMI secret in it is never world-readable; without it (the
+        # secret #included from the PBX's own file) it is an ordinary config file, readable by
+        # the container's asterisk user when bind-mounted.
+        mode = 0o640 if name == "manager.conf" and secret is not None else 0o644
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(texts[name])
@@ -124,7 +127,13 @@ def _nat_lines(settings: AsteriskSiteSettings) -> str:
         f"external_media_address={pbx.external_media_address}",
         f"external_signaling_address={pbx.external_media_address}",
     ]
-    lines += [f"local_net={net}" for net in pbx.local_nets]
+    # Theo is reached directly (no NAT between it and the PBX): its address is always local.
+    nets = list(pbx.local_nets)
+    try:
+        nets.append(str(ipaddress.ip_network(settings.theo.host.strip("[]"))))
+    except ValueError:
+        pass  # a host name: the admin lists Theo's network in pbx.local_nets (README §3)
+    lines += [f"local_net={net}" for net in dict.fromkeys(nets)]
     return "\n".join(lines)
 
 
@@ -132,25 +141,11 @@ def _pjsip_values(settings: AsteriskSiteSettings, tdir: Path) -> dict[str, objec
     theo, pbx, sip = settings.theo, settings.pbx, settings.sip
     transport_name = f"{theo.endpoint}-transport-{theo.transport}"
     common = {"transport_name": transport_name, "pbx_host_uri": _uri_host(pbx.host), "nat_lines": _nat_lines(settings)}
-    if theo.transport == "tls":
-        transport = _render(
-            tdir,
-            "pjsip.transport-tls.conf.tmpl",
-            common
-            | {
-                "pbx_tls_port": pbx.tls_port,
-                "tls_cert_file": pbx.tls_cert_file,
-                "tls_key_file": pbx.tls_key_file,
-                "tls_ca_line": f"ca_list_file={pbx.tls_ca_file}" if pbx.tls_ca_file else "",
-                "tls_verify_server": "yes" if pbx.tls_verify_server else "no",
-            },
-        )
-    else:
-        transport = _render(
-            tdir,
-            "pjsip.transport.conf.tmpl",
-            common | {"transport_protocol": theo.transport, "pbx_sip_port": pbx.sip_port},
-        )
+    transport = _render(
+        tdir,
+        "pjsip.transport.conf.tmpl",
+        common | {"transport_protocol": theo.transport, "pbx_sip_port": pbx.sip_port},
+    )
     return {
         "transport_section": transport,
         "transport_name": transport_name,
@@ -168,7 +163,6 @@ def _pjsip_values(settings: AsteriskSiteSettings, tdir: Path) -> dict[str, objec
         "session_min_se_s": sip.session_min_se_s,
         "session_expires_s": sip.session_expires_s,
         "rtp_timeout_s": sip.rtp_timeout_s,
-        "media_encryption": pbx.media_encryption,
         "qualify_frequency_s": sip.qualify_frequency_s,
         "qualify_timeout_s": f"{sip.qualify_timeout_s:g}",
     }
@@ -204,6 +198,7 @@ def _extensions_values(settings: AsteriskSiteSettings, tdir: Path) -> dict[str, 
         "inbound_context": dialplan.inbound_context,
         "inbound_exten": dialplan.inbound_exten,
         "dial_timeout_s": dialplan.dial_timeout_s,
+        "dial_total_timeout_s": dialplan.dial_total_timeout_s,
         "transfer_context": dialplan.transfer_context,
         "fallback_route": dialplan.fallback_route,
         "moh_class": dialplan.moh_class,
@@ -228,7 +223,7 @@ def _manager_values(settings: AsteriskSiteSettings, secret: str | None) -> dict[
         )
     else:
         # ';' starts a comment in Asterisk configs; a literal one is written '\;'.
-        secret_line = "secret=" + secret.replace("\\", "\\\\").replace(";", "\\;")
+        secret_line = "secret=" + secret.replace(";", "\\;")
     permits = ami.permit or [f"{settings.theo.host}/{128 if ':' in settings.theo.host else 32}"]
     if ami.tls:
         tls_lines = "\n".join(

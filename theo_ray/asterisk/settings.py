@@ -26,7 +26,9 @@ Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 Cidr = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Fa-f.:]+(/[0-9.]+)?$", max_length=64)]
 FilePath = Annotated[str, msgspec.Meta(pattern=r"^[^\s;]*$", max_length=512)]
 DialString = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-/@.:&]+$", max_length=200)]
-Codec = Literal["g722", "ulaw", "alaw", "slin16", "opus"]
+# What Theo's gateway answers (pjsua2: G.722, PCMU, PCMA). Opus and L16 are not offered by it:
+# a PBX that sent only those would get 488 on every call.
+Codec = Literal["g722", "ulaw", "alaw"]
 
 
 class TheoGatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
@@ -34,7 +36,9 @@ class TheoGatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
 
     host: Host = "127.0.0.1"  # address Asterisk sends INVITEs and OPTIONS to (no NAT between)
     sip_port: Port = 5080
-    transport: Literal["udp", "tcp", "tls"] = "udp"
+    # Theo's gateway listens on UDP and TCP (sip.transports); it has no TLS/SRTP, so the link
+    # between the PBX and Theo belongs on a private network (asterisk/README.md §8).
+    transport: Literal["udp", "tcp"] = "udp"
     endpoint: Name = "theo"  # PJSIP endpoint/aor/identify name on the PBX
     # Gateway processes Theo runs (its `sip.shards`), on sip_port .. sip_port + shards - 1.
     shards: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
@@ -45,18 +49,11 @@ class PbxSettings(msgspec.Struct, forbid_unknown_fields=True):
 
     host: Host = "127.0.0.1"  # address the SIP transport binds to (a fixed address, no NAT)
     sip_port: Port = 5060
-    tls_port: Port = 5061
     # Only when the PBX is behind NAT toward the callers; empty keeps SDP addresses untouched.
     external_media_address: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9.:\-]*$")] = ""
     local_nets: list[Cidr] = msgspec.field(default_factory=list)
     rtp_port_start: Port = 10000
     rtp_port_end: Port = 20000
-    # TLS files for the SIP transport (only used with theo.transport = "tls").
-    tls_cert_file: FilePath = "/etc/asterisk/keys/asterisk.crt"
-    tls_key_file: FilePath = "/etc/asterisk/keys/asterisk.key"
-    tls_ca_file: FilePath = ""
-    tls_verify_server: bool = True
-    media_encryption: Literal["no", "sdes"] = "no"  # "sdes" = SRTP keyed in SDP (needs TLS)
 
 
 class SipSettings(msgspec.Struct, forbid_unknown_fields=True):
@@ -83,7 +80,11 @@ class TransferRoute(msgspec.Struct, forbid_unknown_fields=True):
 class DialplanSettings(msgspec.Struct, forbid_unknown_fields=True):
     inbound_context: Name = "theo-inbound"
     inbound_exten: Name = "8000"  # extension the trunk/DID routes to Theo
-    dial_timeout_s: Annotated[int, msgspec.Meta(ge=1, le=120)] = 10  # Theo must answer within
+    # One try: a gateway shard must answer within this (Theo answers in well under a second);
+    # a shard that is full, down or silent is passed over for the next one.
+    dial_timeout_s: Annotated[int, msgspec.Meta(ge=1, le=120)] = 5
+    # All tries together: after this the caller goes to the fallback route (ringback until then).
+    dial_total_timeout_s: Annotated[int, msgspec.Meta(ge=1, le=300)] = 15
     transfer_context: Name = "theo-transfer"
     # Destination names the agent may transfer to (the `destination` of transfer_call).
     # Each name is an extension in transfer_context.
@@ -139,10 +140,10 @@ class AsteriskSiteSettings(msgspec.Struct, forbid_unknown_fields=True):
             raise ConfigError("sip.session_min_se_s", "must not exceed sip.session_expires_s")
         if self.dialplan.fallback_route not in self.dialplan.transfer_routes:
             raise ConfigError("dialplan.fallback_route", "must name one of dialplan.transfer_routes")
+        if self.dialplan.dial_total_timeout_s < self.dialplan.dial_timeout_s:
+            raise ConfigError("dialplan.dial_total_timeout_s", "must be at least dialplan.dial_timeout_s")
         if self.ami.unhealthy_after_s <= self.ami.ping_interval_s:
             raise ConfigError("ami.unhealthy_after_s", "must be longer than ami.ping_interval_s")
-        if self.pbx.media_encryption == "sdes" and self.theo.transport != "tls":
-            raise ConfigError("pbx.media_encryption", "sdes keys travel in SDP: needs theo.transport=tls")
 
 
 def load_site_settings(
@@ -150,18 +151,26 @@ def load_site_settings(
 ) -> AsteriskSiteSettings:
     """Read settings from a TOML or JSON file (optional) and apply `key.path=value` overrides.
 
-    An override value is parsed as JSON when it can be (numbers, booleans, lists), else taken
+    The file is either Theo's own config (its `[asterisk]` section is used, so Theo and the PBX
+    read one file) or a bare site file whose top-level tables are those of
+    `AsteriskSiteSettings` (theo, pbx, sip, dialplan, ami). An override value is parsed as JSON when it can be (numbers, booleans, lists), else taken
     as a string: `--set ami.port=5039`, `--set pbx.local_nets='["10.0.0.0/8"]'`.
     """
     raw: dict = {}
     if path is not None:
-        data = Path(path).read_bytes()
+        data = Path(path).expanduser().read_bytes()
         try:
             raw = msgspec.json.decode(data) if str(path).endswith(".json") else msgspec.toml.decode(data)
         except msgspec.DecodeError as exc:
             raise ConfigError(str(path), f"cannot parse: {exc}") from exc
         if not isinstance(raw, dict):
             raise ConfigError(str(path), "top level must be a table")
+        if "asterisk" in raw or not set(raw) <= set(AsteriskSiteSettings.__struct_fields__):
+            # Theo's config file: validated whole (its cross-checks tie [asterisk.theo] to
+            # [sip]), with its THEO__ environment overrides, and its [asterisk] section taken.
+            from theo_ray.config import load_config
+
+            raw = msgspec.to_builtins(load_config(path).asterisk)
     for item in overrides or []:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
@@ -207,4 +216,8 @@ def resolve_ami_secret(ami: AmiSettings, environ: dict[str, str] | None = None) 
         return None
     if any(ch in value for ch in "\r\n"):
         raise ConfigError(ami.secret_env, "the AMI secret must be one line")
+    if "\\" in value:
+        # Asterisk's config parser unescapes "\;" only: a backslash in manager.conf would never
+        # match what Theo sends. `openssl rand -base64 32` never writes one.
+        raise ConfigError(ami.secret_env, "the AMI secret must not contain a backslash")
     return value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from theo_ray.cli import bench_cmds, call_cmds, cluster_cmds, demo, models_cmds, smoke
 from theo_ray.cli.console import say
@@ -43,16 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             return int(args.run(load_config(args.config), args) or 0)
         if args.command == "asterisk-config" and args.settings is None and (args.config or os.environ.get("THEO_CONFIG")):
             # One place for site values: the [asterisk] section of the Theo config file.
-            import tempfile
-
-            import msgspec
-
-            from theo_ray.config import load_config
-
-            site = load_config(args.config).asterisk
-            with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as handle:
-                handle.write(msgspec.json.encode(site))
-            args.settings = handle.name
+            args.settings = Path(args.config or os.environ["THEO_CONFIG"])
         return int(args.func(args) or 0)
     except TheoError as exc:
         say(f"[red]error:[/red] {exc}")
