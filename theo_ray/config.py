@@ -4,8 +4,9 @@ Every section is a msgspec Struct with defaults, so an empty file is a working e
 CPU set-up. Unknown keys and wrong types fail at start with the dotted key and what was
 expected. Environment overrides use ``THEO__SECTION__KEY=value`` (double underscores
 between levels; values are parsed as TOML scalars/arrays, so ``3``, ``0.5``, ``true`` and
-``["a","b"]`` work). Secrets never live in the file: they come from the environment or a
-secrets file named by the config (see ``SecretsSettings``).
+``["a","b"]`` work). Secrets never live in the file: the AMI secret comes from the
+environment or from the file named by ``asterisk.ami.secret_file`` (see
+``theo_ray.asterisk.settings.resolve_ami_secret``).
 """
 
 from __future__ import annotations
@@ -63,6 +64,17 @@ class DeploymentSettings(msgspec.Struct, **_STRICT):
     # Added to the replica process's nice value (Ray workers start at 15; the OS clamps at 19;
     # see deployments/cpu_priority.py). 0 leaves it alone.
     cpu_nice: int = 0
+
+
+class LanguageModelDeploymentSettings(DeploymentSettings):
+    """The LLM replica's defaults, kept for the keys a config leaves out (a default_factory
+    would be replaced whole by a partial [llm.deployment] table)."""
+
+    num_cpus: float = 1.0
+    max_ongoing_requests: int = 16
+    # Nice +4 (19 against the other replicas' 15): on shared CPU cores, STT and TTS (the
+    # turn's critical path) go first.
+    cpu_nice: int = 4
 
 
 class SpeechToTextSettings(msgspec.Struct, **_STRICT):
@@ -123,11 +135,7 @@ class LanguageModelSettings(msgspec.Struct, **_STRICT):
     # Scripted backend: file of rules (TOML) and the delay between streamed words.
     script: str = ""
     scripted_token_delay_ms: float = 20.0
-    deployment: DeploymentSettings = msgspec.field(
-        # Nice +4 (19 against the other replicas' 15): on shared CPU cores, STT and TTS (the
-        # turn's critical path) go first.
-        default_factory=lambda: DeploymentSettings(num_cpus=1.0, max_ongoing_requests=16, cpu_nice=4)
-    )
+    deployment: LanguageModelDeploymentSettings = msgspec.field(default_factory=lambda: LanguageModelDeploymentSettings())
 
 
 class TextToSpeechSettings(msgspec.Struct, **_STRICT):
@@ -150,18 +158,12 @@ class PathsSettings(msgspec.Struct, **_STRICT):
     output_dir: str = "./out"
 
 
-class SecretsSettings(msgspec.Struct, **_STRICT):
-    # A file of KEY=value lines (mode 600), read at start; the environment wins over it.
-    file: str = ""
-
-
 class TheoConfig(msgspec.Struct, **_STRICT):
     ray: RaySettings = msgspec.field(default_factory=RaySettings)
     stt: SpeechToTextSettings = msgspec.field(default_factory=SpeechToTextSettings)
     llm: LanguageModelSettings = msgspec.field(default_factory=LanguageModelSettings)
     tts: TextToSpeechSettings = msgspec.field(default_factory=TextToSpeechSettings)
     paths: PathsSettings = msgspec.field(default_factory=PathsSettings)
-    secrets: SecretsSettings = msgspec.field(default_factory=SecretsSettings)
     # 5080: Asterisk itself usually holds 5060 on the same network (see asterisk/README.md).
     sip: SipSettings = msgspec.field(default_factory=SipSettings)
     # Calls keep the line alive with -65 dBFS comfort noise when Theo has nothing to say.
@@ -257,19 +259,3 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: dict[str, s
     chosen = path or environ.get("THEO_CONFIG")
     data = _read_file(Path(chosen).expanduser()) if chosen else {}
     return config_from_mapping(_apply_env(data, environ))
-
-
-def read_secret(name: str, config: TheoConfig, environ: dict[str, str] | None = None) -> str | None:
-    """A secret from the environment, else from the configured secrets file; None if absent."""
-    environ = os.environ if environ is None else environ
-    if environ.get(name):
-        return environ[name]
-    if config.secrets.file:
-        secrets_path = Path(config.secrets.file).expanduser()
-        if not secrets_path.is_file():
-            raise ConfigError("secrets.file", f"{secrets_path} does not exist")
-        for line in secrets_path.read_text(encoding="utf-8").splitlines():
-            key, sep, value = line.partition("=")
-            if sep and key.strip() == name:
-                return value.strip()
-    return None

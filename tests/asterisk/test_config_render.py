@@ -259,3 +259,14 @@ def test_theo_config_file_is_the_settings_file(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_site_settings(path)
     assert info.value.key == "asterisk.theo"
+
+
+def test_theo_config_named_by_config_is_read_as_such(tmp_path):
+    """`theo --config FILE asterisk-config`: FILE is Theo's config even when its only table
+    is one a site file also has ([sip]), and in YAML too."""
+    toml = tmp_path / "theo.toml"
+    toml.write_text('[sip]\nhost = "10.9.9.5"\n')
+    assert load_site_settings(toml, theo_config=True).theo.host == "127.0.0.1"  # [asterisk] defaults
+    yaml = tmp_path / "theo.yaml"
+    yaml.write_text("asterisk:\n  pbx:\n    host: 10.9.9.2\n")
+    assert load_site_settings(yaml).pbx.host == "10.9.9.2"

@@ -1,10 +1,10 @@
-"""Config: file formats, environment overrides, errors naming the key, secrets."""
+"""Config: file formats, environment overrides, errors naming the key, section defaults."""
 
 from __future__ import annotations
 
 import pytest
 
-from theo_ray.config import load_config, read_secret
+from theo_ray.config import load_config
 from theo_ray.errors import ConfigError
 
 
@@ -65,12 +65,14 @@ def test_unparseable_and_missing_files(tmp_path):
         load_config(tmp_path / "missing.toml", environ={})
 
 
-def test_secrets_from_environment_then_file(tmp_path):
-    secrets = tmp_path / "secrets.env"
-    secrets.write_text("THEO_AMI_SECRET=from-file\nOTHER=1\n")
+def test_a_partial_llm_deployment_table_keeps_the_llm_defaults(tmp_path):
+    """Setting one key of [llm.deployment] (file or environment) leaves the others at the
+    LLM's own defaults, not at the generic deployment defaults."""
     path = tmp_path / "theo.toml"
-    path.write_text(f"[secrets]\nfile = '{secrets}'\n")
-    config = load_config(path, environ={})
-    assert read_secret("THEO_AMI_SECRET", config, environ={}) == "from-file"
-    assert read_secret("THEO_AMI_SECRET", config, environ={"THEO_AMI_SECRET": "env"}) == "env"
-    assert read_secret("MISSING", config, environ={}) is None
+    path.write_text("[llm.deployment]\nnum_replicas = 2\n")
+    for config in (load_config(path, environ={}), load_config(None, environ={"THEO__LLM__DEPLOYMENT__NUM_REPLICAS": "2"})):
+        d = config.llm.deployment
+        assert (d.num_replicas, d.num_cpus, d.max_ongoing_requests, d.cpu_nice) == (2, 1.0, 16, 4)
+    assert load_config(None, environ={}).stt.deployment.num_cpus == 0.5
+
+

@@ -51,7 +51,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run_asterisk_config(args: argparse.Namespace) -> int:
     try:
-        settings = load_site_settings(args.settings, args.overrides)
+        settings = load_site_settings(
+            args.settings, args.overrides, theo_config=True if getattr(args, "settings_is_theo_config", False) else None
+        )
         written = render_asterisk_config(settings, args.out, templates_dir=args.templates)
         has_secret = resolve_ami_secret(settings.ami) is not None
     except (ConfigError, OSError) as exc:

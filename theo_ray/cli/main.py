@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "asterisk-config" and args.settings is None and (args.config or os.environ.get("THEO_CONFIG")):
             # One place for site values: the [asterisk] section of the Theo config file.
             args.settings = Path(args.config or os.environ["THEO_CONFIG"])
+            args.settings_is_theo_config = True
         return int(args.func(args) or 0)
     except TheoError as exc:
         say(f"[red]error:[/red] {exc}")
