@@ -131,6 +131,14 @@ class AgentCall:
             await asyncio.sleep(0.05)
         raise TimeoutError("the agent did not stop")
 
+    async def ask_after_greeting(self, line: str):
+        """The greeting played out, the caller says `line`; the call record once it is answered."""
+        await self.prepare_speech(line)
+        await self.wait_agent_start(0)
+        await self.wait_agent_quiet()
+        await self.say(line)
+        return await self.wait_reply(1)
+
     async def record(self):
         return await self.supervisor.call_record.remote(self.session_id)
 

@@ -132,11 +132,7 @@ async def test_sequential_baseline_transcribes_after_the_turn_and_plays_one_whol
         theo_config, conversation=msgspec.structs.replace(theo_config.conversation, pipeline="sequential")
     )
     async with AgentCall(config, scripted_handles) as call:
-        await call.prepare_speech(line)
-        await call.wait_agent_start(0)
-        await call.wait_agent_quiet()
-        await call.say(line)
-        record = await call.wait_reply(1)
+        record = await call.ask_after_greeting(line)
         turn = record.turns[0]
         assert "fatura" in turn.caller_text.lower(), turn.caller_text
         assert turn.endpoint_rule == "vad_silence"
@@ -146,3 +142,19 @@ async def test_sequential_baseline_transcribes_after_the_turn_and_plays_one_whol
         assert turn.stt_final_at > turn.end_of_turn_at and turn.stt_ms > 50.0
         assert turn.first_rtp_at > turn.tts_first_chunk_at > turn.llm_first_sentence_at >= turn.llm_first_token_at
         assert turn.agent_text and turn.reply_tokens > 0 and not record.errors
+
+
+async def test_a_reply_stuck_in_a_loop_is_stopped(theo_config, scripted_handles):
+    """Bad model output: the scripted reply repeats "Colas," 30 times after its first sentence
+    (as SmolLM2 did in `theo demo`). The turn loop stops generating once the loop is plain,
+    speaks only what came before it plus the few repeats already cut into pieces, and counts
+    it on the turn record."""
+    line = "Qual é o meu saldo?"
+    async with AgentCall(theo_config, scripted_handles) as call:
+        record = await call.ask_after_greeting(line)
+        turn = record.turns[0]
+        assert "saldo" in turn.caller_text.lower(), turn.caller_text
+        assert turn.reply_loop == "colas", turn
+        assert turn.agent_text.startswith("O seu saldo é de cinquenta reais."), turn.agent_text
+        assert turn.agent_text.count("Colas") < 8, turn.agent_text
+        assert not record.errors

@@ -46,6 +46,9 @@ class TurnRecord(msgspec.Struct):
     drained_at: float = 0.0
     stt_ms: float = 0.0  # compute of the final transcription
     reply_tokens: int = 0  # the LLM's completion tokens for this reply
+    # The words the model kept repeating when the reply was stopped as a loop (bad model
+    # output, counted here; nothing of it after the loop was found was spoken).
+    reply_loop: str = ""
     tools: list[ToolExecution] = []
     error: str = ""
 

@@ -38,6 +38,7 @@ from theo_ray.turn.backchannel import BackchannelDetector
 from theo_ray.turn.endpointer import SmartEndpointer
 from theo_ray.turn.memory import ConversationMemory
 from theo_ray.turn.prompt import PromptBuilder
+from theo_ray.turn.repetition_guard import RepetitionGuard
 from theo_ray.turn.sentence_splitter import SentenceSplitter
 from theo_ray.turn.tools import AcceptedToolCall, ToolRegistry
 from theo_ray.turn.turn_model import SmartTurn
@@ -670,6 +671,7 @@ class TurnLoop:
         turn = reply.turn
         request = self._generate_request(turn)
         splitter = SentenceSplitter(self.settings.turn.splitter)
+        guard = RepetitionGuard(self.settings.turn.repetition_guard)
         pieces: asyncio.Queue[str | None] = asyncio.Queue()
         speaker = asyncio.create_task(self._speak_pieces(reply, pieces))
         try:
@@ -678,6 +680,9 @@ class TurnLoop:
                 if delta.text:
                     if not turn.llm_first_token_at:
                         turn.llm_first_token_at = self.clock()
+                    if guard.feed(delta.text):
+                        self._stop_looping_reply(reply, guard)
+                        break  # what the splitter still holds is part of the loop: dropped
                     for piece in splitter.feed(delta.text):
                         if not turn.llm_first_sentence_at:
                             turn.llm_first_sentence_at = self.clock()
@@ -686,23 +691,39 @@ class TurnLoop:
                     self._accept_tool(reply, delta.tool_call)
                 if delta.finish_reason:
                     turn.reply_tokens = delta.completion_tokens
-            for piece in splitter.flush():
-                if not turn.llm_first_sentence_at:
-                    turn.llm_first_sentence_at = self.clock()
-                pieces.put_nowait(piece)
+            else:
+                for piece in splitter.flush():
+                    if not turn.llm_first_sentence_at:
+                        turn.llm_first_sentence_at = self.clock()
+                    pieces.put_nowait(piece)
         finally:
             pieces.put_nowait(None)
         await speaker
+
+    def _stop_looping_reply(self, reply: _Reply, guard: RepetitionGuard) -> None:
+        """Bad model output: the reply repeats itself. Stop generating; keep what was said."""
+        unit, repeats = guard.loop or ("", 0)
+        reply.turn.reply_loop = unit
+        log.warning("%s: reply %d stopped: the model repeated %r %d times", self.session_id, reply.turn.index, unit, repeats)
+        if reply.llm_stream is not None:
+            try:
+                reply.llm_stream.cancel()  # the engine aborts the request
+            except Exception:  # already finished
+                pass
 
     async def _sequential_reply(self, reply: _Reply) -> None:
         """The batch baseline: the whole LLM reply, then the whole TTS, then play."""
         turn = reply.turn
         text = ""
+        guard = RepetitionGuard(self.settings.turn.repetition_guard)
         reply.llm_stream = self.models.generate(self._generate_request(turn))
         async for delta in reply.llm_stream:
             if delta.text:
                 if not turn.llm_first_token_at:
                     turn.llm_first_token_at = self.clock()
+                if guard.feed(delta.text):
+                    self._stop_looping_reply(reply, guard)  # the same rule as the streaming loop
+                    break
                 text += delta.text
             if delta.tool_call is not None:
                 self._accept_tool(reply, delta.tool_call)

@@ -25,6 +25,7 @@ Cheap (a scan of a few hundred characters per delta): fine to call on the event 
 from __future__ import annotations
 
 from theo_ray.turn.settings import SplitterSettings
+from theo_ray.turn.spoken_digits import NUMBER_WORDS
 
 # Abbreviations after which "." never ends a sentence (a name follows).
 TITLE_ABBREVIATIONS = frozenset(
@@ -39,18 +40,10 @@ INLINE_ABBREVIATIONS = frozenset(
      "s.a", "s/a", "jr", "kg", "km", "hr", "hrs", "h", "seg", "ter", "qua", "qui", "sex", "sáb",
      "dom", "jan", "fev", "mar", "abr", "mai", "jun", "jul", "ago", "set", "out", "nov", "dez"}
 )
-# pt-BR number words (and "reais", before the centavos): " e " after one joins the parts of an
-# amount ("cento e vinte", "dois mil e vinte e seis", "dez reais e cinquenta centavos"); a cut
-# there would split the number across two pieces of speech.
-NUMBER_WORDS = frozenset(
-    {"zero", "um", "uma", "dois", "duas", "três", "quatro", "cinco", "seis", "sete", "oito", "nove",
-     "dez", "onze", "doze", "treze", "quatorze", "catorze", "quinze", "dezesseis", "dezessete",
-     "dezoito", "dezenove", "vinte", "trinta", "quarenta", "cinquenta", "sessenta", "setenta",
-     "oitenta", "noventa", "cem", "cento", "duzentos", "duzentas", "trezentos", "trezentas",
-     "quatrocentos", "quatrocentas", "quinhentos", "quinhentas", "seiscentos", "seiscentas",
-     "setecentos", "setecentas", "oitocentos", "oitocentas", "novecentos", "novecentas", "mil",
-     "milhão", "milhões", "bilhão", "bilhões", "real", "reais"}
-)
+# " e " after a number word (or "reais", before the centavos) joins the parts of an amount
+# ("cento e vinte", "dois mil e vinte e seis", "dez reais e cinquenta centavos"); a cut there
+# would split the number across two pieces of speech.
+AMOUNT_WORDS = NUMBER_WORDS | {"real", "reais"}
 _TERMINATORS = ".!?…"
 _CLOSERS = "\"'”’)]»"
 _OPENERS = "\"'“‘([«"
@@ -198,7 +191,7 @@ class SentenceSplitter:
                 if not buf[end].isspace():
                     continue
                 before = _token_before(buf, i)
-                if before[-1:].isdigit() or before.lower() in NUMBER_WORDS:
+                if before[-1:].isdigit() or before.lower() in AMOUNT_WORDS:
                     return None  # "10 e 20", "cento e vinte": numbers stay whole
                 return i, i + 1
         return None

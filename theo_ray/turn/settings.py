@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import msgspec
 
+from theo_ray.errors import ConfigError
+
 
 class SplitterSettings(msgspec.Struct, forbid_unknown_fields=True):
     # Cut the first piece of a reply at a clause (comma, " e ", " mas ") once it has this many
@@ -19,6 +21,25 @@ class SplitterSettings(msgspec.Struct, forbid_unknown_fields=True):
     # have played.
     # 0 = every piece up to max_piece_chars.
     first_piece_max_chars: int = 60
+
+
+class RepetitionGuardSettings(msgspec.Struct, forbid_unknown_fields=True):
+    """When a reply counts as stuck in a loop (see `theo_ray.turn.repetition_guard`)."""
+
+    enabled: bool = True
+    # A unit of this many words at most, repeated back to back at the end of the reply.
+    max_unit_words: int = 16
+    # Repeats that make a loop, by unit length: one word ("Colas, Colas, ..."), 2-4 words
+    # ("o que o que ..."), longer (a whole sentence said again and again).
+    single_word_repeats: int = 8
+    short_unit_repeats: int = 4
+    long_unit_repeats: int = 3
+
+    def __post_init__(self) -> None:
+        if self.max_unit_words < 1:
+            raise ConfigError("conversation.turn.repetition_guard.max_unit_words", "must be at least 1")
+        if min(self.single_word_repeats, self.short_unit_repeats, self.long_unit_repeats) < 2:
+            raise ConfigError("conversation.turn.repetition_guard", "a loop needs at least 2 repeats")
 
 
 class VadSettings(msgspec.Struct, forbid_unknown_fields=True):
@@ -107,6 +128,7 @@ class FillerSettings(msgspec.Struct, forbid_unknown_fields=True):
 
 class TurnSettings(msgspec.Struct, forbid_unknown_fields=True):
     splitter: SplitterSettings = msgspec.field(default_factory=SplitterSettings)
+    repetition_guard: RepetitionGuardSettings = msgspec.field(default_factory=RepetitionGuardSettings)
     vad: VadSettings = msgspec.field(default_factory=VadSettings)
     turn_model: TurnModelSettings = msgspec.field(default_factory=TurnModelSettings)
     endpointing: EndpointingSettings = msgspec.field(default_factory=EndpointingSettings)

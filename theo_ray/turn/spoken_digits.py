@@ -33,6 +33,10 @@ HUNDREDS = {
     "setecentas": 700, "oitocentos": 800, "oitocentas": 800, "novecentos": 900,
     "novecentas": 900,
 }
+# Every pt-BR number word, the scale words included ("dois mil", "três milhões").
+NUMBER_WORDS = frozenset(
+    {*UNITS, *TEENS, *TENS, *HUNDREDS, "mil", "milhão", "milhao", "milhões", "milhoes", "bilhão", "bilhões"}
+)
 # Said between groups while dictating; they keep a run of digits going.
 SEPARATORS = frozenset({"ponto", "traço", "traco", "hífen", "hifen", "barra", "vírgula", "virgula"})
 
