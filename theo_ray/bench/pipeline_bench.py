@@ -5,7 +5,8 @@ Two private call planes share the deployments: one with ``pipeline="sequential"`
 turn has ended: STT of the whole utterance -> the whole LLM reply -> the whole TTS -> play)
 and one with ``pipeline="streaming"`` (speculative STT during the endpointing wait, sentences
 to TTS and chunks to the line as they come). Both take the same end-of-turn decision and
-answer with exactly ``reply_tokens`` tokens. Fillers are off in both, so the first
+answer with exactly ``reply_tokens`` tokens (the repetition guard off, so that no reply is
+cut short). Fillers are off in both, so the first
 agent audio is the reply's. Calls alternate between the planes (sequential first on even
 pairs, streaming first on odd ones) so slow drift of a shared machine falls on both alike.
 
@@ -36,6 +37,7 @@ from theo_ray.bench.sim_calls import (
 )
 from theo_ray.bench.turns_bench import QUESTIONS, SCRIPTED_LLM_APP, SCRIPTED_LLM_RULES, deploy_scripted_llm
 from theo_ray.config import TheoConfig
+from theo_ray.conversation.settings import ConversationSettings
 from theo_ray.runtime.serve_apps import ModelHandles
 from theo_ray.sim.analysis import Percentiles, percentiles
 from theo_ray.sim.caller_runner import render_utterances
@@ -112,6 +114,23 @@ def _figures(pipeline: Pipeline, calls: list[SimCall]) -> PipelineFigures:
     )
 
 
+def bench_conversation(conversation: ConversationSettings, settings: PipelineBenchSettings) -> ConversationSettings:
+    """The conversation settings both planes share: agent mode, no fillers, and with
+    ``reply_tokens`` every reply exactly that long."""
+    base = without_fillers(msgspec.structs.replace(conversation, mode="agent"))
+    if settings.reply_tokens > 0:
+        base = msgspec.structs.replace(base, llm_min_tokens=settings.reply_tokens, llm_max_tokens=settings.reply_tokens)
+        # Replies of exactly this length in both modes: the repetition guard would cut them
+        # wherever the model, forced past its own end by min_tokens, starts repeating itself,
+        # and the batch baseline's whole-reply TTS would shrink with them (measured: ratio
+        # 0.52 with the guard on, 11 of the 12 baseline replies cut short).
+        turn = msgspec.structs.replace(
+            base.turn, repetition_guard=msgspec.structs.replace(base.turn.repetition_guard, enabled=False)
+        )
+        base = msgspec.structs.replace(base, turn=turn)
+    return base
+
+
 async def run_pipeline_bench(
     config: TheoConfig,
     handles: ModelHandles,
@@ -122,9 +141,7 @@ async def run_pipeline_bench(
     """Place ``calls_per_mode`` calls on each pipeline, alternating. Ray must be initialised."""
     started = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
-    base = without_fillers(msgspec.structs.replace(config.conversation, mode="agent"))
-    if settings.reply_tokens > 0:
-        base = msgspec.structs.replace(base, llm_min_tokens=settings.reply_tokens, llm_max_tokens=settings.reply_tokens)
+    base = bench_conversation(config.conversation, settings)
     questions = LONG_ANSWER_QUESTIONS if settings.llm == "scripted" else QUESTIONS
     scenarios = [
         questions_scenario(
