@@ -94,12 +94,19 @@ class _Reply:
         self.utterance: _Utterance | None = None  # kept so a resumed utterance loses nothing
 
     def cancel_streams(self) -> None:
-        for stream in (self.llm_stream, self.tts_stream):
-            if stream is not None:
-                try:
-                    stream.cancel()  # propagates into the replica: the engine aborts
-                except Exception:  # already finished
-                    pass
+        self.cancel_llm_stream()
+        _cancel(self.tts_stream)
+
+    def cancel_llm_stream(self) -> None:
+        _cancel(self.llm_stream)
+
+
+def _cancel(stream) -> None:
+    if stream is not None:
+        try:
+            stream.cancel()  # propagates into the replica: the engine aborts
+        except Exception:  # already finished
+            pass
 
 
 class TurnLoop:
@@ -705,11 +712,7 @@ class TurnLoop:
         unit, repeats = guard.loop or ("", 0)
         reply.turn.reply_loop = unit
         log.warning("%s: reply %d stopped: the model repeated %r %d times", self.session_id, reply.turn.index, unit, repeats)
-        if reply.llm_stream is not None:
-            try:
-                reply.llm_stream.cancel()  # the engine aborts the request
-            except Exception:  # already finished
-                pass
+        reply.cancel_llm_stream()
 
     async def _sequential_reply(self, reply: _Reply) -> None:
         """The batch baseline: the whole LLM reply, then the whole TTS, then play."""

@@ -28,31 +28,28 @@ class RepetitionGuard:
     """One per reply: `feed(delta)` returns True once the reply so far ends in a loop."""
 
     def __init__(self, settings: RepetitionGuardSettings | None = None) -> None:
-        self.settings = settings or RepetitionGuardSettings()
+        self.settings = s = settings or RepetitionGuardSettings()
         self._words: list[str] = []
         self._partial = ""  # the text of a word still arriving
+        # Only the tail can hold a loop that is still growing: the longest loop checked.
+        self._keep = s.max_unit_words * max(s.single_word_repeats, s.short_unit_repeats, s.long_unit_repeats)
         self.loop: tuple[str, int] | None = None  # (the repeated unit, repeats) once found
 
     def feed(self, delta: str) -> bool:
         if not self.settings.enabled or self.loop is not None:
             return self.loop is not None
         text = self._partial + delta
-        words = _WORD.findall(text.lower())
-        # The last word may continue in the next delta ("Col" + "as"): keep it aside.
-        if words and text and (text[-1].isalnum()):
-            self._partial = text[text.lower().rfind(words[-1]):]
-            words = words[:-1]
-        else:
-            self._partial = ""
+        words = _WORD.findall(text)
+        self._partial = ""
+        if words and text[-1].isalnum():
+            # The last word may continue in the next delta ("Col" + "as"): keep it aside.
+            self._partial = text[text.rfind(words[-1]) :]
+            words.pop()
         if not words:
             return False
-        self._words.extend(words)
-        # Only the tail can hold a loop that is still growing.
-        keep = self.settings.max_unit_words * max(
-            self.settings.single_word_repeats, self.settings.short_unit_repeats, self.settings.long_unit_repeats
-        )
-        if len(self._words) > 2 * keep:
-            del self._words[:-keep]
+        self._words.extend(w.lower() for w in words)
+        if len(self._words) > 2 * self._keep:
+            del self._words[: -self._keep]
         self.loop = self._loop_at_end()
         return self.loop is not None
 
