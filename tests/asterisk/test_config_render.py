@@ -270,3 +270,13 @@ def test_theo_config_named_by_config_is_read_as_such(tmp_path):
     yaml = tmp_path / "theo.yaml"
     yaml.write_text("asterisk:\n  pbx:\n    host: 10.9.9.2\n")
     assert load_site_settings(yaml).pbx.host == "10.9.9.2"
+
+
+def test_theo_host_name_needs_an_explicit_ami_permit(tmp_path):
+    """AMI `permit` takes networks: a host name cannot be turned into one."""
+    with pytest.raises(ConfigError) as info:
+        render(tmp_path, overrides=["theo.host=theo.example.net"])
+    assert info.value.key == "ami.permit"
+    _, files = render(tmp_path, overrides=["theo.host=theo.example.net", 'ami.permit=["10.20.0.0/24"]'])
+    user = next(s for s in parse_conf(files["manager.conf"].read_text()) if s.name == "theo")
+    assert user.get_all("permit") == ["10.20.0.0/24"]

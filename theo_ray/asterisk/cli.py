@@ -45,15 +45,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="override one setting, e.g. --set theo.host=10.0.0.20 (repeatable; JSON values allowed)",
     )
     parser.add_argument("--templates", type=Path, help="templates directory (default: asterisk/templates)")
-    parser.set_defaults(func=run_asterisk_config)
+    # None: tell Theo's config from a site file by its tables; the main CLI sets True for
+    # the file named by --config / THEO_CONFIG.
+    parser.set_defaults(func=run_asterisk_config, settings_is_theo_config=None)
     return parser
 
 
 def run_asterisk_config(args: argparse.Namespace) -> int:
     try:
-        settings = load_site_settings(
-            args.settings, args.overrides, theo_config=True if getattr(args, "settings_is_theo_config", False) else None
-        )
+        settings = load_site_settings(args.settings, args.overrides, theo_config=args.settings_is_theo_config)
         written = render_asterisk_config(settings, args.out, templates_dir=args.templates)
         has_secret = resolve_ami_secret(settings.ami) is not None
     except (ConfigError, OSError) as exc:

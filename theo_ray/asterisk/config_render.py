@@ -119,6 +119,14 @@ def _uri_host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
+def _host_network(host: str) -> str | None:
+    """The one-address network of an IP host ("10.0.0.5/32", "fd00::5/128"); None for a name."""
+    try:
+        return str(ipaddress.ip_network(host.strip("[]")))
+    except ValueError:
+        return None
+
+
 def _nat_lines(settings: AsteriskSiteSettings) -> str:
     pbx = settings.pbx
     if not pbx.external_media_address:
@@ -128,11 +136,9 @@ def _nat_lines(settings: AsteriskSiteSettings) -> str:
         f"external_signaling_address={pbx.external_media_address}",
     ]
     # Theo is reached directly (no NAT between it and the PBX): its address is always local.
-    nets = list(pbx.local_nets)
-    try:
-        nets.append(str(ipaddress.ip_network(settings.theo.host.strip("[]"))))
-    except ValueError:
-        pass  # a host name: the admin lists Theo's network in pbx.local_nets (README §3)
+    # A host name is not a network: the admin lists Theo's in pbx.local_nets (README §3).
+    theo_net = _host_network(settings.theo.host)
+    nets = [*pbx.local_nets, *([theo_net] if theo_net else [])]
     lines += [f"local_net={net}" for net in dict.fromkeys(nets)]
     return "\n".join(lines)
 
@@ -224,7 +230,10 @@ def _manager_values(settings: AsteriskSiteSettings, secret: str | None) -> dict[
     else:
         # ';' starts a comment in Asterisk configs; a literal one is written '\;'.
         secret_line = "secret=" + secret.replace(";", "\\;")
-    permits = ami.permit or [f"{settings.theo.host}/{128 if ':' in settings.theo.host else 32}"]
+    theo_net = _host_network(settings.theo.host)
+    if not ami.permit and theo_net is None:
+        raise ConfigError("ami.permit", f"theo.host {settings.theo.host!r} is a name: list Theo's address(es) here")
+    permits = ami.permit or [theo_net]
     if ami.tls:
         tls_lines = "\n".join(
             [

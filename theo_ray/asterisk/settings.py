@@ -112,7 +112,7 @@ class AmiSettings(msgspec.Struct, forbid_unknown_fields=True):
     secret_file: FilePath = ""
     # Where the PBX reads the secret when it is not known at render time (see README).
     secret_include_file: FilePath = "/etc/asterisk/theo_ami_secret.conf"
-    # Networks allowed to log in as this user; empty = only theo.host.
+    # Networks allowed to log in as this user; empty = only theo.host (needed when that is a name).
     permit: list[Cidr] = msgspec.field(default_factory=list)
     connect_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 3.0
     action_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 2.0
