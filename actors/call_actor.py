@@ -119,8 +119,10 @@ class CallActor:
         if setup.gateway_name:
             self.gateway_name = setup.gateway_name
         remote = setup.remote
+        # port 0: a delayed offer, on hold until the ACK's answer arrives as update_media.
         await self.rtp.start(
-            remote.codec, (remote.host, remote.port), remote.payload_type, remote.telephone_event_pt, remote.direction
+            remote.codec, (remote.host, remote.port) if remote.port else None, remote.payload_type,
+            remote.telephone_event_pt, remote.direction,
         )
         if self.settings.conversation.mode == "echo":
             self._echo_task = asyncio.create_task(self._echo())

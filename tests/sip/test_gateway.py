@@ -285,24 +285,32 @@ async def test_stop_hangs_up_live_calls(router):
 
 
 async def test_concurrent_calls_get_their_own_sockets_and_leave_nothing(gateway, router):
-    callers = [SipCaller(CallerSettings(media="external")) for _ in range(4)]
+    n = gateway.settings.max_calls
+    callers = [SipCaller(CallerSettings(media="external")) for _ in range(n + 1)]
     await asyncio.gather(*(c.start() for c in callers))
     try:
         await asyncio.gather(*(
             c.dial(uri(gateway), headers={"X-Theo-Session": f"many.{i}"},
                    local_rtp_host="127.0.0.1", local_rtp_port=41000 + 2 * i)
-            for i, c in enumerate(callers)
+            for i, c in enumerate(callers[:n])
         ))
-        answers = await asyncio.gather(*(c.wait_for("confirmed", 15) for c in callers))
-        assert len(answers) == 4
-        answered = [await c.wait_for("answered", 1) for c in callers]
+        answers = await asyncio.gather(*(c.wait_for("confirmed", 15) for c in callers[:n]))
+        assert len(answers) == n
+        answered = [await c.wait_for("answered", 1) for c in callers[:n]]
         ports = {a.remote_port for a in answered}
-        assert len(ports) == 4  # one CallActor socket each
+        assert len(ports) == n  # one CallActor socket each
         by_session = {s.session_id: s.remote.port for s in router.setups}
-        assert by_session == {f"many.{i}": 41000 + 2 * i for i in range(4)}
-        assert gateway.stats().active_calls == 4
-        await asyncio.gather(*(c.hangup() for c in callers))
-        await router.wait(lambda: len(router.closed) == 4, 10)
+        assert by_session == {f"many.{i}": 41000 + 2 * i for i in range(n)}
+        assert gateway.stats().active_calls == n
+        # A full shard says 503 with Retry-After (the PBX tries the next shard), not 486.
+        extra = callers[n]
+        await extra.dial(uri(gateway), headers={"X-Theo-Session": "many.extra"},
+                         local_rtp_host="127.0.0.1", local_rtp_port=41100)
+        refused = await extra.wait_for("disconnected", 10)
+        assert refused.status == 503
+        assert gateway.stats().rejected_full == 1
+        await asyncio.gather(*(c.hangup() for c in callers[:n]))
+        await router.wait(lambda: len(router.closed) == n, 10)
     finally:
         await asyncio.gather(*(c.close() for c in callers))
     assert router.sockets == {}

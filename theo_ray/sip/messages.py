@@ -21,7 +21,11 @@ EndReason = Literal[
     "session_timer_expired",  # RFC 4028: the peer's refreshes stopped
     "setup_failed",  # the router could not open the call, or the answer failed
     "gateway_shutdown",  # the gateway stopped with the call still up
-    "sip_error",  # any other end (transport error, refresh refused, ACK never came)
+    "ack_timeout",  # the 200 OK was never ACKed (sip.ack_timeout_s)
+    "bad_answer",  # delayed offer: the ACK brought no usable SDP answer
+    "gateway_crash",  # the gateway process holding the dialog died
+    "orphaned",  # the supervisor found no dialog for the call (reaped)
+    "sip_error",  # any other end (transport error, refresh refused)
 ]
 
 

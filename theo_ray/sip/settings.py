@@ -30,9 +30,15 @@ class SipSettings(msgspec.Struct, forbid_unknown_fields=True):
     ptime_ms: int = 20
     ring_before_answer: bool = True  # 180 Ringing while the router opens the call
     answer_timeout_s: float = 5.0  # router slower than this -> 503 to the PBX
-    # Calls per gateway process. pjsua's compile-time PJSUA_MAX_CALLS is 4 in the pjsua2-python
-    # wheel (the 5th call gets PJ_ETOOMANY / 486), so 4 is also the most that works.
-    max_calls: int = 4
+    # Calls admitted per gateway process. pjsua's compile-time PJSUA_MAX_CALLS is 4 in the
+    # pjsua2-python wheel and pjsua answers an INVITE beyond it with 486 itself; Theo keeps
+    # one slot spare to answer a full shard with 503 + Retry-After, so 3 is the default.
+    # 4 works too, but then the 5th INVITE gets pjsua's 486 instead of Theo's 503.
+    max_calls: int = 3
+    retry_after_s: int = 2  # Retry-After of the 503 a full shard sends
+    # A 200 OK not ACKed within this is released with its CallActor (RFC 3261 Timer H is
+    # 32 s; sooner so that INVITEs nobody ACKs cannot hold a shard's slots).
+    ack_timeout_s: float = 8.0
     # Gateway processes per node, shard k on port + k (port 0: each picks a free port).
     # A node answers shards x max_calls concurrent calls; Asterisk tries the shards in turn.
     shards: int = 4

@@ -12,6 +12,14 @@ class GatewayStats(msgspec.Struct):
     malformed_sdp: int = 0  # offer we could not parse (initial or re-INVITE)
     no_common_codec: int = 0  # well-formed offer without a codec we decode (488)
     rejected_by_stack: int = 0  # INVITEs pjsip refused before the application saw them
+    too_large: int = 0  # INVITE cut by the transport or shorter than its Content-Length (513)
+    rejected_full: int = 0  # every admitted call slot taken (503 + Retry-After)
+    malformed_invite: int = 0  # a body without Content-Type, no Call-ID (400)
+    unsupported_body: int = 0  # a body that is not application/sdp (415)
+    delayed_offers: int = 0  # INVITEs without SDP: Theo offered in the 200 OK
+    bad_answers: int = 0  # delayed offer whose ACK brought no usable answer (BYE)
+    ack_timeouts: int = 0  # 200 OK never ACKed within sip.ack_timeout_s (released)
+    refused_methods: int = 0  # out-of-dialog requests Theo does not serve (SUBSCRIBE: 405)
     duplicate_session: int = 0  # X-Theo-Session already in a live call (486)
     setup_failed: int = 0  # router failed or was too slow (503)
     cancels: int = 0

@@ -24,7 +24,8 @@ from typing import Any
 import msgspec
 import pjsua2 as pj
 
-from theo_ray.sip.invite import PeerFilter, parse_invite, source_host
+from theo_ray.sip.invite import PeerFilter, parse_invite
+from theo_ray.sip.invite_screen import Refusal, message_body, screen_invite
 from theo_ray.sip.messages import CallEnded, CallSetup, EndReason, MediaAnswer, RemoteMedia
 from theo_ray.sip.pj_thread import PjLogWriter, PjsuaThread
 from theo_ray.sip.router import CallRouter
@@ -36,10 +37,11 @@ from theo_ray.sip.sdp import (
     SdpOrigin,
     answer_direction,
     build_answer,
+    build_offer,
     choose_codec,
     parse_offer,
 )
-from theo_ray.sip.settings import SipSettings
+from theo_ray.sip.settings import PJSUA_MAX_CALLS, SipSettings
 from theo_ray.sip.stats import GatewayStats
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,12 @@ class _GatewayAccount(pj.Account):
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
         self._agent._on_incoming(self, prm)
 
+    def onIncomingSubscribe(self, prm: pj.OnIncomingSubscribeParam) -> None:
+        # pjsua would accept presence subscriptions (200 + NOTIFYs): Theo serves none.
+        prm.code = 405
+        prm.reason = "Method Not Allowed"
+        self._agent._stats.refused_methods += 1
+
 
 class _GatewayCall(pj.Call):
     """One dialog and what Theo knows about it. Lives on the pjsua thread only."""
@@ -97,6 +105,7 @@ class _GatewayCall(pj.Call):
         self.media: MediaAnswer | None = None
         self.origin = SdpOrigin(session_id=random.randrange(1, 2**31))
         self.pending_offer: SdpOffer | None = None
+        self.delayed_offer = False  # INVITE without SDP: Theo offers, the ACK answers
         self.confirmed = False
         self.setup_failed = False
         self.end_reason: EndReason | None = None  # set by Theo before it hangs up
@@ -135,6 +144,7 @@ class SipUserAgent:
         self._router = router
         self._clock = clock
         self._peers = PeerFilter(settings.allowed_peers)
+        self._media_family = 6 if ":" in settings.host else 4
         self._preference = list(settings.codec_preference)  # narrowed to pjsua's codecs at start
         self._stats = GatewayStats()
         self._answer_ms: collections.deque[float] = collections.deque(maxlen=_ANSWER_SAMPLES)
@@ -187,7 +197,9 @@ class SipUserAgent:
         cfg = pj.EpConfig()
         cfg.uaConfig.threadCnt = 0
         cfg.uaConfig.mainThreadOnly = False
-        cfg.uaConfig.maxCalls = s.max_calls
+        # One pjsua slot more than Theo admits: with every slot taken pjsua itself answers
+        # 486, while Theo answers a full shard with 503 + Retry-After from the spare slot.
+        cfg.uaConfig.maxCalls = min(PJSUA_MAX_CALLS, s.max_calls + 1)
         cfg.uaConfig.userAgent = s.user_agent
         cfg.medConfig.threadCnt = 0  # one poller only: the PjsuaThread
         cfg.medConfig.noVad = True
@@ -249,55 +261,59 @@ class SipUserAgent:
     def _on_rejected_by_stack(self, prm: pj.OnRejectedIncomingCallParam) -> None:
         self._stats.rejected_by_stack += 1
         self._stats.invites += 1
-        info = parse_invite(prm.rdata.wholeMsg)
-        try:
-            parse_offer(info.body)
-        except SdpError as exc:
-            self._stats.malformed_sdp += 1
-            log.warning(
-                "INVITE %s from %s refused by pjsip (%s %s): %s",
-                info.call_id, prm.rdata.srcAddress, prm.statusCode, prm.reason, str(exc),
-            )
-            return
-        if prm.statusCode == 488:
-            self._stats.no_common_codec += 1  # pjsua found none of its codecs in the offer
+        info = parse_invite(prm.rdata.wholeMsg) if prm.rdata.wholeMsg else None
+        if info is not None and prm.statusCode in (400, 488) and info.body.strip():
+            try:
+                parse_offer(info.body)
+                if prm.statusCode == 488:
+                    self._stats.no_common_codec += 1  # pjsua found none of its codecs
+            except SdpError:
+                self._stats.malformed_sdp += 1
+        elif prm.statusCode == 415:
+            self._stats.unsupported_body += 1
         log.warning(
             "INVITE %s from %s refused by pjsip: %s %s",
-            info.call_id, prm.rdata.srcAddress, prm.statusCode, prm.reason,
+            info.call_id[:80] if info else "?", prm.rdata.srcAddress or "?", prm.statusCode, prm.reason,
         )
 
     def _on_incoming(self, account: pj.Account, prm: pj.OnIncomingCallParam) -> None:
+        # pjsua2 frees the INVITE's cloned rdata right after this callback returns; a
+        # hang-up from inside the callback frees it first and pjsip then aborts the process
+        # (sip_transport.c: pjsip_rx_data_free_cloned: Assertion 'rdata'). So nothing here
+        # answers or hangs up: every response goes through the command queue, which the
+        # pjsua thread drains after the callback has returned.
         invite_at = self._clock()
         self._stats.invites += 1
         call = _GatewayCall(self, account, prm.callId)
         self._calls[call.pj_id] = call
         source = prm.rdata.srcAddress
-        if not self._peers.allows(source_host(source)):
-            self._stats.rejected_403 += 1
-            log.warning("INVITE from %s refused: not an allowed peer", source)
-            self._reject(call, 403)
+        verdict = screen_invite(
+            prm.rdata.wholeMsg, source, self._peers, self._preference,
+            media_family=self._media_family,
+            free_slots=self.settings.max_calls - len(self._sessions),
+            retry_after_s=self.settings.retry_after_s,
+        )
+        if isinstance(verdict, Refusal):
+            setattr(self._stats, verdict.counter, getattr(self._stats, verdict.counter) + 1)
+            log.warning("INVITE from %s refused with %d: %s", source, verdict.code, verdict.detail[:200])
+            self._pj.submit(lambda: self._reject(call, verdict.code, verdict.headers))
             return
-        info = parse_invite(prm.rdata.wholeMsg)
-        try:
-            offer = parse_offer(info.body)
-            codec = choose_codec(offer, self._preference)
-        except NoCommonCodec as exc:
-            self._stats.no_common_codec += 1
-            log.warning("INVITE %s from %s: %s", info.call_id, source, str(exc))
-            self._reject(call, 488)
-            return
-        except SdpError as exc:
-            self._stats.malformed_sdp += 1
-            log.warning("INVITE %s from %s: malformed offer: %s", info.call_id, source, str(exc))
-            self._reject(call, 488 if exc.reason in ("unsupported_profile", "no_audio") else 400)
-            return
+        info = verdict.info
         session_id = info.session_header or info.call_id
         if session_id in self._sessions:
             self._stats.duplicate_session += 1
-            log.warning("INVITE %s: session %s already has a live call", info.call_id, session_id)
-            self._reject(call, 486)
+            log.warning("INVITE %s: session %s already has a live call", info.call_id[:80], session_id[:80])
+            self._pj.submit(lambda: self._reject(call, 486))
             return
-        call.codec = codec
+        if verdict.delayed_offer:
+            self._stats.delayed_offers += 1
+            remote = self._placeholder_remote()
+        else:
+            assert verdict.offer is not None and verdict.codec is not None
+            call.codec = verdict.codec
+            call.pending_offer = verdict.offer
+            remote = remote_media(verdict.offer, verdict.codec, self.settings.ptime_ms)
+        call.delayed_offer = verdict.delayed_offer
         call.session_expires = info.session_expires or (
             self.settings.session_expires if self.settings.session_timers == "always" else 0
         )
@@ -307,16 +323,24 @@ class SipUserAgent:
             sip_call_id=info.call_id,
             caller_id=info.caller_id,
             caller_name=info.caller_name,
-            remote=remote_media(offer, codec, self.settings.ptime_ms),
+            remote=remote,
             gateway_node=f"{host}:{port}",
             invite_at=invite_at,
         )
-        call.pending_offer = offer
         self._sessions[session_id] = call
         if self.settings.ring_before_answer:
-            self._answer(call, 180)
+            self._pj.submit(lambda: self._answer(call, 180))
         # Only plain data crosses to the loop: pjsua2 objects must die on this thread.
         self._spawn(self._open(call.pj_id, call.setup), opening=session_id)
+
+    def _placeholder_remote(self) -> RemoteMedia:
+        """The media of a delayed-offer call until the ACK brings the caller's answer:
+        on hold (nothing sent, nothing taken) with the codec Theo offers first."""
+        first = self._preference[0].upper() if self._preference else "PCMU"
+        pt = {"G722": 9, "PCMU": 0, "PCMA": 8}.get(first, 0)
+        return RemoteMedia(host="", port=0, codec=first if pt or first == "PCMU" else "PCMU",
+                           payload_type=pt, clock_rate=8000, direction="inactive",
+                           ptime_ms=self.settings.ptime_ms)
 
     async def _open(self, pj_id: int, setup: CallSetup) -> None:
         try:
@@ -348,28 +372,67 @@ class SipUserAgent:
 
     def _answer_ok(self, pj_id: int, setup: CallSetup, media: MediaAnswer) -> None:
         call = self._live_call(pj_id, setup)
-        if call is None or call.pending_offer is None or call.codec is None:
+        if call is None or (not call.delayed_offer and (call.pending_offer is None or call.codec is None)):
             return  # cancelled while the router worked; close_call follows
         call.media = media
-        sdp = build_answer(
-            call.pending_offer, call.codec, media.host, media.port, call.origin,
-            ptime=self.settings.ptime_ms,
-        )
-        call.pending_offer = None
         prm = pj.CallOpParam()
         prm.statusCode = 200
-        prm.sdp.wholeSdp = sdp
+        if not call.delayed_offer:
+            assert call.pending_offer is not None and call.codec is not None
+            prm.sdp.wholeSdp = build_answer(
+                call.pending_offer, call.codec, media.host, media.port, call.origin,
+                ptime=self.settings.ptime_ms,
+            )
+            call.pending_offer = None
+        # A delayed offer is answered without an SDP here: pjsua creates its offer while it
+        # sends the 200 OK and _on_sdp_created replaces it with Theo's (build_offer).
         try:
             call.answer(prm)
         except pj.Error as exc:
-            log.warning("answering %s failed: %s", call.setup and call.setup.session_id, exc.info())
+            log.warning("answering %s failed: %s", setup.session_id, exc.info())
             call.setup_failed = True
             self._stats.setup_failed += 1
             self._reject(call, 500)
             return
         self._stats.answered += 1
-        if call.setup is not None:
-            self._answer_ms.append((self._clock() - call.setup.invite_at) * 1000.0)
+        self._answer_ms.append((self._clock() - setup.invite_at) * 1000.0)
+        assert self._loop is not None
+        # RFC 3261 Timer H: a 2xx never ACKed ends the dialog; sooner here so that a
+        # flood of unACKed INVITEs cannot hold the shard's slots (sip.ack_timeout_s).
+        self._loop.call_soon_threadsafe(
+            self._loop.call_later, self.settings.ack_timeout_s,
+            lambda: self._pj.submit(lambda: self._check_acked(pj_id, setup)),
+        )
+
+    def _check_acked(self, pj_id: int, setup: CallSetup) -> None:
+        call = self._live_call(pj_id, setup)
+        if call is None or call.confirmed:
+            return
+        self._stats.ack_timeouts += 1
+        log.warning("call %s: no ACK within %.1f s of the 200 OK, released",
+                    setup.session_id, self.settings.ack_timeout_s)
+        self._hangup(setup.session_id, "ack_timeout")
+
+    def _take_ack_answer(self, call: _GatewayCall, prm: pj.OnCallStateParam) -> None:
+        """The caller's answer to Theo's offer, from the ACK (delayed offer)."""
+        call.delayed_offer = False
+        body = ""
+        if prm.e.type == pj.PJSIP_EVENT_RX_MSG:
+            body, _ = message_body(prm.e.body.rxMsg.rdata.wholeMsg)
+        assert call.setup is not None
+        try:
+            answer = parse_offer(body)
+            codec = choose_codec(answer, self._preference)
+        except SdpError as exc:
+            self._stats.bad_answers += 1
+            log.warning("call %s: the ACK brought no usable answer (%s): BYE", call.setup.session_id, str(exc))
+            self._pj.submit(lambda: self._hangup(call.setup.session_id, "bad_answer") if call.setup else None)
+            return
+        call.codec = codec
+        remote = remote_media(answer, codec, self.settings.ptime_ms)
+        call.setup = _replace_remote(call.setup, remote)
+        self._stats.media_updates += 1
+        self._spawn(self._update(call.setup.session_id, remote))
 
     def _answer(self, call: _GatewayCall, code: int) -> None:
         prm = pj.CallOpParam()
@@ -379,9 +442,13 @@ class SipUserAgent:
         except pj.Error as exc:
             log.debug("answer %d failed: %s", code, exc.info())
 
-    def _reject(self, call: _GatewayCall, code: int) -> None:
+    def _reject(self, call: _GatewayCall, code: int, headers: dict[str, str] | None = None) -> None:
         prm = pj.CallOpParam()
         prm.statusCode = code
+        for name, value in (headers or {}).items():
+            header = pj.SipHeader()
+            header.hName, header.hValue = name, value
+            prm.txOption.headers.append(header)
         try:
             call.hangup(prm)
         except pj.Error as exc:
@@ -418,8 +485,16 @@ class SipUserAgent:
         return choose_codec(offer, self._preference)
 
     def _on_sdp_created(self, call: _GatewayCall, prm: pj.OnCallSdpCreatedParam) -> None:
-        """Replace pjsua's loop-transport answer with ours (re-offers after the first answer)."""
-        if not prm.remSdp.wholeSdp or call.media is None or call.setup is None:
+        """Replace pjsua's loop-transport SDP with ours: Theo's offer in the 200 OK of a
+        delayed-offer INVITE, the answer to every re-offer after the first answer."""
+        if call.media is None or call.setup is None:
+            return
+        if not prm.remSdp.wholeSdp:
+            if call.delayed_offer and not call.confirmed:
+                prm.sdp.wholeSdp = build_offer(
+                    self._preference, call.media.host, call.media.port, call.origin,
+                    ptime=self.settings.ptime_ms,
+                )
             return
         offer = call.pending_offer
         if offer is None:
@@ -484,6 +559,8 @@ class SipUserAgent:
         if info.state == pj.PJSIP_INV_STATE_CONFIRMED and not call.confirmed:
             call.confirmed = True
             call.last_refresh_at = self._clock()
+            if call.delayed_offer:
+                self._take_ack_answer(call, prm)
         if info.state != pj.PJSIP_INV_STATE_DISCONNECTED:
             return
         code = info.lastStatusCode
