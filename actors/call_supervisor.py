@@ -36,6 +36,7 @@ class ActiveCall(msgspec.Struct):
     opened_at: float
     setup_ms: float
     channel: str = ""  # Asterisk channel name, filled by the AMI side
+    gateway_name: str = ""  # the shard holding the call's dialog
 
 
 class SupervisorStats(msgspec.Struct):
@@ -46,6 +47,7 @@ class SupervisorStats(msgspec.Struct):
     closed: int
     open_failures: int
     phrase_book_ready: bool
+    reaped: int = 0  # calls ended by the orphan reaper (no dialog held them)
 
 
 class CallSupervisor:
@@ -74,6 +76,8 @@ class CallSupervisor:
         self._records: collections.OrderedDict[str, CallRecord] = collections.OrderedDict()
         self._created = self._opened = self._closed = self._failures = 0
         self._refill: asyncio.Task | None = None
+        self._reaper: asyncio.Task | None = None
+        self._reaped = 0
         self._lock = asyncio.Lock()
 
     async def start(self) -> SupervisorStats:
@@ -83,7 +87,40 @@ class CallSupervisor:
                 self.handles.tts, self.tts_voice, self.conversation.greeting, Path(self.model_cache)
             )
         await self._fill_pool()
+        if self._reaper is None:
+            self._reaper = asyncio.create_task(self._reap_orphans_forever())
         return await self.stats()
+
+    async def _reap_orphans_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.call.reap_interval_s)
+            try:
+                await self.reap_orphans()
+            except Exception as exc:  # noqa: BLE001 - the reaper must outlive any one round
+                log.warning("orphan reaper round failed: %s", exc)
+
+    async def reap_orphans(self) -> list[str]:
+        """End every call older than the grace whose shard holds no dialog for it."""
+        now = time.time()
+        by_gateway: dict[str, list[str]] = {}
+        for _, info in self._active.values():
+            if info.gateway_name and now - info.opened_at >= self.call.orphan_grace_s:
+                by_gateway.setdefault(info.gateway_name, []).append(info.session_id)
+        reaped: list[str] = []
+        for name, sessions in by_gateway.items():
+            try:
+                gateway = ray.get_actor(name)
+                held = set(await asyncio.wait_for(gateway.active_sessions.remote(), 5.0))
+            except Exception as exc:  # noqa: BLE001 - an unreachable shard is asked again next round
+                log.warning("orphan reaper: shard %s did not answer (%s)", name, exc)
+                continue
+            for session_id in sessions:
+                if session_id not in held and session_id in self._active:
+                    log.warning("call %s has no dialog on %s: reaped", session_id, name)
+                    reaped.append(session_id)
+                    await self.close_call(CallEnded(session_id=session_id, reason="orphaned"))
+        self._reaped += len(reaped)
+        return reaped
 
     def _actor_settings(self) -> CallActorSettings:
         return CallActorSettings(
@@ -128,7 +165,8 @@ class CallSupervisor:
         self._opened += 1
         self._active[setup.session_id] = (
             actor,
-            ActiveCall(setup.session_id, setup.caller_id, time.time(), (time.monotonic() - started) * 1000.0),
+            ActiveCall(setup.session_id, setup.caller_id, time.time(), (time.monotonic() - started) * 1000.0,
+                       gateway_name=setup.gateway_name),
         )
         return answer
 
@@ -182,9 +220,12 @@ class CallSupervisor:
         return SupervisorStats(
             active=len(self._active), warm=len(self._warm), created=self._created, opened=self._opened,
             closed=self._closed, open_failures=self._failures, phrase_book_ready=self.phrases is not None,
+            reaped=self._reaped,
         )
 
     async def shutdown(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
         for session_id in list(self._active):
             await self.close_call(CallEnded(session_id=session_id, reason="gateway_shutdown"))
         while self._warm:

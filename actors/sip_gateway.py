@@ -1,27 +1,32 @@
-"""SipGateway: the Ray actor at Theo's SIP edge: one pjsua instance (one per process), so a
-node runs `sip.shards` of them (see theo_ray.runtime.call_plane for why).
+"""SipGateway: the Ray actor at Theo's SIP edge, one per shard (`sip.shards` per node; see
+theo_ray.runtime.call_plane for why).
 
-A thin wrapper: the signalling is `theo_ray.sip.user_agent.SipUserAgent`, tested without
-Ray. Calls it accepts are routed to the CallSupervisor actor (`open_call` / `update_call`
-/ `close_call` with the Structs of `theo_ray.sip.messages`); the supervisor's CallActor
-owns the RTP. CallActors end a call with `hangup(session_id)`.
+The actor hosts no SIP code itself: its pjsua runs in a child process
+(`theo_ray.sip.shard_process.ShardProcess`) that the actor replaces within milliseconds
+if a datagram crashes it, from a standby that has already loaded pjsua2. The actor starts
+listening in its constructor, so a Ray restart of the actor (its own process died) listens
+again without anyone calling `ready()`.
 
-Create it with `SipGatewayActor.options(name=name).remote(settings, supervisor, name)` and
-call `ready()` once; it returns the addresses it listens on. Its own name goes into each
-CallSetup, so the CallActor hangs up through the shard that holds its dialog.
+Calls the shard accepts are routed to the CallSupervisor actor (`open_call` /
+`update_call` / `close_call` with the Structs of `theo_ray.sip.messages`); the supervisor's
+CallActor owns the RTP. CallActors end a call with `hangup(session_id)`.
 """
 
 from __future__ import annotations
+
+import asyncio
+import logging
 
 import msgspec
 import ray
 
 from theo_ray.sip.messages import CallEnded, CallSetup, ListenAddress, MediaAnswer, RemoteMedia
 from theo_ray.sip.settings import SipSettings
+from theo_ray.sip.shard_process import ShardProcess, ShardStatus
 from theo_ray.sip.stats import GatewayStats
-from theo_ray.sip.user_agent import SipUserAgent
 
 DEFAULT_SUPERVISOR = "call-supervisor"
+log = logging.getLogger("theo.sip.gateway")
 
 
 class SupervisorRouter:
@@ -57,35 +62,36 @@ class SipGateway:
         supervisor: ray.actor.ActorHandle | str = DEFAULT_SUPERVISOR,
         name: str = "",
     ) -> None:
-        self._agent = SipUserAgent(settings, SupervisorRouter(supervisor, name))
-        self._started = False
+        self._shard = ShardProcess(settings, name, SupervisorRouter(supervisor, name))
+        # Async actors run __init__ on their event loop: listen now, also after a restart.
+        self._started = asyncio.get_running_loop().create_task(self._shard.start())
+        if ray.get_runtime_context().was_current_actor_reconstructed:
+            log.error("SIP gateway %s restarted by Ray (its actor process died)", name)
 
     async def ready(self) -> list[ListenAddress]:
-        """Start pjsua (first call only) and return the SIP addresses it listens on."""
-        if not self._started:
-            await self._agent.start()
-            self._started = True
-        return [
-            ListenAddress(transport, host, port)
-            for transport, (host, port) in self._agent.addresses.items()
-        ]
+        """The SIP addresses the shard listens on (waits for the first start)."""
+        return await self._started
 
     async def hangup(self, session_id: str) -> bool:
         """Agent-initiated hang-up; False when the gateway has no such live call."""
-        return await self._agent.hangup(session_id)
+        await self._started
+        return await self._shard.hangup(session_id)
 
     async def stats(self) -> GatewayStats:
-        return self._agent.stats()
+        await self._started
+        return await self._shard.stats()
+
+    async def status(self) -> ShardStatus:
+        return self._shard.status()
 
     async def active_sessions(self) -> list[str]:
-        return self._agent.active_sessions()
+        await self._started
+        return await self._shard.active_sessions()
 
     async def stop(self) -> None:
         """Hang up live calls (close_call reason gateway_shutdown) and stop pjsua."""
-        if self._started:
-            await self._agent.stop()
-            self._started = False
+        await self._started
+        await self._shard.stop()
 
 
-# A restarted gateway has lost its dialogs; the PBX's session timers (GAP 8) clear them.
 SipGatewayActor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)(SipGateway)

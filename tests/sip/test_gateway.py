@@ -315,3 +315,25 @@ async def test_concurrent_calls_get_their_own_sockets_and_leave_nothing(gateway,
         await asyncio.gather(*(c.close() for c in callers))
     assert router.sockets == {}
     assert gateway.stats().active_calls == 0 and gateway.active_sessions() == []
+
+
+async def test_delayed_offer_gets_theos_offer_and_takes_the_answer_from_the_ack(gateway, router):
+    """RFC 3261 section 13.2.1: an INVITE without SDP; Theo offers in the 200 OK, the ACK answers."""
+    router.echo = True
+    async with SipCaller(CallerSettings(media="external", codecs=["PCMA"], delayed_offer=True)) as caller:
+        await caller.dial(uri(gateway), headers={"X-Theo-Session": "late.1"},
+                          local_rtp_host="127.0.0.1", local_rtp_port=41300)
+        await caller.wait_for("confirmed", 10)
+        answered = await caller.wait_for("answered", 5)
+        assert answered.codec == "PCMA"  # the caller chose from Theo's offer
+        # Until the ACK the call is on hold; the ACK's answer reaches the router as an update.
+        assert router.setups[0].remote.port == 0 and router.setups[0].remote.direction == "inactive"
+        await router.wait(lambda: router.updates, 5)
+        session, remote = router.updates[0]
+        assert session == "late.1"
+        assert (remote.host, remote.port, remote.codec, remote.direction) == ("127.0.0.1", 41300, "PCMA", "sendrecv")
+        assert remote.payload_type == 8
+        assert gateway.stats().delayed_offers == 1 and gateway.stats().answered == 1
+        await caller.hangup()
+        await router.wait(lambda: router.closed, 10)
+    assert router.closed[0].reason == "caller_bye"

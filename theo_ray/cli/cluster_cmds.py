@@ -74,8 +74,37 @@ def cmd_status(config: TheoConfig, args: argparse.Namespace) -> int:
     supervisor = _get(SUPERVISOR)
     if supervisor is not None:
         stats = ray.get(supervisor.stats.remote())
-        say(f"calls: {stats.active} active, {stats.warm} warm CallActors, {stats.opened} opened, {stats.closed} closed")
+        say(f"calls: {stats.active} active, {stats.warm} warm CallActors, {stats.opened} opened, "
+            f"{stats.closed} closed, {stats.reaped} reaped as orphans")
+    _print_shards(config)
     return 0
+
+
+def _print_shards(config: TheoConfig) -> None:
+    """One row per SIP gateway shard: listening or not, its process, calls, restarts."""
+    import ray
+    from ray.util import list_named_actors
+
+    from theo_ray.runtime.call_plane import GATEWAY_PREFIX
+
+    namespace = ray.get_runtime_context().namespace
+    names = sorted(
+        e["name"] for e in list_named_actors(all_namespaces=True)
+        if e["namespace"] == namespace and e["name"].startswith(GATEWAY_PREFIX)
+    )
+    if not names:
+        return
+    shards = Table("SIP shard", "state", "pid", "listening on", "calls", "restarts", "last crash")
+    for name in names:
+        try:
+            status = ray.get(ray.get_actor(name, namespace=namespace).status.remote(), timeout=5)
+        except Exception as exc:  # noqa: BLE001 - a shard that does not answer is shown as such
+            shards.add_row(name, "unreachable", "-", "-", "-", "-", type(exc).__name__)
+            continue
+        where = ", ".join(f"{a.transport}:{a.host}:{a.port}" for a in status.addresses) or "-"
+        shards.add_row(name, status.state, str(status.pid or "-"), where, str(status.active_calls),
+                       str(status.restarts), status.last_crash[:120] or "-")
+    console.print(shards)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

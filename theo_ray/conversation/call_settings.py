@@ -20,3 +20,9 @@ class CallSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     keep_records: int = 200
     # Hang up through AMI (behind Asterisk) instead of SIP BYE.
     use_ami: bool = False
+    # Orphan reaper: every reap_interval_s the supervisor asks each gateway shard which
+    # dialogs it holds and ends the CallActors whose dialog is gone (a shard process died,
+    # a close_call was lost). Calls younger than orphan_grace_s are left alone: their
+    # dialog may still be completing (a 200 OK waits up to sip.ack_timeout_s for its ACK).
+    reap_interval_s: float = 5.0
+    orphan_grace_s: float = 12.0

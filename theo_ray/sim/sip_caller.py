@@ -68,6 +68,9 @@ class CallerSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     session_expires: int = 1800
     min_se: int = 90
     log_level: int = 1
+    # INVITE without SDP (RFC 3261 delayed offer): the callee offers in its 200 OK and
+    # the caller answers in the ACK, as some PBXs and carriers do.
+    delayed_offer: bool = False
 
 
 # ------------------------------------------------------------------ pipe protocol
@@ -433,6 +436,7 @@ class _CallerAgent:
             if self.settings.media == "external" and not command.local_rtp_port:
                 raise RuntimeError("external media needs local_rtp_host/local_rtp_port")
             self.dial = command
+            self.answer_codec = None
             self.local_hangup = False
             self.invites_answered = 0
             prm = pj.CallOpParam(True)
@@ -440,6 +444,8 @@ class _CallerAgent:
                 header = pj.SipHeader()
                 header.hName, header.hValue = name, value
                 prm.txOption.headers.append(header)
+            if self.settings.delayed_offer:
+                prm.opt.flag |= pj.PJSUA_CALL_NO_SDP_OFFER
             self.call = _CallerCall(self, self.account)
             self.call.makeCall(command.uri, prm)
         elif self.call is None:
@@ -467,12 +473,19 @@ class _CallerAgent:
     # -- callbacks (pjsua thread)
     def on_sdp_created(self, prm) -> None:
         dial = self.dial
-        if self.settings.media == "external" and dial is not None and not prm.remSdp.wholeSdp:
-            from theo_ray.sip.sdp import retarget_audio
+        if self.settings.media == "external" and dial is not None:
+            # Our offer, or (delayed offer) our answer in the ACK: either way the audio
+            # address must be the parent's RTP socket, not pjsua's loop transport.
+            from theo_ray.sip.sdp import SdpError, parse_offer, retarget_audio
 
             prm.sdp.wholeSdp = retarget_audio(
                 prm.sdp.wholeSdp, dial.local_rtp_host or self.settings.host, dial.local_rtp_port
             )
+            if prm.remSdp.wholeSdp:
+                try:
+                    self.answer_codec = parse_offer(prm.sdp.wholeSdp).formats[0]
+                except SdpError:
+                    self.answer_codec = None
 
     def on_call_state(self, call, prm) -> None:
         pj = self.pj
@@ -527,6 +540,8 @@ class _CallerAgent:
             self.event(kind, status=status, sdp=body, reason=f"unreadable answer: {exc}")
             return
         codec = answer.formats[0]
+        if self.settings.delayed_offer and getattr(self, "answer_codec", None) is not None:
+            codec = self.answer_codec  # the far end offered; the codec is the one we answered
         self.event(
             kind,
             status=status,

@@ -26,13 +26,29 @@ log = logging.getLogger(__name__)
 
 
 class PjLogWriter(pj.LogWriter):
-    """Sends pjsip's log lines to Python logging instead of stdout."""
+    """Sends pjsip's log lines to Python logging instead of stdout.
 
-    def __init__(self, logger: logging.Logger) -> None:
+    ``forward_level``: entries above it are not logged (pjsip may be set more verbose than
+    that so ``observer`` sees its per-message lines, e.g. for the DatagramRecord).
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        *,
+        forward_level: int = 6,
+        observer: Callable[[str], None] | None = None,
+    ) -> None:
         super().__init__()
         self._logger = logger
+        self._forward_level = forward_level
+        self._observer = observer
 
     def write(self, entry: pj.LogEntry) -> None:
+        if self._observer is not None and entry.level == 4:
+            self._observer(entry.msg)
+        if entry.level > self._forward_level:
+            return
         level = logging.WARNING if entry.level <= 2 else logging.DEBUG
         self._logger.log(level, "%s", entry.msg.rstrip())
 

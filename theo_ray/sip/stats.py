@@ -6,6 +6,7 @@ import msgspec
 
 
 class GatewayStats(msgspec.Struct):
+    rx_messages: int = 0  # SIP messages pjsip received (any kind, parsed or not)
     invites: int = 0  # initial INVITEs seen by the application (any source)
     answered: int = 0  # 200 OK sent
     rejected_403: int = 0  # source not in allowed_peers

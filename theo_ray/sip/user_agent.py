@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 import pjsua2 as pj
 
+from theo_ray.sip.datagram_record import DatagramRecord, summarise_rx
 from theo_ray.sip.invite import PeerFilter, parse_invite
 from theo_ray.sip.invite_screen import Refusal, message_body, screen_invite
 from theo_ray.sip.messages import CallEnded, CallSetup, EndReason, MediaAnswer, RemoteMedia
@@ -139,6 +140,7 @@ class SipUserAgent:
         router: CallRouter,
         *,
         clock: Callable[[], float] = time.monotonic,
+        datagram_record: DatagramRecord | None = None,
     ) -> None:
         self.settings = settings
         self._router = router
@@ -156,7 +158,12 @@ class SipUserAgent:
             poll_interval_ms=settings.poll_interval_ms,
         )
         self._account: _GatewayAccount | None = None
-        self._log_writer = PjLogWriter(logging.getLogger("theo_ray.sip.pjsip"))
+        self._record = datagram_record
+        self._log_writer = PjLogWriter(
+            logging.getLogger("theo_ray.sip.pjsip"),
+            forward_level=settings.log_level,
+            observer=self._on_pj_log if datagram_record is not None else None,
+        )
         self._calls: dict[int, _GatewayCall] = {}  # pjsua call id -> call, until DISCONNECTED
         self._sessions: dict[str, _GatewayCall] = {}  # session id -> live call
         # Loop side: router tasks in flight, and each session's open_call task.
@@ -203,8 +210,11 @@ class SipUserAgent:
         cfg.uaConfig.userAgent = s.user_agent
         cfg.medConfig.threadCnt = 0  # one poller only: the PjsuaThread
         cfg.medConfig.noVad = True
-        cfg.logConfig.level = s.log_level
-        cfg.logConfig.consoleLevel = s.log_level
+        # Level 4 carries pjsua's "RX <n> bytes ... msg" lines the DatagramRecord keeps;
+        # the writer forwards only up to s.log_level to Python logging.
+        level = max(s.log_level, 4) if self._record is not None else s.log_level
+        cfg.logConfig.level = level
+        cfg.logConfig.consoleLevel = level
         cfg.logConfig.writer = self._log_writer
         ep.libInit(cfg)
         ep.audDevManager().setNullDev()
@@ -242,6 +252,12 @@ class SipUserAgent:
         acfg.mediaConfig.useLoopMedTp = True
         self._account = _GatewayAccount(self)
         self._account.create(acfg, True)
+
+    def _on_pj_log(self, text: str) -> None:
+        summary = summarise_rx(text)
+        if summary is not None and self._record is not None:
+            self._record.write(summary)
+            self._stats.rx_messages += 1
 
     def _hangup_all(self) -> None:
         live = list(self._sessions)

@@ -1,0 +1,239 @@
+"""ShardProcess: runs one gateway shard's pjsua in a child process and keeps it listening.
+
+pjsip aborts its process on some inputs (an assertion, a bad pool access); the gateway
+keeps that crash domain out of the Ray actor. The actor owns a ShardProcess, which keeps
+two children: the *active* one listening on the shard's port, and a *standby* that has
+already imported pjsua2 and waits. When the active child dies the standby is told to
+listen at once (the port is the one the dead child had), a new standby is started, the
+death is counted and logged with the summary of the last datagram the dead child
+received (its DatagramRecord), and every call that child held is closed with reason
+``gateway_crash`` so no CallActor is left orphaned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from theo_ray.sip.datagram_record import DatagramRecord
+from theo_ray.sip.messages import CallEnded, ListenAddress, MediaAnswer
+from theo_ray.sip.router import CallRouter
+from theo_ray.sip.settings import SipSettings
+from theo_ray.sip.shard_link import (
+    Call,
+    CloseCall,
+    GetSessions,
+    GetStats,
+    Hangup,
+    LinkClosed,
+    OpenCall,
+    Ready,
+    Response,
+    ShardLink,
+    Start,
+    Stop,
+    UpdateCall,
+)
+from theo_ray.sip.stats import GatewayStats
+
+log = logging.getLogger("theo.sip.shard")
+
+ShardState = Literal["starting", "listening", "restarting", "stopped", "failed"]
+
+
+class ShardStatus(msgspec.Struct):
+    """What ``theo status`` shows for one shard."""
+
+    name: str
+    state: ShardState
+    pid: int = 0
+    addresses: list[ListenAddress] = msgspec.field(default_factory=list)
+    restarts: int = 0  # shard processes that died and were replaced
+    last_crash: str = ""  # exit status and the last datagram the dead process received
+    last_restart_ms: float = 0.0  # death noticed -> listening again
+    calls_lost: int = 0  # calls closed because their shard process died
+    active_calls: int = 0
+
+
+class _Child:
+    def __init__(self, process: asyncio.subprocess.Process, link: ShardLink) -> None:
+        self.process = process
+        self.link = link
+        self.serving: asyncio.Task | None = None
+
+
+class ShardProcess:
+    def __init__(self, settings: SipSettings, name: str, router: CallRouter, *, record_dir: str = "") -> None:
+        self.settings = settings
+        self.name = name
+        self._router = router
+        folder = Path(record_dir or tempfile.gettempdir()) / "theo-sip"
+        self._record = DatagramRecord(folder / f"{name or 'shard'}-{os.getpid()}.last")
+        self._active: _Child | None = None
+        self._standby: asyncio.Task[_Child] | None = None
+        self._live: dict[str, float] = {}  # sessions whose open_call went through us
+        self._status = ShardStatus(name=name, state="starting")
+        self._watch: asyncio.Task | None = None
+        self._stopping = False
+        self._restart_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> list[ListenAddress]:
+        child = await self._spawn()
+        await self._activate(child, self.settings)
+        self._standby = asyncio.create_task(self._spawn())
+        return self._status.addresses
+
+    async def stop(self) -> None:
+        """Hang up the shard's calls, stop its pjsua and the standby."""
+        self._stopping = True
+        if self._watch is not None:
+            self._watch.cancel()
+        child, self._active = self._active, None
+        if child is not None:
+            try:
+                await child.link.ask(Stop(), timeout=10.0)
+            except (LinkClosed, TimeoutError, asyncio.TimeoutError):
+                pass
+            await self._end(child)
+        if self._standby is not None:
+            standby = await self._standby
+            await self._end(standby)
+        self._status.state = "stopped"
+        self._record.path.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ requests from the gateway
+
+    async def hangup(self, session_id: str) -> bool:
+        response = await self._ask(Hangup(session_id))
+        return bool(response and response.done)
+
+    async def stats(self) -> GatewayStats:
+        response = await self._ask(GetStats())
+        return response.stats if response and response.stats else GatewayStats()
+
+    async def active_sessions(self) -> list[str]:
+        response = await self._ask(GetSessions())
+        return list(response.sessions) if response else []
+
+    def status(self) -> ShardStatus:
+        return msgspec.structs.replace(self._status, active_calls=len(self._live))
+
+    async def _ask(self, call: Call) -> Response | None:
+        child = self._active
+        if child is None:
+            return None
+        try:
+            response = await child.link.ask(call, timeout=10.0)
+        except (LinkClosed, TimeoutError, asyncio.TimeoutError):
+            return None
+        if response.error:
+            raise RuntimeError(response.error)
+        return response
+
+    # ------------------------------------------------------------------ requests from the shard
+
+    async def _handle(self, child: _Child, call: Call) -> Response:
+        if isinstance(call, OpenCall):
+            answer: MediaAnswer = await self._router.open_call(call.setup)
+            if self._active is not child:
+                # The shard died while the call was being opened: nobody holds its dialog.
+                await self._router.close_call(CallEnded(call.setup.session_id, "gateway_crash"))
+                return Response(0, error="the shard process is gone")
+            self._live[call.setup.session_id] = time.monotonic()
+            return Response(0, answer=answer)
+        if isinstance(call, UpdateCall):
+            await self._router.update_call(call.session_id, call.remote)
+            return Response(0, done=True)
+        if isinstance(call, CloseCall):
+            self._live.pop(call.ended.session_id, None)
+            await self._router.close_call(call.ended)
+            return Response(0, done=True)
+        raise ValueError(f"the gateway does not serve {type(call).__name__}")
+
+    # ------------------------------------------------------------------ children
+
+    async def _spawn(self) -> _Child:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "theo_ray.sip.shard_main",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            limit=8 * 1024 * 1024,
+        )
+        assert process.stdin is not None and process.stdout is not None
+        return _Child(process, ShardLink(process.stdout, process.stdin))
+
+    async def _activate(self, child: _Child, settings: SipSettings) -> None:
+        await child.link.send(Start(settings, self.name, str(self._record.path)))
+        ready = await asyncio.wait_for(child.link.receive(), 30.0)
+        if not isinstance(ready, Ready):
+            raise RuntimeError(f"shard {self.name}: expected Ready, got {type(ready).__name__}")
+        child.serving = asyncio.create_task(child.link.serve(lambda call: self._handle(child, call)))
+        self._active = child
+        self._status.state = "listening"
+        self._status.pid = ready.pid
+        self._status.addresses = ready.addresses
+        # A restart must bind the same ports (a first start may have asked for port 0).
+        port = ready.addresses[0].port if ready.addresses else settings.port
+        self.settings = msgspec.structs.replace(settings, port=port)
+        self._watch = asyncio.create_task(self._watch_child(child))
+
+    async def _watch_child(self, child: _Child) -> None:
+        code = await child.process.wait()
+        if self._stopping or self._active is not child:
+            return
+        await self._replace(child, code)
+
+    async def _replace(self, dead: _Child, code: int) -> None:
+        noticed = time.monotonic()
+        async with self._restart_lock:
+            self._active = None
+            self._status.state = "restarting"
+            self._status.restarts += 1
+            last = self._record.read() or "none recorded"
+            self._status.last_crash = f"exit {code}; last datagram: {last}"[:600]
+            log.error("SIP shard %s (pid %s) died with exit status %s; last datagram received: %s",
+                      self.name, dead.process.pid, code, last)
+            lost = list(self._live)
+            self._live.clear()
+            try:
+                standby = await self._standby if self._standby is not None else await self._spawn()
+                if standby.process.returncode is not None:
+                    standby = await self._spawn()
+                await self._activate(standby, self.settings)
+            except Exception as exc:  # noqa: BLE001 - a shard that cannot listen is reported, not raised
+                self._status.state = "failed"
+                log.error("SIP shard %s could not listen again: %s", self.name, exc)
+                return
+            finally:
+                self._standby = asyncio.create_task(self._spawn())
+            self._status.last_restart_ms = (time.monotonic() - noticed) * 1000.0
+            log.warning("SIP shard %s listening again after %.0f ms (pid %s)",
+                        self.name, self._status.last_restart_ms, self._status.pid)
+        # The dead process took these dialogs with it: release their CallActors now.
+        self._status.calls_lost += len(lost)
+        for session_id in lost:
+            try:
+                await self._router.close_call(CallEnded(session_id, "gateway_crash"))
+            except Exception as exc:  # noqa: BLE001 - logged; the supervisor's reaper is the backstop
+                log.warning("close_call(%s) after the shard crash failed: %s", session_id, exc)
+        await self._end(dead)
+
+    async def _end(self, child: _Child) -> None:
+        child.link.close()
+        if child.serving is not None:
+            child.serving.cancel()
+        if child.process.returncode is None:
+            try:
+                await asyncio.wait_for(child.process.wait(), 5.0)
+            except (TimeoutError, asyncio.TimeoutError):
+                child.process.kill()
+                await child.process.wait()
