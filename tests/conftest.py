@@ -8,6 +8,8 @@ instead of calling ray.init itself.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,8 +26,14 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def ray_cluster():
     import ray
 
+    temp_dir = None
     if not ray.is_initialized():
+        # Always a cluster of its own (address="local", own temp folder): never the user's
+        # `theo up` cluster, nor one a demo left running, whatever RAY_ADDRESS says.
+        temp_dir = tempfile.mkdtemp(prefix="theo-test-ray-", dir="/tmp")
         ray.init(
+            address="local",
+            _temp_dir=temp_dir,
             num_cpus=16,  # logical: deployments and actors reserve fractions of the 2 real cores
             include_dashboard=False,
             namespace="theo-test",
@@ -37,6 +45,8 @@ def ray_cluster():
 
     serve.shutdown()
     ray.shutdown()
+    if temp_dir is not None:
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

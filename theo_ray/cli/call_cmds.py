@@ -54,7 +54,8 @@ async def _call(config: TheoConfig, args: argparse.Namespace) -> int:
         CallerVoiceSettings(voice=args.voice),
         model_cache_dir=config.paths.model_cache,
     )
-    caller = CallerSettings(media="external", codecs=args.codec or ["G722", "PCMU"], host=args.bind)
+    caller = CallerSettings(media="external", codecs=args.codec or ["G722", "PCMU"], host=args.bind,
+                            delayed_offer=args.delayed_offer)
 
     say(f"calling [bold]{target}[/bold] with scenario [bold]{scenario.name}[/bold] …")
     result = await dial_and_run(target, scenario, voice, out, headers=headers, caller_settings=caller)
@@ -105,4 +106,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bind", default="127.0.0.1", help="local address for the caller's SIP and RTP")
     p.add_argument("--voice", default="jf_alpha", help="Kokoro voice of the caller (not the agent's)")
     p.add_argument("--no-transcribe", action="store_true", help="skip transcribing the agent's words")
+    p.add_argument("--delayed-offer", action="store_true",
+                   help="send the INVITE without SDP (the callee offers, the ACK answers)")
     p.set_defaults(run=cmd_call)

@@ -15,6 +15,10 @@ from theo_ray.errors import TheoError
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="theo", description="Theo: self-hosted AI phone agent on Ray")
     parser.add_argument("--config", "-c", help="config file (TOML or YAML); default $THEO_CONFIG or built-in defaults")
+    parser.add_argument(
+        "--keep", action="store_true",
+        help="leave the local Ray cluster a command started running when it ends (`theo up` always does)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     cluster_cmds.add_parsers(sub)
     models_cmds.add_parsers(sub)
@@ -41,7 +45,17 @@ def main(argv: list[str] | None = None) -> int:
             # Ray reads RAY_AUTH_MODE when it is imported: set it before any subcommand does.
             ensure_auth_token()
 
-            return int(args.run(load_config(args.config), args) or 0)
+            config = load_config(args.config)
+            try:
+                return int(args.run(config, args) or 0)
+            finally:
+                # A command that had to start a cluster (demo, bench, smoke, ...) stops it
+                # again: nothing it started outlives it unless asked (`--keep`, `theo up`).
+                from theo_ray.runtime.ray_cluster import started_here, stop
+
+                if started_here() and args.command != "up" and not args.keep:
+                    say("stopping the local Ray cluster this command started (`theo --keep ...` leaves it)")
+                    stop(config.ray, say)
         if args.command == "asterisk-config" and args.settings is None and (args.config or os.environ.get("THEO_CONFIG")):
             # One place for site values: the [asterisk] section of the Theo config file.
             args.settings = Path(args.config or os.environ["THEO_CONFIG"])

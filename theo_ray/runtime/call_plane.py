@@ -105,7 +105,7 @@ class CallPlane:
         return self.uris[0]
 
     def uri_for(self, index: int) -> str:
-        """The shard URI for the `index`-th call of a run: round robin, 4 calls per shard."""
+        """The shard URI for the `index`-th call of a run: round robin over the shards."""
         return self.uris[index % len(self.uris)]
 
     def _sip_settings(self, shard: int):

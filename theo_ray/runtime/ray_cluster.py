@@ -65,6 +65,14 @@ def _alive(address: str) -> bool:
         return False
 
 
+_STARTED_HERE: list[str] = []  # addresses of clusters this process started
+
+
+def started_here() -> bool:
+    """Whether this process started the local cluster it is connected to."""
+    return bool(_STARTED_HERE)
+
+
 def start_or_join(settings: RaySettings, say: Callable[[str], None] = print) -> ClusterState:
     """Connect this process to the cluster (starting a local one if needed)."""
     ensure_auth_token()  # before importing ray: it reads RAY_AUTH_MODE at import
@@ -99,6 +107,7 @@ def start_or_join(settings: RaySettings, say: Callable[[str], None] = print) -> 
         path = _state_file(settings)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(msgspec.json.encode(state))
+        _STARTED_HERE.append(state.address)
         say(f"  Ray head at {state.address}, dashboard {state.dashboard_url} (bearer token in ~/.ray/auth_token)")
     ray.init(address=state.address, namespace=settings.namespace, log_to_driver=False)
     if state.started_by_theo and not state.session_dir:
@@ -125,16 +134,18 @@ def _forget_current_cluster(address: str) -> None:
         pass
 
 
-def _stop_session_processes(session_dir: str, timeout_s: float = 15.0) -> int:
+def _stop_session_processes(session_dir: str, address: str = "", timeout_s: float = 15.0) -> int:
     """SIGTERM, then SIGKILL, every process of one Ray session: those whose command line
-    names the session folder (GCS, raylet, dashboard, log monitor) and their children (the
-    workers: actors, Serve replicas). Returns how many were stopped."""
+    names the session folder (GCS, raylet, dashboard, log monitor) or the GCS address (the
+    Ray client server, which names no folder) and their children (the workers: actors,
+    Serve replicas, SIP shard processes). Returns how many were stopped."""
     import psutil
 
+    marks = [m for m in (session_dir, f"={address}" if address else "") if m]
     roots = []
     for proc in psutil.process_iter(["cmdline"]):
         try:
-            if any(session_dir in arg for arg in proc.info["cmdline"] or []):
+            if any(mark in arg for arg in proc.info["cmdline"] or [] for mark in marks):
                 roots.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
@@ -177,12 +188,14 @@ def stop(settings: RaySettings, say: Callable[[str], None] = print) -> bool:
         except Exception as exc:  # the cluster is going away anyway; say why Serve did not stop cleanly
             say(f"  Serve shutdown: {type(exc).__name__}: {exc}")
         if state.session_dir:
-            stopped = _stop_session_processes(state.session_dir)
+            stopped = _stop_session_processes(state.session_dir, state.address)
             _forget_current_cluster(state.address)
             say(f"  stopped {stopped} processes of session {Path(state.session_dir).name}")
         else:
             # Older state file without the session: `ray stop` ends every Ray process here.
             subprocess.run([_ray_cli(), "stop"], capture_output=True, text=True)
     _state_file(settings).unlink(missing_ok=True)
+    if state.address in _STARTED_HERE:
+        _STARTED_HERE.remove(state.address)
     say(f"stopped the local Ray cluster at {state.address}")
     return True
