@@ -337,3 +337,22 @@ async def test_delayed_offer_gets_theos_offer_and_takes_the_answer_from_the_ack(
         await caller.hangup()
         await router.wait(lambda: router.closed, 10)
     assert router.closed[0].reason == "caller_bye"
+
+
+async def test_a_reinvite_without_sdp_gets_theos_offer_for_the_running_media(gateway, router):
+    async with SipCaller(CallerSettings(media="external", codecs=["PCMU"])) as caller:
+        await caller.dial(uri(gateway), headers={"X-Theo-Session": "reoffer.1"},
+                          local_rtp_host="127.0.0.1", local_rtp_port=41400)
+        await caller.wait_for("confirmed", 10)
+        answered = await caller.wait_for("answered", 5)
+        before = len(caller.events)
+        await caller.reinvite_without_offer()
+        again = await caller.wait_for("reanswered", 10, after=before)
+        # Theo's offer points at the same CallActor socket, running codec first.
+        assert (again.remote_host, again.remote_port) == (answered.remote_host, answered.remote_port)
+        assert again.sdp.split("m=audio ", 1)[1].split()[2] == "0"  # PCMU first
+        await asyncio.sleep(0.5)
+        assert gateway.stats().reinvites == 1 and gateway.stats().active_calls == 1
+        assert router.updates == []  # same media: nothing to tell the CallActor
+        await caller.hangup()
+        await router.wait(lambda: router.closed, 10)

@@ -94,6 +94,10 @@ class Unhold(msgspec.Struct, tag=True, frozen=True):
     pass
 
 
+class OfferlessReinvite(msgspec.Struct, tag=True, frozen=True):
+    """A re-INVITE without SDP: the far end must offer in its 2xx, the ACK answers."""
+
+
 class GoSilent(msgspec.Struct, tag=True, frozen=True):
     """Stop all SIP processing for ``seconds``: no session refresh, no responses (hung PBX)."""
 
@@ -108,7 +112,7 @@ class Shutdown(msgspec.Struct, tag=True, frozen=True):
     pass
 
 
-Command = Dial | Hold | Unhold | GoSilent | Hangup | Shutdown
+Command = Dial | Hold | Unhold | OfferlessReinvite | GoSilent | Hangup | Shutdown
 
 
 class Request(msgspec.Struct, tag=True, frozen=True):
@@ -204,6 +208,9 @@ class SipCaller:
 
     async def unhold(self) -> None:
         await self._command(Unhold())
+
+    async def reinvite_without_offer(self) -> None:
+        await self._command(OfferlessReinvite())
 
     async def go_silent(self, seconds: float) -> None:
         await self._command(GoSilent(seconds))
@@ -452,6 +459,10 @@ class _CallerAgent:
             raise RuntimeError("no call")
         elif isinstance(command, Hold):
             self.call.setHold(pj.CallOpParam(True))
+        elif isinstance(command, OfferlessReinvite):
+            prm = pj.CallOpParam(True)
+            prm.opt.flag = pj.PJSUA_CALL_NO_SDP_OFFER
+            self.call.reinvite(prm)
         elif isinstance(command, Unhold):
             prm = pj.CallOpParam(True)
             prm.opt.flag = pj.PJSUA_CALL_UNHOLD

@@ -107,6 +107,7 @@ class _GatewayCall(pj.Call):
         self.origin = SdpOrigin(session_id=random.randrange(1, 2**31))
         self.pending_offer: SdpOffer | None = None
         self.delayed_offer = False  # INVITE without SDP: Theo offers, the ACK answers
+        self.reoffered = False  # Theo offered in a re-INVITE's 2xx: the ACK answers
         self.confirmed = False
         self.setup_failed = False
         self.end_reason: EndReason | None = None  # set by Theo before it hangs up
@@ -125,6 +126,9 @@ class _GatewayCall(pj.Call):
 
     def onCallSdpCreated(self, prm: pj.OnCallSdpCreatedParam) -> None:
         self.agent._on_sdp_created(self, prm)
+
+    def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
+        self.agent._on_media_state(self)
 
 
 class SipUserAgent:
@@ -511,6 +515,16 @@ class SipUserAgent:
                     self._preference, call.media.host, call.media.port, call.origin,
                     ptime=self.settings.ptime_ms,
                 )
+            elif call.confirmed:
+                # A re-INVITE without SDP: offer the running media (its codec first); the
+                # answer in the ACK reaches _on_media_state through pjsua's negotiation.
+                running = call.codec.encoding.upper() if call.codec else ""
+                preference = sorted(self._preference, key=lambda name: name.upper() != running)
+                prm.sdp.wholeSdp = build_offer(
+                    preference, call.media.host, call.media.port, call.origin, ptime=self.settings.ptime_ms,
+                )
+                call.reoffered = True
+                self._stats.reinvites += 1
             return
         offer = call.pending_offer
         if offer is None:
@@ -528,6 +542,32 @@ class SipUserAgent:
         self._stats.reinvites += 1
         remote = remote_media(offer, call.codec, self.settings.ptime_ms)
         if remote != call.setup.remote:
+            call.setup = _replace_remote(call.setup, remote)
+            self._stats.media_updates += 1
+            self._spawn(self._update(call.setup.session_id, remote))
+
+    def _on_media_state(self, call: _GatewayCall) -> None:
+        """After Theo offered in a re-INVITE's 2xx: the negotiated stream is the answer."""
+        if not call.reoffered or call.setup is None:
+            return
+        call.reoffered = False
+        try:
+            info = call.getStreamInfo(0)
+        except pj.Error as exc:
+            log.warning("call %s: no stream after the re-offer: %s", call.setup.session_id, exc.info())
+            return
+        host, _, port = info.remoteRtpAddress.rpartition(":")
+        directions = {
+            pj.PJMEDIA_DIR_ENCODING_DECODING: "sendrecv", pj.PJMEDIA_DIR_ENCODING: "sendonly",
+            pj.PJMEDIA_DIR_DECODING: "recvonly",
+        }
+        remote = RemoteMedia(
+            host=host.strip("[]"), port=int(port or 0), codec=info.codecName.upper(),
+            payload_type=info.txPt, clock_rate=8000,
+            telephone_event_pt=info.audTxEventPt if info.audTxEventPt > 0 else None,
+            direction=directions.get(info.dir, "inactive"), ptime_ms=self.settings.ptime_ms,
+        )
+        if remote.port and remote != call.setup.remote:
             call.setup = _replace_remote(call.setup, remote)
             self._stats.media_updates += 1
             self._spawn(self._update(call.setup.session_id, remote))
