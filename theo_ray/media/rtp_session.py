@@ -9,8 +9,9 @@
   PlayoutQueue -> one packet per 20 ms tick on ABSOLUTE monotonic deadlines (tick k is
   due at t0 + k * ptime, so there is no drift however long the call), marker bit on
   each talkspurt start, nothing sent when there is nothing to play;
-- symmetric RTP: replies go where the peer's packets come from (latched on the first
-  valid packet); packets from anywhere else are dropped and counted;
+- symmetric RTP / media latching (media_latch.py): replies go where the peer's packets
+  come from (latched on the first valid packet); RTP from any other address, RTCP from
+  any other port and audio of a foreign SSRC are dropped and counted;
 - RTCP SR/RR + SDES every ~5 s (randomised), RTT from LSR/DLSR, BYE on stop();
 - `stats()` gives a MediaStats snapshot (counters, jitter, loss, RTT, MOS, send timing).
 
@@ -35,6 +36,7 @@ from theo_ray.media import codecs as codec_registry
 from theo_ray.media.codecs import Codec, PayloadError
 from theo_ray.media.emodel import estimate_mos
 from theo_ray.media.jitter_buffer import JitterBuffer, JitterFrame
+from theo_ray.media.media_latch import DROP, SWITCH, MediaLatch
 from theo_ray.media.plc import PacketLossConcealer
 from theo_ray.media.playout import FlushResult, MarkProgress, PlayoutQueue
 from theo_ray.media.reception_stats import ReceptionStats
@@ -53,7 +55,7 @@ from theo_ray.media.rtcp import (
     ntp_middle32,
     parse_compound,
 )
-from theo_ray.media.rtp import RtpParseError, build_rtp_fast, looks_like_rtcp, parse_rtp
+from theo_ray.media.rtp import RtpPacket, RtpParseError, build_rtp_fast, looks_like_rtcp, parse_rtp
 from theo_ray.turn.fillers import ComfortNoise
 from theo_ray.media.settings import MediaSettings
 
@@ -68,6 +70,11 @@ class DropCounters(msgspec.Struct):
     bad_version: int = 0
     oversized: int = 0
     foreign_address: int = 0
+    foreign_rtcp: int = 0  # RTCP from a port that is not the peer's RTCP (or rtcp-mux) port
+    # Audio of another SSRC than the stream's, from the latched address. A switch (see
+    # MediaStats.ssrc_switches) then delivers the newcomer's last few held-back packets,
+    # which count in packets_in as well.
+    foreign_ssrc: int = 0
     bad_payload_type: int = 0
     garbage: int = 0  # malformed header fields (padding/extension/CSRC) or undecodable payload
     rtcp_garbage: int = 0
@@ -113,6 +120,7 @@ class MediaStats(msgspec.Struct):
     send_interval_error_max_ms: float = 0.0
     send_lateness_p99_ms: float = 0.0  # send time minus its absolute deadline
     clock_resyncs: int = 0
+    ssrc_switches: int = 0  # the stream changed SSRC without a re-INVITE (after silence)
     rtcp_in: int = 0
     rtcp_out: int = 0
     drops: DropCounters = msgspec.field(default_factory=DropCounters)
@@ -222,10 +230,13 @@ class RtpSession:
         self.local_address: tuple[str, int] = self._rtp_sock.getsockname()[:2]
         self._rtp_transport: asyncio.DatagramTransport | None = None
         self._rtcp_transport: asyncio.DatagramTransport | None = None
-        self._remote: tuple[str, int] | None = None
-        self._remote_rtcp: tuple[str, int] | None = None
-        self._latched = False
-        self._rtcp_latched = False
+        s = self.settings
+        self._latch = MediaLatch(
+            s.ssrc_switch_silence_ms / 1000.0,
+            s.ssrc_switch_packets,
+            # Enough for a newcomer that starts right as the stream stops, plus some slack.
+            min(64, s.ssrc_switch_packets + s.ssrc_switch_silence_ms // s.ptime_ms + 2),
+        )
         self._direction: Direction = "sendrecv"
         self._running = False
         self._tasks: list[asyncio.Task] = []
@@ -267,7 +278,7 @@ class RtpSession:
 
     @property
     def remote_address(self) -> tuple[str, int] | None:
-        return self._remote
+        return self._latch.peer
 
     @property
     def direction(self) -> Direction:
@@ -342,11 +353,9 @@ class RtpSession:
         ]
 
     def update_remote(self, host: str, port: int, rtcp_port: int | None = None) -> None:
-        """New media address from SDP (first answer or re-INVITE); re-latches on the next packet."""
-        self._remote = (host, port)
-        self._remote_rtcp = (host, rtcp_port if rtcp_port is not None else port + 1)
-        self._latched = False
-        self._rtcp_latched = False
+        """New media address from SDP (first answer or re-INVITE): re-latches on the next
+        packet, and takes the next SSRC at once."""
+        self._latch.expect(host, port, rtcp_port)
         if not self._explicit_allowed:
             self._allowed = frozenset({host})
         self._stats.remote = f"{host}:{port}"
@@ -367,11 +376,20 @@ class RtpSession:
 
     def _on_rtp(self, data: bytes, addr: tuple) -> None:
         drops = self._stats.drops
-        if not self._address_allowed(addr) or (self._latched and addr[:2] != self._remote):
-            drops.foreign_address += 1
-            return
+        latch = self._latch
+        relatch = not latch.latched
+        if relatch:
+            if not self._address_allowed(addr):
+                drops.foreign_address += 1
+                return
+        elif addr[1] != latch.port or addr[0] != latch.host:
+            # Symmetric RTP: only the latched address, or the SDP's own one taking it back.
+            if not (latch.is_sdp(addr[0], addr[1]) and self._address_allowed(addr)):
+                drops.foreign_address += 1
+                return
+            relatch = True
         if looks_like_rtcp(data):  # rtcp-mux peer (RFC 5761)
-            self._handle_rtcp(data, addr, latch=False)
+            self._handle_rtcp(data, addr)
             return
         try:
             packet = parse_rtp(data, self.settings.max_datagram_bytes)
@@ -390,6 +408,8 @@ class RtpSession:
             drops.not_receiving += 1
             return
         if packet.payload_type != codec.payload_type:
+            if packet.ssrc == latch.ssrc:
+                latch.ssrc_heard_at = self._clock()  # comfort noise / DTMF: the stream is alive
             if packet.payload_type == self._telephone_event_pt:
                 self._on_telephone_event(packet.timestamp, packet.payload)
             elif packet.payload_type == COMFORT_NOISE_PT:
@@ -398,15 +418,28 @@ class RtpSession:
                 drops.bad_payload_type += 1
             return
         now = self._clock()
-        if not self._latched:
+        if relatch:
             # Symmetric RTP: from now on we send to, and only accept from, this address.
-            self._remote = addr[:2]
-            self._latched = True
-            if not self._rtcp_latched:
-                self._remote_rtcp = (addr[0], addr[1] + 1)
+            latch.latch(addr[0], addr[1])
             self._stats.remote = f"{addr[0]}:{addr[1]}"
+        if packet.ssrc == latch.ssrc:
+            latch.ssrc_heard_at = now
+        else:
+            verdict = latch.other_ssrc(packet.ssrc, packet, len(data), now)
+            if verdict == DROP:
+                drops.foreign_ssrc += 1  # never reaches the jitter buffer: no reset
+                return
+            if verdict == SWITCH:
+                # The stream really changed source (silence, then a sustained newcomer):
+                # its held-back first packets go in first, so the switch loses no audio.
+                self._stats.ssrc_switches += 1
+                for held, size, arrival in latch.take_held():
+                    self._accept_audio(held, size, arrival)
+        self._accept_audio(packet, len(data), now)
+
+    def _accept_audio(self, packet: RtpPacket, size: int, now: float) -> None:
         self._stats.packets_in += 1
-        self._stats.bytes_in += len(data)
+        self._stats.bytes_in += size
         self._reception.update(packet.ssrc, packet.sequence, packet.timestamp, now)
         self._jitter.put(packet, now)
         if self._arrival_delivery:
@@ -577,7 +610,8 @@ class RtpSession:
         playout = self.playout
         assert playout is not None and self.codec is not None
         self._last_sent_pcm = None
-        if self._direction not in ("sendrecv", "sendonly") or self._remote is None:
+        remote = self._latch.peer
+        if self._direction not in ("sendrecv", "sendonly") or remote is None:
             self._resume_marker = True  # held: the first packet after it starts a talkspurt
             return
         if (
@@ -605,7 +639,7 @@ class RtpSession:
         data = build_rtp_fast(self.codec.payload_type, self._seq, timestamp, self.ssrc, payload, marker)
         self._seq = (self._seq + 1) & 0xFFFF
         assert self._rtp_transport is not None
-        self._rtp_transport.sendto(data, self._remote)
+        self._rtp_transport.sendto(data, remote)
         self._stats.packets_out += 1
         self._stats.bytes_out += len(data)
         self._octets_out += len(payload)
@@ -654,22 +688,22 @@ class RtpSession:
     # ------------------------------------------------------------ RTCP
 
     def _on_rtcp_socket(self, data: bytes, addr: tuple) -> None:
-        self._handle_rtcp(data, addr, latch=True)
+        if self._handle_rtcp(data, addr):
+            # Symmetric RTCP, within the accepted addresses: report to where reports come from.
+            self._latch.rtcp_heard(addr[0], addr[1])
 
-    def _handle_rtcp(self, data: bytes, addr: tuple, latch: bool) -> None:
-        if not self._address_allowed(addr) or (self._latched and self._remote and addr[0] != self._remote[0]):
-            self._stats.drops.foreign_address += 1
-            return
+    def _handle_rtcp(self, data: bytes, addr: tuple) -> bool:
+        """One RTCP datagram (RTCP socket or rtcp-mux); True if it was taken."""
+        if not (self._latch.rtcp_accepts(addr[0], addr[1]) and self._address_allowed(addr)):
+            # Only the peer's RTCP port (RTP port + 1, the SDP's a=rtcp) or its RTP port (mux).
+            self._stats.drops.foreign_rtcp += 1
+            return False
         try:
             packets = parse_compound(data)
         except RtcpParseError:
             self._stats.drops.rtcp_garbage += 1
-            return
+            return False
         self._stats.rtcp_in += 1
-        if latch and not self._rtcp_latched:
-            # Symmetric RTCP: report to wherever the peer's reports come from.
-            self._remote_rtcp = addr[:2]
-            self._rtcp_latched = True
         arrival = self._clock()
         for packet in packets:
             if isinstance(packet, SenderReport):
@@ -679,6 +713,7 @@ class RtpSession:
                 for block in packet.reports:
                     if block.ssrc == self.ssrc:
                         self._on_report_about_us(block)
+        return True
 
     def _on_report_about_us(self, block: ReportBlock) -> None:
         stats = self._stats
@@ -718,8 +753,9 @@ class RtpSession:
         return build_compound([report, SourceDescription([(self.ssrc, self.cname)])])
 
     def _send_rtcp(self, data: bytes) -> None:
-        if self._rtcp_transport is not None and self._remote_rtcp is not None:
-            self._rtcp_transport.sendto(data, self._remote_rtcp)
+        remote = self._latch.rtcp_peer
+        if self._rtcp_transport is not None and remote is not None:
+            self._rtcp_transport.sendto(data, remote)
             self._stats.rtcp_out += 1
 
     async def _run_rtcp(self) -> None:

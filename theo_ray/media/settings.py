@@ -40,6 +40,11 @@ class MediaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     rtp_port_max: int = 0
     # Datagrams larger than this are dropped as "oversized" (an Ethernet MTU payload).
     max_datagram_bytes: int = 1472
+    # Media latching (media_latch.py): audio of another SSRC from the latched address becomes
+    # the stream only once the stream's SSRC has been silent this long and the newcomer has
+    # sent this many packets in a row (a PBX re-anchoring media); otherwise it is dropped.
+    ssrc_switch_silence_ms: int = 200
+    ssrc_switch_packets: int = 5
     # Inbound frames kept for a slow consumer before the oldest are dropped (and counted).
     inbound_queue_frames: int = 250
     # After a stall of the event loop longer than this many frames, the send clock
