@@ -21,6 +21,12 @@ from theo_ray.sip.sdp import NoCommonCodec, RtpFormat, SdpError, SdpOffer, choos
 # pjsip's compile-time PJSIP_MAX_PKT_LEN in the pjsua2-python wheel: a longer UDP datagram
 # reaches the application cut to exactly this many bytes (measured: 4000).
 PJSIP_MAX_PKT_LEN = 4000
+# pjmedia's compile-time limit of m= sections: a longer answer would be cut (RFC 3264
+# section 6 wants one answer line per offered line).
+PJMEDIA_MAX_SDP_MEDIA = 16
+_SINGLE_VALUE = {"call-id": "call-id", "i": "call-id", "from": "from", "f": "from", "to": "to", "t": "to",
+                 "cseq": "cseq", "max-forwards": "max-forwards", "content-length": "content-length",
+                 "l": "content-length", "content-type": "content-type", "c": "content-type"}
 
 
 class Refusal(msgspec.Struct, frozen=True):
@@ -43,6 +49,22 @@ class Admitted(msgspec.Struct, frozen=True):
     @property
     def delayed_offer(self) -> bool:
         return self.offer is None
+
+
+def _repeated_single_headers(text: str) -> str:
+    """The first single-value header (RFC 3261 section 20) that appears twice, else ""."""
+    head = text.partition("\r\n\r\n")[0] if "\r\n\r\n" in text else text.partition("\n\n")[0]
+    seen: set[str] = set()
+    for line in head.replace("\r\n", "\n").split("\n")[1:]:
+        if not line or line[0] in " \t":
+            continue
+        name = _SINGLE_VALUE.get(line.partition(":")[0].strip().lower())
+        if name is None:
+            continue
+        if name in seen:
+            return name
+        seen.add(name)
+    return ""
 
 
 def message_body(text: str) -> tuple[str, int | None]:
@@ -77,6 +99,16 @@ def screen_invite(
     if not peers.allows(source_host(source)):
         return Refusal(403, "rejected_403", f"{source} is not an allowed peer")
     values = header_values(text)
+    method = text.split(" ", 1)[0]
+    if method != "INVITE":
+        # pjsip matches method names without case; RFC 3261 section 7.1 says they are
+        # case-sensitive, so "invite" is a method Theo does not implement.
+        return Refusal(501, "malformed_invite", f"method {method[:20]!r} is not INVITE")
+    repeated = _repeated_single_headers(text)
+    if repeated:
+        # pjsip keeps the last of a repeated header, Theo's reader the first: refuse rather
+        # than act on a request the two read differently (RFC 4475 section 3.1.2.19).
+        return Refusal(400, "malformed_invite", f"repeated single-value header {repeated}")
     body, length = message_body(text)
     if len(text.encode("utf-8", "surrogateescape")) >= PJSIP_MAX_PKT_LEN or (
         length is not None and len(body.encode("utf-8", "surrogateescape")) < length
@@ -89,6 +121,13 @@ def screen_invite(
             503, "rejected_full", "every call slot of this shard is taken",
             {"Retry-After": str(retry_after_s)},
         )
+    forwards = values.get("max-forwards", "70").strip()
+    if forwards == "0":
+        return Refusal(483, "malformed_invite", "Max-Forwards: 0")
+    encoding = values.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        return Refusal(415, "unsupported_body", f"Content-Encoding {encoding[:30]!r}",
+                       {"Accept-Encoding": "identity"})
     content_type = values.get("content-type", "").split(";", 1)[0].strip().lower()
     if body.strip() and not content_type:
         return Refusal(400, "malformed_invite", "a body without Content-Type (RFC 3261 section 7.4.1)")
@@ -110,6 +149,8 @@ def screen_invite(
     except SdpError as exc:
         code = 488 if exc.reason in ("unsupported_profile", "no_audio") else 400
         return Refusal(code, "malformed_sdp", str(exc))
+    if len(offer.sections) > PJMEDIA_MAX_SDP_MEDIA:
+        return Refusal(488, "malformed_sdp", f"{len(offer.sections)} media sections (at most {PJMEDIA_MAX_SDP_MEDIA})")
     family = ipaddress.ip_address(offer.connection_host).version
     if family != media_family:
         return Refusal(488, "malformed_sdp", f"media on IPv{family}; Theo's RTP is IPv{media_family}")

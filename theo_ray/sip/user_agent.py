@@ -212,6 +212,7 @@ class SipUserAgent:
         # 486, while Theo answers a full shard with 503 + Retry-After from the spare slot.
         cfg.uaConfig.maxCalls = min(PJSUA_MAX_CALLS, s.max_calls + 1)
         cfg.uaConfig.userAgent = s.user_agent
+        cfg.uaConfig.mwiUnsolicitedEnabled = False  # pjsua would 200 any message-summary NOTIFY
         cfg.medConfig.threadCnt = 0  # one poller only: the PjsuaThread
         cfg.medConfig.noVad = True
         # Level 4 carries pjsua's "RX <n> bytes ... msg" lines the DatagramRecord keeps;
