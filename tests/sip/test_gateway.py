@@ -10,8 +10,11 @@ import psutil
 import pytest
 import soundfile
 
+from tests.sip.conftest import free_port
 from tests.sip.raw_sip import send_and_read_final
 from theo_ray.sim.sip_caller import CallerSettings, SipCaller
+from theo_ray.sip.settings import SipSettings
+from theo_ray.sip.user_agent import SipUserAgent
 
 SDP = (
     "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
@@ -356,3 +359,39 @@ async def test_a_reinvite_without_sdp_gets_theos_offer_for_the_running_media(gat
         assert router.updates == []  # same media: nothing to tell the CallActor
         await caller.hangup()
         await router.wait(lambda: router.closed, 10)
+
+
+async def test_invites_nobody_acks_do_not_hold_the_shard(router):
+    """pjsua keeps a slot until the session ends (Timer H + an unanswered BYE: over a minute);
+    the gateway ends an unACKed dialog through its own stack after ack_timeout_s."""
+    from tests.sip.raw_sip import request
+
+    settings = SipSettings(port=free_port(), allowed_peers=["127.0.0.1"], ack_timeout_s=1.0)
+    agent = SipUserAgent(settings, router)
+    await agent.start()
+    try:
+        port = agent.addresses["udp"][1]
+        sockets = []
+        for _ in range(settings.max_calls + 2):  # more than pjsua's 4 slots
+            message, sock = request("INVITE", port, body=SDP)
+            sock.setblocking(False)
+            sock.sendto(message.encode(), ("127.0.0.1", port))
+            sockets.append(sock)
+            codes = []
+            loop = asyncio.get_running_loop()
+            while not codes or codes[-1] < 200:
+                data = await asyncio.wait_for(loop.sock_recv(sock, 65535), 5)
+                codes.append(int(data.split(b" ", 2)[1]))
+            assert codes[-1] in (200, 503), codes  # answered, or the shard was full: never 486
+            await asyncio.sleep(0.8)
+        await until(lambda: agent.stats().ack_timeouts >= settings.max_calls, 10)
+        await router.wait(lambda: len(router.closed) == len(router.setups), 10)
+        assert {c.reason for c in router.closed} == {"ack_timeout"}
+        # The slots are free again: a real call is answered at once.
+        final = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: send_and_read_final("INVITE", port, body=SDP))
+        assert final.split()[1] == "200", final
+    finally:
+        for sock in sockets:
+            sock.close()
+        await agent.stop()

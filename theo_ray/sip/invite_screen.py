@@ -99,7 +99,7 @@ def screen_invite(
     if not peers.allows(source_host(source)):
         return Refusal(403, "rejected_403", f"{source} is not an allowed peer")
     values = header_values(text)
-    method = text.split(" ", 1)[0]
+    method = (text.split(None, 1) or [""])[0]
     if method != "INVITE":
         # pjsip matches method names without case; RFC 3261 section 7.1 says they are
         # case-sensitive, so "invite" is a method Theo does not implement.

@@ -25,6 +25,7 @@ import msgspec
 import pjsua2 as pj
 
 from theo_ray.sip.datagram_record import DatagramRecord, summarise_rx
+from theo_ray.sip.dialog_release import local_tag_from_tx, send_release
 from theo_ray.sip.invite import PeerFilter, parse_invite
 from theo_ray.sip.invite_screen import Refusal, message_body, screen_invite
 from theo_ray.sip.messages import CallEnded, CallSetup, EndReason, MediaAnswer, RemoteMedia
@@ -66,7 +67,8 @@ def remote_media(offer: SdpOffer, codec: RtpFormat, ptime_ms: int) -> RemoteMedi
         clock_rate=codec.clock_rate,
         telephone_event_pt=event.payload_type if event else None,
         direction=answer_direction(offer),
-        ptime_ms=offer.ptime or ptime_ms,
+        # a=ptime is a hint; a nonsense one (0, negative, minutes) keeps Theo's own.
+        ptime_ms=offer.ptime if offer.ptime and 10 <= offer.ptime <= 120 else ptime_ms,
     )
 
 
@@ -108,6 +110,7 @@ class _GatewayCall(pj.Call):
         self.pending_offer: SdpOffer | None = None
         self.delayed_offer = False  # INVITE without SDP: Theo offers, the ACK answers
         self.reoffered = False  # Theo offered in a re-INVITE's 2xx: the ACK answers
+        self.invite_text = ""  # the initial INVITE as received (DialogRelease builds on it)
         self.confirmed = False
         self.setup_failed = False
         self.end_reason: EndReason | None = None  # set by Theo before it hangs up
@@ -166,8 +169,10 @@ class SipUserAgent:
         self._log_writer = PjLogWriter(
             logging.getLogger("theo_ray.sip.pjsip"),
             forward_level=settings.log_level,
-            observer=self._on_pj_log if datagram_record is not None else None,
+            observer=self._on_pj_log,
         )
+        # Theo's To tag of each recent 2xx, by Call-ID (from pjsip's TX log): DialogRelease.
+        self._local_tags: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._calls: dict[int, _GatewayCall] = {}  # pjsua call id -> call, until DISCONNECTED
         self._sessions: dict[str, _GatewayCall] = {}  # session id -> live call
         # Loop side: router tasks in flight, and each session's open_call task.
@@ -215,9 +220,9 @@ class SipUserAgent:
         cfg.uaConfig.mwiUnsolicitedEnabled = False  # pjsua would 200 any message-summary NOTIFY
         cfg.medConfig.threadCnt = 0  # one poller only: the PjsuaThread
         cfg.medConfig.noVad = True
-        # Level 4 carries pjsua's "RX <n> bytes ... msg" lines the DatagramRecord keeps;
-        # the writer forwards only up to s.log_level to Python logging.
-        level = max(s.log_level, 4) if self._record is not None else s.log_level
+        # Level 4 carries pjsua's "RX/TX <n> bytes ... msg" lines the DatagramRecord and
+        # DialogRelease read; the writer forwards only up to s.log_level to Python logging.
+        level = max(s.log_level, 4)
         cfg.logConfig.level = level
         cfg.logConfig.consoleLevel = level
         cfg.logConfig.writer = self._log_writer
@@ -260,9 +265,17 @@ class SipUserAgent:
 
     def _on_pj_log(self, text: str) -> None:
         summary = summarise_rx(text)
-        if summary is not None and self._record is not None:
-            self._record.write(summary)
+        if summary is not None:
             self._stats.rx_messages += 1
+            if self._record is not None:
+                self._record.write(summary)
+            return
+        sent = local_tag_from_tx(text)
+        if sent is not None:
+            call_id, tag = sent
+            self._local_tags[call_id] = tag
+            while len(self._local_tags) > 4 * PJSUA_MAX_CALLS:
+                self._local_tags.popitem(last=False)
 
     def _hangup_all(self) -> None:
         live = list(self._sessions)
@@ -320,6 +333,7 @@ class SipUserAgent:
             self._pj.submit(lambda: self._reject(call, verdict.code, verdict.headers))
             return
         info = verdict.info
+        call.invite_text = prm.rdata.wholeMsg
         session_id = info.session_header or info.call_id
         if session_id in self._sessions:
             self._stats.duplicate_session += 1
@@ -432,6 +446,14 @@ class SipUserAgent:
         self._stats.ack_timeouts += 1
         log.warning("call %s: no ACK within %.1f s of the 200 OK, released",
                     setup.session_id, self.settings.ack_timeout_s)
+        tag = self._local_tags.get(setup.sip_call_id)
+        udp = self.addresses.get("udp")
+        if tag and udp and call.invite_text:
+            # End the dialog through pjsip itself so its slot is free now (DialogRelease);
+            # DISCONNECTED then closes the call with this reason.
+            call.end_reason = "ack_timeout"
+            if send_release(call.invite_text, tag, udp[0], udp[1]):
+                return
         self._hangup(setup.session_id, "ack_timeout")
 
     def _take_ack_answer(self, call: _GatewayCall, prm: pj.OnCallStateParam) -> None:
@@ -598,7 +620,7 @@ class SipUserAgent:
         if tsx.method != "BYE" or call.ended:
             return
         if tsx.role == pj.PJSIP_ROLE_UAS:
-            self._finish(call, "caller_bye", 200)
+            self._finish(call, call.end_reason or "caller_bye", 200)
         elif call.end_reason is None:
             # pjsip itself sent BYE. pjsua reports the 408 "No session refresh received"
             # only when that BYE completes (up to 32 s against a dead peer), so the expiry

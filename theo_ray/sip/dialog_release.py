@@ -1,0 +1,70 @@
+"""DialogRelease: free pjsua's slot of a 200 OK that was never ACKed, now.
+
+pjsua keeps a call slot until its INVITE session really ends. For a 2xx never ACKed that is
+Timer H (32 s) of 200 OK retransmissions and then a BYE nobody answers (32 s more): hanging
+up only reports DISCONNECTED to the application. With four slots per process, four INVITEs
+nobody ACKs would keep a shard answering 486 for over a minute. The pjsua2 wheel exposes no
+way to terminate a session without that BYE, so the gateway ends the dialog through its own
+stack: it sends itself the BYE the caller would send (RFC 3261 allows the caller to end a
+dialog with BYE at any time after the 2xx); pjsip answers it and frees the slot at once.
+
+Theo's To tag is not in pjsua2's CallInfo, so it is read from pjsip's own log line of the
+200 OK it sent (``local_tag_from_tx``).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import uuid
+
+from theo_ray.sip.invite import header_values
+
+_TX_2XX = re.compile(r"TX \d+ bytes Response msg 2\d\d/INVITE/cseq=\d+")
+_TO_TAG = re.compile(r"^(?:to|t)\s*:.*;\s*tag=([^;\s>]+)", re.IGNORECASE | re.MULTILINE)
+_CALL_ID = re.compile(r"^(?:call-id|i)\s*:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
+
+
+def local_tag_from_tx(log_text: str) -> tuple[str, str] | None:
+    """(Call-ID, Theo's To tag) from pjsip's log of a 2xx it sent to an INVITE."""
+    first, _, rest = log_text.partition("\n")
+    if "TX " not in first[:80] or not _TX_2XX.search(first):
+        return None
+    tag = _TO_TAG.search(rest)
+    call_id = _CALL_ID.search(rest)
+    if tag is None or call_id is None:
+        return None
+    return call_id.group(1), tag.group(1)
+
+
+def release_bye(invite_text: str, local_tag: str, uri: str, via_host: str, via_port: int) -> bytes:
+    """The BYE the caller of ``invite_text`` would send to end the dialog, from ``via``."""
+    values = header_values(invite_text)
+    cseq = values.get("cseq", "1").split()[0]
+    number = int(cseq) + 1 if cseq.isdigit() and len(cseq) < 10 else 2
+    lines = [
+        f"BYE {uri} SIP/2.0",
+        f"Via: SIP/2.0/UDP {via_host}:{via_port};branch=z9hG4bK-theo-{uuid.uuid4().hex[:16]};rport",
+        "Max-Forwards: 70",
+        f"From: {values.get('from', '')}",
+        f"To: {values.get('to', '')};tag={local_tag}",
+        f"Call-ID: {values.get('call-id', '')}",
+        f"CSeq: {number} BYE",
+        "Reason: SIP;cause=408;text=\"ACK never came\"",
+        "Content-Length: 0",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def send_release(invite_text: str, local_tag: str, host: str, port: int) -> bool:
+    """Send the release BYE to the gateway's own UDP port at ``host:port``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.bind((host, 0))
+            via_port = sock.getsockname()[1]
+            uri = f"sip:theo@[{host}]:{port}" if family == socket.AF_INET6 else f"sip:theo@{host}:{port}"
+            sock.sendto(release_bye(invite_text, local_tag, uri, host, via_port), (host, port))
+    except OSError:
+        return False
+    return True
