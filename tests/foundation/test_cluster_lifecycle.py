@@ -56,6 +56,8 @@ def test_theo_down_stops_its_own_cluster_and_leaves_others_running(ray_cluster, 
     ours = ray.get_runtime_context().gcs_address
     assert state["address"] != ours
     assert _session_pids(state["session_dir"]), "the started cluster has no processes?"
+    client_server = [p for p in _session_pids(f"={state['address']}") if p not in _session_pids(state["session_dir"])]
+    print(f"processes naming only the GCS address (Ray client server): {client_server}")
 
     theo = Path(sys.executable).with_name("theo")
     down = subprocess.run([str(theo), "down"], env=env, capture_output=True, text=True, timeout=120)
@@ -63,6 +65,8 @@ def test_theo_down_stops_its_own_cluster_and_leaves_others_running(ray_cluster, 
     assert "stopped" in down.stdout
     assert not _session_pids(state["session_dir"])
     assert not (tmp_path / "run" / "cluster.json").exists()
+    # Nor the Ray client server, whose command line names the GCS address, not the session.
+    assert not _session_pids(f"={state['address']}"), "a process of the stopped cluster is still running"
 
     @ray.remote
     def still_here() -> int:

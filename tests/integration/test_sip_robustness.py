@@ -50,7 +50,9 @@ steps:
 async def plane(ray_cluster, model_handles, scripted_llm, theo_config):
     handles = ModelHandles(stt=model_handles.stt, llm=scripted_llm, tts=model_handles.tts)
     config = msgspec.structs.replace(
-        theo_config, call=msgspec.structs.replace(theo_config.call, reap_interval_s=1.0, orphan_grace_s=3.0)
+        theo_config,
+        call=msgspec.structs.replace(theo_config.call, reap_interval_s=1.0, orphan_grace_s=3.0),
+        sip=msgspec.structs.replace(theo_config.sip, ack_timeout_s=2.0, retry_after_s=1),
     )
     plane = CallPlane(config, handles, label="sip-robust", warm_pool_size=1, shards=2)
     await plane.start()
@@ -113,3 +115,60 @@ async def test_a_killed_shard_process_answers_within_a_second_and_takes_a_call(p
     ), 90)
     assert result.ended_by == "caller" and result.analysis.latencies[0].first_audio_ms is not None, result.steps
     await no_active_calls(plane)
+
+
+async def test_the_torture_catalogue_leaves_the_plane_whole(plane, voice, tmp_path):
+    """Every odd or malformed message of the catalogue against shard 0 of a real plane; then
+    every shard answers OPTIONS, no shard process died, no call is left, the refusals are
+    counted, and a normal call gets its greeting and its answer."""
+    from tests.sip.torture_catalogue import KNOWN_FAILURES, catalogue, run_catalogue
+
+    status = await plane.gateways[0].status.remote()
+    udp = next(a for a in status.addresses if a.transport == "udp")
+    cases = catalogue(udp.host, udp.port)
+    started = time.monotonic()
+    results = await run_catalogue(cases, udp.host, udp.port, concurrency=4, timeout=3.0, deadline_s=600)
+    failures = [f"{r.name}: {r.why}" for r in results if not r.ok and r.name not in KNOWN_FAILURES]
+    assert not failures, "\n".join(failures)
+    print(f"\n{len(cases)} torture cases in {time.monotonic() - started:.0f} s; "
+          f"finals: {sorted({r.final for r in results if r.final is not None})}")
+    for gateway in plane.gateways:
+        shard = await gateway.status.remote()
+        assert shard.restarts == 0 and shard.state == "listening", shard  # 0 processes crashed
+        port = next(a.port for a in shard.addresses if a.transport == "udp")
+        assert await options_status(port, 1.0) == 200
+    await no_active_calls(plane, timeout=20.0)  # never-ACKed ones released too
+    stats = (await plane.gateway_stats())[0]
+    refused = (stats.rejected_403 + stats.too_large + stats.malformed_invite + stats.unsupported_body
+               + stats.malformed_sdp + stats.no_common_codec + stats.rejected_by_stack + stats.refused_methods)
+    print(f"shard 0: {stats.rx_messages} messages received, {refused} refused, {stats.answered} answered, "
+          f"{stats.ack_timeouts} ACK timeouts, {stats.rejected_full} full")
+    assert refused >= 100 and stats.ack_timeouts >= 1
+    assert stats.rx_messages >= sum(len(c.messages) for c in cases if c.transport == "udp") // 2
+    supervisor = await plane.supervisor.stats.remote()
+    assert supervisor.active == 0 and supervisor.opened == supervisor.closed
+    result = await asyncio.wait_for(dial_and_run(
+        plane.uri, QUESTION, voice, tmp_path / "after-torture", headers={"X-Theo-Session": "after-torture"},
+        caller_settings=CallerSettings(media="external", codecs=["G722", "PCMU"]),
+    ), 90)
+    assert result.ended_by == "caller" and result.analysis.agent_turns, result.steps
+    assert result.analysis.latencies[0].first_audio_ms is not None, result.steps
+
+
+async def test_a_call_no_shard_holds_is_reaped(plane):
+    """The CallSupervisor's reaper: a CallActor whose dialog is gone (here: never existed)
+    is ended within the grace + one interval, and counted."""
+    from theo_ray.sip.messages import CallSetup, RemoteMedia
+
+    setup = CallSetup(
+        session_id="ghost-1", sip_call_id="ghost-1", caller_id="1", caller_name="",
+        remote=RemoteMedia(host="127.0.0.1", port=9, codec="PCMU", payload_type=0, clock_rate=8000),
+        gateway_name=plane.gateway_names[0],
+    )
+    await plane.supervisor.open_call.remote(setup)
+    assert (await plane.supervisor.stats.remote()).active == 1
+    await no_active_calls(plane, timeout=10.0)  # grace 3 s + interval 1 s
+    stats = await plane.supervisor.stats.remote()
+    assert stats.reaped == 1 and stats.closed == stats.opened
+    record = await plane.supervisor.call_record.remote("ghost-1")
+    assert record is not None and record.end_reason == "orphaned"

@@ -100,3 +100,25 @@ async def test_gateway_actor_routes_a_call_to_the_supervisor(ray_local):
         await gateway.stop.remote()
         ray.kill(gateway)
         ray.kill(supervisor)
+
+
+@pytest.mark.slow
+async def test_theo_status_lists_each_shard_with_its_state(ray_local, capsys):
+    from actors.sip_gateway import SipGatewayActor
+    from theo_ray.cli.cluster_cmds import _print_shards
+    from theo_ray.config import config_from_mapping
+    from theo_ray.runtime.call_plane import GATEWAY_PREFIX
+
+    name = f"{GATEWAY_PREFIX}status-test"
+    gateway = SipGatewayActor.options(name=name).remote(SipSettings(port=free_port()), "nobody", name)
+    try:
+        listen = await gateway.ready.remote()
+        await asyncio.get_running_loop().run_in_executor(None, _print_shards, config_from_mapping({}))
+        out = capsys.readouterr().out
+        row = next(line for line in out.splitlines() if "status-test" in line)
+        assert "listening" in row and str(listen[0].port) in row, out
+        status = await gateway.status.remote()
+        assert status.state == "listening" and status.pid > 0 and status.restarts == 0
+    finally:
+        await gateway.stop.remote()
+        ray.kill(gateway)
