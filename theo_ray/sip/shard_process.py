@@ -60,6 +60,7 @@ class ShardStatus(msgspec.Struct):
     last_crash: str = ""  # exit status and the last datagram the dead process received
     last_restart_ms: float = 0.0  # death noticed -> listening again
     calls_lost: int = 0  # calls closed because their shard process died
+    recycles: int = 0  # idle shard processes replaced because pjsua's call slots leaked
     active_calls: int = 0
 
 
@@ -83,7 +84,9 @@ class ShardProcess:
         self._status = ShardStatus(name=name, state="starting")
         self._watch: asyncio.Task | None = None
         self._stopping = False
+        self._recycling = False
         self._restart_lock = asyncio.Lock()
+        self._health: asyncio.Task | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -91,13 +94,42 @@ class ShardProcess:
         child = await self._spawn()
         await self._activate(child, self.settings)
         self._standby = asyncio.create_task(self._spawn())
+        self._health = asyncio.create_task(self._watch_slots())
         return self._status.addresses
+
+    async def _watch_slots(self, interval_s: float = 1.0) -> None:
+        """pjsua (4 call slots, compile-time) sometimes keeps a slot for a session it never
+        ends (seen under the SIP torture catalogue with a slow CallSupervisor): once its
+        own 486s start while the shard holds no call, the process is replaced by the
+        standby, which costs no call and ~50 ms of listening."""
+        seen = 0
+        while not self._stopping:
+            await asyncio.sleep(interval_s)
+            if self._active is None or self._recycling:
+                continue
+            try:
+                stats = await self.stats()
+            except Exception:  # noqa: BLE001 - a dying shard is the crash watcher's business
+                continue
+            if stats.busy_while_free > seen and stats.active_calls == 0 and not self._live:
+                log.warning("SIP shard %s: pjsua refuses calls with no call up (%d times): recycling its process",
+                            self.name, stats.busy_while_free)
+                self._recycling = True
+                child = self._active
+                try:
+                    await child.link.ask(Stop(), timeout=5.0)
+                except (LinkClosed, TimeoutError, asyncio.TimeoutError):
+                    child.process.kill()
+                seen = 0
+            else:
+                seen = stats.busy_while_free
 
     async def stop(self) -> None:
         """Hang up the shard's calls, stop its pjsua and the standby."""
         self._stopping = True
-        if self._watch is not None:
-            self._watch.cancel()
+        for task in (self._watch, self._health):
+            if task is not None:
+                task.cancel()
         child, self._active = self._active, None
         if child is not None:
             try:
@@ -197,11 +229,15 @@ class ShardProcess:
         async with self._restart_lock:
             self._active = None
             self._status.state = "restarting"
-            self._status.restarts += 1
-            last = self._record.read() or "none recorded"
-            self._status.last_crash = f"exit {code}; last datagram: {last}"[:600]
-            log.error("SIP shard %s (pid %s) died with exit status %s; last datagram received: %s",
-                      self.name, dead.process.pid, code, last)
+            if self._recycling:
+                self._status.recycles += 1
+                self._recycling = False
+            else:
+                self._status.restarts += 1
+                last = self._record.read() or "none recorded"
+                self._status.last_crash = f"exit {code}; last datagram: {last}"[:600]
+                log.error("SIP shard %s (pid %s) died with exit status %s; last datagram received: %s",
+                          self.name, dead.process.pid, code, last)
             lost = list(self._live)
             self._live.clear()
             try:

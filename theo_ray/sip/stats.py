@@ -13,6 +13,7 @@ class GatewayStats(msgspec.Struct):
     malformed_sdp: int = 0  # offer we could not parse (initial or re-INVITE)
     no_common_codec: int = 0  # well-formed offer without a codec we decode (488)
     rejected_by_stack: int = 0  # INVITEs pjsip refused before the application saw them
+    busy_while_free: int = 0  # pjsua's own 486 while Theo held fewer than max_calls calls
     too_large: int = 0  # INVITE cut by the transport or shorter than its Content-Length (513)
     rejected_full: int = 0  # every admitted call slot taken (503 + Retry-After)
     malformed_invite: int = 0  # a body without Content-Type, no Call-ID (400)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import logging
 import random
 import time
@@ -55,6 +56,7 @@ _TIMER_USE = {
     "always": pj.PJSUA_SIP_TIMER_ALWAYS,
 }
 _ANSWER_SAMPLES = 200  # INVITE -> 200 OK times kept in GatewayStats
+_NONCES = itertools.count(1)
 
 
 def remote_media(offer: SdpOffer, codec: RtpFormat, ptime_ms: int) -> RemoteMedia:
@@ -111,6 +113,7 @@ class _GatewayCall(pj.Call):
         self.delayed_offer = False  # INVITE without SDP: Theo offers, the ACK answers
         self.reoffered = False  # Theo offered in a re-INVITE's 2xx: the ACK answers
         self.invite_text = ""  # the initial INVITE as received (DialogRelease builds on it)
+        self.nonce = next(_NONCES)  # tells this call from a later one in the same pjsua slot
         self.confirmed = False
         self.setup_failed = False
         self.end_reason: EndReason | None = None  # set by Theo before it hangs up
@@ -174,6 +177,7 @@ class SipUserAgent:
         # Theo's To tag of each recent 2xx, by Call-ID (from pjsip's TX log): DialogRelease.
         self._local_tags: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._calls: dict[int, _GatewayCall] = {}  # pjsua call id -> call, until DISCONNECTED
+        self._graveyard: dict[int, list[_GatewayCall]] = {}  # see _on_incoming and _retire
         self._sessions: dict[str, _GatewayCall] = {}  # session id -> live call
         # Loop side: router tasks in flight, and each session's open_call task.
         self._tasks: set[asyncio.Task] = set()
@@ -305,6 +309,11 @@ class SipUserAgent:
                 self._stats.malformed_sdp += 1
         elif prm.statusCode == 415:
             self._stats.unsupported_body += 1
+        elif prm.statusCode == 486 and len(self._sessions) < self.settings.max_calls:
+            # pjsua has no slot although Theo holds fewer calls than it admits: slots are
+            # taken by INVITEs being refused right now, or held by sessions pjsua never
+            # ended. The shard process is recycled when idle if this persists (ShardProcess).
+            self._stats.busy_while_free += 1
         log.warning(
             "INVITE %s from %s refused by pjsip: %s %s",
             info.call_id[:80] if info else "?", prm.rdata.srcAddress or "?", prm.statusCode, prm.reason,
@@ -318,8 +327,14 @@ class SipUserAgent:
         # pjsua thread drains after the callback has returned.
         invite_at = self._clock()
         self._stats.invites += 1
+        stale = self._calls.get(prm.callId)
+        if stale is not None:
+            # Never dropped while another call owns its slot: a pjsua2 Call's destructor
+            # clears (and hangs up) whatever call now has its id. Freed with that call.
+            self._graveyard.setdefault(prm.callId, []).append(stale)
         call = _GatewayCall(self, account, prm.callId)
         self._calls[call.pj_id] = call
+        pj_id, nonce = call.pj_id, call.nonce
         source = prm.rdata.srcAddress
         verdict = screen_invite(
             prm.rdata.wholeMsg, source, self._peers, self._preference,
@@ -330,7 +345,7 @@ class SipUserAgent:
         if isinstance(verdict, Refusal):
             setattr(self._stats, verdict.counter, getattr(self._stats, verdict.counter) + 1)
             log.warning("INVITE from %s refused with %d: %s", source, verdict.code, verdict.detail[:200])
-            self._pj.submit(lambda: self._reject(call, verdict.code, verdict.headers))
+            self._pj.submit(lambda: self._reject_id(pj_id, nonce, verdict.code, verdict.headers))
             return
         info = verdict.info
         call.invite_text = prm.rdata.wholeMsg
@@ -338,7 +353,7 @@ class SipUserAgent:
         if session_id in self._sessions:
             self._stats.duplicate_session += 1
             log.warning("INVITE %s: session %s already has a live call", info.call_id[:80], session_id[:80])
-            self._pj.submit(lambda: self._reject(call, 486))
+            self._pj.submit(lambda: self._reject_id(pj_id, nonce, 486))
             return
         if verdict.delayed_offer:
             self._stats.delayed_offers += 1
@@ -364,7 +379,7 @@ class SipUserAgent:
         )
         self._sessions[session_id] = call
         if self.settings.ring_before_answer:
-            self._pj.submit(lambda: self._answer(call, 180))
+            self._pj.submit(lambda: self._ring_id(pj_id, nonce))
         # Only plain data crosses to the loop: pjsua2 objects must die on this thread.
         self._spawn(self._open(call.pj_id, call.setup), opening=session_id)
 
@@ -469,7 +484,8 @@ class SipUserAgent:
         except SdpError as exc:
             self._stats.bad_answers += 1
             log.warning("call %s: the ACK brought no usable answer (%s): BYE", call.setup.session_id, str(exc))
-            self._pj.submit(lambda: self._hangup(call.setup.session_id, "bad_answer") if call.setup else None)
+            session_id = call.setup.session_id
+            self._pj.submit(lambda: self._hangup(session_id, "bad_answer"))
             return
         call.codec = codec
         remote = remote_media(answer, codec, self.settings.ptime_ms)
@@ -654,13 +670,30 @@ class SipUserAgent:
         else:
             reason = "caller_bye"
         self._finish(call, reason, code)
-        # Drop our reference after pjsua is done with this callback.
-        self._pj.submit(lambda: self._forget(call))
+        self._retire(call)
 
-    def _forget(self, call: _GatewayCall) -> None:
-        # pjsua reuses call ids: a new INVITE may already own this slot.
+    def _retire(self, call: _GatewayCall) -> None:
+        """Drop Theo's references to a DISCONNECTED call now, inside its own callback
+        (pjsua2 allows it there): the pjsua2 Call then dies while its slot is still its
+        own. Dropped later, after pjsua reused the slot for a new INVITE, its destructor
+        would clear the new call's link to Theo and hang it up."""
         if self._calls.get(call.pj_id) is call:
             del self._calls[call.pj_id]
+            self._graveyard.pop(call.pj_id, None)
+
+    def _by_id(self, pj_id: int, nonce: int) -> _GatewayCall | None:
+        call = self._calls.get(pj_id)
+        return call if call is not None and call.nonce == nonce and not call.ended else None
+
+    def _reject_id(self, pj_id: int, nonce: int, code: int, headers: dict[str, str] | None = None) -> None:
+        call = self._by_id(pj_id, nonce)
+        if call is not None:
+            self._reject(call, code, headers)
+
+    def _ring_id(self, pj_id: int, nonce: int) -> None:
+        call = self._by_id(pj_id, nonce)
+        if call is not None and not call.confirmed:
+            self._answer(call, 180)
 
     def _finish(self, call: _GatewayCall, reason: EndReason, code: int) -> None:
         if call.ended:
