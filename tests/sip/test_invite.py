@@ -51,3 +51,13 @@ def test_source_host_and_peer_filter():
     assert peers.allows("10.1.200.3")
     assert not peers.allows("127.0.0.2")
     assert not peers.allows("not-an-ip")
+
+
+def test_non_utf8_bytes_become_replacement_characters_not_surrogates():
+    import msgspec
+
+    raw = (b"INVITE sip:theo@127.0.0.1 SIP/2.0\r\nFrom: \"Jo\xff\xfeo\" <sip:10\xc3(01@127.0.0.1>;tag=1\r\n"
+           b"Call-ID: abc\xff@host\r\nContent-Length: 0\r\n\r\n")
+    info = parse_invite(raw.decode("utf-8", "surrogateescape"))
+    msgspec.msgpack.encode(info)  # surrogates would raise UnicodeEncodeError here
+    assert info.call_id == "abc\ufffd@host" and "\ufffd" in info.caller_name

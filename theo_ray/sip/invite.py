@@ -64,16 +64,22 @@ def header_values(text: str) -> dict[str, str]:
     return values
 
 
+def printable(value: str) -> str:
+    """``value`` as valid UTF-8 text: pjsua2 hands non-UTF-8 bytes over as surrogates, which
+    no encoder (msgpack, JSON, a log file) accepts; they become U+FFFD."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def parse_invite(text: str) -> InviteInfo:
     values = header_values(text)
     _, body = _split_message(text)
     display, user = parse_from(values.get("from", ""))
     expires = values.get("session-expires", "").split(";", 1)[0].strip()
     return InviteInfo(
-        call_id=values.get("call-id", ""),
-        session_header=values.get(SESSION_HEADER.lower(), ""),
-        caller_id=user,
-        caller_name=display,
+        call_id=printable(values.get("call-id", "")),
+        session_header=printable(values.get(SESSION_HEADER.lower(), "")),
+        caller_id=printable(user),
+        caller_name=printable(display),
         content_type=values.get("content-type", "").split(";", 1)[0].strip().lower(),
         body=body,
         session_expires=int(expires) if expires.isdigit() else 0,
