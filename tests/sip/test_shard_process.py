@@ -89,7 +89,8 @@ async def test_a_killed_shard_process_listens_again_within_a_second_and_takes_ca
     status = shard.status()
     assert status.state == "listening" and status.restarts == 1 and status.pid != dead_pid
     assert status.calls_lost == 1 and status.active_calls == 0
-    assert "INVITE" in status.last_crash or "OPTIONS" in status.last_crash  # the last datagram
+    # The last datagram the dead process received (the call's INVITE, its ACK or a probe).
+    assert "exit -9; last datagram:" in status.last_crash and "bytes Request" in status.last_crash
     assert not psutil.pid_exists(dead_pid) or psutil.Process(dead_pid).status() == psutil.STATUS_ZOMBIE
 
     # And it takes a new call.

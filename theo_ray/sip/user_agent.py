@@ -7,6 +7,10 @@ the CallActor's socket (``MediaAnswer``). The first answer goes out with
 ``Call.answer(sdp=...)`` once the router has opened the call; re-offers are rewritten in
 ``onCallSdpCreated`` and reported to the router as ``update_call``.
 
+This file holds the set-up, the public API and the new INVITE (screening, answering, the
+ACK timer); the in-dialog half is ``dialog_events.DialogEvents``, the pjsua2 subclasses are
+in ``pj_objects``.
+
 Threading: pjsua2 runs in one PjsuaThread; the router is awaited on the asyncio loop that
 started the agent. pjsua2 objects are only touched on the pjsua thread.
 """
@@ -15,9 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import itertools
 import logging
-import random
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -28,22 +30,13 @@ import pjsua2 as pj
 from theo_ray.sip.datagram_record import DatagramRecord, summarise_rx
 from theo_ray.sip.dialog_release import local_tag_from_tx, send_release
 from theo_ray.sip.invite import PeerFilter, parse_invite
-from theo_ray.sip.invite_screen import Refusal, message_body, screen_invite
-from theo_ray.sip.messages import CallEnded, CallSetup, EndReason, MediaAnswer, RemoteMedia
+from theo_ray.sip.dialog_events import DialogEvents
+from theo_ray.sip.invite_screen import Refusal, screen_invite
+from theo_ray.sip.messages import CallSetup, MediaAnswer, RemoteMedia
+from theo_ray.sip.pj_objects import GatewayAccount, GatewayCall, GatewayEndpoint, remote_media
 from theo_ray.sip.pj_thread import PjLogWriter, PjsuaThread
 from theo_ray.sip.router import CallRouter
-from theo_ray.sip.sdp import (
-    NoCommonCodec,
-    RtpFormat,
-    SdpError,
-    SdpOffer,
-    SdpOrigin,
-    answer_direction,
-    build_answer,
-    build_offer,
-    choose_codec,
-    parse_offer,
-)
+from theo_ray.sip.sdp import SdpError, build_answer, parse_offer
 from theo_ray.sip.settings import PJSUA_MAX_CALLS, SipSettings
 from theo_ray.sip.stats import GatewayStats
 
@@ -56,88 +49,9 @@ _TIMER_USE = {
     "always": pj.PJSUA_SIP_TIMER_ALWAYS,
 }
 _ANSWER_SAMPLES = 200  # INVITE -> 200 OK times kept in GatewayStats
-_NONCES = itertools.count(1)
 
 
-def remote_media(offer: SdpOffer, codec: RtpFormat, ptime_ms: int) -> RemoteMedia:
-    event = offer.telephone_event_for(codec)
-    return RemoteMedia(
-        host=offer.connection_host,
-        port=offer.audio_port,
-        codec=codec.encoding.upper(),
-        payload_type=codec.payload_type,
-        clock_rate=codec.clock_rate,
-        telephone_event_pt=event.payload_type if event else None,
-        direction=answer_direction(offer),
-        # a=ptime is a hint; a nonsense one (0, negative, minutes) keeps Theo's own.
-        ptime_ms=offer.ptime if offer.ptime and 10 <= offer.ptime <= 120 else ptime_ms,
-    )
-
-
-class _GatewayEndpoint(pj.Endpoint):
-    def __init__(self, agent: SipUserAgent) -> None:
-        super().__init__()
-        self._agent = agent
-
-    def onRejectedIncomingCall(self, prm: pj.OnRejectedIncomingCallParam) -> None:
-        self._agent._on_rejected_by_stack(prm)
-
-
-class _GatewayAccount(pj.Account):
-    def __init__(self, agent: SipUserAgent) -> None:
-        super().__init__()
-        self._agent = agent
-
-    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
-        self._agent._on_incoming(self, prm)
-
-    def onIncomingSubscribe(self, prm: pj.OnIncomingSubscribeParam) -> None:
-        # pjsua would accept presence subscriptions (200 + NOTIFYs): Theo serves none.
-        prm.code = 405
-        prm.reason = "Method Not Allowed"
-        self._agent._stats.refused_methods += 1
-
-
-class _GatewayCall(pj.Call):
-    """One dialog and what Theo knows about it. Lives on the pjsua thread only."""
-
-    def __init__(self, agent: SipUserAgent, account: pj.Account, call_id: int) -> None:
-        super().__init__(account, call_id)
-        self.agent = agent
-        self.pj_id = call_id
-        self.setup: CallSetup | None = None
-        self.codec: RtpFormat | None = None
-        self.media: MediaAnswer | None = None
-        self.origin = SdpOrigin(session_id=random.randrange(1, 2**31))
-        self.pending_offer: SdpOffer | None = None
-        self.delayed_offer = False  # INVITE without SDP: Theo offers, the ACK answers
-        self.reoffered = False  # Theo offered in a re-INVITE's 2xx: the ACK answers
-        self.invite_text = ""  # the initial INVITE as received (DialogRelease builds on it)
-        self.nonce = next(_NONCES)  # tells this call from a later one in the same pjsua slot
-        self.confirmed = False
-        self.setup_failed = False
-        self.end_reason: EndReason | None = None  # set by Theo before it hangs up
-        self.session_expires = 0  # RFC 4028 interval in force (0: no session timer)
-        self.last_refresh_at = 0.0
-        self.ended = False
-
-    def onCallState(self, prm: pj.OnCallStateParam) -> None:
-        self.agent._on_call_state(self, prm)
-
-    def onCallTsxState(self, prm: pj.OnCallTsxStateParam) -> None:
-        self.agent._on_tsx_state(self, prm)
-
-    def onCallRxOffer(self, prm: pj.OnCallRxOfferParam) -> None:
-        self.agent._on_rx_offer(self, prm)
-
-    def onCallSdpCreated(self, prm: pj.OnCallSdpCreatedParam) -> None:
-        self.agent._on_sdp_created(self, prm)
-
-    def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
-        self.agent._on_media_state(self)
-
-
-class SipUserAgent:
+class SipUserAgent(DialogEvents):
     """The gateway's SIP user agent. ``await start()`` on the loop the router runs on.
 
     Log calls on the pjsua thread pass ``str(exc)``, never the exception: a kept
@@ -163,11 +77,11 @@ class SipUserAgent:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pj = PjsuaThread(
             "sip-gateway",
-            lambda: _GatewayEndpoint(self),
+            lambda: GatewayEndpoint(self),
             self._setup_endpoint,
             poll_interval_ms=settings.poll_interval_ms,
         )
-        self._account: _GatewayAccount | None = None
+        self._account: GatewayAccount | None = None
         self._record = datagram_record
         self._log_writer = PjLogWriter(
             logging.getLogger("theo_ray.sip.pjsip"),
@@ -176,9 +90,9 @@ class SipUserAgent:
         )
         # Theo's To tag of each recent 2xx, by Call-ID (from pjsip's TX log): DialogRelease.
         self._local_tags: collections.OrderedDict[str, str] = collections.OrderedDict()
-        self._calls: dict[int, _GatewayCall] = {}  # pjsua call id -> call, until DISCONNECTED
-        self._graveyard: dict[int, list[_GatewayCall]] = {}  # see _on_incoming and _retire
-        self._sessions: dict[str, _GatewayCall] = {}  # session id -> live call
+        self._calls: dict[int, GatewayCall] = {}  # pjsua call id -> call, until DISCONNECTED
+        self._graveyard: dict[int, list[GatewayCall]] = {}  # see _on_incoming and _retire
+        self._sessions: dict[str, GatewayCall] = {}  # session id -> live call
         # Loop side: router tasks in flight, and each session's open_call task.
         self._tasks: set[asyncio.Task] = set()
         self._opening: dict[str, asyncio.Task] = {}
@@ -264,7 +178,7 @@ class SipUserAgent:
         acfg.callConfig.timerSessExpiresSec = s.session_expires
         acfg.callConfig.timerMinSESec = s.min_se
         acfg.mediaConfig.useLoopMedTp = True
-        self._account = _GatewayAccount(self)
+        self._account = GatewayAccount(self)
         self._account.create(acfg, True)
 
     def _on_pj_log(self, text: str) -> None:
@@ -332,7 +246,7 @@ class SipUserAgent:
             # Never dropped while another call owns its slot: a pjsua2 Call's destructor
             # clears (and hangs up) whatever call now has its id. Freed with that call.
             self._graveyard.setdefault(prm.callId, []).append(stale)
-        call = _GatewayCall(self, account, prm.callId)
+        call = GatewayCall(self, account, prm.callId)
         self._calls[call.pj_id] = call
         pj_id, nonce = call.pj_id, call.nonce
         source = prm.rdata.srcAddress
@@ -403,7 +317,7 @@ class SipUserAgent:
             return
         await self._pj.run(lambda: self._answer_ok(pj_id, setup, media))
 
-    def _live_call(self, pj_id: int, setup: CallSetup) -> _GatewayCall | None:
+    def _live_call(self, pj_id: int, setup: CallSetup) -> GatewayCall | None:
         """The call ``setup`` belongs to, unless it ended (pjsua reuses call ids)."""
         call = self._calls.get(pj_id)
         if call is None or call.ended or call.setup is None:
@@ -471,29 +385,7 @@ class SipUserAgent:
                 return
         self._hangup(setup.session_id, "ack_timeout")
 
-    def _take_ack_answer(self, call: _GatewayCall, prm: pj.OnCallStateParam) -> None:
-        """The caller's answer to Theo's offer, from the ACK (delayed offer)."""
-        call.delayed_offer = False
-        body = ""
-        if prm.e.type == pj.PJSIP_EVENT_RX_MSG:
-            body, _ = message_body(prm.e.body.rxMsg.rdata.wholeMsg)
-        assert call.setup is not None
-        try:
-            answer = parse_offer(body)
-            codec = choose_codec(answer, self._preference)
-        except SdpError as exc:
-            self._stats.bad_answers += 1
-            log.warning("call %s: the ACK brought no usable answer (%s): BYE", call.setup.session_id, str(exc))
-            session_id = call.setup.session_id
-            self._pj.submit(lambda: self._hangup(session_id, "bad_answer"))
-            return
-        call.codec = codec
-        remote = remote_media(answer, codec, self.settings.ptime_ms)
-        call.setup = _replace_remote(call.setup, remote)
-        self._stats.media_updates += 1
-        self._spawn(self._update(call.setup.session_id, remote))
-
-    def _answer(self, call: _GatewayCall, code: int) -> None:
+    def _answer(self, call: GatewayCall, code: int) -> None:
         prm = pj.CallOpParam()
         prm.statusCode = code
         try:
@@ -501,7 +393,7 @@ class SipUserAgent:
         except pj.Error as exc:
             log.debug("answer %d failed: %s", code, exc.info())
 
-    def _reject(self, call: _GatewayCall, code: int, headers: dict[str, str] | None = None) -> None:
+    def _reject(self, call: GatewayCall, code: int, headers: dict[str, str] | None = None) -> None:
         prm = pj.CallOpParam()
         prm.statusCode = code
         for name, value in (headers or {}).items():
@@ -512,232 +404,6 @@ class SipUserAgent:
             call.hangup(prm)
         except pj.Error as exc:
             log.debug("reject %d failed: %s", code, exc.info())
-
-    # ------------------------------------------------------------------ in-dialog events
-
-    def _on_rx_offer(self, call: _GatewayCall, prm: pj.OnCallRxOfferParam) -> None:
-        """A re-INVITE/UPDATE offer: refuse what we cannot answer before pjsua does."""
-        try:
-            offer = parse_offer(prm.offer.wholeSdp)
-            call.codec = self._keep_or_choose(call, offer)
-        except NoCommonCodec as exc:
-            self._stats.no_common_codec += 1
-            log.warning("re-offer on %s refused: %s", call.setup and call.setup.session_id, str(exc))
-            prm.statusCode = 488
-            return
-        except SdpError as exc:
-            self._stats.malformed_sdp += 1
-            log.warning("re-offer on %s refused: %s", call.setup and call.setup.session_id, str(exc))
-            prm.statusCode = 488
-            return
-        call.pending_offer = offer
-
-    def _keep_or_choose(self, call: _GatewayCall, offer: SdpOffer) -> RtpFormat:
-        """Keep the running codec when the re-offer still has it (no media restart)."""
-        if call.codec is not None:
-            for fmt in offer.formats:
-                if (fmt.encoding.upper(), fmt.clock_rate) == (
-                    call.codec.encoding.upper(),
-                    call.codec.clock_rate,
-                ):
-                    return fmt
-        return choose_codec(offer, self._preference)
-
-    def _on_sdp_created(self, call: _GatewayCall, prm: pj.OnCallSdpCreatedParam) -> None:
-        """Replace pjsua's loop-transport SDP with ours: Theo's offer in the 200 OK of a
-        delayed-offer INVITE, the answer to every re-offer after the first answer."""
-        if call.media is None or call.setup is None:
-            return
-        if not prm.remSdp.wholeSdp:
-            if call.delayed_offer and not call.confirmed:
-                prm.sdp.wholeSdp = build_offer(
-                    self._preference, call.media.host, call.media.port, call.origin,
-                    ptime=self.settings.ptime_ms,
-                )
-            elif call.confirmed:
-                # A re-INVITE without SDP: offer the running media (its codec first); the
-                # answer in the ACK reaches _on_media_state through pjsua's negotiation.
-                running = call.codec.encoding.upper() if call.codec else ""
-                preference = sorted(self._preference, key=lambda name: name.upper() != running)
-                prm.sdp.wholeSdp = build_offer(
-                    preference, call.media.host, call.media.port, call.origin, ptime=self.settings.ptime_ms,
-                )
-                call.reoffered = True
-                self._stats.reinvites += 1
-            return
-        offer = call.pending_offer
-        if offer is None:
-            try:
-                offer = parse_offer(prm.remSdp.wholeSdp)
-                call.codec = self._keep_or_choose(call, offer)
-            except SdpError:
-                return  # already refused in onCallRxOffer
-        call.pending_offer = None
-        assert call.codec is not None
-        prm.sdp.wholeSdp = build_answer(
-            offer, call.codec, call.media.host, call.media.port, call.origin,
-            ptime=self.settings.ptime_ms,
-        )
-        self._stats.reinvites += 1
-        remote = remote_media(offer, call.codec, self.settings.ptime_ms)
-        if remote != call.setup.remote:
-            call.setup = _replace_remote(call.setup, remote)
-            self._stats.media_updates += 1
-            self._spawn(self._update(call.setup.session_id, remote))
-
-    def _on_media_state(self, call: _GatewayCall) -> None:
-        """After Theo offered in a re-INVITE's 2xx: the negotiated stream is the answer."""
-        if not call.reoffered or call.setup is None:
-            return
-        call.reoffered = False
-        try:
-            info = call.getStreamInfo(0)
-        except pj.Error as exc:
-            log.warning("call %s: no stream after the re-offer: %s", call.setup.session_id, exc.info())
-            return
-        host, _, port = info.remoteRtpAddress.rpartition(":")
-        directions = {
-            pj.PJMEDIA_DIR_ENCODING_DECODING: "sendrecv", pj.PJMEDIA_DIR_ENCODING: "sendonly",
-            pj.PJMEDIA_DIR_DECODING: "recvonly",
-        }
-        remote = RemoteMedia(
-            host=host.strip("[]"), port=int(port or 0), codec=info.codecName.upper(),
-            payload_type=info.txPt, clock_rate=8000,
-            telephone_event_pt=info.audTxEventPt if info.audTxEventPt > 0 else None,
-            direction=directions.get(info.dir, "inactive"), ptime_ms=self.settings.ptime_ms,
-        )
-        if remote.port and remote != call.setup.remote:
-            call.setup = _replace_remote(call.setup, remote)
-            self._stats.media_updates += 1
-            self._spawn(self._update(call.setup.session_id, remote))
-
-    async def _update(self, session_id: str, remote: RemoteMedia) -> None:
-        try:
-            await self._router.update_call(session_id, remote)
-        except Exception as exc:  # noqa: BLE001 - the call goes on with old media
-            self._stats.router_errors += 1
-            log.warning("update_call(%s) failed: %s", session_id, repr(exc))
-
-    def _on_tsx_state(self, call: _GatewayCall, prm: pj.OnCallTsxStateParam) -> None:
-        event = prm.e
-        if event.type != pj.PJSIP_EVENT_TSX_STATE:
-            return
-        tsx = event.body.tsxState.tsx
-        if (
-            tsx.method in ("UPDATE", "INVITE")
-            and tsx.role == pj.PJSIP_ROLE_UAS
-            and call.confirmed
-            and event.body.tsxState.type == pj.PJSIP_EVENT_TX_MSG
-            and 200 <= tsx.statusCode < 300
-        ):
-            self._stats.refreshes_answered += 1  # RFC 4028 refresh (or any re-INVITE) accepted
-            call.last_refresh_at = self._clock()
-            return
-        if tsx.method != "BYE" or call.ended:
-            return
-        if tsx.role == pj.PJSIP_ROLE_UAS:
-            self._finish(call, call.end_reason or "caller_bye", 200)
-        elif call.end_reason is None:
-            # pjsip itself sent BYE. pjsua reports the 408 "No session refresh received"
-            # only when that BYE completes (up to 32 s against a dead peer), so the expiry
-            # is recognised now from pjsip's own rule: the refreshee ends the session
-            # SE - max(32, SE/3) seconds after the last refresh.
-            expires = call.session_expires
-            quiet = self._clock() - call.last_refresh_at
-            if expires and quiet >= expires - max(32, expires // 3) - 1:
-                self._finish(call, "session_timer_expired", 408)
-            else:
-                self._finish(call, "sip_error", call.getInfo().lastStatusCode)
-
-    def _on_call_state(self, call: _GatewayCall, prm: pj.OnCallStateParam) -> None:
-        info = call.getInfo()
-        if info.state == pj.PJSIP_INV_STATE_CONFIRMED and not call.confirmed:
-            call.confirmed = True
-            call.last_refresh_at = self._clock()
-            if call.delayed_offer:
-                self._take_ack_answer(call, prm)
-        if info.state != pj.PJSIP_INV_STATE_DISCONNECTED:
-            return
-        code = info.lastStatusCode
-        if call.end_reason is not None:
-            reason: EndReason = call.end_reason
-        elif call.setup_failed:
-            reason = "setup_failed"
-        elif not call.confirmed:
-            reason = "cancel" if code == 487 else "setup_failed"
-        elif code == 408:
-            reason = "session_timer_expired"
-        else:
-            reason = "caller_bye"
-        self._finish(call, reason, code)
-        self._retire(call)
-
-    def _retire(self, call: _GatewayCall) -> None:
-        """Drop Theo's references to a DISCONNECTED call now, inside its own callback
-        (pjsua2 allows it there): the pjsua2 Call then dies while its slot is still its
-        own. Dropped later, after pjsua reused the slot for a new INVITE, its destructor
-        would clear the new call's link to Theo and hang it up."""
-        if self._calls.get(call.pj_id) is call:
-            del self._calls[call.pj_id]
-            self._graveyard.pop(call.pj_id, None)
-
-    def _by_id(self, pj_id: int, nonce: int) -> _GatewayCall | None:
-        call = self._calls.get(pj_id)
-        return call if call is not None and call.nonce == nonce and not call.ended else None
-
-    def _reject_id(self, pj_id: int, nonce: int, code: int, headers: dict[str, str] | None = None) -> None:
-        call = self._by_id(pj_id, nonce)
-        if call is not None:
-            self._reject(call, code, headers)
-
-    def _ring_id(self, pj_id: int, nonce: int) -> None:
-        call = self._by_id(pj_id, nonce)
-        if call is not None and not call.confirmed:
-            self._answer(call, 180)
-
-    def _finish(self, call: _GatewayCall, reason: EndReason, code: int) -> None:
-        if call.ended:
-            return
-        call.ended = True
-        if call.setup is None:
-            return  # refused before any CallSetup: nothing to close
-        counters = {
-            "caller_bye": "byes_received",
-            "agent_hangup": "agent_hangups",
-            "cancel": "cancels",
-            "session_timer_expired": "timers_expired",
-        }
-        if reason in counters:
-            setattr(self._stats, counters[reason], getattr(self._stats, counters[reason]) + 1)
-        setup = call.setup
-        if self._sessions.get(setup.session_id) is call:
-            del self._sessions[setup.session_id]
-        log.info("call %s ended: %s (%s)", setup.session_id, reason, code)
-        self._spawn(self._close(CallEnded(setup.session_id, reason, setup.sip_call_id, code)))
-
-    async def _close(self, ended: CallEnded) -> None:
-        opening = self._opening.pop(ended.session_id, None)
-        if opening is not None:
-            # close_call must never overtake open_call at the router.
-            await asyncio.wait([opening])
-        try:
-            await self._router.close_call(ended)
-        except Exception as exc:  # noqa: BLE001 - counted; the dialog is gone anyway
-            self._stats.router_errors += 1
-            log.warning("close_call(%s) failed: %s", ended.session_id, repr(exc))
-
-    def _hangup(self, session_id: str, reason: EndReason) -> bool:
-        call = self._sessions.get(session_id)
-        if call is None or call.ended:
-            return False
-        call.end_reason = reason
-        try:
-            call.hangup(pj.CallOpParam())
-        except pj.Error as exc:
-            log.warning("hangup %s failed: %s", session_id, exc.info())
-        # pjsua reports DISCONNECTED from inside hangup(); make sure the end is recorded.
-        self._finish(call, reason, 0)
-        return True
 
     def _spawn(self, coro: Coroutine[Any, Any, None], opening: str = "") -> None:
         """Start ``coro`` on the agent's loop from the pjsua thread (FIFO with other spawns)."""
@@ -750,7 +416,3 @@ class SipUserAgent:
         task.add_done_callback(self._tasks.discard)
         if opening:
             self._opening[opening] = task
-
-
-def _replace_remote(setup: CallSetup, remote: RemoteMedia) -> CallSetup:
-    return msgspec.structs.replace(setup, remote=remote)
