@@ -42,7 +42,7 @@ from theo_ray.sip.shard_link import (
     Stop,
     UpdateCall,
 )
-from theo_ray.sip.stats import GatewayStats
+from theo_ray.sip.stats import GatewayStats, add_stats
 
 log = logging.getLogger("theo.sip.shard")
 
@@ -87,6 +87,8 @@ class ShardProcess:
         self._recycling = False
         self._restart_lock = asyncio.Lock()
         self._health: asyncio.Task | None = None
+        self._retired_stats = GatewayStats()  # counts of the processes this shard replaced
+        self._last_polled = GatewayStats()  # the active process's counts at the last poll
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -108,7 +110,8 @@ class ShardProcess:
             if self._active is None or self._recycling:
                 continue
             try:
-                stats = await self.stats()
+                await self.stats()
+                stats = self._last_polled
             except Exception:  # noqa: BLE001 - a dying shard is the crash watcher's business
                 continue
             if stats.busy_while_free > seen and stats.active_calls == 0 and not self._live:
@@ -150,8 +153,12 @@ class ShardProcess:
         return bool(response and response.done)
 
     async def stats(self) -> GatewayStats:
+        """Counted since the shard started, across the processes it went through (a crashed
+        one's counts up to its last poll, at most a second old)."""
         response = await self._ask(GetStats())
-        return response.stats if response and response.stats else GatewayStats()
+        current = response.stats if response and response.stats else GatewayStats()
+        self._last_polled = current
+        return add_stats(self._retired_stats, current)
 
     async def active_sessions(self) -> list[str]:
         response = await self._ask(GetSessions())
@@ -229,6 +236,8 @@ class ShardProcess:
         async with self._restart_lock:
             self._active = None
             self._status.state = "restarting"
+            self._retired_stats = add_stats(self._retired_stats, self._last_polled)
+            self._last_polled = GatewayStats()
             if self._recycling:
                 self._status.recycles += 1
                 self._recycling = False

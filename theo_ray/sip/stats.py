@@ -35,3 +35,13 @@ class GatewayStats(msgspec.Struct):
     active_calls: int = 0
     # INVITE received -> 200 OK sent, milliseconds, most recent calls last (bounded).
     answer_ms: list[float] = msgspec.field(default_factory=list)
+
+
+def add_stats(total: GatewayStats, more: GatewayStats) -> GatewayStats:
+    """Counters of two shard processes added up (a recycled or crashed one, and its successor)."""
+    fields = {
+        name: getattr(total, name) + getattr(more, name)
+        for name in total.__struct_fields__
+        if name not in ("active_calls", "answer_ms")
+    }
+    return GatewayStats(**fields, active_calls=more.active_calls, answer_ms=(total.answer_ms + more.answer_ms)[-200:])
