@@ -425,12 +425,12 @@ async def test_bad_input_during_a_live_call_is_dropped_counted_and_the_echo_goes
     assert after.packets_in == after.expected
 
 
-async def test_gateway_shards_each_take_their_share_and_a_full_one_answers_486(ray_cluster, theo_config):
-    """pjsua takes at most `sip.max_calls` calls per process (4 in the pjsua2 wheel), so a
-    node runs `sip.shards` gateway processes. Here max_calls=1 and 2 shards, to stay cheap:
-    a 2nd call to shard 0 is refused with 486 (Asterisk's dialplan then tries the next shard),
-    the same call to shard 1 is answered, both live calls echo, and an agent-side hang-up
-    reaches the caller through the shard that holds that call."""
+async def test_gateway_shards_each_take_their_share_and_a_full_one_answers_503(ray_cluster, theo_config):
+    """A shard admits `sip.max_calls` calls (pjsua's 4 slots in the pjsua2 wheel, one kept
+    spare), so a node runs `sip.shards` gateway processes. Here max_calls=1 and 2 shards, to
+    stay cheap: a 2nd call to shard 0 is refused with 503 + Retry-After (Asterisk's dialplan
+    then tries the next shard), the same call to shard 1 is answered, both live calls echo,
+    and an agent-side hang-up reaches the caller through the shard that holds that call."""
     config = msgspec.structs.replace(theo_config, sip=msgspec.structs.replace(theo_config.sip, max_calls=1))
     async with EchoCallPlane(config, warm_pool_size=2, shards=2) as plane:
         first = LoopbackCall("it-shard-a", config.media)
@@ -438,7 +438,7 @@ async def test_gateway_shards_each_take_their_share_and_a_full_one_answers_486(r
         second = LoopbackCall("it-shard-b", config.media)
         try:
             await first.dial(plane.uri_for(0))
-            with pytest.raises(RuntimeError, match="SIP 486"):
+            with pytest.raises(RuntimeError, match="SIP 503"):
                 await refused.dial(plane.uri_for(0))
             await second.dial(plane.uri_for(1))
             for line in (first, second):
@@ -452,4 +452,4 @@ async def test_gateway_shards_each_take_their_share_and_a_full_one_answers_486(r
             for line in (first, refused, second):
                 await line.close()
     assert [s.answered for s in stats] == [1, 1]
-    assert stats[0].rejected_by_stack == 1 and stats[1].agent_hangups == 1
+    assert stats[0].rejected_full == 1 and stats[1].agent_hangups == 1

@@ -12,13 +12,19 @@ import numpy as np
 import pytest
 import soxr
 
+from tests.media.signals import best_lag, snr_db, speech_like
+from tests.media.test_rtp_session import Collector
 from theo_ray.media.codecs import create_codec
 from theo_ray.media.media_latch import ACCEPT, DROP, SWITCH, MediaLatch
-from theo_ray.media.rtcp import ReceiverReport, SenderReport, build_compound, parse_compound
+from theo_ray.media.rtcp import (
+    ReceiverReport,
+    SenderReport,
+    build_compound,
+    parse_compound,
+)
 from theo_ray.media.rtp import build_rtp_fast
 from theo_ray.media.rtp_session import RtpSession, _bind_even_pair
 from theo_ray.media.settings import MediaSettings
-from tests.media.signals import best_lag, snr_db, speech_like
 
 SETTINGS = MediaSettings(jitter_min_ms=60.0, rtcp_interval_s=0.3)
 HOST = "127.0.0.1"
@@ -86,17 +92,6 @@ async def paced(count: int, send) -> None:
         await asyncio.sleep(max(0.0, t0 + (k + 1) * 0.02 - loop.time()))
 
 
-class Collector:
-    def __init__(self, session: RtpSession) -> None:
-        self.frames = []
-        self.task = asyncio.create_task(self._run(session))
-
-    async def _run(self, session: RtpSession) -> None:
-        async for frame in session.frames():
-            self.frames.append(frame)
-
-    def audio(self):
-        return [f for f in self.frames if not f.concealed]
 
 
 def assert_intact(frames, reference: np.ndarray) -> None:

@@ -37,10 +37,6 @@ NO_RESPONSE = 0  # in ``expect``: no final response is an acceptable outcome
 LOCAL = "{LOCAL}"
 PJSIP_MAX_PKT_LEN = 4000  # the wheel's compile-time receive buffer (see invite_screen)
 
-_SILENT = (
-    "no response at all: pjsip drops a request no module handles (sip_endpoint.c 'dropped/unhandled "
-    "by any modules'); RFC 3261 8.2.1 asks 405/501, and the PBX retransmits for 32 s"
-)
 _CUT_OPTIONS = (
     "200 OK to an OPTIONS datagram pjsip cut to its 4000-byte buffer (end of headers lost): "
     "pjsip answers a truncated request; Theo's 513 only covers INVITE. Harmless for OPTIONS"
@@ -53,10 +49,6 @@ KNOWN_FAILURES: dict[str, str] = {
     "with CSeq '1 OPTIONS'; RFC 4475 'mismatch01' asks 400",
     "cseq_method_mismatch_options": "200 OK to an OPTIONS with CSeq '1 INVITE'; RFC 4475 'mismatch01' asks 400",
     **{f"udp_options_{n}_bytes": _CUT_OPTIONS for n in (4000, 4001, 4096, 8000, 16000, 60000)},
-    **{name: _SILENT for name in ("register", "register_unregister", "publish_presence",
-                                  "notify_out_of_dialog", "notify_mwi_no_body", "notify_unsolicited_mwi",
-                                  "refer_out_of_dialog", "info_out_of_dialog", "update_out_of_dialog",
-                                  "prack_out_of_dialog", "unknown_method_foo", "unknown_method_with_sdp")},
     "options_require_unknown": "200 OK to OPTIONS with Require: x-torture: RFC 3261 8.2.2.3 MUST 420 "
     "(pjsua's OPTIONS handler ignores Require; INVITE gets its 420)",
     "tcp_invite_sdp_4_5kb": "no response to a 4.5 KB INVITE over TCP: pjsip's 4000-byte buffer bounds TCP "

@@ -99,3 +99,14 @@ class GatewayCall(pj.Call):
 
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
         self.agent._on_media_state(self)
+
+    def onCallTransferRequest(self, prm: pj.OnCallTransferRequestParam) -> None:
+        # pjsua's default (202) would make the gateway dial the Refer-To target itself:
+        # transfers go through the PBX (AMI Redirect), never from a REFER.
+        prm.statusCode = 603
+        self.agent._stats.refused_methods += 1
+
+    def onCallReplaceRequest(self, prm: pj.OnCallReplaceRequestParam) -> None:
+        # An INVITE with Replaces would take over this dialog outside Theo's control.
+        prm.statusCode = 603
+        self.agent._stats.refused_methods += 1

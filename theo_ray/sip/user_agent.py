@@ -39,6 +39,7 @@ from theo_ray.sip.router import CallRouter
 from theo_ray.sip.sdp import SdpError, build_answer, parse_offer
 from theo_ray.sip.settings import PJSUA_MAX_CALLS, SipSettings
 from theo_ray.sip.stats import GatewayStats
+from theo_ray.sip.unserved_methods import send_reply, unserved_reply
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,9 @@ class SipUserAgent(DialogEvents):
             self._stats.rx_messages += 1
             if self._record is not None:
                 self._record.write(summary)
+            reply = unserved_reply(text)
+            if reply is not None and send_reply(reply[0], reply[1], self.settings.host):
+                self._stats.refused_methods += 1  # 405/501 pjsip would never have sent
             return
         sent = local_tag_from_tx(text)
         if sent is not None:
