@@ -14,7 +14,6 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import pytest
 
 from tests.sip.conftest import SocketRouter, free_port
 from tests.sip.torture_catalogue import (
