@@ -21,8 +21,12 @@ from theo_ray.sip.invite import header_values
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO"
 # Methods pjsip itself answers (or that get no response by definition).
-_CLAIMED = {"INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "SUBSCRIBE", "MESSAGE"}
-_KNOWN = {"REGISTER", "PUBLISH", "NOTIFY", "REFER", "INFO", "UPDATE", "PRACK"}
+_CLAIMED = {"INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "SUBSCRIBE"}
+# MESSAGE is answered 200 by pjsua's instant-message module before any application callback
+# (the wheel has no switch for it). pjsip logs the request before that module runs, so the
+# 405 sent from here leaves first and ends the sender's transaction; pjsua's 200 then
+# arrives as a stray response, which RFC 3261 section 17.1.3 has the sender drop.
+_KNOWN = {"REGISTER", "PUBLISH", "NOTIFY", "REFER", "INFO", "UPDATE", "PRACK", "MESSAGE"}
 _RX = re.compile(r"RX \d+ bytes Request msg (\S+?)/cseq=\S+ \([^)]*\) from UDP (\S+):(\d+):\s*$")
 _TO_TAG = re.compile(r";\s*tag=", re.IGNORECASE)
 
