@@ -14,6 +14,7 @@ import os
 import re
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 SIZE = 1024
 # pjsua's message log line: "RX 496 bytes Request msg INVITE/cseq=1 (rdata0x..) from UDP 1.2.3.4:5060:"
@@ -21,19 +22,37 @@ _RX = re.compile(r"RX (\d+) bytes (\S+) msg (\S+) \([^)]*\) from (\S+) ([^\s]+?)
 _CALL_ID = re.compile(r"^(?:call-id|i)\s*:\s*(\S{1,120})", re.IGNORECASE | re.MULTILINE)
 
 
-def summarise_rx(log_text: str) -> str | None:
-    """One line for a pjsip "RX ... msg" log entry, None for any other entry."""
+class RxEntry(NamedTuple):
+    """pjsip's log of one received message, read apart."""
+
+    size: str
+    kind: str  # "Request" | "Response"
+    what: str  # "INVITE/cseq=1", "200/INVITE/cseq=1"
+    transport: str  # "UDP", "TCP"
+    source: str  # "host:port" as pjsip printed it
+    message: str  # the message text
+
+
+def rx_entry(log_text: str) -> RxEntry | None:
+    """The parts of a pjsip "RX <n> bytes ... msg" log entry, None for any other entry."""
     first, _, rest = log_text.partition("\n")
     if "RX " not in first[:80]:
         return None
     match = _RX.search(first)
     if match is None:
         return None
-    size, kind, what, transport, source = match.groups()
-    start_line = rest.lstrip().split("\n", 1)[0].strip()[:160]
-    call_id = _CALL_ID.search(rest[:4000])
+    return RxEntry(*match.groups(), rest.split("\n--end msg--", 1)[0])
+
+
+def summarise_rx(log_text: str) -> str | None:
+    """One line for a pjsip "RX ... msg" log entry, None for any other entry."""
+    entry = rx_entry(log_text)
+    if entry is None:
+        return None
+    start_line = entry.message.lstrip().split("\n", 1)[0].strip()[:160]
+    call_id = _CALL_ID.search(entry.message[:4000])
     return (
-        f"{transport} {source} {size} bytes {kind} {what} | {start_line!r}"
+        f"{entry.transport} {entry.source} {entry.size} bytes {entry.kind} {entry.what} | {start_line!r}"
         f"{' | Call-ID ' + call_id.group(1) if call_id else ''}"
     )
 

@@ -17,6 +17,7 @@ import re
 import secrets
 import socket
 
+from theo_ray.sip.datagram_record import rx_entry
 from theo_ray.sip.invite import header_values
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO"
@@ -27,22 +28,19 @@ _CLAIMED = {"INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "SUBSCRIBE"}
 # 405 sent from here leaves first and ends the sender's transaction; pjsua's 200 then
 # arrives as a stray response, which RFC 3261 section 17.1.3 has the sender drop.
 _KNOWN = {"REGISTER", "PUBLISH", "NOTIFY", "REFER", "INFO", "UPDATE", "PRACK", "MESSAGE"}
-_RX = re.compile(r"RX \d+ bytes Request msg (\S+?)/cseq=\S+ \([^)]*\) from UDP (\S+):(\d+):\s*$")
 _TO_TAG = re.compile(r";\s*tag=", re.IGNORECASE)
 
 
 def unserved_reply(log_text: str) -> tuple[bytes, tuple[str, int]] | None:
     """The 405/501 for a UDP request pjsip will drop, and where it goes; else None."""
-    first, _, rest = log_text.partition("\n")
-    if "RX " not in first[:80]:
+    entry = rx_entry(log_text)
+    if entry is None or entry.kind != "Request" or entry.transport != "UDP":
         return None
-    match = _RX.search(first)
-    if match is None:
+    method = entry.what.split("/", 1)[0]
+    host, _, port_text = entry.source.rpartition(":")
+    if method in _CLAIMED or not port_text.isdigit():
         return None
-    method, host, port = match.group(1), match.group(2).strip("[]"), int(match.group(3))
-    if method in _CLAIMED:
-        return None
-    message = rest.split("\n--end msg--", 1)[0]
+    host, port, message = host.strip("[]"), int(port_text), entry.message
     values = header_values(message)
     if _TO_TAG.search(values.get("to", "")):
         return None  # in a dialog: pjsip answers 481 when there is none
