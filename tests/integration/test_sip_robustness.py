@@ -134,10 +134,11 @@ async def test_the_torture_catalogue_leaves_the_plane_whole(plane, voice, tmp_pa
     shard0 = await plane.gateways[0].status.remote()
     # pjsua's own limit: 4 call slots per process, one taken by every INVITE until its
     # session really ends. When pjsua starts refusing (486, or 480 while the idle process is
-    # recycled onto its standby) with no call up, the shard recycles itself; the cases that
-    # land in that second are counted and printed, not hidden, and must stay few.
+    # recycled onto its standby) with no call up, the shard recycles itself when idle; the
+    # cases that meet pjsua without a free slot are counted and printed, not hidden, and
+    # must stay few. Every other outcome must be the catalogue's.
     starved = [r for r in results if not r.ok and r.name not in KNOWN_FAILURES
-               and (r.final in (480, 486, 503) or r.final is None) and shard0.recycles]
+               and (r.final in (480, 486, 503) or r.final is None)]
     failures = [f"{r.name}: {r.why}" for r in results
                 if not r.ok and r.name not in KNOWN_FAILURES and r not in starved]
     assert not failures, "\n".join(failures)
@@ -145,7 +146,7 @@ async def test_the_torture_catalogue_leaves_the_plane_whole(plane, voice, tmp_pa
           f"finals: {sorted({r.final for r in results if r.final is not None})}; shard 0 recycled "
           f"{shard0.recycles} time(s), {len(starved)} case(s) met pjsua without a free slot: "
           f"{[r.name for r in starved]}")
-    # Measured 10, 11 and 17 of 331 in three runs (the second it takes to recycle): a bound
+    # Measured 10, 11, 17 and 12 of 331 in four runs: a bound
     # of 10 % keeps the test about the plane staying whole, not about that second's timing.
     assert len(starved) <= 0.10 * len(cases), [r.name for r in starved]
     for gateway in plane.gateways:
