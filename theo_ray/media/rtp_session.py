@@ -17,6 +17,10 @@
 
 The two directions share one clock task per call: one wake-up per 20 ms per call.
 Every malformed or unexpected datagram is dropped and counted; none raises.
+
+Over 400 lines: one real-time clock drives both directions, RTCP and latching share the
+socket state; the split by job (RTCP reporter, inbound decode/PLC/DTMF, stats) is issue 14's.
+The latching rule itself lives in ``media_latch``.
 """
 
 from __future__ import annotations

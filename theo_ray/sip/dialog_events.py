@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import msgspec
 import pjsua2 as pj
@@ -43,14 +43,10 @@ class DialogEvents:
     _sessions: dict[str, GatewayCall]
     _opening: dict[str, asyncio.Task]
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], opening: str = "") -> None:
-        raise NotImplementedError  # SipUserAgent's
-
-    def _reject(self, call: GatewayCall, code: int, headers: dict[str, str] | None = None) -> None:
-        raise NotImplementedError  # SipUserAgent's
-
-    def _answer(self, call: GatewayCall, code: int) -> None:
-        raise NotImplementedError  # SipUserAgent's
+    # SipUserAgent's methods this half calls (declared for readers and type checkers).
+    _spawn: Callable[..., None]
+    _reject: Callable[..., None]
+    _answer: Callable[[GatewayCall, int], None]
 
     def _take_ack_answer(self, call: GatewayCall, prm: pj.OnCallStateParam) -> None:
         """The caller's answer to Theo's offer, from the ACK (delayed offer)."""

@@ -3,7 +3,9 @@
 The gateway never lets pjsua describe media: every answer it sends is built here from the
 PBX's offer and the CallActor's RTP socket. Hand-written because only the audio section
 matters and the Python SDP libraries either come with a WebRTC stack (aiortc) or are
-unmaintained ports; this module stays small and fully tested instead.
+unmaintained ports; this module stays small and fully tested instead. (Just over 400 lines: parsing, the
+answer and Theo's own offer for a delayed offer are one SDP model; split, they would
+share the format tables across files.)
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ the CallActor's socket (``MediaAnswer``). The first answer goes out with
 
 This file holds the set-up, the public API and the new INVITE (screening, answering, the
 ACK timer); the in-dialog half is ``dialog_events.DialogEvents``, the pjsua2 subclasses are
-in ``pj_objects``.
+in ``pj_objects``. It stays a little over 400 lines because what is left is one job, a
+new INVITE end to end (screen, open, answer, ACK timer), whose steps share its state.
 
 Threading: pjsua2 runs in one PjsuaThread; the router is awaited on the asyncio loop that
 started the agent. pjsua2 objects are only touched on the pjsua thread.
