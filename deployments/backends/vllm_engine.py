@@ -10,36 +10,10 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
-
+from deployments.backends.chat_template import template_messages, template_tools
 from theo_ray.config import LanguageModelSettings
 from theo_ray.messages import GenerateRequest
 from theo_ray.models.llm_assets import resolve_llm_model
-
-
-def _template_messages(req: GenerateRequest) -> list[dict[str, Any]]:
-    # Chat templates are Jinja over plain dicts: this is the one place we build them.
-    out: list[dict[str, Any]] = []
-    for m in req.messages:
-        item: dict[str, Any] = {"role": m.role, "content": m.content}
-        if m.tool_calls:
-            item["tool_calls"] = [
-                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                for c in m.tool_calls
-            ]
-        if m.tool_call_id:
-            item["tool_call_id"] = m.tool_call_id
-        out.append(item)
-    return out
-
-
-def _template_tools(req: GenerateRequest) -> list[dict[str, Any]] | None:
-    if not req.tools:
-        return None
-    return [
-        {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
-        for t in req.tools
-    ]
 
 
 class VllmBackend:
@@ -68,7 +42,7 @@ class VllmBackend:
 
     def render_prompt(self, req: GenerateRequest) -> str:
         return self.tokenizer.apply_chat_template(
-            _template_messages(req), tools=_template_tools(req), add_generation_prompt=True, tokenize=False
+            template_messages(req), tools=template_tools(req), add_generation_prompt=True, tokenize=False
         )
 
     def count_tokens(self, text: str) -> int:

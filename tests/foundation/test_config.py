@@ -11,7 +11,7 @@ from theo_ray.errors import ConfigError
 def test_defaults_are_the_embedded_cpu_stack():
     config = load_config(environ={})
     assert config.stt.backend == "faster-whisper" and config.stt.model == "packaged:whisper-base"
-    assert config.llm.backend == "vllm" and config.llm.model == "packaged:smollm2-135m"
+    assert config.llm.backend == "llama_cpp" and config.llm.model == "packaged:qwen2.5-coder-1.5b"
     assert config.tts.backend == "kokoro"
 
 

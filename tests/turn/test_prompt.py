@@ -6,7 +6,7 @@ from theo_ray.turn.settings import PromptSettings
 
 
 def test_packaged_persona_is_versioned_and_filled():
-    builder = PromptBuilder(PromptSettings(company_name="Acme Telecom", agent_name="Theo",
+    builder = PromptBuilder(PromptSettings(company_name="Acme Telecom", agent_name="Theo", persona="full",
                                            extra_instructions="Horário: 8h às 18h."))
     assert PACKAGED_PERSONA.read_text().startswith("<!-- version: ")
     assert builder.version == "1"
@@ -18,6 +18,19 @@ def test_packaged_persona_is_versioned_and_filled():
     for rule in ("Nunca faça listas", "tá", "pode repetir", "SEMPRE diga antes pra onde",
                  "[interrompido em:"):
         assert rule in prompt
+
+
+def test_compact_persona_is_the_default_and_keeps_the_rules():
+    builder = PromptBuilder(PromptSettings(company_name="Acme Telecom", extra_instructions="Fatura: paga."))
+    assert builder.path.name == "persona_ptbr_compact.md" and builder.version == "1-compact"
+    prompt = builder.build({"suporte": "problemas técnicos"})
+    assert prompt.startswith("Você é Theo, atendente da Acme Telecom,")
+    assert "suporte (problemas técnicos)" in prompt and prompt.rstrip().endswith("Fatura: paga.")
+    # The tool-call format, the transfer rule, no invented facts, the interruption mark.
+    for rule in ("<tool_call>", "transfer_call", "end_call", "Nunca invente", "[interrompido em:"):
+        assert rule in prompt
+    # Short: every token is prefill time on 2 cores.
+    assert len(prompt) < 2 * len(PromptBuilder(PromptSettings(persona="full")).build({"suporte": "x"})) / 1.5
 
 
 def test_override_path(tmp_path):

@@ -113,3 +113,34 @@ def test_parser_malformed_and_unclosed_calls():
     assert parser.flush() == [ToolCall("call_1", "end_call", {"reason": "ok"})]
     assert parser.stats.tool_calls == 1
     assert isinstance(ToolCallParser().feed("<tool_call>[1, 2]</tool_call>")[0], MalformedToolCall)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1000])
+@pytest.mark.parametrize(
+    "reply, spoken",
+    [
+        # Qwen2.5-1.5B writes the call's JSON without the tags, sometimes with doubled braces.
+        ('Vou te passar. {"name": "transfer_call", "arguments": {"destination": "atendimento", "reason": "x"}}',
+         "Vou te passar. "),
+        ('Vou te passar. {{"name": "transfer_call", "arguments": {"destination": "atendimento", "reason": "x"}}}',
+         "Vou te passar. "),
+        ('Tchau! {"name": "end_call", "arguments": {"reason": "a } inside a string"}} Até logo.',
+         "Tchau!  Até logo."),
+    ],
+)
+def test_parser_reads_bare_json_tool_calls(reply, spoken, chunk):
+    parser = ToolCallParser()
+    pieces = []
+    for i in range(0, len(reply), chunk):
+        pieces += parser.feed(reply[i : i + chunk])
+    pieces += parser.flush()
+    calls = [p for p in pieces if isinstance(p, ToolCall)]
+    assert len(calls) == 1 and calls[0].name in {"transfer_call", "end_call"}
+    assert "".join(p for p in pieces if isinstance(p, str)) == spoken
+
+
+def test_parser_drops_brace_blocks_that_are_no_tool_call():
+    parser = ToolCallParser()
+    pieces = parser.feed("Olha {isso não é json} e {\"a\": 1} fim.") + parser.flush()
+    assert "".join(p for p in pieces if isinstance(p, str)) == "Olha  e  fim."
+    assert parser.stats.malformed == 2

@@ -38,10 +38,11 @@ NO_FILLER_DELAY_MS = 600_000
 
 
 def caller_voice(config: TheoConfig) -> CallerVoice:
-    """The caller voice of `theo demo`: Kokoro jm_kumo at 1.1x (Whisper understands it,
-    ~2% WER measured), cached as WAVs so a replayed sentence is synthesised once."""
+    """The caller voice of `theo demo`: Kokoro's pt-BR pm_alex (the agent speaks with
+    pf_dora; Whisper base heard both at ~3.5 % WER over G.711, shared/leads/models.md),
+    cached as WAVs so a replayed sentence is synthesised once."""
     return CallerVoice(
-        config.model_cache() / "caller-voice", CallerVoiceSettings(voice="jm_kumo", speed=1.1),
+        config.model_cache() / "caller-voice", CallerVoiceSettings(voice="pm_alex"),
         model_cache_dir=config.model_cache(),
     )
 

@@ -27,7 +27,7 @@ async def run_call(plane, scenario_path: Path, out_dir: Path, session_id: str):
     summary and the call record into `out_dir`; returns (run, summary, span splits)."""
     from theo_ray.sim.call_summary import span_splits, summarise_simulated_call
     from theo_ray.sim.caller_runner import dial_and_run
-    from theo_ray.sim.caller_voice import CallerVoice, CallerVoiceSettings
+    from theo_ray.bench.sim_calls import caller_voice
     from theo_ray.sim.conversation_metrics import write_summary
     from theo_ray.sim.scenario import load_scenario
 
@@ -35,12 +35,7 @@ async def run_call(plane, scenario_path: Path, out_dir: Path, session_id: str):
     config = plane.config
     target = plane.uri
     say(f"calling {target} with scenario '{scenario.name}' (X-Theo-Session: {session_id}) ...")
-    # The caller speaks with the Kokoro voice Whisper understands best (measured: jm_kumo ~2%
-    # WER, jf_alpha ~20%), a little faster than the agent so the two are told apart.
-    voice = CallerVoice(
-        config.model_cache() / "caller-voice", CallerVoiceSettings(voice="jm_kumo", speed=1.1),
-        model_cache_dir=config.model_cache(),
-    )
+    voice = caller_voice(config)
     run = await dial_and_run(target, scenario, voice, out_dir, headers={"X-Theo-Session": session_id})
     record = await plane.record(session_id)  # final once the supervisor closed the call
     summary = await summarise_simulated_call(run, scenario, record, plane.handles)

@@ -24,7 +24,8 @@ class PreparedModel(msgspec.Struct, frozen=True):
 def prepare_models(config: TheoConfig, say: Callable[[str], None] = print) -> list[PreparedModel]:
     from deployments.backends.faster_whisper_stt import resolve_whisper_model
     from deployments.backends.kokoro_tts import ensure_kokoro_model
-    from theo_ray.models.llm_assets import resolve_llm_model
+    from theo_ray.models.kokoro_voices import ensure_portuguese_voices
+    from theo_ray.models.llm_assets import resolve_gguf_model, resolve_llm_model
     from theo_ray.turn.turn_model_assets import ensure_smart_turn_model
 
     cache = config.model_cache()
@@ -34,6 +35,9 @@ def prepare_models(config: TheoConfig, say: Callable[[str], None] = print) -> li
     ]
     if config.tts.backend == "kokoro":
         steps.append(("text-to-speech (Kokoro-82M int8)", lambda: ensure_kokoro_model(cache)))
+        steps.append(("pt-BR voices (Kokoro, npm kokoro-js)", lambda: ensure_portuguese_voices(cache, say)))
+    if config.llm.backend == "llama_cpp":
+        steps.append(("language model (llama.cpp GGUF)", lambda: resolve_gguf_model(config.llm.model, cache, say)))
     if config.llm.backend == "vllm":
         steps.append(("language model", lambda: resolve_llm_model(config.llm.model, cache, say)))
     done = []

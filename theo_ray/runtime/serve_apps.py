@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from theo_ray.config import DeploymentSettings, TheoConfig
+from theo_ray.messages import ChatMessage, GenerateRequest
 
 STT_APP, LLM_APP, TTS_APP = "theo-stt", "theo-llm", "theo-tts"
 APPS = {"stt": (STT_APP, "SpeechToText"), "llm": (LLM_APP, "LanguageModel"), "tts": (TTS_APP, "TextToSpeech")}
@@ -42,6 +43,22 @@ def deployment_options(settings: DeploymentSettings) -> dict[str, Any]:
     return options
 
 
+def call_prompt_start(config: TheoConfig) -> GenerateRequest:
+    """What every call's first request starts with (the persona and the tool schemas), for
+    the language model to prefill before it takes calls."""
+    from theo_ray.turn.prompt import PromptBuilder
+    from theo_ray.turn.tools import ToolRegistry
+
+    turn = config.conversation.turn
+    system = PromptBuilder(turn.prompt).build(turn.tools.transfer_destinations)
+    return GenerateRequest(
+        messages=[ChatMessage(role="system", content=system), ChatMessage(role="user", content="Alô?")],
+        tools=ToolRegistry(turn.tools).schemas(),
+        max_tokens=1,
+        request_id="warm-up",
+    )
+
+
 def build_application(kind: str, config: TheoConfig):
     cache = str(config.model_cache())
     if kind == "stt":
@@ -51,7 +68,9 @@ def build_application(kind: str, config: TheoConfig):
     if kind == "llm":
         from deployments.language_model import LanguageModel
 
-        return LanguageModel.options(**deployment_options(config.llm.deployment)).bind(config.llm, cache)
+        return LanguageModel.options(**deployment_options(config.llm.deployment)).bind(
+            config.llm, cache, call_prompt_start(config)
+        )
     if kind == "tts":
         from deployments.text_to_speech import TextToSpeech
 

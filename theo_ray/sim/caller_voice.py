@@ -1,8 +1,9 @@
 """The simulated caller's voice: a scenario utterance -> int16 PCM at 24 kHz.
 
 Text is spoken in pt-BR by Kokoro (the same in-process backend the agent's TTS deployment
-uses, so Whisper understands it) with a voice other than the agent's (``jf_alpha`` against the
-agent's ``jm_kumo``), so caller and agent are told apart by ear in the stereo recording.
+uses, so Whisper understands it) with a voice other than the agent's (Kokoro's pt-BR male
+``pm_alex`` against the agent's female ``pf_dora``), so caller and agent are told apart by ear
+in the stereo recording.
 Rendered text is cached as WAV files named by a hash of (text, voice, speed): a scenario
 replayed a hundred times in a load test synthesises each sentence once. WAV utterances are
 read as they are and resampled (soxr) to the voice's rate. A dictated utterance (``parts``)
@@ -30,8 +31,8 @@ Synthesize = Callable[[str, str, float], AsyncIterator[np.ndarray]]
 
 
 class CallerVoiceSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    # A Kokoro voice that is not the agent's default (jm_kumo).
-    voice: str = "jf_alpha"
+    # A Kokoro voice that is not the agent's default (pf_dora).
+    voice: str = "pm_alex"
     speed: float = 1.0
     # Kokoro pads its output (measured ~0.3 s before and ~0.65 s after the speech). Synthesised
     # text is trimmed to where the signal first/last reaches this level, keeping the margins

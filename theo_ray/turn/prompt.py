@@ -13,7 +13,9 @@ from pathlib import Path
 from theo_ray.errors import ConfigError
 from theo_ray.turn.settings import PromptSettings
 
-PACKAGED_PERSONA = Path(__file__).resolve().parent.parent / "prompts" / "persona_ptbr.md"
+_PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
+PACKAGED_PERSONA = _PROMPTS / "persona_ptbr.md"
+PACKAGED_PERSONAS = {"full": PACKAGED_PERSONA, "compact": _PROMPTS / "persona_ptbr_compact.md"}
 _VERSION_LINE = re.compile(r"^\s*<!--\s*version:\s*(\S+)\s*-->\s*$")
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
@@ -21,7 +23,8 @@ _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 class PromptBuilder:
     def __init__(self, settings: PromptSettings | None = None) -> None:
         self.settings = settings or PromptSettings()
-        self.path = Path(self.settings.path).expanduser() if self.settings.path else PACKAGED_PERSONA
+        packaged = PACKAGED_PERSONAS[self.settings.persona]
+        self.path = Path(self.settings.path).expanduser() if self.settings.path else packaged
         try:
             raw = self.path.read_text(encoding="utf-8")
         except OSError as exc:

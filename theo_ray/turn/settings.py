@@ -4,6 +4,8 @@ memory, prompt, tools, comfort noise). The lead composes `TurnSettings` into the
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from theo_ray.errors import ConfigError
@@ -94,7 +96,12 @@ class MemorySettings(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class PromptSettings(msgspec.Struct, forbid_unknown_fields=True):
-    path: str = ""  # empty: the packaged theo_ray/prompts/persona_ptbr.md
+    # Empty: a packaged persona. "compact" (persona_ptbr_compact.md, ~390 tokens with its
+    # tool-call example) suits the embedded 1.5B model: on 2 cores every prompt token costs
+    # prefill time, and the long persona made the small model answer worse. "full"
+    # (persona_ptbr.md, ~800 tokens) is for the GPU cluster's larger models.
+    path: str = ""
+    persona: Literal["compact", "full"] = "compact"
     company_name: str = "Empresa"
     agent_name: str = "Theo"
     extra_instructions: str = ""

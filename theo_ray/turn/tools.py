@@ -160,7 +160,10 @@ class ToolCallParser:
     ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` (Hermes / Qwen style).
 
     Text that might be the start of a tag is held back until it is known not to be one, so
-    no part of the JSON ever reaches TTS.
+    no part of the JSON ever reaches TTS. Small models also write the call's JSON bare,
+    without the tags (Qwen2.5-1.5B does, sometimes with doubled braces): a ``{`` in the
+    reply opens a block that ends when its braces balance and is parsed the same way, and a
+    brace block that is no tool call is dropped as malformed — braces are never spoken.
     """
 
     def __init__(self, open_tag: str = "<tool_call>", close_tag: str = "</tool_call>",
@@ -170,12 +173,28 @@ class ToolCallParser:
         self._ids = (f"{id_prefix}{i}" for i in itertools.count(1))
         self._buffer = ""
         self._inside = False
+        self._bare = False  # inside a bare ``{...}`` block rather than a tag
+        self._after_bare = False  # drop the stray closing braces of a doubled-brace block
         self.stats = ToolCallParserStats()
 
     def feed(self, delta: str) -> list[ParsedPiece]:
         self._buffer += delta
         out: list[ParsedPiece] = []
         while True:
+            if self._after_bare:
+                stripped = self._buffer.lstrip("}")
+                if not stripped:
+                    self._buffer = ""
+                    break
+                self._buffer, self._after_bare = stripped, False
+            if self._bare:
+                end = _balanced_end(self._buffer)
+                if end < 0:
+                    break
+                out.append(self._parse(self._buffer[:end]))
+                self._buffer = self._buffer[end:]
+                self._bare, self._after_bare = False, True
+                continue
             if self._inside:
                 end = self._buffer.find(self.close_tag)
                 if end < 0:
@@ -185,6 +204,13 @@ class ToolCallParser:
                 self._inside = False
                 continue
             start = self._buffer.find(self.open_tag)
+            brace = self._buffer.find("{")
+            if brace >= 0 and (start < 0 or brace < start):
+                if brace:
+                    out.append(self._buffer[:brace])
+                self._buffer = self._buffer[brace:]
+                self._bare = True
+                continue
             if start >= 0:
                 if start:
                     out.append(self._buffer[:start])
@@ -201,15 +227,15 @@ class ToolCallParser:
 
     def flush(self) -> list[ParsedPiece]:
         """End of stream. An unclosed tag is still parsed (models often stop before closing)."""
-        rest, inside = self._buffer, self._inside
-        self._buffer, self._inside = "", False
+        rest, inside = self._buffer, self._inside or self._bare
+        self._buffer, self._inside, self._bare, self._after_bare = "", False, False, False
         if inside:
             return [self._parse(rest)] if rest.strip() else []
         return [rest] if rest else []
 
     def _parse(self, raw: str) -> ToolCall | MalformedToolCall:
         try:
-            data = msgspec.json.decode(raw.strip().encode())
+            data = _decode_object(raw)
             if not isinstance(data, dict) or not isinstance(data.get("name"), str):
                 raise ValueError("expected an object with a string 'name'")
             arguments = data.get("arguments", data.get("parameters", {}))
@@ -223,6 +249,41 @@ class ToolCallParser:
         self.stats.tool_calls += 1
         call_id = data.get("id") if isinstance(data.get("id"), str) else next(self._ids)
         return ToolCall(id=call_id, name=data["name"], arguments=arguments)
+
+
+def _decode_object(raw: str) -> object:
+    """JSON of a tool call; doubled outer braces (``{{...}}``) are undone one level at a time."""
+    text = raw.strip()
+    while True:
+        try:
+            return msgspec.json.decode(text.encode())
+        except msgspec.DecodeError:
+            if not (text.startswith("{{") and text.endswith("}")):
+                raise
+            text = text[1:-1].strip() if text.endswith("}}") else text[1:].strip()
+
+
+def _balanced_end(text: str) -> int:
+    """Index just past the ``}`` that closes the ``{`` at text[0]; -1 while still open.
+    Braces inside JSON strings do not count."""
+    depth, in_string, escaped = 0, False, False
+    for i, ch in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    return -1
 
 
 def _partial_tag_suffix(text: str, tag: str) -> int:

@@ -1,0 +1,174 @@
+"""llama.cpp language-model backend (llama-cpp-python): the embedded CPU default.
+
+Measured on 2 cores (shared/leads/models.md and `theo bench models`): a 1.5B Q4_K_M GGUF
+streams ~15–27 tokens/s with llama.cpp against ~3 with vLLM's CPU build, and starts in under
+a second. vLLM stays the engine of the GPU cluster; this is one more backend behind the same
+LanguageModel deployment.
+
+One llama.cpp context serves one request at a time, so requests queue on a lock (a replica
+on 2 cores could not run two at speed anyway). The context keeps the tokens of the last
+prompt: the next prompt that starts the same way (the persona and the tool schemas, then
+the conversation so far) only prefills what is new — that is what makes a reply start in
+a fraction of a second after the first turn. The prompt is rendered with the model's own
+chat template (read from the GGUF), tools included. Aborting stops generation at the next
+token and the replica is free again before the abort returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from deployments.backends.chat_template import template_messages, template_tools
+from theo_ray.config import LanguageModelSettings
+from theo_ray.errors import ModelUnavailable
+from theo_ray.messages import GenerateRequest
+from theo_ray.models.llm_assets import resolve_gguf_model
+
+_DONE = object()
+
+
+class LlamaCppBackend:
+    name = "llama.cpp"
+
+    def __init__(self, settings: LanguageModelSettings, cache_dir: Path) -> None:
+        import jinja2.sandbox
+        import llama_cpp
+        from llama_cpp import Llama
+
+        self.settings = settings
+        self.model_path = str(resolve_gguf_model(settings.model, cache_dir))
+        self.llm = Llama(
+            model_path=self.model_path,
+            n_ctx=settings.max_model_len,
+            n_threads=settings.cpu_threads,
+            n_threads_batch=settings.cpu_threads,
+            verbose=False,
+        )
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ModelUnavailable(
+                f"{self.model_path} has no chat template: it is not an instruction-tuned model"
+            )
+        # Sandboxed: a chat template is code that came with the weights.
+        env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        self._template = env.from_string(template)
+        self._eos_text = self.llm.detokenize([self.llm.token_eos()], special=True).decode("utf-8", "replace")
+        # Every token that ends generation (Qwen has six), for min_tokens to hold back.
+        vocab = llama_cpp.llama_model_get_vocab(self.llm._model.model)
+        self._end_tokens = [t for t in range(self.llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)]
+        self._lock = asyncio.Lock()
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="llama.cpp")
+        self._cancel: dict[str, threading.Event] = {}
+        self._running: dict[str, asyncio.Future] = {}
+
+    def render_prompt(self, req: GenerateRequest) -> str:
+        return self._template.render(
+            messages=template_messages(req),
+            tools=template_tools(req),
+            add_generation_prompt=True,
+            eos_token=self._eos_text,
+            bos_token="",
+        )
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def warm(self, req: GenerateRequest) -> None:
+        """Prefill a prompt the calls will start with (persona + tool schemas), so the first
+        caller does not wait for it: ~10 s on 2 cores for ~700 tokens, once per replica."""
+        tokens = self.llm.tokenize(self.render_prompt(req).encode("utf-8"), add_bos=False, special=True)
+        for _ in self.llm.create_completion(prompt=tokens, max_tokens=1, temperature=0.0, stream=True):
+            pass
+
+    def _generate(self, req: GenerateRequest, prompt: str, cancel: threading.Event, emit) -> None:
+        """Runs on the llama.cpp thread; ``emit`` hands (text, finish, produced) to the loop."""
+        import numpy as np
+
+        tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        room = self.settings.max_model_len - len(tokens)
+        if room <= 0:
+            emit(("", "length", 0))
+            return
+        produced = 0
+
+        def hold_eos(_ids, logits: np.ndarray) -> np.ndarray:
+            # min_tokens (a benchmark's fixed reply length): the model may not end before it.
+            if produced < req.min_tokens:
+                logits[self._end_tokens] = -np.inf
+            return logits
+
+        chunks = self.llm.create_completion(
+            prompt=tokens,
+            max_tokens=min(req.max_tokens, room),
+            temperature=req.temperature,
+            repeat_penalty=self.settings.repeat_penalty,
+            stream=True,
+            logits_processor=[hold_eos] if req.min_tokens else None,
+        )
+        try:
+            for chunk in chunks:
+                if cancel.is_set():
+                    return
+                choice = chunk["choices"][0]
+                finish = choice.get("finish_reason")
+                if finish is None or choice["text"]:
+                    produced += 1  # the stream's last chunk only carries the finish reason
+                emit((choice["text"], finish, produced))
+        finally:
+            chunks.close()
+
+    async def stream(self, req: GenerateRequest, request_id: str) -> AsyncIterator[tuple[str, str | None, int]]:
+        """Yield (text delta, finish reason or None, completion tokens so far)."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        cancel = self._cancel.setdefault(request_id, threading.Event())
+        prompt = self.render_prompt(req)
+        try:
+            async with self._lock:
+                if cancel.is_set():
+                    return
+
+                def emit(item) -> None:
+                    loop.call_soon_threadsafe(queue.put_nowait, item)
+
+                def run() -> None:
+                    try:
+                        self._generate(req, prompt, cancel, emit)
+                    finally:
+                        emit(_DONE)
+
+                running = loop.run_in_executor(self._pool, run)
+                self._running[request_id] = running
+                try:
+                    while (item := await queue.get()) is not _DONE:
+                        yield item
+                    await running  # re-raises an engine error
+                finally:
+                    # Cancelled or closed early: stop the thread before the next request
+                    # may touch the context.
+                    cancel.set()
+                    await asyncio.shield(running)
+        finally:
+            self._running.pop(request_id, None)
+            self._cancel.pop(request_id, None)
+
+    async def abort(self, request_id: str) -> None:
+        cancel = self._cancel.get(request_id)
+        if cancel is not None:
+            cancel.set()
+        running = self._running.get(request_id)
+        if running is not None:
+            await asyncio.shield(running)
+
+    def unfinished(self) -> int:
+        return len(self._cancel)
+
+    def shutdown(self) -> None:
+        for cancel in self._cancel.values():
+            cancel.set()
+        self._pool.shutdown(wait=True)
+        self.llm.close()

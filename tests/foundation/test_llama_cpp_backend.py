@@ -1,0 +1,76 @@
+"""The llama.cpp backend on the packaged Qwen2.5-Coder-1.5B GGUF (real weights, no Ray)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from theo_ray.config import LanguageModelSettings
+from theo_ray.messages import ChatMessage, GenerateRequest
+from theo_ray.turn.prompt import PromptBuilder
+from theo_ray.turn.settings import PromptSettings, ToolSettings
+from theo_ray.turn.tools import ToolRegistry
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory):
+    from deployments.backends.llama_cpp_engine import LlamaCppBackend
+    from theo_ray.config import TheoConfig
+
+    return LlamaCppBackend(LanguageModelSettings(), TheoConfig().model_cache())
+
+
+def _request(text: str, **kw) -> GenerateRequest:
+    tools = ToolSettings()
+    system = PromptBuilder(PromptSettings(company_name="Conecta")).build(tools.transfer_destinations)
+    return GenerateRequest(
+        messages=[ChatMessage(role="system", content=system), ChatMessage(role="user", content=text)],
+        tools=ToolRegistry(tools).schemas(),
+        **kw,
+    )
+
+
+def test_the_prompt_is_the_models_own_chat_template_with_the_tools(backend):
+    prompt = backend.render_prompt(_request("Oi"))
+    assert prompt.startswith("<|im_start|>system\nVocê é Theo")
+    assert '"name": "transfer_call"' in prompt and prompt.endswith("<|im_start|>assistant\n")
+    assert backend.count_tokens(prompt) > 300
+
+
+async def test_a_reply_streams_in_portuguese(backend):
+    pieces = [p async for p in backend.stream(_request("Bom dia, tudo bem?", max_tokens=40), "r1")]
+    text = "".join(t for t, _, _ in pieces)
+    assert pieces[-1][1] in {"stop", "length"} and pieces[-1][2] == len(pieces)
+    assert any(w in text.lower() for w in ("bom dia", "olá", "ajudar", "tudo", "posso")), text
+    assert backend.unfinished() == 0
+
+
+async def test_abort_stops_generation_and_the_next_request_runs(backend):
+    got = []
+
+    async def consume():
+        async for text, _, n in backend.stream(_request("Conte uma história longa.", max_tokens=150, min_tokens=150), "long"):
+            got.append(n)
+
+    task = asyncio.create_task(consume())
+    while len(got) < 3:
+        await asyncio.sleep(0.02)
+    await backend.abort("long")
+    await asyncio.wait_for(task, 10)
+    assert 3 <= len(got) < 150 and backend.unfinished() == 0
+    # A cancelled consumer (a barge-in cancels the task) frees the context too.
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.5)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert backend.unfinished() == 0
+    again = [p async for p in backend.stream(_request("Oi", max_tokens=5), "after")]
+    assert again and backend.unfinished() == 0
+
+
+async def test_min_tokens_holds_the_end_of_the_reply(backend):
+    pieces = [p async for p in backend.stream(_request("Diga só: sim.", max_tokens=30, min_tokens=30), "min")]
+    assert pieces[-1][2] == 30 and pieces[-1][1] == "length"
