@@ -20,6 +20,27 @@ from theo_ray.cli.console import console, say
 from theo_ray.config import TheoConfig
 
 DEMO_SCENARIO = Path(__file__).resolve().parent.parent / "sim" / "scenarios" / "demo.yaml"
+# What the demo company's agent knows about the caller. A 1.5B model invents what it is not
+# told (prices, dates, hours): the demo grounds it the way a deployment would, through the
+# persona's extra instructions (a real one would use a lookup tool), and says so.
+DEMO_COMPANY = "Conecta Telecom"
+DEMO_FACTS = (
+    "Informações desta ligação: o cliente é Carlos Souza. Fatura de janeiro: oitenta e nove reais "
+    "e noventa centavos, vencimento no dia dez de fevereiro, ainda não paga. Fatura de dezembro: "
+    "setenta e nove reais e noventa centavos, já paga."
+)
+
+
+def demo_config(config: TheoConfig) -> TheoConfig:
+    """The config with the demo company's name and facts, unless the user set their own."""
+    prompt = config.conversation.turn.prompt
+    if prompt.extra_instructions or prompt.path:
+        return config
+    prompt = msgspec.structs.replace(prompt, company_name=DEMO_COMPANY, extra_instructions=DEMO_FACTS)
+    turn = msgspec.structs.replace(config.conversation.turn, prompt=prompt)
+    return msgspec.structs.replace(
+        config, conversation=msgspec.structs.replace(config.conversation, turn=turn)
+    )
 
 
 async def run_call(plane, scenario_path: Path, out_dir: Path, session_id: str):
@@ -53,6 +74,7 @@ def cmd_demo(config: TheoConfig, args: argparse.Namespace) -> int:
     from theo_ray.runtime.serve_apps import ensure_models_deployed
     from theo_ray.sim.report import render_report
 
+    config = demo_config(config)
     out_dir = Path(args.out or Path(config.paths.output_dir) / f"demo-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     # Spans of every Theo process go here as JSON lines (the cluster inherits it when
@@ -73,8 +95,9 @@ def cmd_demo(config: TheoConfig, args: argparse.Namespace) -> int:
 
     run, summary, spans = asyncio.run(main())
     render_report(summary, spans, console)
-    say(f"\nLLM: {config.llm.backend} {config.llm.model} (the packaged offline model is weak in Portuguese; "
-        "`theo models pull qwen2.5-1.5b-instruct` on an online machine gives a real one)")
+    prompt = config.conversation.turn.prompt
+    say(f"\nLLM: {config.llm.backend} {config.llm.model}; voice: Kokoro {config.tts.voice}. "
+        f"The agent knows only what its prompt says (prompt.extra_instructions): {prompt.extra_instructions!r}")
     say(f"[bold]Files[/bold] in {out_dir}: {Path(run.wav_path).name} (stereo: L caller, R agent), "
         "summary.json, call-record.json, traces/ (OpenTelemetry spans as JSON lines)")
     return 0 if not run.error else 1

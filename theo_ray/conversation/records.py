@@ -43,6 +43,7 @@ class TurnRecord(msgspec.Struct):
     first_audio_enqueued_at: float = 0.0
     first_rtp_at: float = 0.0  # first packet of the reply (not filler/noise) sent
     filler_at: float = 0.0
+    filler_text: str = ""  # the filler played before the reply, if one was
     drained_at: float = 0.0
     stt_ms: float = 0.0  # compute of the final transcription
     reply_tokens: int = 0  # the LLM's completion tokens for this reply
@@ -60,6 +61,7 @@ class CallRecord(msgspec.Struct):
     ended_at: float = 0.0
     end_reason: str = ""
     trace_id: str = ""
+    greeting_text: str = ""
     turns: list[TurnRecord] = []
     barge_ins: list[BargeInRecord] = []
     backchannels_played: int = 0

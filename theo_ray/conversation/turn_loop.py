@@ -831,10 +831,12 @@ class TurnLoop:
         if greeting is not None:
             self.rtp.enqueue(greeting.samples(), self._next_mark("greet"), last=True)
             self.memory.add_agent(greeting.text)
+            self.record.greeting_text = greeting.text
         elif self.settings.greeting:
             reply = _Reply(TurnRecord(index=0))
             self._reply = reply
             try:
+                self.record.greeting_text = self.settings.greeting
                 await self._speak(reply, self.settings.greeting)
                 self.memory.add_agent(self.settings.greeting)
             finally:
@@ -848,6 +850,7 @@ class TurnLoop:
         if phrase is None:
             return
         reply.turn.filler_at = self.clock()
+        reply.turn.filler_text = phrase.text
         self.record.fillers_played += 1
         self.rtp.enqueue(phrase.samples(), self._next_mark("filler"), last=True)
 

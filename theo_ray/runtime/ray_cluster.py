@@ -180,7 +180,11 @@ def stop(settings: RaySettings, say: Callable[[str], None] = print) -> bool:
         try:
             import ray
 
-            ray.init(address=state.address, namespace=settings.namespace, log_to_driver=False)
+            # The command that started the cluster (a demo, a benchmark) is still connected:
+            # shut Serve down through that connection, then disconnect before the processes
+            # go, so the driver does not keep reporting a cluster that vanished.
+            if not ray.is_initialized():
+                ray.init(address=state.address, namespace=settings.namespace, log_to_driver=False)
             from ray import serve
 
             serve.shutdown()

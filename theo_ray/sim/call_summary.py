@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import re
 
+import msgspec
 import numpy as np
 import soxr
 
 from theo_ray.conversation.records import CallRecord
 from theo_ray.messages import ChatMessage, GenerateRequest, TranscribeRequest
 from theo_ray.runtime.serve_apps import ModelHandles
-from theo_ray.sim.analysis import transcribe_agent_turns
+from theo_ray.sim.analysis import percentiles, transcribe_agent_turns
 from theo_ray.sim.caller_runner import CallRunResult
+from theo_ray.sim.intelligibility import Intelligibility, intelligibility
 from theo_ray.sim.conversation_metrics import (
     CallOutcome,
     CallSummary,
@@ -27,10 +29,13 @@ from theo_ray.sim.recording import CallRecording
 from theo_ray.sim.report import SpanSplit
 from theo_ray.sim.scenario import Scenario
 
+# One self-contained question, not a chat: a 1.5B model classifies a quoted line reliably
+# and loses the task when the conversation comes as chat turns (it answers the caller).
 _SENTIMENT_PROMPT = (
-    "Classifique o sentimento do cliente na última fala. Responda com UMA palavra: "
+    "Você classifica o sentimento de clientes em ligações. Responda com UMA palavra: "
     "positivo, neutro ou negativo."
 )
+_SENTIMENT_LABELS = {"positiv": ("positive", 1.0), "neutr": ("neutral", 0.0), "negativ": ("negative", -1.0)}
 
 
 def _ms(end: float, start: float) -> float | None:
@@ -71,20 +76,23 @@ def stt_transcriber(handles: ModelHandles):
 
 def llm_sentiment(handles: ModelHandles):
     async def classify(request: SentimentRequest) -> SentimentScore:
-        messages = [ChatMessage(role="system", content=_SENTIMENT_PROMPT)]
-        messages += [ChatMessage(role="user" if line.speaker == "caller" else "assistant", content=line.text)
-                     for line in request.context[-4:]]
-        messages.append(ChatMessage(role="user", content=request.caller_text))
+        context = "\n".join(
+            f"{'Cliente' if line.speaker == 'caller' else 'Atendente'}: {line.text}" for line in request.context[-4:]
+        )
+        question = (f"Conversa até agora:\n{context}\n\n" if context else "") + (
+            f'Última fala do cliente: "{request.caller_text}"\n'
+            "O sentimento do cliente nessa fala é positivo, neutro ou negativo?"
+        )
+        messages = [ChatMessage(role="system", content=_SENTIMENT_PROMPT), ChatMessage(role="user", content=question)]
         text = ""
         async for delta in handles.llm.options(stream=True).generate.remote(
-            GenerateRequest(messages=messages, max_tokens=4, temperature=0.0, request_id=f"sentiment-{request.call_id}")
+            GenerateRequest(messages=messages, max_tokens=8, temperature=0.0, request_id=f"sentiment-{request.call_id}")
         ):
             text += delta.text
-        word = re.sub(r"[^a-zà-ú]", "", text.lower().split()[0]) if text.split() else ""
-        labels = {"positivo": ("positive", 1.0), "neutro": ("neutral", 0.0), "negativo": ("negative", -1.0)}
-        if word not in labels:
+        found = sorted((m.start(), stem) for stem in _SENTIMENT_LABELS for m in re.finditer(stem, text.lower()))
+        if not found:
             raise ValueError(f"the model answered {text!r}, not positivo/neutro/negativo")
-        label, score = labels[word]
+        label, score = _SENTIMENT_LABELS[found[0][1]]
         return SentimentScore(label=label, score=score)
 
     return classify
@@ -97,12 +105,40 @@ def outcome_of(run: CallRunResult, record: CallRecord | None) -> CallOutcome:
     return run.outcome()
 
 
+def with_agent_side_figures(summary: CallSummary, record: CallRecord | None) -> CallSummary:
+    """Add what needs Theo's own record: when each reply's own first words reached the
+    caller (a filler played first counts as "first audio" only), and how intelligible the
+    agent was (what it meant to say against what the caller's Whisper heard)."""
+    if record is None:
+        return msgspec.structs.replace(
+            summary, intelligibility=Intelligibility(None, 0, 0, "Theo's call record is not available")
+        )
+    answered = [t for t in record.turns if t.caller_text]
+    turns = []
+    for t in summary.turns:
+        content = t.first_audio_ms
+        theo = answered[t.index - 1] if 0 < t.index <= len(answered) else None
+        if content is not None and theo is not None and theo.filler_at and theo.first_rtp_at > theo.filler_at:
+            # Both instants are on Theo's clock: the filler went out this long before the reply.
+            content = round(content + (theo.first_rtp_at - theo.filler_at) * 1000.0, 1)
+        turns.append(msgspec.structs.replace(t, first_content_audio_ms=content))
+    meant = [record.greeting_text] + [
+        f"{t.filler_text} {t.heard_text if t.interrupted else t.agent_text}" for t in record.turns
+    ]
+    return msgspec.structs.replace(
+        summary,
+        turns=turns,
+        first_content_audio=percentiles([t.first_content_audio_ms for t in turns if t.kind != "backchannel"]),
+        intelligibility=intelligibility(meant, [t.text for t in summary.agent_turns]),
+    )
+
+
 async def summarise_simulated_call(
     run: CallRunResult, scenario: Scenario, record: CallRecord | None, handles: ModelHandles
 ) -> CallSummary:
     recording = CallRecording.load(run.wav_path)
     agent_texts = await transcribe_agent_turns(recording, run.analysis, stt_transcriber(handles))
-    return await summarise_call(
+    summary = await summarise_call(
         record.session_id if record else run.scenario,
         run.analysis,
         outcome_of(run, record),
@@ -112,3 +148,4 @@ async def summarise_simulated_call(
         classify_sentiment=llm_sentiment(handles),
         started_at_unix=run.started_at_unix,
     )
+    return with_agent_side_figures(summary, record)

@@ -21,6 +21,7 @@ from typing import Literal
 import msgspec
 
 from theo_ray.sim.analysis import CallAnalysis, Percentiles, TurnText, percentiles, silences_over
+from theo_ray.sim.intelligibility import Intelligibility
 from theo_ray.sim.scenario import BargeIn, Scenario
 
 # ---------------------------------------------------------------- inputs
@@ -89,7 +90,8 @@ class TurnRecord(msgspec.Struct, frozen=True):
     agent_text: str
     caller_start_ms: float
     caller_end_ms: float
-    first_audio_ms: float | None = None
+    first_audio_ms: float | None = None  # any sound of the agent: a filler counts
+    first_content_audio_ms: float | None = None  # the reply's own first words
     # This turn started while the agent spoke; did the agent stop, and how fast.
     spoke_over_agent: bool = False
     agent_yielded: bool | None = None
@@ -133,6 +135,12 @@ class CallSummary(msgspec.Struct, frozen=True):
     expectations: list[ExpectationResult]
     passed: bool
     started_at_unix: float = 0.0
+    # Why a turn has no sentiment (one line per failure), so "?" is never unexplained.
+    sentiment_errors: list[str] = []
+    # Filled by the simulator from Theo's call record (the caller side cannot tell a filler
+    # from the reply, nor knows what the agent meant to say).
+    first_content_audio: Percentiles = Percentiles(count=0)
+    intelligibility: Intelligibility | None = None
 
 
 # ---------------------------------------------------------------- repeat detection
@@ -218,7 +226,9 @@ async def summarise_call(
     ]
     turns_with_silence = {i for i, lo, hi in windows for s in silences if lo <= s.start_ms < hi}
 
-    sentiments, failures = await _sentiments(call_id, analysis, caller_texts, replies, classify_sentiment, settings)
+    sentiments, sentiment_errors = await _sentiments(
+        call_id, analysis, caller_texts, replies, classify_sentiment, settings
+    )
 
     turns: list[TurnRecord] = []
     for t in analysis.caller_turns:
@@ -265,7 +275,8 @@ async def summarise_call(
         long_silence_before_first_turn=any(s.start_ms < first_start for s in silences),
         silence_over_2s_rate=_rate(len(turns_with_silence), len(analysis.caller_turns)),
         sentiment_trajectory=[sentiments[t.index].score if t.index in sentiments else None for t in answered],
-        sentiment_failures=failures,
+        sentiment_failures=len(sentiment_errors),
+        sentiment_errors=sentiment_errors,
         first_audio=percentiles([lat.first_audio_ms for lat in analysis.latencies]),
         barge_in_reaction=percentiles([b.reaction_ms for b in interruptions]),
         overlap_ms=analysis.overlap_ms,
@@ -296,9 +307,9 @@ async def _sentiments(
     replies: dict[int, list[str]],
     classify: SentimentClassifier | None,
     settings: MetricsSettings,
-) -> tuple[dict[int, SentimentScore], int]:
+) -> tuple[dict[int, SentimentScore], list[str]]:
     if classify is None:
-        return {}, 0
+        return {}, []
     context: list[ConversationLine] = [ConversationLine("agent", x) for x in replies.get(0, []) if x]
     requests: list[SentimentRequest] = []
     for t in analysis.caller_turns:
@@ -308,15 +319,18 @@ async def _sentiments(
         context.append(ConversationLine("caller", text))
         context.extend(ConversationLine("agent", x) for x in replies.get(t.index, []) if x)
 
-    async def one(req: SentimentRequest) -> SentimentScore | None:
+    # One at a time: an embedded model serves one request at a time, and requests queued
+    # together would spend each other's timeout.
+    scores: dict[int, SentimentScore] = {}
+    errors: list[str] = []
+    for req in requests:
         try:
-            return await asyncio.wait_for(classify(req), settings.sentiment_timeout_s)
-        except Exception:  # noqa: BLE001 - any classifier failure is counted, never fatal
-            return None
-
-    results = await asyncio.gather(*(one(r) for r in requests))
-    scores = {r.turn_index: s for r, s in zip(requests, results) if s is not None}
-    return scores, sum(1 for s in results if s is None)
+            scores[req.turn_index] = await asyncio.wait_for(classify(req), settings.sentiment_timeout_s)
+        except TimeoutError:
+            errors.append(f"turn {req.turn_index}: no answer within {settings.sentiment_timeout_s:.0f} s")
+        except Exception as exc:  # noqa: BLE001 - any classifier failure is counted, never fatal
+            errors.append(f"turn {req.turn_index}: {type(exc).__name__}: {exc}")
+    return scores, errors
 
 
 # ---------------------------------------------------------------- expectations

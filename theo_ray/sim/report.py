@@ -89,7 +89,8 @@ def latency_table(summary: CallSummary, spans: Sequence[SpanSplit] = ()) -> Tabl
     table = Table(title="Per-turn latency (ms): caller side, split by Theo's spans")
     table.add_column("turn", justify="right")
     table.add_column("caller said", max_width=32, overflow="ellipsis", no_wrap=True)
-    table.add_column("first audio", justify="right", style="bold")
+    table.add_column("first audio", justify="right")
+    table.add_column("first content", justify="right", style="bold")
     table.add_column("barge-in", justify="right")
     if by_turn:
         for _, title in _SPAN_COLUMNS:
@@ -98,7 +99,9 @@ def latency_table(summary: CallSummary, spans: Sequence[SpanSplit] = ()) -> Tabl
         barge = ""
         if turn.spoke_over_agent:
             barge = _ms(turn.barge_in_reaction_ms) if turn.agent_yielded else "talked on"
-        row: list[str | Text] = [str(turn.index), Text(turn.caller_text), _ms(turn.first_audio_ms), barge]
+        row: list[str | Text] = [
+            str(turn.index), Text(turn.caller_text), _ms(turn.first_audio_ms), _ms(turn.first_content_audio_ms), barge
+        ]
         if by_turn:
             split = by_turn.get(turn.index)
             row += [_ms(getattr(split, field)) if split else "—" for field, _ in _SPAN_COLUMNS]
@@ -110,17 +113,29 @@ def metrics_table(summary: CallSummary) -> Table:
     table = Table(title="Call quality", show_header=False)
     table.add_column("metric")
     table.add_column("value")
-    fa, br = summary.first_audio, summary.barge_in_reaction
+    fa, fc, br = summary.first_audio, summary.first_content_audio, summary.barge_in_reaction
+    sentiment = " → ".join("?" if s is None else f"{s:+.1f}" for s in summary.sentiment_trajectory) or "—"
+    if summary.sentiment_errors:
+        sentiment += "  (? = " + "; ".join(summary.sentiment_errors) + ")"
+    heard = summary.intelligibility
+    if heard is None or heard.wer is None:
+        clarity = f"— ({heard.reason if heard else 'not measured'})"
+    else:
+        clarity = (f"{heard.wer:.1%} WER ({heard.errors} of {heard.reference_words} words) — "
+                   "the caller's Whisper over G.711 against what the agent meant to say")
     rows = [
         ("outcome", f"{summary.completion_reason}"),
         ("turns to resolution", _ms(summary.turns_to_resolution)),
-        ("first audio p50 / p95 / p99", f"{_ms(fa.p50)} / {_ms(fa.p95)} / {_ms(fa.p99)} ms (n={fa.count})"),
+        ("first audio p50 / p95 / p99", f"{_ms(fa.p50)} / {_ms(fa.p95)} / {_ms(fa.p99)} ms (n={fa.count}; a filler counts)"),
+        ("first content audio p50 / p95 / p99",
+         f"{_ms(fc.p50)} / {_ms(fc.p95)} / {_ms(fc.p99)} ms (n={fc.count}; the reply's own first words)"),
         ("barge-in reaction p50 / p95", f"{_ms(br.p50)} / {_ms(br.p95)} ms (n={br.count})"),
         ("barge-in rate", f"{summary.barge_in_rate:.0%} ({summary.barge_in_count})"),
         ("repeat rate", f"{summary.repeat_rate:.0%} ({len(summary.repeats)})"),
         ("silence > 2 s rate", f"{summary.silence_over_2s_rate:.0%} of turns ({summary.long_silence_count} in the call)"),
         ("overlap", f"{summary.overlap_ms:.0f} ms"),
-        ("sentiment", " → ".join("?" if s is None else f"{s:+.1f}" for s in summary.sentiment_trajectory) or "—"),
+        ("agent intelligibility", clarity),
+        ("sentiment", sentiment),
     ]
     for name, value in rows:
         table.add_row(name, Text(value))
