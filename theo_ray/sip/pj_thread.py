@@ -145,6 +145,7 @@ class PjsuaThread:
     def _main(self) -> None:
         try:
             self.endpoint = self._factory()
+            _quiet_pjlib_start()
             self.endpoint.libCreate()
             self.context = self._setup(self.endpoint)
         except BaseException as exc:  # handed to start()'s caller
@@ -195,3 +196,15 @@ class PjsuaThread:
         except pj.Error as exc:
             log.warning("%s: libDestroy: %s", self.name, exc.info())
         self.endpoint = None
+
+
+def _quiet_pjlib_start() -> None:
+    """pjlib logs its start-up (level 4-5) to stdout before EpConfig's log level applies;
+    in `theo demo` those lines landed in the middle of the user's screen. pjsua2 does not
+    wrap pj_log_set_level, so it is called in the extension module that exports it."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(pj._pjsua2.__file__).pj_log_set_level(1)
+    except (OSError, AttributeError):  # another build: its start-up lines are only noise
+        pass
