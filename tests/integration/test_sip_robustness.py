@@ -190,3 +190,45 @@ async def test_a_call_no_shard_holds_is_reaped(plane):
     assert stats.reaped == 1 and stats.closed == stats.opened
     record = await plane.supervisor.call_record.remote("ghost-1")
     assert record is not None and record.end_reason == "orphaned"
+
+
+async def test_theo_call_reads_the_agent_side_from_the_plane(plane, voice, model_handles, theo_config, tmp_path):
+    """What `theo call` adds to a call it placed on a Theo plane: the agent's record (by the
+    X-Theo-Session it sent) gives intelligibility and first content audio; the plane's
+    LanguageModel (the embedded llama.cpp one) gives a sentiment for every answered turn."""
+    from theo_ray.cli.agent_side import AgentSide
+    from theo_ray.sim.analysis import transcribe_agent_turns
+    from theo_ray.sim.call_summary import outcome_of, stt_transcriber, with_agent_side_figures
+    from theo_ray.sim.conversation_metrics import caller_texts_from_scenario, summarise_call
+    from theo_ray.sim.recording import CallRecording
+
+    result = await asyncio.wait_for(dial_and_run(
+        plane.uri, QUESTION, voice, tmp_path / "call", headers={"X-Theo-Session": "agent-side-1"},
+        caller_settings=CallerSettings(media="external", codecs=["PCMU"]),
+    ), 90)
+    assert result.ended_by == "caller", result.steps
+    heard = await transcribe_agent_turns(CallRecording.load(result.wav_path), result.analysis,
+                                         stt_transcriber(model_handles))
+    agent = AgentSide(theo_config, supervisor_name=plane.supervisor_name)
+    try:
+        assert agent.attach(), agent.reason
+        record = await agent.record("agent-side-1")
+        assert record is not None and record.ended_at, agent.reason
+        summary = await summarise_call(
+            "agent-side-1", result.analysis, outcome_of(result, record),
+            caller_texts_from_scenario(result.analysis, QUESTION), heard, scenario=QUESTION,
+            classify_sentiment=agent.sentiment(),
+        )
+        missing = await agent.record("no-such-call", timeout_s=0.5)
+        assert missing is None and "no-such-call" in agent.reason
+    finally:
+        agent.close()
+    import ray
+
+    assert ray.is_initialized(), "AgentSide shut down a connection it did not open"
+    summary = with_agent_side_figures(summary, record)
+    assert summary.intelligibility.wer is not None and summary.intelligibility.wer <= 0.35, (
+        summary.intelligibility, [t.text for t in summary.agent_turns], record.greeting_text)
+    assert summary.first_content_audio.p50 is not None
+    assert summary.sentiment_trajectory and None not in summary.sentiment_trajectory, summary.sentiment_errors
+    await no_active_calls(plane)

@@ -1,5 +1,7 @@
 """`theo bench models`: per model, load time, real-time factor, first chunk/token, tokens/s,
-and the LLM's cancel-to-abort time (barge-in path), through the real Serve deployments."""
+the LLM's cancel-to-abort time (barge-in path), and the agent voice's intelligibility (the
+STT deployment's WER on the TTS audio carried over an 8 kHz G.711 line, as a caller's phone
+would hear it), through the real Serve deployments."""
 
 from __future__ import annotations
 
@@ -8,10 +10,12 @@ import time
 
 import msgspec
 import numpy as np
-import soxr
 
 from theo_ray.bench.stats import pct
+from theo_ray.media.codecs import through_codec
+from theo_ray.media.resample import resample_once
 from theo_ray.messages import ChatMessage, GenerateRequest, SynthesizeRequest, TranscribeRequest
+from theo_ray.sim.intelligibility import Intelligibility, intelligibility
 
 BENCH_TEXTS = [
     "Bom dia! Aqui é a Theo. Em que posso te ajudar?",
@@ -46,6 +50,8 @@ class ModelsBenchReport(msgspec.Struct):
     stt: ModelFigures
     llm: ModelFigures
     tts: ModelFigures
+    # The TTS voice heard through G.711 by the STT model (BENCH_TEXTS as the reference).
+    voice_intelligibility: Intelligibility | None = None
 
 
 async def _bench_tts(handles, trials: int) -> tuple[ModelFigures, list[np.ndarray]]:
@@ -63,7 +69,9 @@ async def _bench_tts(handles, trials: int) -> tuple[ModelFigures, list[np.ndarra
         audio = np.frombuffer(b"".join(pcm), dtype="<i2")
         first.append(first_at * 1000)
         rtf.append(total / (len(audio) / info.sample_rate))
-        audios.append(soxr.resample(audio, info.sample_rate, 16000).astype(np.int16))
+        # What a phone line delivers: 8 kHz mu-law, then the 16 kHz the STT model takes.
+        carried = through_codec(audio, info.sample_rate, "PCMU")
+        audios.append(resample_once(carried, info.sample_rate, 16000).astype(np.int16))
     return (
         ModelFigures(
             model=info.model, backend=info.backend, load_s=info.load_seconds, trials=trials,
@@ -73,22 +81,25 @@ async def _bench_tts(handles, trials: int) -> tuple[ModelFigures, list[np.ndarra
     )
 
 
-async def _bench_stt(handles, audios: list[np.ndarray]) -> ModelFigures:
+async def _bench_stt(handles, audios: list[np.ndarray]) -> tuple[ModelFigures, list[str]]:
     info = await handles.stt.info.remote()
-    first, rtf = [], []
+    first, rtf, heard = [], [], []
     for audio in audios:
         started = time.perf_counter()
-        first_at = None
-        async for _ in handles.stt.options(stream=True).transcribe.remote(TranscribeRequest(audio=audio.tobytes())):
+        first_at, text = None, []
+        async for segment in handles.stt.options(stream=True).transcribe.remote(TranscribeRequest(audio=audio.tobytes())):
             if first_at is None:
                 first_at = time.perf_counter() - started
+            text.append(segment.text)
         total = time.perf_counter() - started
         first.append((first_at or total) * 1000)
         rtf.append(total / (len(audio) / 16000))
-    return ModelFigures(
+        heard.append(" ".join(text))
+    figures = ModelFigures(
         model=info.model, backend=info.backend, load_s=info.load_seconds, trials=len(audios),
         first_chunk_ms_p50=pct(first, 50), first_chunk_ms_p95=pct(first, 95), rtf_p50=pct(rtf, 50),
     )
+    return figures, heard
 
 
 def _request(prompt: str, max_tokens: int, request_id: str) -> GenerateRequest:
@@ -147,6 +158,7 @@ async def _bench_llm(handles, trials: int) -> ModelFigures:
 
 async def run_models_bench(handles, trials: int = 5) -> ModelsBenchReport:
     tts, audios = await _bench_tts(handles, trials)
-    stt = await _bench_stt(handles, audios)
+    stt, heard = await _bench_stt(handles, audios)
     llm = await _bench_llm(handles, trials)
-    return ModelsBenchReport(stt=stt, llm=llm, tts=tts)
+    meant = [BENCH_TEXTS[n % len(BENCH_TEXTS)] for n in range(trials)]
+    return ModelsBenchReport(stt=stt, llm=llm, tts=tts, voice_intelligibility=intelligibility(meant, heard))

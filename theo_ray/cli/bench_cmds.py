@@ -40,6 +40,12 @@ def cmd_bench_models(config: TheoConfig, args: argparse.Namespace) -> int:
             f"{f.cancel_to_abort_ms_p50:.1f} ({f.cancel_to_abort_ms_max:.1f})" if kind == "llm" else "-",
         )
     console.print(table)
+    heard = report.voice_intelligibility
+    if heard is not None and heard.wer is not None:
+        say(f"agent voice intelligibility over G.711 (the STT model's WER on the TTS audio): "
+            f"[bold]{heard.wer:.1%}[/bold] ({heard.errors} errors in {heard.reference_words} words; target ≤ 10 %)")
+    elif heard is not None:
+        say(f"agent voice intelligibility: ? ({heard.reason})")
     console.print(msgspec.json.encode(report).decode())
     _write_json(Path(args.json or Path(config.paths.output_dir) / "bench-models.json"), report)
     return 0

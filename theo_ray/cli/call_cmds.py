@@ -3,8 +3,10 @@
 The caller (pjsua2 in its own process, our RtpSession for the media) dials TARGET — Theo's
 gateway or a PBX extension — plays the scenario, records both directions, transcribes the
 agent's turns with our speech-to-text (in this process, no Ray needed) and prints the
-transcript, per-turn latency table and the scenario's checks. Everything is written to the
-output folder it names at the end. Exit status 0 when every check passed, 1 otherwise.
+transcript, per-turn latency table and the scenario's checks. The agent's side (its record
+of the call from a running Theo plane, for intelligibility and first content audio; an LLM
+for the caller's sentiment) comes from `agent_side`. Everything is written to the output
+folder it names at the end. Exit status 0 when every check passed, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import time
 from pathlib import Path
 
+import msgspec
 import numpy as np
 
 from theo_ray.cli.console import console, say
@@ -33,7 +36,10 @@ def parse_headers(items: list[str]) -> dict[str, str]:
 
 
 async def _call(config: TheoConfig, args: argparse.Namespace) -> int:
+    from theo_ray.cli.agent_side import AgentSide
     from theo_ray.sim.analysis import transcribe_agent_turns
+    from theo_ray.sim.call_summary import outcome_of, with_agent_side_figures
+    from theo_ray.sim.intelligibility import Intelligibility
     from theo_ray.sim.caller_runner import dial_and_run
     from theo_ray.sim.caller_voice import CallerVoice, CallerVoiceSettings
     from theo_ray.sim.conversation_metrics import caller_texts_from_scenario, summarise_call, write_summary
@@ -54,6 +60,10 @@ async def _call(config: TheoConfig, args: argparse.Namespace) -> int:
         CallerVoiceSettings(voice=args.voice),
         model_cache_dir=config.paths.model_cache,
     )
+    from theo_ray.sip.invite import SESSION_HEADER
+
+    # Names the call on a Theo plane, so its record (what the agent meant) can be asked for.
+    session_id = headers.setdefault(SESSION_HEADER, f"call-{out.name}")
     caller = CallerSettings(media="external", codecs=args.codec or ["G722", "PCMU"], host=args.bind,
                             delayed_offer=args.delayed_offer)
 
@@ -77,15 +87,27 @@ async def _call(config: TheoConfig, args: argparse.Namespace) -> int:
         recording = CallRecording.load(result.wav_path)
         agent_texts = await transcribe_agent_turns(recording, result.analysis, transcribe)
 
-    summary = await summarise_call(
-        call_id=out.name,
-        analysis=result.analysis,
-        outcome=result.outcome(),
-        caller_texts=caller_texts_from_scenario(result.analysis, scenario),
-        agent_texts=agent_texts,
-        scenario=scenario,
-        started_at_unix=result.started_at_unix,
-    )
+    agent = AgentSide(config)
+    try:
+        record = await agent.record(session_id) if agent.attach() else None
+        say("classifying the caller's sentiment per turn …")
+        summary = await summarise_call(
+            call_id=out.name,
+            analysis=result.analysis,
+            outcome=outcome_of(result, record),
+            caller_texts=caller_texts_from_scenario(result.analysis, scenario),
+            agent_texts=agent_texts,
+            scenario=scenario,
+            classify_sentiment=agent.sentiment(),
+            started_at_unix=result.started_at_unix,
+        )
+    finally:
+        agent.close()
+    summary = with_agent_side_figures(summary, record, missing=agent.reason)
+    if args.no_transcribe:
+        summary = msgspec.structs.replace(
+            summary, intelligibility=Intelligibility(None, 0, 0, "the agent's words were not transcribed (--no-transcribe)")
+        )
     summary_path = write_summary(summary, out / f"{scenario.name}.summary.json")
     render_report(summary, console=console)
     say(f"recording, events, result and summary in [bold]{out}[/bold] ({Path(summary_path).name})")
@@ -104,7 +126,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--header", action="append", default=[], metavar="NAME=VALUE", help="extra INVITE header (repeatable)")
     p.add_argument("--codec", action="append", help="codec to offer, in order (repeatable; default G722, PCMU)")
     p.add_argument("--bind", default="127.0.0.1", help="local address for the caller's SIP and RTP")
-    p.add_argument("--voice", default="jf_alpha", help="Kokoro voice of the caller (not the agent's)")
+    p.add_argument("--voice", default="pm_alex", help="Kokoro voice of the caller (not the agent's)")
     p.add_argument("--no-transcribe", action="store_true", help="skip transcribing the agent's words")
     p.add_argument("--delayed-offer", action="store_true",
                    help="send the INVITE without SDP (the callee offers, the ACK answers)")

@@ -6,6 +6,7 @@ classification, off the call's critical path) and the outcome."""
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator, Callable
 
 import msgspec
 import numpy as np
@@ -74,7 +75,10 @@ def stt_transcriber(handles: ModelHandles):
     return transcribe
 
 
-def llm_sentiment(handles: ModelHandles):
+def sentiment_classifier(generate: Callable[[GenerateRequest], AsyncIterator[str]]):
+    """The caller's sentiment of one turn, asked of a language model as one quoted question;
+    ``generate`` streams the model's answer (a Serve handle or an in-process engine)."""
+
     async def classify(request: SentimentRequest) -> SentimentScore:
         context = "\n".join(
             f"{'Cliente' if line.speaker == 'caller' else 'Atendente'}: {line.text}" for line in request.context[-4:]
@@ -84,16 +88,32 @@ def llm_sentiment(handles: ModelHandles):
             "O sentimento do cliente nessa fala é positivo, neutro ou negativo?"
         )
         messages = [ChatMessage(role="system", content=_SENTIMENT_PROMPT), ChatMessage(role="user", content=question)]
-        text = ""
-        async for delta in handles.llm.options(stream=True).generate.remote(
-            GenerateRequest(messages=messages, max_tokens=8, temperature=0.0, request_id=f"sentiment-{request.call_id}")
-        ):
-            text += delta.text
+        request_id = f"sentiment-{request.call_id}-{request.turn_index}"
+        text = "".join([piece async for piece in generate(
+            GenerateRequest(messages=messages, max_tokens=8, temperature=0.0, request_id=request_id)
+        )])
         found = sorted((m.start(), stem) for stem in _SENTIMENT_LABELS for m in re.finditer(stem, text.lower()))
         if not found:
             raise ValueError(f"the model answered {text!r}, not positivo/neutro/negativo")
         label, score = _SENTIMENT_LABELS[found[0][1]]
         return SentimentScore(label=label, score=score)
+
+    return classify
+
+
+def llm_sentiment(handles: ModelHandles):
+    async def generate(request: GenerateRequest) -> AsyncIterator[str]:
+        async for delta in handles.llm.options(stream=True).generate.remote(request):
+            yield delta.text
+
+    return sentiment_classifier(generate)
+
+
+def unavailable_sentiment(reason: str):
+    """A classifier that has no model: every turn's sentiment is '?' with this reason."""
+
+    async def classify(request: SentimentRequest) -> SentimentScore:
+        raise RuntimeError(reason)
 
     return classify
 
@@ -105,14 +125,14 @@ def outcome_of(run: CallRunResult, record: CallRecord | None) -> CallOutcome:
     return run.outcome()
 
 
-def with_agent_side_figures(summary: CallSummary, record: CallRecord | None) -> CallSummary:
+def with_agent_side_figures(summary: CallSummary, record: CallRecord | None, missing: str = "") -> CallSummary:
     """Add what needs Theo's own record: when each reply's own first words reached the
     caller (a filler played first counts as "first audio" only), and how intelligible the
-    agent was (what it meant to say against what the caller's Whisper heard)."""
+    agent was (what it meant to say against what the caller's Whisper heard). ``missing``
+    says why there is no record, when there is none."""
     if record is None:
-        return msgspec.structs.replace(
-            summary, intelligibility=Intelligibility(None, 0, 0, "Theo's call record is not available")
-        )
+        reason = missing or "Theo's call record is not available"
+        return msgspec.structs.replace(summary, intelligibility=Intelligibility(None, 0, 0, reason))
     answered = [t for t in record.turns if t.caller_text]
     turns = []
     for t in summary.turns:

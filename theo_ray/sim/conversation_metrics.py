@@ -309,7 +309,7 @@ async def _sentiments(
     settings: MetricsSettings,
 ) -> tuple[dict[int, SentimentScore], list[str]]:
     if classify is None:
-        return {}, []
+        return {}, ["no sentiment classifier was given to this summary"]
     context: list[ConversationLine] = [ConversationLine("agent", x) for x in replies.get(0, []) if x]
     requests: list[SentimentRequest] = []
     for t in analysis.caller_turns:
