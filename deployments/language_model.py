@@ -63,8 +63,9 @@ class LanguageModel:
         self.backend = make_llm_backend(settings, Path(cache_dir))
         # `warm`: the start of every call's prompt (persona + tools). An engine that keeps the
         # last prompt's tokens prefills it now, before the replica takes calls.
+        self.warm_note = ""
         if warm is not None and hasattr(self.backend, "warm"):
-            self.backend.warm(warm)
+            self.warm_note = self.backend.warm(warm)
         self.load_seconds = time.perf_counter() - started
         self._active: set[str] = set()
         self._completed = 0

@@ -57,7 +57,7 @@ class TextToSpeech:
             splitter = SentenceSplitter(SplitterSettings(first_clause_min_words=0))
             sentences = splitter.feed(text) + splitter.flush()
             for sentence in sentences:
-                async for pcm in self.backend.synthesize(sentence, req.voice, req.speed):
+                async for pcm in self.backend.synthesize(sentence, req.voice, req.speed or self.settings.speed):
                     if index == 0:
                         span.set_attribute("tts.first_chunk_ms", (time.perf_counter() - started) * 1000)
                     yield TtsChunk(pcm=pcm.tobytes(), sample_rate=self.backend.sample_rate, index=index, text=sentence)

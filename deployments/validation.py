@@ -80,6 +80,6 @@ def check_synthesize(req: SynthesizeRequest, max_chars: int) -> str:
         raise InvalidRequest("text", "empty")
     if len(text) > max_chars:
         raise InvalidRequest("text", f"{len(text)} characters; at most {max_chars} per request (split it)")
-    if not (0.5 <= req.speed <= 2.0):
+    if req.speed and not (0.5 <= req.speed <= 2.0):
         raise InvalidRequest("speed", f"must be 0.5..2.0, got {req.speed}")
     return text

@@ -110,7 +110,7 @@ class LlmDelta(msgspec.Struct, frozen=True):
 class SynthesizeRequest(msgspec.Struct, frozen=True):
     text: str
     voice: str = ""
-    speed: float = 1.0
+    speed: float = 0.0  # 0: the deployment's configured tts.speed
     request_id: str = ""
     trace: TraceContext = TraceContext()
 

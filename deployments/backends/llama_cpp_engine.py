@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import ctypes
+import hashlib
+import logging
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,6 +32,7 @@ from theo_ray.messages import GenerateRequest
 from theo_ray.models.llm_assets import resolve_gguf_model
 
 _DONE = object()
+log = logging.getLogger(__name__)
 
 
 class LlamaCppBackend:
@@ -77,12 +81,72 @@ class LlamaCppBackend:
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
-    def warm(self, req: GenerateRequest) -> None:
+    def warm(self, req: GenerateRequest) -> str:
         """Prefill a prompt the calls will start with (persona + tool schemas), so the first
-        caller does not wait for it: ~10 s on 2 cores for ~700 tokens, once per replica."""
+        caller does not wait for it: ~10 s on 2 cores for ~700 tokens. The prefilled context
+        is kept in a file beside the model (~20 MB), so the next start of the same model and
+        prompt loads it in well under a second. Returns what it did, for the replica's log."""
         tokens = self.llm.tokenize(self.render_prompt(req).encode("utf-8"), add_bos=False, special=True)
+        path = self._prefix_path(tokens)
+        if path.is_file():
+            try:
+                self._load_prefix(path, tokens)
+                return f"prompt prefix loaded from {path}"
+            except (OSError, ValueError, KeyError, RuntimeError) as exc:  # stale or damaged: prefill again
+                log.warning("ignoring the saved prompt prefix %s: %s", path, exc)
+                self.llm.reset()
         for _ in self.llm.create_completion(prompt=tokens, max_tokens=1, temperature=0.0, stream=True):
             pass
+        try:
+            self._save_prefix(path)
+        except OSError as exc:  # a read-only cache only costs the next start its prefill
+            log.warning("could not save the prompt prefix to %s: %s", path, exc)
+            return "prompt prefilled"
+        return f"prompt prefilled and saved to {path}"
+
+    def _prefix_path(self, tokens: list[int]) -> Path:
+        import llama_cpp
+
+        model = Path(self.model_path).stat()
+        key = hashlib.sha256(
+            f"{self.model_path}|{model.st_size}|{model.st_mtime_ns}|{llama_cpp.__version__}|"
+            f"{self.settings.max_model_len}|{tokens}".encode()
+        ).hexdigest()[:20]
+        return Path(self.model_path).parent / "prefix" / f"{Path(self.model_path).stem}-{key}.npz"
+
+    def _save_prefix(self, path: Path) -> None:
+        import llama_cpp
+        import numpy as np
+
+        # Not Llama.save_state(): it also copies the logits of every position (330 MB here).
+        ctx = self.llm._ctx.ctx
+        size = llama_cpp.llama_state_get_size(ctx)
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_get_data(ctx, buffer, size)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, ids=np.asarray(self.llm.input_ids[: self.llm.n_tokens], np.int32),
+                 state=np.frombuffer(buffer, np.uint8, count=written))
+        tmp.replace(path)
+        # One file per (model, persona, tools): keep the newest few, not every prompt ever used.
+        saved = sorted(path.parent.glob(f"{Path(self.model_path).stem}-*.npz"), key=lambda p: p.stat().st_mtime)
+        for old in saved[:-4]:
+            old.unlink(missing_ok=True)
+
+    def _load_prefix(self, path: Path, tokens: list[int]) -> None:
+        import llama_cpp
+        import numpy as np
+
+        with np.load(path) as saved:
+            ids, state = saved["ids"], saved["state"]
+        n = len(ids)
+        if n == 0 or n > len(tokens) or list(ids) != tokens[:n]:
+            raise ValueError("the saved tokens are not this prompt's")
+        buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state.tobytes())
+        if llama_cpp.llama_state_set_data(self.llm._ctx.ctx, buffer, len(state)) != len(state):
+            raise RuntimeError("llama.cpp did not take the saved state")
+        self.llm.input_ids[:n] = ids
+        self.llm.n_tokens = n
 
     def _generate(self, req: GenerateRequest, prompt: str, cancel: threading.Event, emit) -> None:
         """Runs on the llama.cpp thread; ``emit`` hands (text, finish, produced) to the loop."""

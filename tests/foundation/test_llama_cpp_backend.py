@@ -74,3 +74,26 @@ async def test_abort_stops_generation_and_the_next_request_runs(backend):
 async def test_min_tokens_holds_the_end_of_the_reply(backend):
     pieces = [p async for p in backend.stream(_request("Diga só: sim.", max_tokens=30, min_tokens=30), "min")]
     assert pieces[-1][2] == 30 and pieces[-1][1] == "length"
+
+
+async def test_the_prefilled_prompt_is_saved_and_the_next_start_loads_it(backend):
+    """The second replica start of the same model and prompt skips the ~10 s prefill, and
+    replies exactly as after a prefill (greedy decoding)."""
+    from deployments.backends.llama_cpp_engine import LlamaCppBackend
+    from theo_ray.config import TheoConfig
+
+    start = _request("Oi")
+    tokens = backend.llm.tokenize(backend.render_prompt(start).encode(), add_bos=False, special=True)
+    backend._prefix_path(tokens).unlink(missing_ok=True)
+    assert backend.warm(start).startswith("prompt prefilled and saved")
+    question = _request("Qual é o horário de atendimento?", max_tokens=24, temperature=0.0)
+    after_prefill = "".join([t async for t, _, _ in backend.stream(question, "p1")])
+
+    second = LlamaCppBackend(LanguageModelSettings(), TheoConfig().model_cache())
+    try:
+        assert second.warm(start).startswith("prompt prefix loaded")
+        assert second.llm.n_tokens == len(tokens)
+        after_load = "".join([t async for t, _, _ in second.stream(question, "p2")])
+    finally:
+        second.shutdown()
+    assert after_load == after_prefill and after_load.strip()

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from theo_ray.sim.analysis import (
+    dead_air_over,
+    silences_over,
     AnalysisSettings,
     VadSettings,
     analyse,
@@ -155,6 +157,18 @@ def test_silences_over_two_seconds() -> None:
     assert result.call_end_ms == pytest.approx(ms(end3 + s(0.5)))
     stricter = analyse(call.rec, AnalysisSettings(long_silence_ms=1000))
     assert len(stricter.long_silences) == 2
+
+
+def test_dead_air_leaves_out_the_callers_own_pause() -> None:
+    call = SyntheticCall(seconds=16)
+    end1 = call.caller(speech("Alô?"), s(0.3), label="alo")
+    filler_end = call.agent(agent_speech("Um momento."), end1 + s(0.8))
+    reply_end = call.agent(agent_speech("Oi, estou aqui."), filler_end + s(2.4))  # owed: counted
+    end3 = call.caller(speech("Tá bom."), reply_end + s(3.0), label="ok")  # the caller's pause
+    result = analyse(call.finish(hangup_at=end3 + s(0.5)))
+    assert len(silences_over(result, 2000)) == 2
+    [gap] = dead_air_over(result, 2000)
+    assert gap.start_ms == pytest.approx(ms(filler_end), abs=TOL_MS)
 
 
 def test_dictation_pauses_are_one_turn_without_events() -> None:

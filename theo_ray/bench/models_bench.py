@@ -18,7 +18,7 @@ from theo_ray.messages import ChatMessage, GenerateRequest, SynthesizeRequest, T
 from theo_ray.sim.intelligibility import Intelligibility, intelligibility
 
 BENCH_TEXTS = [
-    "Bom dia! Aqui é a Theo. Em que posso te ajudar?",
+    "Bom dia! Aqui é a Theo. Como posso te ajudar?",
     "Sua fatura de janeiro venceu no dia dez. O valor é de cento e vinte reais.",
     "Vou te passar para o suporte técnico. Eles resolvem isso rapidinho, tá?",
     "Pode me confirmar o seu CPF, por favor? Só os números.",

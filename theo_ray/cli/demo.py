@@ -18,6 +18,7 @@ import msgspec
 
 from theo_ray.cli.console import console, say
 from theo_ray.config import TheoConfig
+from theo_ray.conversation.settings import ConversationSettings
 
 DEMO_SCENARIO = Path(__file__).resolve().parent.parent / "sim" / "scenarios" / "demo.yaml"
 # What the demo company's agent knows about the caller. A 1.5B model invents what it is not
@@ -38,8 +39,11 @@ def demo_config(config: TheoConfig) -> TheoConfig:
         return config
     prompt = msgspec.structs.replace(prompt, company_name=DEMO_COMPANY, extra_instructions=DEMO_FACTS)
     turn = msgspec.structs.replace(config.conversation.turn, prompt=prompt)
+    greeting = config.conversation.greeting
+    if greeting == ConversationSettings().greeting:  # the default: name the demo company
+        greeting = f"Olá! Aqui é a Theo, da {DEMO_COMPANY}. Como posso te ajudar?"
     return msgspec.structs.replace(
-        config, conversation=msgspec.structs.replace(config.conversation, turn=turn)
+        config, conversation=msgspec.structs.replace(config.conversation, turn=turn, greeting=greeting)
     )
 
 

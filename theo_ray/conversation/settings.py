@@ -48,7 +48,8 @@ class ConversationSettings(msgspec.Struct, **_STRICT):
     # "sequential": the batch baseline `theo bench pipeline` compares against — whole LLM
     # reply, then whole TTS, then play (no fillers).
     pipeline: Literal["streaming", "sequential"] = "streaming"
-    greeting: str = "Olá! Aqui é a Theo. Em que posso te ajudar?"
+    # "Como posso" rather than "Em que posso": the latter reached the caller's Whisper as "Enque".
+    greeting: str = "Olá! Aqui é a Theo. Como posso te ajudar?"
     # Re-run STT on the growing utterance after this much new audio (partials).
     partial_interval_ms: int = 700
     # Audio kept from before the VAD start so the first syllable is not cut.

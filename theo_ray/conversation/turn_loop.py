@@ -797,7 +797,7 @@ class TurnLoop:
             return
         destination = str(transfer.call.arguments.get("destination", "um atendente"))
         reason = str(transfer.call.arguments.get("reason", "")).strip()
-        notice = f"Vou te transferir para {destination}" + (f", porque {reason}" if reason else "") + ". Só um instante."
+        notice = f"Vou te transferir para {destination}" + (f", porque {reason}" if reason else "") + ". Um instante, por favor."
         await self._speak(reply, notice)
 
     async def _run_after_speech_tools(self, reply: _Reply) -> None:

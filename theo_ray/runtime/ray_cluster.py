@@ -80,7 +80,7 @@ def start_or_join(settings: RaySettings, say: Callable[[str], None] = print) -> 
 
     if settings.address:
         say(f"joining Ray cluster at {settings.address}")
-        ray.init(address=settings.address, namespace=settings.namespace, log_to_driver=False)
+        _connect(settings.address, settings.namespace)
         return ClusterState(address=settings.address, started_by_theo=False, dashboard_url="")
     state = read_state(settings)
     if state and _alive(state.address):
@@ -109,11 +109,23 @@ def start_or_join(settings: RaySettings, say: Callable[[str], None] = print) -> 
         path.write_bytes(msgspec.json.encode(state))
         _STARTED_HERE.append(state.address)
         say(f"  Ray head at {state.address}, dashboard {state.dashboard_url} (bearer token in ~/.ray/auth_token)")
-    ray.init(address=state.address, namespace=settings.namespace, log_to_driver=False)
+    _connect(state.address, settings.namespace)
     if state.started_by_theo and not state.session_dir:
         state.session_dir = _session_dir()
         _state_file(settings).write_bytes(msgspec.json.encode(state))
     return state
+
+
+def _connect(address: str, namespace: str) -> None:
+    """ray.init for a `theo` command: Ray's and Serve's INFO lines ("Connecting to existing
+    Ray cluster", "Started Serve in namespace") would sit between the command's own progress
+    lines; warnings and errors still show."""
+    import logging
+
+    import ray
+
+    ray.init(address=address, namespace=namespace, log_to_driver=False, logging_level=logging.WARNING)
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
 
 
 def _session_dir() -> str:
@@ -181,14 +193,12 @@ def stop(settings: RaySettings, say: Callable[[str], None] = print) -> bool:
             import ray
 
             # The command that started the cluster (a demo, a benchmark) is still connected:
-            # shut Serve down through that connection, then disconnect before the processes
-            # go, so the driver does not keep reporting a cluster that vanished.
-            if not ray.is_initialized():
-                ray.init(address=state.address, namespace=settings.namespace, log_to_driver=False)
-            from ray import serve
-
-            serve.shutdown()
-            ray.shutdown()
+            # disconnect before the processes go, so the driver does not keep reporting a
+            # cluster that vanished. No serve.shutdown(): the whole session ends below, and
+            # killing the controller first printed "(raylet) Task ServeController... failed"
+            # lines on the user's screen.
+            if ray.is_initialized():
+                ray.shutdown()
         except Exception as exc:  # the cluster is going away anyway; say why Serve did not stop cleanly
             say(f"  Serve shutdown: {type(exc).__name__}: {exc}")
         if state.session_dir:

@@ -315,6 +315,23 @@ def silences_over(analysis: CallAnalysis, min_ms: float) -> list[Interval]:
     return _silences(speech, analysis.call_start_ms, analysis.call_end_ms, min_ms)
 
 
+def dead_air_over(analysis: CallAnalysis, min_ms: float) -> list[Interval]:
+    """The silences of ``silences_over`` that were not the caller's turn to speak: all but a
+    pause that follows the agent's speech and that the caller ends by speaking (a caller
+    taking their time to answer is not dead air; the agent owing an answer, a gap between a
+    filler and the reply, or silence before the greeting is)."""
+    labelled = sorted([(r.start_ms, r.end_ms, "caller") for r in analysis.caller_regions]
+                      + [(r.start_ms, r.end_ms, "agent") for r in analysis.agent_regions])
+    out = []
+    for gap in silences_over(analysis, min_ms):
+        before = [who for start, end, who in labelled if end <= gap.start_ms + 1.0]
+        after = [who for start, end, who in labelled if start >= gap.end_ms - 1.0]
+        if before and after and before[-1] == "agent" and after[0] == "caller":
+            continue
+        out.append(gap)
+    return out
+
+
 def _group(regions: list[SpeechRegion], gap_ms: float) -> list[list[SpeechRegion]]:
     groups: list[list[SpeechRegion]] = []
     for region in regions:

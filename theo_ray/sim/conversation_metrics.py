@@ -20,7 +20,7 @@ from typing import Literal
 
 import msgspec
 
-from theo_ray.sim.analysis import CallAnalysis, Percentiles, TurnText, percentiles, silences_over
+from theo_ray.sim.analysis import CallAnalysis, Percentiles, TurnText, dead_air_over, percentiles, silences_over
 from theo_ray.sim.intelligibility import Intelligibility
 from theo_ray.sim.scenario import BargeIn, Scenario
 
@@ -124,6 +124,8 @@ class CallSummary(msgspec.Struct, frozen=True):
     barge_in_rate: float
     repeats: list[RepeatPair]
     repeat_rate: float
+    # Dead air (`analysis.dead_air_over`): silences > long_silence_ms that were not the
+    # caller's own pause before answering.
     long_silence_count: int
     long_silence_before_first_turn: bool
     silence_over_2s_rate: float
@@ -218,7 +220,7 @@ async def summarise_call(
     repeats = find_repeats([(t.index, caller_texts.get(t.index, "")) for t in answered], settings)
     repeat_of = {r.turn: r.previous_turn for r in repeats}
 
-    silences = silences_over(analysis, settings.long_silence_ms)
+    silences = dead_air_over(analysis, settings.long_silence_ms)
     first_start = analysis.caller_turns[0].start_ms if analysis.caller_turns else analysis.call_end_ms
     windows = [
         (t.index, t.start_ms, nxt.start_ms if nxt else analysis.call_end_ms)

@@ -132,7 +132,8 @@ def metrics_table(summary: CallSummary) -> Table:
         ("barge-in reaction p50 / p95", f"{_ms(br.p50)} / {_ms(br.p95)} ms (n={br.count})"),
         ("barge-in rate", f"{summary.barge_in_rate:.0%} ({summary.barge_in_count})"),
         ("repeat rate", f"{summary.repeat_rate:.0%} ({len(summary.repeats)})"),
-        ("silence > 2 s rate", f"{summary.silence_over_2s_rate:.0%} of turns ({summary.long_silence_count} in the call)"),
+        ("dead air > 2 s rate", f"{summary.silence_over_2s_rate:.0%} of turns ({summary.long_silence_count} in the call; "
+                                "a caller's pause before answering is not counted)"),
         ("overlap", f"{summary.overlap_ms:.0f} ms"),
         ("agent intelligibility", clarity),
         ("sentiment", sentiment),

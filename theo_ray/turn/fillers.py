@@ -15,11 +15,13 @@ import numpy as np
 from theo_ray.turn.settings import ComfortNoiseSettings
 
 # Said when the first audio of a reply is late (GAP 3).
+# Chosen by how the caller-side Whisper heard them over G.711 in the default voice: "Hum…",
+# "Só um instante." and "Deixa eu ver…" came out as other words ("Vamos ver.", "So in Stunty").
 THINKING_FILLERS: tuple[str, ...] = (
-    "Hum…",
-    "Deixa eu ver…",
+    "Deixa eu ver aqui.",
     "Um momento só.",
-    "Só um instante.",
+    "Um instante, por favor.",
+    "Certo, um momento.",
     "Vamos ver aqui…",
 )
 # Said in natural pauses of a long caller turn.
@@ -27,7 +29,7 @@ BACKCHANNELS: tuple[str, ...] = ("Uhum.", "Entendi.", "Sei.", "Certo.")
 # Said when something broke; the key says when.
 EMERGENCY_PHRASES: dict[str, str] = {
     "technical_problem": (
-        "Desculpa, tô com uma instabilidade aqui. Vou te passar pra um atendente, só um instante."
+        "Desculpa, tô com uma instabilidade aqui. Vou te passar pra um atendente, um instante."
     ),
     "transfer_failed": (
         "Não consegui completar a transferência agora. Pode ligar de novo daqui a pouquinho?"
