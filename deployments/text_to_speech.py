@@ -19,6 +19,7 @@ from theo_ray.config import TextToSpeechSettings
 from theo_ray.errors import InvalidRequest
 from theo_ray.messages import ModelInfo, SynthesizeRequest, TtsChunk
 from theo_ray.telemetry.tracing import deployment_span
+from theo_ray.turn.spoken_form import spoken_form
 from theo_ray.turn.sentence_splitter import SentenceSplitter
 from theo_ray.turn.settings import SplitterSettings
 
@@ -57,7 +58,10 @@ class TextToSpeech:
             splitter = SentenceSplitter(SplitterSettings(first_clause_min_words=0))
             sentences = splitter.feed(text) + splitter.flush()
             for sentence in sentences:
-                async for pcm in self.backend.synthesize(sentence, req.voice, req.speed or self.settings.speed):
+                # The chunk keeps the written sentence (what the agent said, for memory and
+                # records); the voice gets its spoken form ("R$ 89,90" as words).
+                spoken = spoken_form(sentence)
+                async for pcm in self.backend.synthesize(spoken, req.voice, req.speed or self.settings.speed):
                     if index == 0:
                         span.set_attribute("tts.first_chunk_ms", (time.perf_counter() - started) * 1000)
                     yield TtsChunk(pcm=pcm.tobytes(), sample_rate=self.backend.sample_rate, index=index, text=sentence)

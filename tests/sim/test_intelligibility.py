@@ -2,7 +2,7 @@ from theo_ray.sim.intelligibility import intelligibility, normalise
 
 
 def test_numerals_accents_and_punctuation_do_not_count_as_errors():
-    assert normalise("A fatura é R$ 89,90!") == "a fatura e oitenta e nove noventa"
+    assert normalise("A fatura é R$ 89,90!") == "a fatura e oitenta e nove reais e noventa centavos"
     # Whisper writes "80 e 9 reais" for the "oitenta e nove reais" the agent said.
     out = intelligibility(["A fatura de janeiro é oitenta e nove reais."], ["A fatura de Janeiro e 80 e 9 reais"])
     assert out.wer == 0.0 and out.reference_words == 9

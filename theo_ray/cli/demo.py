@@ -84,21 +84,34 @@ def cmd_demo(config: TheoConfig, args: argparse.Namespace) -> int:
     # Spans of every Theo process go here as JSON lines (the cluster inherits it when
     # `theo demo` starts it; an already running cluster keeps the folder it was started with).
     os.environ.setdefault("THEO_TRACE_DIR", str(out_dir / "traces"))
-    say("[bold]1/4 models[/bold]")
+    started = time.monotonic()
+    took: dict[str, float] = {}
+
+    def step(name: str) -> None:
+        now = time.monotonic() - started
+        if took:
+            took[next(reversed(took))] = now - sum(took.values())
+        took[name] = 0.0
+        say(f"[bold]{len(took)}/4 {name}[/bold]")
+
+    step("models")
     prepare_models(config, say)
-    say("[bold]2/4 Ray[/bold]")
+    step("Ray")
     start_or_join(config.ray, say)
-    say("[bold]3/4 model deployments and call plane[/bold]")
+    step("model deployments and call plane")
     handles = ensure_models_deployed(config, say)
 
     async def main():
         # One call: one gateway shard is enough (`theo up` adds the others by name later).
         plane = await CallPlane(config, handles, shards=1).start(say)
-        say("[bold]4/4 the call[/bold]")
+        step("the call and its analysis")
         return await run_call(plane, Path(args.scenario), out_dir, f"demo-{int(time.time())}")
 
     run, summary, spans = asyncio.run(main())
+    took[next(reversed(took))] = time.monotonic() - started - sum(took.values())
     render_report(summary, spans, console)
+    say("time: " + ", ".join(f"{name} {s:.0f} s" for name, s in took.items())
+        + f"; {time.monotonic() - started:.0f} s in all (stopping the cluster follows)")
     prompt = config.conversation.turn.prompt
     say(f"\nLLM: {config.llm.backend} {config.llm.model}; voice: Kokoro {config.tts.voice}. "
         f"The agent knows only what its prompt says (prompt.extra_instructions): {prompt.extra_instructions!r}")

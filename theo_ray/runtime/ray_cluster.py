@@ -125,7 +125,8 @@ def _connect(address: str, namespace: str) -> None:
     import ray
 
     ray.init(address=address, namespace=namespace, log_to_driver=False, logging_level=logging.WARNING)
-    logging.getLogger("ray.serve").setLevel(logging.WARNING)
+    # Serve sets its logger's level again when its client starts; a filter stays.
+    logging.getLogger("ray.serve").addFilter(lambda record: record.levelno >= logging.WARNING)
 
 
 def _session_dir() -> str:

@@ -4,7 +4,9 @@ on the caller's side of a phone line (8 kHz G.711), against the text it meant to
 Word error rate (jiwer, a well-kept library) over the whole call, after one normalisation
 of both sides: lower case, accents and punctuation dropped (a listener hears no accent
 marks, and Whisper writes "e" for "é" freely), and numerals spelt out in Portuguese
-(num2words), because Whisper writes "80 e 9" for the "oitenta e nove" the agent said.
+(num2words), because Whisper writes "80 e 9" for the "oitenta e nove" the agent said. What
+the agent meant is first put in the form its voice was given (`turn.spoken_form`: "R$ 89,90"
+as words), so the figure judges the voice and the line, not the written notation.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import unicodedata
 from collections.abc import Iterable
 
 import msgspec
+
+from theo_ray.turn.spoken_form import spoken_form
 
 _NUMBER = re.compile(r"\d+")
 _NOT_WORD = re.compile(r"[^\w\s]")
@@ -32,7 +36,7 @@ class Intelligibility(msgspec.Struct, frozen=True):
 def normalise(text: str) -> str:
     from num2words import num2words
 
-    text = text.lower().replace("r$", " ")
+    text = spoken_form(text).lower().replace("r$", " ")
     text = _NUMBER.sub(lambda m: f" {num2words(int(m.group()), lang='pt_BR')} ", text)
     text = unicodedata.normalize("NFKD", text)
     text = "".join(c for c in text if not unicodedata.combining(c))
