@@ -1,11 +1,13 @@
 """`theo demo` end to end, as the README's first command runs it: the real `theo` CLI in a
 subprocess, joined (THEO__RAY__ADDRESS) to the session's Ray cluster, where the real model
-deployments already run (faster-whisper, vLLM with the packaged SmolLM2, Kokoro). It starts
-the call plane, places the scripted demo call from the pjsua2 caller simulator over SIP and
-RTP on loopback, and prints the transcript and the per-turn latency table.
+deployments already run (faster-whisper, llama.cpp with the packaged Qwen2.5-Coder-1.5B,
+Kokoro pf_dora). It starts the call plane, places the scripted demo call from the pjsua2
+caller simulator over SIP and RTP on loopback, and prints the transcript, the per-turn
+latency table and the call's quality figures.
 
-What the packaged 135M model answers is not checked (it is weak in Portuguese); that the
-call happened, was heard both ways, measured and written out is.
+Judged by what the caller heard (the caller side's Whisper on the recording): the agent
+answered the invoice question with the demo company's fact, could be understood, and every
+answered turn has a sentiment. The bounds are loose; `theo demo` prints the figures.
 """
 
 from __future__ import annotations
@@ -72,3 +74,12 @@ def test_theo_demo_places_the_call_and_prints_transcript_and_latencies(ray_clust
     assert summary["first_audio"]["count"] == 3
     assert len(record["turns"]) >= 3 and not record["errors"], record["errors"]
     assert all(t["caller_text"] for t in record["turns"][:3])
+    # The answer the caller heard carries the grounded fact (DEMO_FACTS: janeiro, R$ 89,90).
+    heard = " ".join(t["text"] for t in summary["agent_turns"]).lower()
+    assert "janeiro" in heard and ("89" in heard or "oitenta e nove" in heard), heard
+    assert summary["intelligibility"]["wer"] is not None and summary["intelligibility"]["wer"] <= 0.25, (
+        summary["intelligibility"], heard)
+    assert summary["first_content_audio"]["count"] == 3
+    assert summary["sentiment_trajectory"] and None not in summary["sentiment_trajectory"], summary["sentiment_errors"]
+    for figure in ("first content audio", "agent intelligibility", "sentiment", "time: "):
+        assert figure in output, figure
