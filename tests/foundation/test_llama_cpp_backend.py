@@ -97,3 +97,24 @@ async def test_the_prefilled_prompt_is_saved_and_the_next_start_loads_it(backend
     finally:
         second.shutdown()
     assert after_load == after_prefill and after_load.strip()
+
+
+def test_the_warm_prompt_is_the_start_of_a_real_first_turn(backend):
+    """What the replica prefills (persona, tools, greeting) is a prefix of the first request
+    a call sends, so the first turn only prefills what the caller said."""
+    from theo_ray.cli.demo import demo_config
+    from theo_ray.config import TheoConfig
+    from theo_ray.runtime.serve_apps import call_prompt_start
+
+    config = demo_config(TheoConfig())
+    warm = call_prompt_start(config)
+    first_turn = GenerateRequest(
+        messages=[*warm.messages[:-1], ChatMessage(role="user", content="Oi, eu quero saber da minha fatura.")],
+        tools=warm.tools,
+    )
+    assert warm.messages[1].role == "assistant" and warm.messages[1].content == config.conversation.greeting
+    warm_tokens = backend.count_tokens(backend.render_prompt(warm))
+    turn = backend.render_prompt(first_turn)
+    shared = backend.render_prompt(warm).split("<|im_start|>user")[0]
+    assert turn.startswith(shared) and config.conversation.greeting in shared
+    assert backend.count_tokens(turn) - backend.count_tokens(shared) < 40 < warm_tokens

@@ -44,15 +44,20 @@ def deployment_options(settings: DeploymentSettings) -> dict[str, Any]:
 
 
 def call_prompt_start(config: TheoConfig) -> GenerateRequest:
-    """What every call's first request starts with (the persona and the tool schemas), for
-    the language model to prefill before it takes calls."""
+    """What every call's first request starts with (the persona, the tool schemas and the
+    greeting), for the language model to prefill before it takes calls."""
     from theo_ray.turn.prompt import PromptBuilder
     from theo_ray.turn.tools import ToolRegistry
 
     turn = config.conversation.turn
     system = PromptBuilder(turn.prompt).build(turn.tools.transfer_destinations)
+    messages = [ChatMessage(role="system", content=system)]
+    if config.conversation.greeting:
+        # Every call's first request has the greeting as the agent's first message: cached
+        # too, the first turn prefills only what the caller said (~0.5 s less on 2 cores).
+        messages.append(ChatMessage(role="assistant", content=config.conversation.greeting))
     return GenerateRequest(
-        messages=[ChatMessage(role="system", content=system), ChatMessage(role="user", content="Alô?")],
+        messages=[*messages, ChatMessage(role="user", content="Alô?")],
         tools=ToolRegistry(turn.tools).schemas(),
         max_tokens=1,
         request_id="warm-up",
