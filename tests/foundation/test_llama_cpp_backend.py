@@ -118,3 +118,23 @@ def test_the_warm_prompt_is_the_start_of_a_real_first_turn(backend):
     shared = backend.render_prompt(warm).split("<|im_start|>user")[0]
     assert turn.startswith(shared) and config.conversation.greeting in shared
     assert backend.count_tokens(turn) - backend.count_tokens(shared) < 40 < warm_tokens
+
+
+@pytest.mark.parametrize("line, label", [
+    ("Pode me mandar a segunda via do boleto?", "neutral"),
+    ("Meu endereço mudou, agora é rua das Flores, cento e dois.", "neutral"),
+    ("Que atendimento excelente, valeu mesmo!", "positive"),
+    ("Estou cansado de esperar, isso é ridículo.", "negative"),
+])
+async def test_the_embedded_model_tells_the_callers_sentiment(backend, line, label):
+    """Lines the sentiment question was not tuned on (the demo's call's were)."""
+    from theo_ray.sim.call_summary import sentiment_classifier
+    from theo_ray.sim.conversation_metrics import ConversationLine, SentimentRequest
+
+    async def generate(request):
+        async for text, _, _ in backend.stream(request, request.request_id):
+            yield text
+
+    greeting = [ConversationLine("agent", "Olá! Aqui é a Theo. Como posso te ajudar?")]
+    score = await sentiment_classifier(generate)(SentimentRequest("t", 1, line, greeting))
+    assert score.label == label, line

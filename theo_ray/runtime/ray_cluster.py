@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -203,9 +204,11 @@ def stop(settings: RaySettings, say: Callable[[str], None] = print) -> bool:
         except Exception as exc:  # the cluster is going away anyway; say why Serve did not stop cleanly
             say(f"  Serve shutdown: {type(exc).__name__}: {exc}")
         if state.session_dir:
+            began = time.monotonic()
             stopped = _stop_session_processes(state.session_dir, state.address)
             _forget_current_cluster(state.address)
-            say(f"  stopped {stopped} processes of session {Path(state.session_dir).name}")
+            say(f"  stopped {stopped} processes of session {Path(state.session_dir).name} "
+                f"in {time.monotonic() - began:.1f} s")
         else:
             # Older state file without the session: `ray stop` ends every Ray process here.
             subprocess.run([_ray_cli(), "stop"], capture_output=True, text=True)

@@ -32,9 +32,13 @@ from theo_ray.sim.scenario import Scenario
 
 # One self-contained question, not a chat: a 1.5B model classifies a quoted line reliably
 # and loses the task when the conversation comes as chat turns (it answers the caller).
-_SENTIMENT_PROMPT = (
-    "Você classifica o sentimento de clientes em ligações. Responda com UMA palavra: "
-    "positivo, neutro ou negativo."
+# What each label means is in the question itself: asked "positivo, neutro ou negativo?" the
+# 1.5B called every plain request positive; with the meanings beside the labels it labelled
+# a dozen test lines right (a request neutral, a thank-you positive, a complaint negative).
+_SENTIMENT_PROMPT = "Você classifica falas de clientes em ligações. Responda só com uma palavra."
+_SENTIMENT_QUESTION = (
+    "Classifique a fala: NEUTRO (só pede ou informa algo), POSITIVO (agradece ou elogia) "
+    "ou NEGATIVO (reclama ou se irrita). Resposta:"
 )
 _SENTIMENT_LABELS = {"positiv": ("positive", 1.0), "neutr": ("neutral", 0.0), "negativ": ("negative", -1.0)}
 
@@ -84,8 +88,7 @@ def sentiment_classifier(generate: Callable[[GenerateRequest], AsyncIterator[str
             f"{'Cliente' if line.speaker == 'caller' else 'Atendente'}: {line.text}" for line in request.context[-4:]
         )
         question = (f"Conversa até agora:\n{context}\n\n" if context else "") + (
-            f'Última fala do cliente: "{request.caller_text}"\n'
-            "O sentimento do cliente nessa fala é positivo, neutro ou negativo?"
+            f'Fala do cliente: "{request.caller_text}"\n{_SENTIMENT_QUESTION}'
         )
         messages = [ChatMessage(role="system", content=_SENTIMENT_PROMPT), ChatMessage(role="user", content=question)]
         request_id = f"sentiment-{request.call_id}-{request.turn_index}"
