@@ -48,7 +48,8 @@ if [ ! -f "$stamp" ]; then
     ( while sleep 60; do echo "    ... still building llama.cpp ($((SECONDS - t0)) s)"; done ) &
     ticker=$!
     CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_BLAS=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF" "${PIP[@]}" install -q "$llama_pin" || { pkill -P $ticker; kill $ticker; exit 1; }
-    pkill -P $ticker 2>/dev/null; kill $ticker 2>/dev/null || true
+    # `wait` collects the ticker, so bash does not print "Terminated" for it.
+    { pkill -P $ticker; kill $ticker; wait $ticker; } 2>/dev/null || true
     echo "    built in $((SECONDS - t0)) s"
   fi
   step "installing Theo and its Python dependencies (vLLM CPU build, model packages: ~1.5 GB)"

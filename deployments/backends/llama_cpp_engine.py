@@ -208,8 +208,22 @@ class LlamaCppBackend:
                 running = loop.run_in_executor(self._pool, run)
                 self._running[request_id] = running
                 try:
-                    while (item := await queue.get()) is not _DONE:
-                        yield item
+                    done = False
+                    while not done:
+                        item = await queue.get()
+                        if item is _DONE:
+                            break
+                        text, finish, produced = item
+                        # Tokens that arrived while the consumer was busy go out as one
+                        # delta: each delta is a Serve stream message, and on 2 cores that
+                        # per-message work took the CPU the model's second thread needed.
+                        while not queue.empty():
+                            more = queue.get_nowait()
+                            if more is _DONE:
+                                done = True
+                                break
+                            text, finish, produced = text + more[0], more[1], more[2]
+                        yield text, finish, produced
                     await running  # re-raises an engine error
                 finally:
                     # Cancelled or closed early: stop the thread before the next request

@@ -43,7 +43,8 @@ def test_the_prompt_is_the_models_own_chat_template_with_the_tools(backend):
 async def test_a_reply_streams_in_portuguese(backend):
     pieces = [p async for p in backend.stream(_request("Bom dia, tudo bem?", max_tokens=40), "r1")]
     text = "".join(t for t, _, _ in pieces)
-    assert pieces[-1][1] in {"stop", "length"} and pieces[-1][2] == len(pieces) - 1  # + the finish chunk
+    # Tokens that queued up while the consumer was busy come as one piece.
+    assert pieces[-1][1] in {"stop", "length"} and pieces[-1][2] >= len(pieces) - 1  # + the finish chunk
     assert any(w in text.lower() for w in ("bom dia", "olá", "ajudar", "tudo", "posso")), text
     assert backend.unfinished() == 0
 
