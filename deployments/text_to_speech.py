@@ -55,7 +55,7 @@ class TextToSpeech:
         with deployment_span("tts.synthesize", req.trace, {"tts.chars": len(text)}) as span:
             started = time.perf_counter()
             # Whole sentences here: the turn loop already cuts early clauses when it wants them.
-            splitter = SentenceSplitter(SplitterSettings(first_clause_min_words=0))
+            splitter = SentenceSplitter(SplitterSettings(first_clause_min_words=0, first_piece_max_chars=0))
             sentences = splitter.feed(text) + splitter.flush()
             for sentence in sentences:
                 # The chunk keeps the written sentence (what the agent said, for memory and

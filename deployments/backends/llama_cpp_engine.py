@@ -49,7 +49,7 @@ class LlamaCppBackend:
             model_path=self.model_path,
             n_ctx=settings.max_model_len,
             n_threads=settings.cpu_threads,
-            n_threads_batch=settings.cpu_threads,
+            n_threads_batch=settings.cpu_threads_batch,
             verbose=False,
         )
         template = self.llm.metadata.get("tokenizer.chat_template")

@@ -144,3 +144,11 @@ def test_waits_while_the_boundary_is_ambiguous():
     assert splitter.feed("Fale com o Dr. ") == []  # a title never ends a sentence
     assert splitter.feed("Paulo amanhã.") == []
     assert splitter.flush() == ["Fale com o Dr. Paulo amanhã."]
+
+
+def test_a_forced_cut_never_leaves_a_currency_sign_without_its_amount():
+    # The demo's reply piece, once cut at "é de R$": the voice then said "de real, 89,90".
+    splitter = SentenceSplitter(SplitterSettings(first_clause_min_words=0, first_piece_max_chars=32))
+    pieces = splitter.feed("A fatura de janeiro é de R$ 89,90 e a de dezembro é de R$ 79,90.") + splitter.flush()
+    assert len(pieces) == 2 and not any(p.rstrip().endswith("R$") for p in pieces), pieces
+    assert pieces[1].startswith("R$ 89,90"), pieces

@@ -222,9 +222,20 @@ class SentenceSplitter:
         if comma > limit // 3:
             return comma + 1, comma + 1
         space = head.rfind(" ")
+        while space > 0 and _binds_to_next(buf, space):
+            space = head.rfind(" ", 0, space)
         if space > 0:
             return space, space
         return limit, limit
+
+
+def _binds_to_next(buf: str, space: int) -> bool:
+    """A space a piece must not end at: after a currency sign ("R$ | 89,90") or between two
+    parts of one number ("1 | 234"). The voice is given each piece on its own, and "R$"
+    alone was read as a letter ("de real, 89,90")."""
+    before = _token_before(buf, space)
+    after = buf[space + 1 : space + 2]
+    return before.upper().endswith("R$") or (before[-1:].isdigit() and after.isdigit())
 
 
 def _token_before(buf: str, i: int) -> str:
