@@ -38,6 +38,7 @@ from theo_ray.turn.backchannel import BackchannelDetector
 from theo_ray.turn.endpointer import SmartEndpointer
 from theo_ray.turn.memory import ConversationMemory
 from theo_ray.turn.prompt import PromptBuilder
+from theo_ray.turn.meta_text import BracketFilter
 from theo_ray.turn.repetition_guard import RepetitionGuard
 from theo_ray.turn.sentence_splitter import SentenceSplitter
 from theo_ray.turn.tools import AcceptedToolCall, ToolRegistry
@@ -679,6 +680,7 @@ class TurnLoop:
         request = self._generate_request(turn)
         splitter = SentenceSplitter(self.settings.turn.splitter)
         guard = RepetitionGuard(self.settings.turn.repetition_guard)
+        meta = BracketFilter()
         pieces: asyncio.Queue[str | None] = asyncio.Queue()
         speaker = asyncio.create_task(self._speak_pieces(reply, pieces))
         try:
@@ -690,7 +692,7 @@ class TurnLoop:
                     if guard.feed(delta.text):
                         self._stop_looping_reply(reply, guard)
                         break  # what the splitter still holds is part of the loop: dropped
-                    for piece in splitter.feed(delta.text):
+                    for piece in splitter.feed(meta.feed(delta.text)):
                         if not turn.llm_first_sentence_at:
                             turn.llm_first_sentence_at = self.clock()
                         pieces.put_nowait(piece)
@@ -705,6 +707,8 @@ class TurnLoop:
                     pieces.put_nowait(piece)
         finally:
             pieces.put_nowait(None)
+            if meta.dropped or meta.open:
+                log.warning("%s: reply %d: dropped bracketed text the model wrote", self.session_id, turn.index)
         await speaker
 
     def _stop_looping_reply(self, reply: _Reply, guard: RepetitionGuard) -> None:
@@ -719,6 +723,7 @@ class TurnLoop:
         turn = reply.turn
         text = ""
         guard = RepetitionGuard(self.settings.turn.repetition_guard)
+        meta = BracketFilter()
         reply.llm_stream = self.models.generate(self._generate_request(turn))
         async for delta in reply.llm_stream:
             if delta.text:
@@ -727,7 +732,7 @@ class TurnLoop:
                 if guard.feed(delta.text):
                     self._stop_looping_reply(reply, guard)  # the same rule as the streaming loop
                     break
-                text += delta.text
+                text += meta.feed(delta.text)
             if delta.tool_call is not None:
                 self._accept_tool(reply, delta.tool_call)
             if delta.finish_reason:
