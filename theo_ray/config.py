@@ -137,10 +137,9 @@ class LanguageModelSettings(msgspec.Struct, **_STRICT):
     max_tokens: int = 160
     temperature: float = 0.3
     # llama.cpp threads: generating (one token at a time) and prefilling the prompt. One
-    # generating thread ran as fast as two inside the deployment on 2 cores (15.5 against
-    # 14.7 tokens/s, `theo bench models`) and leaves the other core to TTS, which speaks the
-    # reply's first piece while the model writes the rest. The penalty keeps small models
-    # from looping on a phrase.
+    # generating thread leaves the other core to TTS, which speaks the reply's first piece
+    # while the model writes the rest; alone, one thread makes 12.6 tokens/s against two's
+    # 17.0 (`theo bench models`, 2 cores). The penalty keeps small models from looping.
     cpu_threads: int = 1
     cpu_threads_batch: int = 2
     repeat_penalty: float = 1.1
