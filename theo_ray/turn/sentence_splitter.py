@@ -107,9 +107,9 @@ class SentenceSplitter:
         n = len(buf)
         limit = self._piece_limit()
         i = 0
-        # Only cuts inside the limit count: text arriving in one delta must not make a longer
-        # piece than text arriving word by word.
-        while i < min(n, limit):
+        # Only cuts inside the limit (and its slack) count: text arriving in one delta must
+        # not make a longer piece than text arriving word by word.
+        while i < min(n, limit + _CUT_SLACK):
             c = buf[i]
             if c in _TERMINATORS:
                 decision, k = self._sentence_end(buf, i, final)
@@ -204,18 +204,23 @@ class SentenceSplitter:
         """The first piece is short (the caller waits for its whole TTS); a later one may be as
         long as everything handed out before it, so it is synthesised (TTS faster than real
         time) while those play and the line does not go quiet between pieces; at least twice
-        the first limit, so an ordinary sentence after a short one ("Claro.") stays whole."""
+        the first limit once that much was handed out."""
         first_limit = self._settings.first_piece_max_chars
         if first_limit <= 0:
             return self._settings.max_piece_chars
-        if self._pieces_out == 0:
+        if self._pieces_out == 0 or self._chars_out < first_limit:
+            # After a short opener ("Claro.", "Olá, Carlos!") the next piece is held to the
+            # first limit too: the opener plays in under a second, and a full-length second
+            # piece (its tokens, then its TTS) left the line quiet for 2-3 s after it.
             return min(first_limit, self._settings.max_piece_chars)
         return min(self._settings.max_piece_chars, max(2 * first_limit, self._chars_out))
 
     @staticmethod
     def _forced_cut(buf: str, limit: int) -> tuple[int, int] | None:
-        """A run-on longer than `limit` is cut at its last comma, else its last space."""
-        if len(buf) <= limit:
+        """A run-on longer than `limit` is cut at its last comma, else its last space; not
+        before it runs `_CUT_SLACK` characters past the limit, so a sentence that ends just
+        after the limit goes whole instead of leaving a word behind ("para o | senhor.")."""
+        if len(buf) <= limit + _CUT_SLACK:
             return None
         head = buf[:limit]
         comma = head.rfind(", ")
@@ -227,6 +232,9 @@ class SentenceSplitter:
         if space > 0:
             return space, space
         return limit, limit
+
+
+_CUT_SLACK = 10
 
 
 def _binds_to_next(buf: str, space: int) -> bool:

@@ -18,9 +18,11 @@ class SplitterSettings(msgspec.Struct, forbid_unknown_fields=True):
     # A piece longer than this is cut at its last comma/space so TTS never waits for a run-on.
     max_piece_chars: int = 220
     # The same for the first piece of a reply, shorter: the caller waits for its whole TTS
-    # (Kokoro on 2 cores: ~35 ms per character). A later piece may be as long as everything
-    # before it, at least twice this (up to max_piece_chars), so it is ready before those
-    # have played.
+    # (Kokoro on 2 cores: ~35 ms per character). Until that many characters went out, the
+    # next piece is held to it too (a short opener plays in under a second); then a piece may
+    # be as long as everything before it, at least twice this (up to max_piece_chars), so it
+    # is ready before those have played. A sentence ending within 10 characters past a
+    # limit goes whole.
     # 0 = every piece up to max_piece_chars. 32: with the llama.cpp default a 60-character
     # first piece ("A fatura de janeiro é oitenta e nove reais e noventa centavos.") put
     # first content audio at ~5 s; the TTS of 60 characters alone took 2.2 s beside the LLM.
