@@ -22,7 +22,7 @@ def test_packaged_persona_is_versioned_and_filled():
 
 def test_compact_persona_is_the_default_and_keeps_the_rules():
     builder = PromptBuilder(PromptSettings(company_name="Acme Telecom", extra_instructions="Fatura: paga."))
-    assert builder.path.name == "persona_ptbr_compact.md" and builder.version == "1-compact"
+    assert builder.path.name == "persona_ptbr_compact.md" and builder.version == "2-compact"
     prompt = builder.build({"suporte": "problemas técnicos"})
     assert prompt.startswith("Você é Theo, atendente da Acme Telecom,")
     assert "suporte (problemas técnicos)" in prompt and prompt.rstrip().endswith("Fatura: paga.")
