@@ -32,6 +32,7 @@ from theo_ray.messages import GenerateRequest
 from theo_ray.models.llm_assets import resolve_gguf_model
 
 _DONE = object()
+_PREFILL_CHUNK = 32  # tokens between cancel checks: ~0.3 s of prefill on 2 cores
 log = logging.getLogger(__name__)
 
 
@@ -157,6 +158,8 @@ class LlamaCppBackend:
         if room <= 0:
             emit(("", "length", 0))
             return
+        if not self._prefill(tokens, cancel):
+            return
         produced = 0
 
         def hold_eos(_ids, logits: np.ndarray) -> np.ndarray:
@@ -184,6 +187,26 @@ class LlamaCppBackend:
                 emit((choice["text"], finish, produced))
         finally:
             chunks.close()
+
+    def _prefill(self, tokens: list[int], cancel: threading.Event) -> bool:
+        """Evaluate the prompt (all but its last token) in small chunks, checking ``cancel``
+        between them, reusing the prefix already in the context. llama-cpp-python evaluates
+        a prompt in one uninterruptible call: a barge-in during the prefill of a long or
+        uncached prompt (~10 s for 800 tokens on 2 cores) held the replica until it ended.
+        What was evaluated before a cancel stays cached for the next request."""
+        llm = self.llm
+        common = 0
+        for cached, new in zip(llm.input_ids[: llm.n_tokens], tokens[:-1]):
+            if cached != new:
+                break
+            common += 1
+        llm.n_tokens = common  # eval() drops the cache after n_tokens
+        rest = tokens[common:-1]
+        for start in range(0, len(rest), _PREFILL_CHUNK):
+            if cancel.is_set():
+                return False
+            llm.eval(rest[start : start + _PREFILL_CHUNK])
+        return not cancel.is_set()
 
     async def stream(self, req: GenerateRequest, request_id: str) -> AsyncIterator[tuple[str, str | None, int]]:
         """Yield (text delta, finish reason or None, completion tokens so far)."""

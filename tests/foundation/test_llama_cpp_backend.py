@@ -139,3 +139,25 @@ async def test_the_embedded_model_tells_the_callers_sentiment(backend, line, lab
     greeting = [ConversationLine("agent", "Olá! Aqui é a Theo. Como posso te ajudar?")]
     score = await sentiment_classifier(generate)(SentimentRequest("t", 1, line, greeting))
     assert score.label == label, line
+
+
+async def test_an_abort_during_a_long_prefill_stops_it_and_keeps_what_was_done(backend):
+    """A caller who barges in while the model still reads a long prompt frees the replica
+    within a chunk, not after the whole prefill; the part evaluated stays cached."""
+    long_question = "Me explica de novo. " + " ".join(f"Item {n}: a fatura do mês {n} veio errada." for n in range(60))
+    request = _request(long_question, max_tokens=20)
+    tokens = backend.llm.tokenize(backend.render_prompt(request).encode(), add_bos=False, special=True)
+
+    async def consume():
+        async for _ in backend.stream(request, "long-prefill"):
+            pass
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(1.0)
+    await backend.abort("long-prefill")
+    await asyncio.wait_for(task, 10)
+    assert 0 < backend.llm.n_tokens < len(tokens) - 1, (backend.llm.n_tokens, len(tokens))
+    assert backend.unfinished() == 0
+    # The next request reuses the evaluated part and runs to its end.
+    pieces = [p async for p in backend.stream(_request("Oi, tudo bem?", max_tokens=8), "after")]
+    assert pieces[-1][1] in {"stop", "length"}

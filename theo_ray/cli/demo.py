@@ -25,10 +25,12 @@ DEMO_SCENARIO = Path(__file__).resolve().parent.parent / "sim" / "scenarios" / "
 # told (prices, dates, hours): the demo grounds it the way a deployment would, through the
 # persona's extra instructions (a real one would use a lookup tool), and says so.
 DEMO_COMPANY = "Conecta Telecom"
+# Amounts in digits: given amounts in words the 1.5B sometimes wrote them back as wrong
+# numerals ("cento e dez reais" -> "R$ 100,00"); digits it copies, and the voice says them
+# in words (turn/spoken_form.py).
 DEMO_FACTS = (
-    "Informações desta ligação: o cliente é Carlos Souza. Fatura de janeiro: oitenta e nove reais "
-    "e noventa centavos, vencimento no dia dez de fevereiro, ainda não paga. Fatura de dezembro: "
-    "setenta e nove reais e noventa centavos, já paga."
+    "Informações desta ligação: o cliente é Carlos Souza. Fatura de janeiro: R$ 89,90, "
+    "vencimento em 10 de fevereiro, ainda não paga. Fatura de dezembro: R$ 79,90, já paga."
 )
 
 

@@ -143,6 +143,10 @@ class CallPlane:
             )
             stats = await self.supervisor.start.remote()
             say(f"  ready in {time.perf_counter() - started:.1f} s ({stats.warm} warm CallActors)")
+            if self.handles is not None and cfg.conversation.mode == "agent":
+                started = time.perf_counter()
+                await self._warm_language_model()
+                say(f"  language model primed with this plane's persona in {time.perf_counter() - started:.1f} s")
         for shard, name in enumerate(self.gateway_names):
             gateway = None if self.label else _get(name)
             if gateway is None:
@@ -177,6 +181,15 @@ class CallPlane:
 
     async def gateway_stats(self) -> list:
         return list(await asyncio.gather(*(g.stats.remote() for g in self.gateways)))
+
+    async def _warm_language_model(self) -> None:
+        """One request with the start of every call's prompt, so the first caller does not
+        wait for its prefill: the replica may have been deployed with another persona (a
+        `theo demo` joining a running cluster), and llama.cpp keeps only the last prompt."""
+        from theo_ray.runtime.serve_apps import call_prompt_start
+
+        async for _ in self.handles.llm.options(stream=True).generate.remote(call_prompt_start(self.config)):
+            pass
 
     async def wait_warm(self, timeout: float = 60.0) -> None:
         """Until the warm pool is full again (refills run after each answered call)."""
