@@ -138,7 +138,7 @@ def test_reset_starts_a_new_reply():
 
 
 def test_waits_while_the_boundary_is_ambiguous():
-    splitter = SentenceSplitter(SplitterSettings(first_clause_min_words=0))
+    splitter = SentenceSplitter(SplitterSettings(first_clause_min_words=0, first_piece_max_chars=0))
     assert splitter.feed("Custa R$ 1.") == []  # "1." might be "1.234"
     assert splitter.feed("234,00 no total. ") == ["Custa R$ 1.234,00 no total."]
     assert splitter.feed("Fale com o Dr. ") == []  # a title never ends a sentence
@@ -150,5 +150,15 @@ def test_a_forced_cut_never_leaves_a_currency_sign_without_its_amount():
     # The demo's reply piece, once cut at "é de R$": the voice then said "de real, 89,90".
     splitter = SentenceSplitter(SplitterSettings(first_clause_min_words=0, first_piece_max_chars=32))
     pieces = splitter.feed("A fatura de janeiro é de R$ 89,90 e a de dezembro é de R$ 79,90.") + splitter.flush()
-    assert len(pieces) == 2 and not any(p.rstrip().endswith("R$") for p in pieces), pieces
-    assert pieces[1].startswith("R$ 89,90"), pieces
+    assert " ".join(pieces) == "A fatura de janeiro é de R$ 89,90 e a de dezembro é de R$ 79,90.", pieces
+    for amount in ("R$ 89,90", "R$ 79,90"):  # each amount whole, in one piece
+        assert any(amount in p for p in pieces), pieces
+
+
+def test_limits_count_an_amount_as_long_as_it_is_said():
+    """'R$ 89,90' is 8 characters written and 39 said: a piece holding it is cut sooner, and
+    never inside it."""
+    splitter = SentenceSplitter(SplitterSettings(first_clause_min_words=0, first_piece_max_chars=32))
+    pieces = splitter.feed("Olá! O total ficou em R$ 1.234,56 e vence amanhã, tá bom? ") + splitter.flush()
+    assert any(p.endswith("R$ 1.234,56") or "R$ 1.234,56" in p for p in pieces), pieces
+    assert not any(p.rstrip().endswith(("R$", "1.", "1.234", "1.234,5")) for p in pieces), pieces

@@ -148,13 +148,13 @@ def _forget_current_cluster(address: str) -> None:
         pass
 
 
-def _stop_session_processes(session_dir: str, address: str = "", timeout_s: float = 5.0) -> int:
+def _stop_session_processes(session_dir: str, address: str = "", timeout_s: float = 2.0) -> int:
     """SIGTERM, then SIGKILL, every process of one Ray session: those whose command line
     names the session folder (GCS, raylet, dashboard, log monitor) or the GCS address (the
     Ray client server, which names no folder) and their children (the workers: actors,
     Serve replicas, SIP shard processes). Returns how many were stopped. Some Ray worker
     processes sit out SIGTERM (a stop always took the whole 15 s it was once given), so the
-    rest get SIGKILL after 5 s: the session is being thrown away either way."""
+    rest get SIGKILL after 2 s: the session is being thrown away either way."""
     import psutil
 
     marks = [m for m in (session_dir, f"={address}" if address else "") if m]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from theo_ray.turn.settings import SplitterSettings
 from theo_ray.turn.spoken_digits import NUMBER_WORDS
+from theo_ray.turn.spoken_form import amount_spans, spoken_growth
 
 # Abbreviations after which "." never ends a sentence (a name follows).
 TITLE_ABBREVIATIONS = frozenset(
@@ -106,10 +107,12 @@ class SentenceSplitter:
         clause_cuts = self._settings.first_clause_min_words > 0
         n = len(buf)
         limit = self._piece_limit()
+        said = _SpokenLength(buf)
         i = 0
         # Only cuts inside the limit (and its slack) count: text arriving in one delta must
-        # not make a longer piece than text arriving word by word.
-        while i < min(n, limit + _CUT_SLACK):
+        # not make a longer piece than text arriving word by word. Limits are in characters
+        # said: an amount ("R$ 89,90", said in words) counts as long as it sounds.
+        while i < n and said.at(i) < limit + _CUT_SLACK:
             c = buf[i]
             if c in _TERMINATORS:
                 decision, k = self._sentence_end(buf, i, final)
@@ -132,7 +135,7 @@ class SentenceSplitter:
                 if clause is not None:
                     return clause
             i += 1
-        return self._forced_cut(buf, limit)
+        return self._forced_cut(buf, limit, said)
 
     def _sentence_end(self, buf: str, i: int, final: bool) -> tuple[bool | None, int]:
         """Is the terminator run at ``i`` a sentence end? Returns (yes/no/undecided, index after)."""
@@ -216,12 +219,13 @@ class SentenceSplitter:
         return min(self._settings.max_piece_chars, max(2 * first_limit, self._chars_out))
 
     @staticmethod
-    def _forced_cut(buf: str, limit: int) -> tuple[int, int] | None:
+    def _forced_cut(buf: str, limit: int, said: _SpokenLength) -> tuple[int, int] | None:
         """A run-on longer than `limit` is cut at its last comma, else its last space; not
         before it runs `_CUT_SLACK` characters past the limit, so a sentence that ends just
         after the limit goes whole instead of leaving a word behind ("para o | senhor.")."""
-        if len(buf) <= limit + _CUT_SLACK:
+        if said.at(len(buf)) <= limit + _CUT_SLACK:
             return None
+        limit = said.outside_amounts(said.written_within(limit))
         head = buf[:limit]
         comma = head.rfind(", ")
         if comma > limit // 3:
@@ -231,10 +235,37 @@ class SentenceSplitter:
             space = head.rfind(" ", 0, space)
         if space > 0:
             return space, space
-        return limit, limit
+        after = said.amount_end_after(limit)  # a piece that starts with an amount keeps it whole
+        return (after, after) if after else (limit, limit)
 
 
 _CUT_SLACK = 10
+
+
+class _SpokenLength:
+    """Written index -> characters the voice will say up to there (amounts spelt out)."""
+
+    def __init__(self, buf: str) -> None:
+        self._growth = spoken_growth(buf) if ("$" in buf or "%" in buf) else []
+        self._spans = amount_spans(buf) if self._growth else []
+
+    def outside_amounts(self, i: int) -> int:
+        """``i``, or the start of the amount it falls inside (never cut "R$ 89,9|0")."""
+        return next((start for start, end in self._spans if start < i < end), i)
+
+    def amount_end_after(self, i: int) -> int:
+        """The end of an amount that starts at or before ``i`` and ends after it, else 0."""
+        return next((end for start, end in self._spans if start <= i < end), 0)
+
+    def at(self, i: int) -> int:
+        return i + sum(extra for end, extra in self._growth if end <= i)
+
+    def written_within(self, spoken: int) -> int:
+        """The longest written prefix whose spoken length fits in ``spoken``."""
+        i = spoken
+        while i > 1 and self.at(i) > spoken:
+            i -= 1
+        return i
 
 
 def _binds_to_next(buf: str, space: int) -> bool:

@@ -33,6 +33,21 @@ def _percent(whole: str, fraction: str | None) -> str:
     return f"{said} por cento"
 
 
+def amount_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each amount or percentage in ``text``."""
+    return sorted(m.span() for pattern in (_MONEY, _PERCENT) for m in pattern.finditer(text))
+
+
+def spoken_growth(text: str) -> list[tuple[int, int]]:
+    """(end index, characters added) of each amount ``spoken_form`` would spell out: "R$ 89,90"
+    is 8 characters written and 39 said, which is what a voice takes time over."""
+    out = []
+    for pattern, say in ((_MONEY, _amount), (_PERCENT, _percent)):
+        for m in pattern.finditer(text):
+            out.append((m.end(), len(say(m.group(1), m.group(2))) - len(m.group())))
+    return sorted(out)
+
+
 def spoken_form(text: str) -> str:
     """The text with money and percentages as words; everything else unchanged."""
     if "$" in text:
