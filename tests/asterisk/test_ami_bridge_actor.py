@@ -13,7 +13,7 @@ ray = pytest.importorskip("ray")
 @pytest.mark.slow
 async def test_actor_transfers_and_reports_health(pbx, ray_cluster):
     from actors.ami_bridge import AmiBridgeActor, AmiBridgeTransferrer
-    from theo_ray.asterisk.settings import load_site_settings
+    from theo_ray.asterisk.site_loader import load_site_settings
 
     settings = load_site_settings(None, [f"ami.port={pbx.port}", "ami.backoff_initial_s=0.05"])
     bridge = None

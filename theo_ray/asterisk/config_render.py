@@ -17,9 +17,9 @@ from pathlib import Path
 from theo_ray.asterisk.settings import (
     AsteriskSiteSettings,
     TransferRoute,
-    load_site_settings,
     resolve_ami_secret,
 )
+from theo_ray.asterisk.site_loader import load_site_settings
 from theo_ray.errors import ConfigError
 
 __all__ = ["AsteriskSiteSettings", "default_templates_dir", "load_site_settings", "render_asterisk_config"]
