@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from theo_ray.asterisk.ami_client import AmiClient
-from theo_ray.asterisk.fake_ami_server import FakeAsteriskAmi
+from tests.asterisk.fake_ami_server import FakeAsteriskAmi
 from theo_ray.asterisk.settings import AmiSettings
 
 SECRET = "s3cret;with-semicolon"

@@ -2,7 +2,7 @@
 and why, playout drains, and only then the AmiBridge redirects the caller's channel.
 
 Asterisk is not installable here: the PBX is the AMI test double
-(theo_ray/asterisk/fake_ami_server.py), spoken to by the real AmiBridge actor over TCP."""
+(tests/asterisk/fake_ami_server.py), spoken to by the real AmiBridge actor over TCP."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from actors.ami_bridge import AmiBridgeActor
 from tests.conversation.harness import AgentCall
-from theo_ray.asterisk.fake_ami_server import FakeAsteriskAmi
+from tests.asterisk.fake_ami_server import FakeAsteriskAmi
 from theo_ray.asterisk.site_loader import load_site_settings
 
 pytestmark = pytest.mark.slow
