@@ -11,8 +11,6 @@ missing.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -63,18 +61,12 @@ class AgentSide:
         """The agent's record of the call, once its CallActor closed it."""
         if not self.attached:
             return None
-        from theo_ray.runtime.call_plane import _get
+        from theo_ray.runtime.call_plane import _get, closed_record
 
         supervisor = _get(self.supervisor_name)
         if supervisor is None:
             return None
-        deadline = time.monotonic() + timeout_s
-        record = None
-        while time.monotonic() < deadline:
-            record = await supervisor.call_record.remote(session_id)
-            if record is not None and record.ended_at:
-                break
-            await asyncio.sleep(0.2)
+        record = await closed_record(supervisor, session_id, timeout_s)
         if record is None:
             self.reason = f"the plane has no call {session_id!r} (the target was not this Theo plane?)"
         return record

@@ -201,14 +201,7 @@ class CallPlane:
 
     async def record(self, session_id: str, timeout_s: float = 10.0):
         """The call's CallRecord once the supervisor closed it (the last one seen on timeout)."""
-        deadline = time.monotonic() + timeout_s
-        record = None
-        while time.monotonic() < deadline:
-            record = await self.supervisor.call_record.remote(session_id)
-            if record is not None and record.ended_at:
-                break
-            await asyncio.sleep(0.2)
-        return record
+        return await closed_record(self.supervisor, session_id, timeout_s)
 
     # ------------------------------------------------------------ teardown
 
@@ -232,6 +225,19 @@ class CallPlane:
 
     async def __aexit__(self, *exc_info) -> None:
         await self.stop()
+
+
+async def closed_record(supervisor, session_id: str, timeout_s: float = 10.0):
+    """A call's CallRecord from a CallSupervisor handle once the call was closed (the last
+    one seen on timeout; None when the supervisor never had the call)."""
+    deadline = time.monotonic() + timeout_s
+    record = None
+    while time.monotonic() < deadline:
+        record = await supervisor.call_record.remote(session_id)
+        if record is not None and record.ended_at:
+            break
+        await asyncio.sleep(0.2)
+    return record
 
 
 async def start_call_plane(
