@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -29,6 +30,8 @@ from theo_ray.messages import (
 )
 from theo_ray.telemetry.tracing import deployment_span
 from theo_ray.turn.tools import MalformedToolCall, ParsedPiece, ToolCallParser
+
+log = logging.getLogger(__name__)
 
 
 def make_llm_backend(settings: LanguageModelSettings, cache_dir: Path):
@@ -63,9 +66,8 @@ class LanguageModel:
         self.backend = make_llm_backend(settings, Path(cache_dir))
         # `warm`: the start of every call's prompt (persona + tools). An engine that keeps the
         # last prompt's tokens prefills it now, before the replica takes calls.
-        self.warm_note = ""
         if warm is not None and hasattr(self.backend, "warm"):
-            self.warm_note = self.backend.warm(warm)
+            log.info("LanguageModel warm-up: %s", self.backend.warm(warm))
         self.load_seconds = time.perf_counter() - started
         self._active: set[str] = set()
         self._completed = 0

@@ -231,22 +231,18 @@ class LlamaCppBackend:
                 running = loop.run_in_executor(self._pool, run)
                 self._running[request_id] = running
                 try:
-                    done = False
-                    while not done:
-                        item = await queue.get()
-                        if item is _DONE:
-                            break
-                        text, finish, produced = item
+                    while True:
                         # Tokens that arrived while the consumer was busy go out as one
                         # delta: each delta is a Serve stream message, and on 2 cores that
                         # per-message work took the CPU the model's second thread needed.
+                        items = [await queue.get()]
                         while not queue.empty():
-                            more = queue.get_nowait()
-                            if more is _DONE:
-                                done = True
-                                break
-                            text, finish, produced = text + more[0], more[1], more[2]
-                        yield text, finish, produced
+                            items.append(queue.get_nowait())
+                        tokens = [item for item in items if item is not _DONE]
+                        if tokens:
+                            yield "".join(t[0] for t in tokens), tokens[-1][1], tokens[-1][2]
+                        if items[-1] is _DONE:
+                            break
                     await running  # re-raises an engine error
                 finally:
                     # Cancelled or closed early: stop the thread before the next request
