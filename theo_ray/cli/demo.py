@@ -86,15 +86,11 @@ def cmd_demo(config: TheoConfig, args: argparse.Namespace) -> int:
     # Spans of every Theo process go here as JSON lines (the cluster inherits it when
     # `theo demo` starts it; an already running cluster keeps the folder it was started with).
     os.environ.setdefault("THEO_TRACE_DIR", str(out_dir / "traces"))
-    started = time.monotonic()
-    took: dict[str, float] = {}
+    steps: list[tuple[str, float]] = []  # (name, when it began)
 
     def step(name: str) -> None:
-        now = time.monotonic() - started
-        if took:
-            took[next(reversed(took))] = now - sum(took.values())
-        took[name] = 0.0
-        say(f"[bold]{len(took)}/4 {name}[/bold]")
+        steps.append((name, time.monotonic()))
+        say(f"[bold]{len(steps)}/4 {name}[/bold]")
 
     step("models")
     prepare_models(config, say)
@@ -110,10 +106,10 @@ def cmd_demo(config: TheoConfig, args: argparse.Namespace) -> int:
         return await run_call(plane, Path(args.scenario), out_dir, f"demo-{int(time.time())}")
 
     run, summary, spans = asyncio.run(main())
-    took[next(reversed(took))] = time.monotonic() - started - sum(took.values())
+    ends = [began for _, began in steps[1:]] + [time.monotonic()]
     render_report(summary, spans, console)
-    say("time: " + ", ".join(f"{name} {s:.0f} s" for name, s in took.items())
-        + f"; {time.monotonic() - started:.0f} s in all (stopping the cluster follows)")
+    say("time: " + ", ".join(f"{name} {end - began:.0f} s" for (name, began), end in zip(steps, ends))
+        + f"; {ends[-1] - steps[0][1]:.0f} s in all (stopping the cluster follows)")
     prompt = config.conversation.turn.prompt
     say(f"\nLLM: {config.llm.backend} {config.llm.model}; voice: Kokoro {config.tts.voice}. "
         f"The agent knows only what its prompt says (prompt.extra_instructions): {prompt.extra_instructions!r}")

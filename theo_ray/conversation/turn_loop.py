@@ -6,6 +6,11 @@ TTS chunks -> playout queue), fillers while thinking (comfort noise is the media
 once, then flush + abort or resume), memory, and tools that run only after the speech
 before them has drained. Everything is asyncio on the CallActor's loop; CPU work (Smart
 Turn) runs in an executor and model work in the deployments.
+
+Why one module of ~870 lines: it is the one writer of the call's conversation state. What
+can stand alone already does (echo gate, endpointer, splitter, meta-text filter, memory,
+phrase book, heard text, partials); what stays is the state machine's transitions, which
+are only right read together.
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ Why a hand-written energy detector and not Silero VAD: the question here is "is 
 too — and it must be exact to the sample on synthetic test signals, with no model to load.
 The work is numpy over a whole call (milliseconds); async callers run :func:`analyse` in an
 executor.
+
+Why ~560 lines in one module: detection, turn pairing, latencies, barge-ins, silences (and
+the dead air among them) and overlap fill one CallAnalysis from the same regions and events;
+split apart they would hand a half-built analysis between modules.
 """
 
 from __future__ import annotations

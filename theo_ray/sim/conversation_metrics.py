@@ -6,6 +6,9 @@ of each turn (the caller's from the scenario or STT, the agent's from STT), and 
 Sentiment per caller turn comes from an injected async classifier (the lead wires a short LLM
 classification request, off the call's critical path); a failing classifier leaves that turn's
 sentiment empty and is counted, it never fails the summary.
+
+Why ~430 lines: the summary's structs (the JSON schema notebooks read) sit beside the
+functions that fill them, so a field and its computation change together.
 """
 
 from __future__ import annotations
