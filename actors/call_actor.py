@@ -24,7 +24,7 @@ from theo_ray.conversation.turn_loop import TurnLoop
 from theo_ray.conversation.turn_spans import TurnTracer
 from theo_ray.media.rtp_session import MediaStats, RtpSession
 from theo_ray.media.settings import MediaSettings
-from theo_ray.runtime.serve_apps import ModelHandles
+from theo_ray.model_handles import ModelHandles
 from theo_ray.sip.messages import CallEnded, CallSetup, MediaAnswer, RemoteMedia
 
 log = logging.getLogger("theo.call")

@@ -23,7 +23,7 @@ from theo_ray.conversation.call_settings import CallSettings
 from theo_ray.conversation.settings import ConversationSettings
 from theo_ray.errors import TheoError
 from theo_ray.media.settings import MediaSettings
-from theo_ray.runtime.serve_apps import ModelHandles
+from theo_ray.model_handles import ModelHandles
 from theo_ray.sip.messages import CallEnded, CallSetup, MediaAnswer, RemoteMedia
 
 log = logging.getLogger("theo.supervisor")

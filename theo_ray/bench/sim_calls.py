@@ -26,8 +26,8 @@ import msgspec
 from theo_ray.config import TheoConfig
 from theo_ray.conversation.records import CallRecord, TurnRecord
 from theo_ray.conversation.settings import ConversationSettings
+from theo_ray.model_handles import ModelHandles
 from theo_ray.runtime.call_plane import CallPlane
-from theo_ray.runtime.serve_apps import ModelHandles
 from theo_ray.sim.caller_runner import CallFailed, CallRunResult, dial_and_run
 from theo_ray.sim.analysis import Percentiles, percentiles
 from theo_ray.sim.caller_voice import CallerVoice, CallerVoiceSettings

@@ -45,7 +45,7 @@ from theo_ray.bench.sim_calls import (
     without_fillers,
 )
 from theo_ray.config import TheoConfig
-from theo_ray.runtime.serve_apps import ModelHandles
+from theo_ray.model_handles import ModelHandles
 from theo_ray.sim.analysis import Percentiles, percentiles
 from theo_ray.sim.caller_runner import render_utterances
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from theo_ray.messages import GenerateRequest, Segment, SynthesizeRequest, TraceContext, TranscribeRequest
-from theo_ray.runtime.serve_apps import ModelHandles
+from theo_ray.model_handles import ModelHandles
 
 
 class ModelClient:

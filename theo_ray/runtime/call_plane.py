@@ -25,7 +25,7 @@ import msgspec
 from theo_ray.config import TheoConfig
 from theo_ray.conversation.settings import ConversationSettings
 from theo_ray.media.settings import MediaSettings
-from theo_ray.runtime.serve_apps import ModelHandles
+from theo_ray.model_handles import ModelHandles
 from theo_ray.sip.free_port import free_sip_port
 
 SUPERVISOR = "call-supervisor"

@@ -10,21 +10,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
-
 from theo_ray.config import DeploymentSettings, TheoConfig
 from theo_ray.messages import ChatMessage, GenerateRequest
+# Re-exported (`as`): ModelHandles was defined here before it moved below the conversation layer.
+from theo_ray.model_handles import ModelHandles as ModelHandles
 
 STT_APP, LLM_APP, TTS_APP = "theo-stt", "theo-llm", "theo-tts"
 APPS = {"stt": (STT_APP, "SpeechToText"), "llm": (LLM_APP, "LanguageModel"), "tts": (TTS_APP, "TextToSpeech")}
-
-
-class ModelHandles(msgspec.Struct, frozen=True):
-    """Handles a CallActor or the CLI uses; picklable, so they travel into actors."""
-
-    stt: Any
-    llm: Any
-    tts: Any
 
 
 def deployment_options(settings: DeploymentSettings) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import soxr
 
 from theo_ray.conversation.records import CallRecord
 from theo_ray.messages import ChatMessage, GenerateRequest, TranscribeRequest
-from theo_ray.runtime.serve_apps import ModelHandles
+from theo_ray.model_handles import ModelHandles
 from theo_ray.sim.analysis import percentiles, transcribe_agent_turns
 from theo_ray.sim.caller_runner import CallRunResult
 from theo_ray.sim.intelligibility import Intelligibility, intelligibility
