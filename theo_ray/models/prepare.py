@@ -22,10 +22,12 @@ class PreparedModel(msgspec.Struct, frozen=True):
 
 
 def prepare_models(config: TheoConfig, say: Callable[[str], None] = print) -> list[PreparedModel]:
-    from deployments.backends.faster_whisper_stt import resolve_whisper_model
-    from deployments.backends.kokoro_tts import ensure_kokoro_model
+    # The asset functions live below the deployments that load the files, so preparing
+    # never imports a backend or its engine.
+    from theo_ray.models.kokoro_model import ensure_kokoro_model
     from theo_ray.models.kokoro_voices import ensure_portuguese_voices
     from theo_ray.models.llm_assets import resolve_gguf_model, resolve_llm_model
+    from theo_ray.models.whisper_assets import resolve_whisper_model
     from theo_ray.turn.turn_model_assets import ensure_smart_turn_model
 
     cache = config.model_cache()

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from theo_ray.errors import ModelUnavailable
 from theo_ray.models.assembly import Progress, assemble_parts, copy_verified
 from theo_ray.models.package_files import package_dir
 
+PACKAGED_WHISPER_BASE = "packaged:whisper-base"
 WHISPER_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 _SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 
@@ -30,3 +32,13 @@ def ensure_whisper_base(cache_dir: Path, progress: Progress | None = None) -> Pa
         progress,
     )
     return folder
+
+
+def resolve_whisper_model(spec: str, cache_dir: Path) -> str:
+    """The faster-whisper model folder `stt.model` names: the packaged base model (assembled
+    here), else the spec itself (a local folder or a model id)."""
+    if spec == PACKAGED_WHISPER_BASE:
+        return str(ensure_whisper_base(cache_dir))
+    if spec.startswith("packaged:"):
+        raise ModelUnavailable(f"unknown packaged STT model {spec!r}; known: {PACKAGED_WHISPER_BASE}")
+    return spec
