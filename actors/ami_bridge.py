@@ -6,7 +6,7 @@ call `transfer()` after their playout has drained, and `hangup()` to end a call 
 goodbye (the PBX then sends the AI leg a BYE; hanging up only the AI leg would send the
 caller to the human fallback route instead).
 
-Create it with `AmiBridgeActor.options(name="ami-bridge").remote(settings)`; the secret
+Create it with `AmiBridgeActor.options(name=AMI_BRIDGE).remote(settings)` (theo_ray.actor_names); the secret
 comes from THEO_AMI_SECRET (or ami.secret_file) in the actor's environment.
 """
 

@@ -27,7 +27,6 @@ from theo_ray.model_handles import ModelHandles
 from theo_ray.sip.messages import CallEnded, CallSetup, MediaAnswer, RemoteMedia
 
 log = logging.getLogger("theo.supervisor")
-SUPERVISOR_NAME = "call-supervisor"
 
 
 class ActiveCall(msgspec.Struct):

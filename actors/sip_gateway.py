@@ -20,19 +20,19 @@ import logging
 import msgspec
 import ray
 
+from theo_ray.actor_names import SUPERVISOR
 from theo_ray.sip.messages import CallEnded, CallSetup, ListenAddress, MediaAnswer, RemoteMedia
 from theo_ray.sip.settings import SipSettings
 from theo_ray.sip.shard_process import ShardProcess, ShardStatus
 from theo_ray.sip.stats import GatewayStats
 
-DEFAULT_SUPERVISOR = "call-supervisor"
 log = logging.getLogger("theo.sip.gateway")
 
 
 class SupervisorRouter:
     """`CallRouter` that forwards to the CallSupervisor actor (by handle, or by name lazily)."""
 
-    def __init__(self, supervisor: ray.actor.ActorHandle | str = DEFAULT_SUPERVISOR, gateway_name: str = "") -> None:
+    def __init__(self, supervisor: ray.actor.ActorHandle | str = SUPERVISOR, gateway_name: str = "") -> None:
         self._supervisor = supervisor
         self._gateway_name = gateway_name
 
@@ -59,7 +59,7 @@ class SipGateway:
     def __init__(
         self,
         settings: SipSettings,
-        supervisor: ray.actor.ActorHandle | str = DEFAULT_SUPERVISOR,
+        supervisor: ray.actor.ActorHandle | str = SUPERVISOR,
         name: str = "",
     ) -> None:
         self._shard = ShardProcess(settings, name, SupervisorRouter(supervisor, name))

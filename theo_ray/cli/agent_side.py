@@ -23,7 +23,7 @@ class AgentSide:
     """Attach to the plane (if any), fetch the record, classify sentiment; close() detaches."""
 
     def __init__(self, config: TheoConfig, supervisor_name: str = "") -> None:
-        from theo_ray.runtime.call_plane import SUPERVISOR
+        from theo_ray.actor_names import SUPERVISOR
 
         self.config = config
         self.supervisor_name = supervisor_name or SUPERVISOR  # a private plane's, in tests

@@ -69,7 +69,8 @@ def cmd_status(config: TheoConfig, args: argparse.Namespace) -> int:
             replicas = ", ".join(f"{s}: {n}" for s, n in dep.replica_states.items()) or "-"
             apps.add_row(app_name, getattr(app.status, "value", str(app.status)), dep_name, replicas)
     console.print(apps)
-    from theo_ray.runtime.call_plane import SUPERVISOR, _get
+    from theo_ray.actor_names import SUPERVISOR
+    from theo_ray.runtime.call_plane import _get
 
     supervisor = _get(SUPERVISOR)
     if supervisor is not None:
@@ -85,7 +86,7 @@ def _print_shards(config: TheoConfig) -> None:
     import ray
     from ray.util import list_named_actors
 
-    from theo_ray.runtime.call_plane import GATEWAY_PREFIX
+    from theo_ray.actor_names import GATEWAY_PREFIX
 
     namespace = ray.get_runtime_context().namespace
     names = sorted(

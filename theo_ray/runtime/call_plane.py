@@ -22,20 +22,16 @@ from collections.abc import Callable
 
 import msgspec
 
+# Re-exported: the names were defined here before they moved to theo_ray.actor_names.
+from theo_ray.actor_names import AMI_BRIDGE as AMI_BRIDGE
+from theo_ray.actor_names import GATEWAY_PREFIX as GATEWAY_PREFIX
+from theo_ray.actor_names import SUPERVISOR as SUPERVISOR
+from theo_ray.actor_names import gateway_name as gateway_name
 from theo_ray.config import TheoConfig
 from theo_ray.conversation.settings import ConversationSettings
 from theo_ray.media.settings import MediaSettings
 from theo_ray.model_handles import ModelHandles
 from theo_ray.sip.free_port import free_sip_port
-
-SUPERVISOR = "call-supervisor"
-GATEWAY_PREFIX = "sip-gateway-"
-AMI_BRIDGE = "ami-bridge"
-
-
-def gateway_name(shard: int, prefix: str = GATEWAY_PREFIX) -> str:
-    return f"{prefix}{shard}"
-
 
 def _get(name: str):
     import ray
