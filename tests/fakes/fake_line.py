@@ -1,0 +1,142 @@
+"""FakeLine: one call's media plane on the loop's clock, without sockets.
+
+Test double for `RtpSession` where the real one cannot run (a virtual-time loop has no
+network): a real `PlayoutQueue` is pulled every 20 ms tick as the RTP clock would, what it
+sends is recorded (the caller's ear), and the scripted caller's audio is handed out as
+inbound frames on the same tick (plus, optionally, our own audio echoed back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import msgspec
+import numpy as np
+
+from theo_ray.media.playout import FlushResult, MarkProgress, PlayoutQueue
+from theo_ray.media.rtp_session import InboundFrame
+from tests.fakes.scripted_caller import RATE, ScriptedCaller
+
+
+class SentFrame(msgspec.Struct, frozen=True):
+    at: float  # offset from the call's start, seconds
+    rms: float
+    marks: tuple[str, ...]
+
+
+class _PtimeSettings(msgspec.Struct, frozen=True):
+    ptime_ms: int = 20
+
+
+class FakeLine:
+    def __init__(self, caller: ScriptedCaller, echo: tuple[float, float] | None = None) -> None:
+        self.caller = caller
+        self.settings = _PtimeSettings()
+        self.frame_samples = RATE * self.settings.ptime_ms // 1000
+        self.echo = echo  # (delay s, gain) of our own audio coming back on the line
+        self.sent: list[SentFrame] = []
+        self.jitter_depth_ms = 0.0
+        self.playout: PlayoutQueue | None = None
+        self._frames: asyncio.Queue[InboundFrame | None] = asyncio.Queue()
+        self._probe: Callable[[float, float], None] | None = None
+        self._last_sent: np.ndarray | None = None
+        self._sent_pcm: list[np.ndarray] = []
+        self._task: asyncio.Task | None = None
+        self.t0 = 0.0
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.playout = PlayoutQueue(RATE, self.frame_samples, clock=loop.time)
+        self.t0 = loop.time()
+        self._task = asyncio.create_task(self._ticks())
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._frames.put_nowait(None)
+
+    async def _ticks(self) -> None:
+        loop = asyncio.get_running_loop()
+        k = 0
+        while True:
+            k += 1
+            await asyncio.sleep(max(0.0, self.t0 + k * self.frame_samples / RATE - loop.time()))
+            self._tick(k, loop.time())
+
+    def _tick(self, k: int, now: float) -> None:
+        assert self.playout is not None
+        frame = self.playout.pull(now)
+        pcm = frame.pcm if frame is not None else np.zeros(self.frame_samples, np.int16)
+        self._last_sent = frame.pcm if frame is not None else None
+        self._sent_pcm.append(pcm)
+        rms = float(np.sqrt(np.mean(pcm.astype(np.float32) ** 2)))
+        self.sent.append(SentFrame(now - self.t0, rms, tuple(m for m, _n in frame.marks) if frame else ()))
+        inbound = self.caller.audio((k - 1) * self.frame_samples, self.frame_samples)
+        if self.echo is not None:
+            delay, gain = self.echo
+            back = k - 1 - round(delay * RATE / self.frame_samples)
+            if 0 <= back < len(self._sent_pcm):
+                inbound = np.clip(inbound + self._sent_pcm[back] * gain, -32768, 32767).astype(np.int16)
+        if self._probe is not None:
+            self._probe(float(np.sqrt(np.mean(inbound.astype(np.float32) ** 2))), now)
+        self._frames.put_nowait(InboundFrame(pcm=inbound, at=now, received_at=now, concealed=False, sequence=k))
+
+    # ---------------------------------------------------------------- RtpSession's members
+
+    async def frames(self) -> AsyncIterator[InboundFrame]:
+        while (frame := await self._frames.get()) is not None:
+            yield frame
+
+    def set_arrival_probe(self, probe: Callable[[float, float], None] | None) -> None:
+        self._probe = probe
+
+    def last_sent_pcm(self) -> np.ndarray | None:
+        return self._last_sent
+
+    def enqueue(self, pcm: np.ndarray, mark: str, last: bool = False) -> None:
+        assert self.playout is not None
+        self.playout.enqueue(pcm, mark)
+
+    def mark_progress(self, mark: str) -> MarkProgress | None:
+        assert self.playout is not None
+        return self.playout.progress(mark)
+
+    def flush(self) -> FlushResult:
+        assert self.playout is not None
+        return self.playout.flush()
+
+    def pause(self) -> None:
+        assert self.playout is not None
+        self.playout.pause()
+
+    def resume(self) -> None:
+        assert self.playout is not None
+        self.playout.resume()
+
+    async def drained(self, playout_delay_ms: float | None = None) -> float:
+        assert self.playout is not None
+        return await self.playout.drained(playout_delay_ms)
+
+    # ---------------------------------------------------------------- what the caller heard
+
+    def agent_audio_spans(self, min_rms: float = 100.0, gap_s: float = 0.1) -> list[tuple[float, float]]:
+        """(start, end) offsets of agent audio the caller received, gaps < gap_s merged."""
+        spans: list[list[float]] = []
+        for f in self.sent:
+            if f.rms < min_rms:
+                continue
+            if spans and f.at - spans[-1][1] <= gap_s:
+                spans[-1][1] = f.at + 0.02
+            else:
+                spans.append([f.at, f.at + 0.02])
+        return [(a, b) for a, b in spans]
+
+    def marks_heard(self) -> list[str]:
+        out: list[str] = []
+        for f in self.sent:
+            for m in f.marks:
+                if not out or out[-1] != m:
+                    out.append(m)
+        return out
