@@ -56,8 +56,9 @@ class PbxSettings(msgspec.Struct, forbid_unknown_fields=True):
     rtp_port_end: Port = 20000
 
 
-class SipSettings(msgspec.Struct, forbid_unknown_fields=True):
-    """The trunk between the PBX and Theo (GAP 8: session timers and OPTIONS keep-alive)."""
+class SipTrunkSettings(msgspec.Struct, forbid_unknown_fields=True):
+    """The `[asterisk.sip]` table: the PBX's side of its trunk to Theo (GAP 8: session timers
+    and OPTIONS keep-alive). Theo's own gateway is `theo_ray.sip.settings.SipSettings` (`[sip]`)."""
 
     codecs: list[Codec] = msgspec.field(default_factory=lambda: ["g722", "ulaw", "alaw"])
     session_expires_s: Annotated[int, msgspec.Meta(ge=90)] = 1800
@@ -127,7 +128,7 @@ class AmiSettings(msgspec.Struct, forbid_unknown_fields=True):
 class AsteriskSiteSettings(msgspec.Struct, forbid_unknown_fields=True):
     theo: TheoGatewaySettings = msgspec.field(default_factory=TheoGatewaySettings)
     pbx: PbxSettings = msgspec.field(default_factory=PbxSettings)
-    sip: SipSettings = msgspec.field(default_factory=SipSettings)
+    sip: SipTrunkSettings = msgspec.field(default_factory=SipTrunkSettings)
     dialplan: DialplanSettings = msgspec.field(default_factory=DialplanSettings)
     ami: AmiSettings = msgspec.field(default_factory=AmiSettings)
 
