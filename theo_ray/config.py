@@ -21,6 +21,7 @@ import msgspec
 
 from theo_ray.asterisk.settings import AsteriskSiteSettings
 from theo_ray.conversation.call_settings import CallSettings
+from theo_ray.config_retired import retire_keys
 from theo_ray.conversation.settings import ConversationSettings
 from theo_ray.errors import ConfigError
 from theo_ray.media.settings import MediaSettings
@@ -134,8 +135,9 @@ class LanguageModelSettings(msgspec.Struct, **_STRICT):
     gpu_memory_utilization: float = 0.85
     # Tool calls in the hermes/Qwen `<tool_call>{...}</tool_call>` format are parsed as they stream.
     tool_call_format: Literal["hermes", "none"] = "hermes"
-    max_tokens: int = 160
-    temperature: float = 0.3
+    # A reply's length and temperature are conversation.llm_max_tokens / llm_temperature
+    # (the turn loop sends them with each request); llm.max_tokens and llm.temperature are
+    # retired keys (theo_ray/config_retired.py).
     # llama.cpp threads: generating (one token at a time) and prefilling the prompt. One
     # generating thread leaves the other core to TTS, which speaks the reply's first piece
     # while the model writes the rest; alone, one thread makes 12.6 tokens/s against two's
@@ -257,7 +259,7 @@ def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
 
 def config_from_mapping(data: dict[str, Any]) -> TheoConfig:
     try:
-        return msgspec.convert(data, TheoConfig, strict=False)
+        return msgspec.convert(retire_keys(data), TheoConfig, strict=False)
     except msgspec.ValidationError as exc:
         message = str(exc)
         match = _PATH_RE.search(message)

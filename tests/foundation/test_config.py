@@ -76,3 +76,65 @@ def test_a_partial_llm_deployment_table_keeps_the_llm_defaults(tmp_path):
     assert load_config(None, environ={}).stt.deployment.num_cpus == 0.5
 
 
+
+
+def test_retired_keys_still_load_with_a_warning_naming_the_replacement(tmp_path, caplog):
+    """llm.max_tokens, llm.temperature and conversation.turn.comfort_noise were never read:
+    a file that has them loads, each one logs its replacement, and nothing changes."""
+    path = tmp_path / "theo.yaml"
+    path.write_text(
+        "llm:\n  max_tokens: 300\n  temperature: 0.9\n  cpu_threads: 2\n"
+        "conversation:\n  turn:\n    comfort_noise:\n      level_dbfs: -50\n      color: brown\n"
+    )
+    with caplog.at_level("WARNING", logger="theo.config"):
+        config = load_config(path, environ={})
+    assert config.llm.cpu_threads == 2  # the rest of the table still applies
+    defaults = load_config(None, environ={})
+    assert config.conversation == defaults.conversation and config.media == defaults.media
+    warnings = " | ".join(r.getMessage() for r in caplog.records)
+    for old, new in [
+        ("llm.max_tokens", "conversation.llm_max_tokens"),
+        ("llm.temperature", "conversation.llm_temperature"),
+        ("conversation.turn.comfort_noise", "media.idle_fill_dbfs"),
+    ]:
+        assert f"'{old}' is deprecated" in warnings and new in warnings
+    assert len(caplog.records) == 3
+
+
+def test_a_retired_key_set_from_the_environment_is_retired_too(caplog):
+    with caplog.at_level("WARNING", logger="theo.config"):
+        config = load_config(None, environ={"THEO__LLM__MAX_TOKENS": "300"})
+    assert config.conversation.llm_max_tokens == 120
+    assert "llm.max_tokens" in caplog.text
+
+
+def test_a_renamed_key_carries_its_value_and_refuses_both_spellings():
+    """The mechanism's other kind: a rename moves the value (no such key today)."""
+    from theo_ray.config_retired import RetiredKey, retire_keys
+
+    rename = [RetiredKey("call.pool_size", "call.warm_pool_size", moves=True)]
+    data = {"call": {"pool_size": 5, "use_ami": False}}
+    assert retire_keys(data, rename) == {"call": {"warm_pool_size": 5, "use_ami": False}}
+    assert data == {"call": {"pool_size": 5, "use_ami": False}}  # the caller's mapping is untouched
+    assert retire_keys({"ray": {}}, rename) == {"ray": {}}
+    with pytest.raises(ConfigError) as err:
+        retire_keys({"call": {"pool_size": 5, "warm_pool_size": 2}}, rename)
+    assert err.value.key == "call.pool_size" and "call.warm_pool_size" in str(err.value)
+
+
+def test_the_retired_keys_are_gone_and_their_replacements_exist():
+    """A retired key that came back as a field would be silently dropped before validation."""
+    from theo_ray.config import TheoConfig
+    from theo_ray.config_retired import RETIRED_KEYS
+
+    for entry in RETIRED_KEYS:
+        node = TheoConfig()
+        *parents, leaf = entry.key.split(".")
+        for name in parents:
+            node = getattr(node, name)
+        assert leaf not in node.__struct_fields__, entry.key
+        node = TheoConfig()
+        *parents, leaf = entry.replacement.split(".")
+        for name in parents:
+            node = getattr(node, name)
+        assert leaf in node.__struct_fields__, entry.replacement  # the warning names a real key

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 
-from theo_ray.turn.settings import ComfortNoiseSettings
 from theo_ray.turn.fillers import (
     BACKCHANNELS,
     EMERGENCY_PHRASES,
@@ -25,8 +24,8 @@ def test_comfort_noise_level_and_frame_size(color, rate):
     assert rms_dbfs(b"".join(frames)) == pytest.approx(-55, abs=1.0)
 
 
-def test_comfort_noise_from_settings():
-    noise = ComfortNoise.from_settings(8000, ComfortNoiseSettings(level_dbfs=-60, color="brown"))
+def test_comfort_noise_brown_at_a_given_level():
+    noise = ComfortNoise(8000, level_dbfs=-60, color="brown")
     assert rms_dbfs(noise.frame(8000)) == pytest.approx(-60, abs=1.5)
 
 

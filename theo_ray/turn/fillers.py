@@ -12,7 +12,6 @@ import random
 
 import numpy as np
 
-from theo_ray.turn.settings import ComfortNoiseSettings
 
 # Said when the first audio of a reply is late (GAP 3).
 # Chosen by how the caller-side Whisper heard them over G.711 in the default voice: "Hum…",
@@ -86,10 +85,6 @@ class ComfortNoise:
         self._buffer = np.clip(np.round(noise), -32768, 32767).astype("<i2")
         self._pos = 0
         self.sample_rate = sample_rate
-
-    @classmethod
-    def from_settings(cls, sample_rate: int, settings: ComfortNoiseSettings) -> ComfortNoise:
-        return cls(sample_rate, settings.level_dbfs, settings.color)
 
     def frame(self, samples: int) -> bytes:
         """The next ``samples`` of noise (e.g. 160 for 20 ms at 8 kHz)."""

@@ -128,11 +128,6 @@ class ToolSettings(msgspec.Struct, forbid_unknown_fields=True):
     tools: list[DeclaredTool] = []
 
 
-class ComfortNoiseSettings(msgspec.Struct, forbid_unknown_fields=True):
-    level_dbfs: float = -62.0
-    color: str = "pink"  # "pink" or "brown"
-
-
 class FillerSettings(msgspec.Struct, forbid_unknown_fields=True):
     delay_ms: int = 500  # play a filler when the first audio is not ready after this
 
@@ -147,5 +142,6 @@ class TurnSettings(msgspec.Struct, forbid_unknown_fields=True):
     memory: MemorySettings = msgspec.field(default_factory=MemorySettings)
     prompt: PromptSettings = msgspec.field(default_factory=PromptSettings)
     tools: ToolSettings = msgspec.field(default_factory=ToolSettings)
-    comfort_noise: ComfortNoiseSettings = msgspec.field(default_factory=ComfortNoiseSettings)
+    # No comfort_noise table: a call's comfort noise is media.idle_fill_dbfs (the retired
+    # key is still accepted, see theo_ray/config_retired.py).
     fillers: FillerSettings = msgspec.field(default_factory=FillerSettings)
