@@ -31,13 +31,13 @@ import random
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Literal
 
 import msgspec
 import numpy as np
 
 from theo_ray.media import codecs as codec_registry
 from theo_ray.media.codecs import Codec, PayloadError
+from theo_ray.media.direction import DIRECTIONS, Direction
 from theo_ray.media.emodel import estimate_mos
 from theo_ray.media.jitter_buffer import JitterBuffer, JitterFrame
 from theo_ray.media.media_latch import DROP, SWITCH, MediaLatch
@@ -63,7 +63,6 @@ from theo_ray.media.rtp import RtpPacket, RtpParseError, build_rtp_fast, looks_l
 from theo_ray.turn.fillers import ComfortNoise
 from theo_ray.media.settings import MediaSettings
 
-Direction = Literal["sendrecv", "recvonly", "sendonly", "inactive"]
 COMFORT_NOISE_PT = 13  # RFC 3389
 
 
@@ -366,7 +365,7 @@ class RtpSession:
 
     def set_direction(self, direction: Direction) -> None:
         """Our SDP direction: recvonly/inactive stop sending (hold), sendonly/inactive stop receiving."""
-        if direction not in ("sendrecv", "recvonly", "sendonly", "inactive"):
+        if direction not in DIRECTIONS:
             raise ValueError(f"unknown direction {direction!r}")
         self._direction = direction
         self._stats.direction = direction

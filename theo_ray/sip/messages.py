@@ -12,7 +12,7 @@ from typing import Literal
 
 import msgspec
 
-Direction = Literal["sendrecv", "sendonly", "recvonly", "inactive"]
+from theo_ray.media.direction import Direction
 
 EndReason = Literal[
     "caller_bye",  # the PBX/caller sent BYE

@@ -11,12 +11,10 @@ share the format tables across files.)
 from __future__ import annotations
 
 import ipaddress
-from typing import Literal
 
 import msgspec
 
-Direction = Literal["sendrecv", "sendonly", "recvonly", "inactive"]
-_DIRECTIONS: tuple[str, ...] = ("sendrecv", "sendonly", "recvonly", "inactive")
+from theo_ray.media.direction import DIRECTIONS, Direction
 
 # RFC 3551 static payload types we may meet in an offer without an rtpmap line.
 STATIC_PAYLOAD_TYPES: dict[int, tuple[str, int, int]] = {
@@ -148,7 +146,7 @@ def parse_offer(text: str) -> SdpOffer:
                 target["conn"] = host
         elif key == "a":
             name, _, attr_value = value.partition(":")
-            if name in _DIRECTIONS:
+            if name in DIRECTIONS:
                 if target is None:
                     session_dir = name
                 else:
