@@ -3,9 +3,18 @@ summary, the trace spans and the `theo bench turns` split."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from theo_ray.messages import ToolCall
+
+# The instants a turn records, each a `<event>_at` field of TurnRecord. A new metric is a
+# field here, a name in this list and one `turn.stamp(...)` where it happens.
+TurnEvent = Literal[
+    "speech_end", "end_of_turn", "stt_final", "llm_first_token", "llm_first_sentence",
+    "tts_first_chunk", "first_audio_enqueued", "first_rtp", "filler", "drained",
+]
 
 
 class ToolExecution(msgspec.Struct):
@@ -52,6 +61,15 @@ class TurnRecord(msgspec.Struct):
     reply_loop: str = ""
     tools: list[ToolExecution] = []
     error: str = ""
+
+    def stamp(self, event: TurnEvent, at: float) -> bool:
+        """Record when `event` first happened in this turn (a later one keeps the first);
+        True when this call set it."""
+        field = f"{event}_at"
+        if getattr(self, field):
+            return False
+        setattr(self, field, at)
+        return True
 
 
 class CallRecord(msgspec.Struct):

@@ -1,0 +1,179 @@
+"""Fast tests of the turn machine: a TurnLoop on fakes in virtual time (no Ray, no models).
+
+Each test is one whole call: the scripted caller speaks at fixed instants, the line records
+what the caller received, and the checks read the call record and the caller's ear. The
+slow end-to-end versions (real Ray, Whisper, Kokoro) are in test_turn_loop.py.
+"""
+
+from __future__ import annotations
+
+from theo_ray.conversation.settings import ConversationSettings
+from theo_ray.messages import ToolCall
+from tests.fakes.fake_call import fake_call
+from tests.fakes.scripted_caller import Line
+from tests.fakes.scripted_models import Rule
+from tests.fakes.virtual_loop import run_virtual
+
+LONG_ANSWER = (
+    "O plano Fibra 300 custa oitenta e nove reais por mês. A instalação é grátis e leva até três dias úteis. "
+    "O roteador vem incluso e a fidelidade é de doze meses. Posso ajudar em mais alguma coisa?"
+)
+RULES = [
+    Rule(match="plano", reply=LONG_ANSWER),
+    Rule(match="horário", reply="Atendemos de segunda a sábado, das oito às vinte horas."),
+    Rule(match="boleto", reply="Claro. Vou ver o seu boleto."),
+    Rule(match="atendente", reply="", tool=ToolCall(id="c1", name="transfer_call",
+                                                    arguments={"destination": "atendimento", "reason": "pedido do cliente"})),
+    Rule(match="quebrado", reply="Isso vai dar erro agora.", fail=True),
+]
+
+
+def test_question_gets_its_answer_after_the_greeting():
+    result = run_virtual(lambda: fake_call([Line(3.0, "Qual é o horário de atendimento?", 1.6)], RULES, seconds=12))
+    record = result.record
+    assert record.greeting_text
+    assert [t.caller_text for t in record.turns] == ["Qual é o horário de atendimento?"]
+    turn = record.turns[0]
+    assert turn.agent_text.startswith("Atendemos de segunda a sábado")
+    assert not turn.interrupted and not record.barge_ins and not record.errors
+    assert turn.speech_end_at < turn.end_of_turn_at <= turn.stt_final_at <= turn.llm_first_token_at
+    assert turn.llm_first_sentence_at <= turn.tts_first_chunk_at <= turn.first_audio_enqueued_at <= turn.first_rtp_at
+    assert turn.drained_at >= turn.first_rtp_at
+    # The reply is heard after the caller stopped (4.6 s), and whole: the line carried its
+    # every piece.
+    spans = result.line.agent_audio_spans()
+    assert any(start > 4.6 for start, _ in spans)
+    assert all(m in result.line.marks_heard() for m in {m for f in result.line.sent for m in f.marks if m.startswith("t")})
+
+
+def test_interruption_stops_the_agent_and_the_caller_is_answered():
+    lines = [Line(2.5, "Quanto custa o plano?", 1.2), Line(7.0, "Espera, quero falar do boleto.", 1.8)]
+    result = run_virtual(lambda: fake_call(lines, RULES, seconds=16))
+    record = result.record
+    assert [t.caller_text for t in record.turns][:2] == ["Quanto custa o plano?", "Espera, quero falar do boleto."]
+    first, second = record.turns[0], record.turns[1]
+    assert first.interrupted and first.heard_text and first.heard_text != first.agent_text
+    assert LONG_ANSWER.startswith(first.heard_text.rstrip("—").strip()[:20])
+    assert second.agent_text == "Claro. Vou ver o seu boleto."
+    assert [b.verdict for b in record.barge_ins] == ["interruption"]
+    barge = record.barge_ins[0]
+    # The caller hears the agent stop within ~100 ms of their onset (fast path: first loud packet).
+    loud_after = [f.at for f in result.line.sent if f.at > 7.0 and f.rms > 300 and any(m.startswith("t1") for m in f.marks)]
+    assert not loud_after or max(loud_after) < 7.12
+    assert barge.paused_at - barge.onset_at < 0.15
+    # What the model is told it said is what the caller heard.
+    history = result.models.generated[-1].messages
+    assert any(m.role == "assistant" and first.heard_text.rstrip("—").strip()[:15] in m.content for m in history)
+
+
+def test_backchannel_does_not_stop_the_answer():
+    lines = [Line(2.5, "Quanto custa o plano?", 1.2), Line(7.5, "uhum", 0.3)]
+    result = run_virtual(lambda: fake_call(lines, RULES, seconds=20))
+    record = result.record
+    assert len(record.turns) == 1
+    turn = record.turns[0]
+    assert not turn.interrupted and turn.agent_text == LONG_ANSWER
+    assert [b.verdict for b in record.barge_ins] == ["backchannel"]
+    # Everything synthesised was sent to the caller.
+    reply_marks = {m for f in result.line.sent for m in f.marks if m.startswith("t")}
+    progress = [result.line.mark_progress(m) for m in reply_marks]
+    assert all(p is not None and p.complete for p in progress)
+
+
+def test_caller_who_goes_on_talking_before_the_answer_is_one_turn():
+    # A 0.7 s pause after a complete-looking sentence ends the turn; the caller goes on
+    # before any reply audio: one turn holding both parts, one answer.
+    settings = ConversationSettings()
+    lines = [Line(2.5, "Quero saber do boleto.", 1.2), Line(4.4, "E o horário também.", 1.2)]
+    result = run_virtual(lambda: fake_call(lines, RULES, seconds=14, settings=settings, tts_first_delay_s=1.5))
+    record = result.record
+    assert [t.caller_text for t in record.turns] == ["Quero saber do boleto. E o horário também."]
+    assert not record.barge_ins
+
+
+def test_reply_failure_plays_the_emergency_phrase_and_transfers():
+    result = run_virtual(lambda: fake_call([Line(2.5, "O sistema está quebrado?", 1.2)], RULES, seconds=14))
+    record = result.record
+    assert record.turns[0].error
+    assert [c.action for c in result.control.calls] == ["transfer"]
+    assert result.control.calls[0].reason.startswith("falha técnica")
+    assert record.transfer_reason == "technical: technical_problem"
+    marks = result.line.marks_heard()
+    emergency = [i for i, m in enumerate(marks) if m.startswith("emergency")]
+    assert emergency, marks
+    # Nothing of the reply or a filler after the emergency phrase started.
+    assert not any(m.startswith(("filler", "t")) for m in marks[emergency[0]:])
+
+
+def test_transfer_without_words_gets_a_notice_before_the_transfer():
+    result = run_virtual(lambda: fake_call([Line(2.5, "Quero falar com um atendente.", 1.4)], RULES, seconds=14))
+    record = result.record
+    turn = record.turns[0]
+    assert "atendimento" in turn.agent_text  # the notice names where the caller goes
+    assert [c.action for c in result.control.calls] == ["transfer"]
+    assert result.control.calls[0].at >= turn.drained_at - result.line.t0 - 1e-6
+    assert record.transferred_to == "atendimento"
+    assert turn.tools and turn.tools[0].ok and turn.tools[0].executed_at >= turn.drained_at
+
+
+def test_own_echo_does_not_interrupt():
+    result = run_virtual(lambda: fake_call([Line(2.5, "Quanto custa o plano?", 1.2)], RULES, seconds=20, echo=(0.12, 0.25)))
+    record = result.record
+    assert len(record.turns) == 1 and not record.turns[0].interrupted
+    assert record.turns[0].agent_text == LONG_ANSWER
+    assert not [b for b in record.barge_ins if b.verdict == "interruption"]
+
+
+def test_states_are_announced_in_order():
+    result = run_virtual(lambda: fake_call([Line(3.0, "Qual é o horário de atendimento?", 1.6)], RULES, seconds=12))
+    states = [s for _at, s in result.states]
+    # The greeting (pre-rendered) is no reply: the machine starts when the caller's turn ends.
+    assert states == ["thinking", "speaking", "listening", "ended"]
+    times = [at for at, _s in result.states]
+    assert times == sorted(times) and times[0] > 4.6
+
+
+def test_slow_speech_synthesis_gets_one_filler_before_the_answer():
+    result = run_virtual(lambda: fake_call(
+        [Line(3.0, "Qual é o horário de atendimento?", 1.6)], RULES, seconds=14, tts_first_delay_s=1.5))
+    turn = result.record.turns[0]
+    assert result.record.fillers_played == 1 and turn.filler_text
+    marks = result.line.marks_heard()
+    first_filler = next(i for i, m in enumerate(marks) if m.startswith("filler"))
+    first_reply = next(i for i, m in enumerate(marks) if m.startswith("t"))
+    assert first_filler < first_reply
+    assert turn.filler_at < turn.first_rtp_at
+
+
+def test_sequential_baseline_plays_one_whole_reply_without_filler():
+    settings = ConversationSettings(pipeline="sequential")
+    result = run_virtual(lambda: fake_call(
+        [Line(3.0, "Qual é o horário de atendimento?", 1.6)], RULES, seconds=14, settings=settings))
+    turn = result.record.turns[0]
+    assert turn.agent_text == "Atendemos de segunda a sábado, das oito às vinte horas."
+    assert result.models.synthesized[-1] == turn.agent_text  # one TTS request for the whole reply
+    assert result.record.fillers_played == 0
+    assert turn.endpoint_rule == "vad_silence"
+
+
+def test_a_reply_that_repeats_itself_is_stopped_and_what_was_said_kept():
+    looping = "Tudo bem. " + "Sim sim sim sim. " * 30
+    rules = [Rule(match="horário", reply=looping)]
+    result = run_virtual(lambda: fake_call([Line(3.0, "Qual é o horário?", 1.2)], rules, seconds=20))
+    turn = result.record.turns[0]
+    assert turn.reply_loop
+    assert turn.agent_text.count("Sim") < 12
+    assert not result.record.errors
+
+
+def test_a_declared_tool_without_a_handler_is_reported_not_faked():
+    from theo_ray.turn.settings import DeclaredTool, ToolSettings, TurnSettings
+
+    tools = ToolSettings(tools=[DeclaredTool("consultar_fatura", "Consulta a fatura do cliente.")])
+    settings = ConversationSettings(turn=TurnSettings(tools=tools))
+    rules = [Rule(match="fatura", reply="Vou consultar.", tool=ToolCall(id="f1", name="consultar_fatura"))]
+    result = run_virtual(lambda: fake_call([Line(3.0, "Quero a minha fatura.", 1.2)], rules, seconds=12,
+                                           settings=settings))
+    execution = result.record.turns[0].tools[0]
+    assert execution.call.name == "consultar_fatura" and not execution.ok
+    assert any("no handler" in e for e in result.record.errors)
