@@ -64,20 +64,3 @@ class AmiBridge:
 
 # Restarted by Ray if its process dies; the client reconnects and re-learns channels by Status.
 AmiBridgeActor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)(AmiBridge)
-
-
-class AmiBridgeTransferrer:
-    """`Transferrer` for a CallActor: forwards to the AmiBridge actor."""
-
-    def __init__(self, bridge: ray.actor.ActorHandle) -> None:
-        self._bridge = bridge
-
-    async def transfer(self, session_id: str, destination: str, reason: str) -> TransferResult:
-        try:
-            return await self._bridge.transfer.remote(session_id, destination, reason)
-        except ray.exceptions.RayError as exc:
-            # The bridge itself is down (restarting): the turn loop still gets a result.
-            return TransferResult(
-                ok=False, session_id=session_id, destination=destination, reason=reason,
-                error_kind="not_connected", error=f"AmiBridge unavailable: {exc}",
-            )

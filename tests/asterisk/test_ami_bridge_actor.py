@@ -12,7 +12,8 @@ ray = pytest.importorskip("ray")
 
 @pytest.mark.slow
 async def test_actor_transfers_and_reports_health(pbx, ray_cluster):
-    from actors.ami_bridge import AmiBridgeActor, AmiBridgeTransferrer
+    from actors.ami_bridge import AmiBridgeActor
+    from theo_ray.conversation.call_control import AmiCallControl
     from theo_ray.asterisk.site_loader import load_site_settings
 
     settings = load_site_settings(None, [f"ami.port={pbx.port}", "ami.backoff_initial_s=0.05"])
@@ -22,8 +23,8 @@ async def test_actor_transfers_and_reports_health(pbx, ray_cluster):
         health = await bridge.start.remote()
         assert health.logged_in, health.reason
         sid = pbx.add_inbound_call()
-        result = await AmiBridgeTransferrer(bridge).transfer(sid, "atendimento", "pedido do cliente")
-        assert result.ok, result.error
+        outcome = await AmiCallControl(bridge, sid).transfer("atendimento", "pedido do cliente")
+        assert outcome.ok, outcome.detail
         assert pbx.caller_channel(sid).context == "theo-transfer"
         stats = await bridge.stats.remote()
         assert stats.redirects == 1

@@ -22,7 +22,7 @@ import pytest
 
 from tests.media.signals import snr_db, speech_like
 from theo_ray.bench.media_bench import EchoCallPlane, LoopbackCall, alive_actors
-from theo_ray.media.impairing_relay import ImpairingRelay
+from tests.media.impairing_relay import ImpairingRelay
 from theo_ray.media.rtp_session import DropCounters
 
 pytestmark = pytest.mark.slow

@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from theo_ray.media.impairing_relay import ImpairingRelay
+from tests.media.impairing_relay import ImpairingRelay
 from theo_ray.media.rtp_session import RtpSession
 from theo_ray.media.settings import MediaSettings
 from tests.media.signals import speech_like

@@ -57,7 +57,10 @@ class AmiCallControl:
     async def transfer(self, destination: str, reason: str) -> ControlOutcome:
         if self._bridge is None:
             return ControlOutcome(ok=False, action="transfer", detail="no AMI bridge running")
-        result = await self._bridge.transfer.remote(self._session_id, destination, reason)
+        try:
+            result = await self._bridge.transfer.remote(self._session_id, destination, reason)
+        except Exception as exc:  # the bridge itself is down (restarting): the turn loop still gets an outcome
+            return ControlOutcome(ok=False, action="transfer", detail=f"AmiBridge unavailable: {type(exc).__name__}: {exc}")
         return ControlOutcome(
             ok=result.ok, action="transfer", detail=result.error or result.channel, duration_ms=result.duration_ms
         )

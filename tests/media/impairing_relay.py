@@ -4,7 +4,7 @@ It owns an even RTP/RTCP port pair. Whatever arrives from the "client" (the firs
 address that is not the target) goes to the target; whatever arrives from the target
 goes back to the client. RTP is dropped with probability `loss_percent` and delayed by
 a uniform random 0..`jitter_ms` (seeded RNG, so a run is reproducible); RTCP passes
-untouched unless `impair_rtcp`. Used by the media tests and by `theo bench media`.
+untouched unless `impair_rtcp`. A test double (network impairment where netem needs privileges): used by the media and call-plane tests.
 
 It also records what it injected, so a test can compare a receiver's report with the
 truth: the exact loss, and the RFC 3550 jitter a perfect receiver would compute from
