@@ -14,7 +14,7 @@ ray = pytest.importorskip("ray")
 async def test_actor_transfers_and_reports_health(pbx, ray_cluster):
     from actors.ami_bridge import AmiBridgeActor
     from theo_ray.conversation.call_control import AmiCallControl
-    from theo_ray.asterisk.site_loader import load_site_settings
+    from theo_ray.cli.asterisk_site import load_site_settings
 
     settings = load_site_settings(None, [f"ami.port={pbx.port}", "ami.backoff_initial_s=0.05"])
     bridge = None

@@ -8,7 +8,8 @@ import stat
 import pytest
 
 from tests.asterisk.conf_parser import parse_conf, parse_dialplan, typed_section
-from theo_ray.asterisk.config_render import load_site_settings, render_asterisk_config
+from theo_ray.asterisk.config_render import render_asterisk_config
+from theo_ray.cli.asterisk_site import load_site_settings
 from theo_ray.errors import ConfigError
 
 SITE = [

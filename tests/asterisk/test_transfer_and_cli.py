@@ -7,7 +7,7 @@ import argparse
 import asyncio
 
 from tests.asterisk.conftest import SECRET
-from theo_ray.asterisk.cli import add_parser
+from theo_ray.cli.asterisk_cmds import add_parser
 from theo_ray.asterisk.settings import DialplanSettings, TransferRoute
 from theo_ray.asterisk.transfer import AmiTransferrer, routes_from_settings
 

@@ -15,7 +15,7 @@ import pytest
 from actors.ami_bridge import AmiBridgeActor
 from tests.conversation.harness import AgentCall
 from tests.asterisk.fake_ami_server import FakeAsteriskAmi
-from theo_ray.asterisk.site_loader import load_site_settings
+from theo_ray.cli.asterisk_site import load_site_settings
 
 pytestmark = pytest.mark.slow
 SECRET = "transfer-test-secret"

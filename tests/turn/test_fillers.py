@@ -5,9 +5,9 @@ from theo_ray.turn.fillers import (
     BACKCHANNELS,
     EMERGENCY_PHRASES,
     THINKING_FILLERS,
-    ComfortNoise,
     PhrasePicker,
 )
+from theo_ray.media.comfort_noise import ComfortNoise
 
 
 def rms_dbfs(pcm: bytes) -> float:

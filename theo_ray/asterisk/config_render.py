@@ -19,10 +19,9 @@ from theo_ray.asterisk.settings import (
     TransferRoute,
     resolve_ami_secret,
 )
-from theo_ray.asterisk.site_loader import load_site_settings
 from theo_ray.errors import ConfigError
 
-__all__ = ["AsteriskSiteSettings", "default_templates_dir", "load_site_settings", "render_asterisk_config"]
+__all__ = ["AsteriskSiteSettings", "default_templates_dir", "render_asterisk_config"]
 
 RENDERED_FILES = ("pjsip.conf", "extensions.conf", "manager.conf", "rtp.conf")
 

@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     from theo_ray.cli import bench_sim_cmds
 
     bench_sim_cmds.add_parsers(sub, bsub)
-    from theo_ray.asterisk.cli import add_parser as add_asterisk_parser
+    from theo_ray.cli.asterisk_cmds import add_parser as add_asterisk_parser
 
     add_asterisk_parser(sub)
     return parser

@@ -20,7 +20,7 @@ from theo_ray.media.playout import FlushResult, MarkProgress, PlayoutQueue
 from theo_ray.media.resample import Resampler
 from theo_ray.media.rtp import build_rtp_fast
 from theo_ray.media.settings import MediaSettings
-from theo_ray.turn.fillers import ComfortNoise
+from theo_ray.media.comfort_noise import ComfortNoise
 
 
 class OutboundPath:

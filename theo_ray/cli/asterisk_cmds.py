@@ -13,7 +13,8 @@ import ipaddress
 import sys
 from pathlib import Path
 
-from theo_ray.asterisk.config_render import load_site_settings, render_asterisk_config
+from theo_ray.asterisk.config_render import render_asterisk_config
+from theo_ray.cli.asterisk_site import load_site_settings
 from theo_ray.asterisk.settings import resolve_ami_secret
 from theo_ray.errors import ConfigError
 

@@ -1,6 +1,7 @@
 """Loading the Asterisk site settings from a file: a bare site file or Theo's own config
-(its `[asterisk]` section), plus `key.path=value` overrides. Apart from `settings`, which
-Theo's config imports, so that module does not import the config back."""
+(its `[asterisk]` section), plus `key.path=value` overrides. It sits with the CLI, above
+Theo's config, because it reads that config; `theo_ray.asterisk` itself never imports the
+config (the config imports `theo_ray.asterisk.settings`)."""
 
 from __future__ import annotations
 
