@@ -37,6 +37,7 @@ class FakeLine:
         self.echo = echo  # (delay s, gain) of our own audio coming back on the line
         self.sent: list[SentFrame] = []
         self.jitter_depth_ms = 0.0
+        self.ptime_ms = self.settings.ptime_ms
         self.playout: PlayoutQueue | None = None
         self._frames: asyncio.Queue[InboundFrame | None] = asyncio.Queue()
         self._probe: Callable[[float, float], None] | None = None

@@ -39,8 +39,8 @@ from theo_ray.conversation.transcriber import Transcriber
 from theo_ray.conversation.turn_spans import TurnTracer
 from theo_ray.conversation.turn_state import StateChange, TurnState
 from theo_ray.conversation.user_turn import TurnEnded, UserTurnTracker
-from theo_ray.media.playback_port import MarkKind, PlaybackEvent, PlaybackPort, PlayoutMark, RtpPlayback
-from theo_ray.media.rtp_session import InboundFrame, RtpSession
+from theo_ray.media.playback_port import CallLine, MarkKind, PlaybackEvent, PlaybackPort, PlayoutMark, RtpPlayback
+from theo_ray.media.rtp_session import InboundFrame
 from theo_ray.messages import GenerateRequest, ToolCall
 from theo_ray.turn.memory import ConversationMemory
 from theo_ray.turn.prompt import PromptBuilder
@@ -55,7 +55,7 @@ class TurnLoop:
     def __init__(
         self,
         session_id: str,
-        rtp: RtpSession,
+        rtp: CallLine,
         models: ModelClient,
         settings: ConversationSettings,
         control: CallControl,
@@ -76,11 +76,12 @@ class TurnLoop:
         self.clock = clock
         self.rng = rng or random.Random()
         ts = settings.turn
+        ptime_ms = rtp.ptime_ms
         self.vad = vad or SileroVad(ts.vad)
         self.memory = memory or ConversationMemory(ts.memory)
         self.tools = ToolRegistry(ts.tools)
         self.system_prompt = PromptBuilder(ts.prompt).build(ts.tools.transfer_destinations)
-        self.echo_gate = EchoGate(settings.echo_gate, rtp.settings.ptime_ms)
+        self.echo_gate = EchoGate(settings.echo_gate, ptime_ms)
         self.tracer = tracer or TurnTracer(session_id)
         self.record = CallRecord(session_id=session_id, started_at=clock(), trace_id=self.tracer.trace_id)
         self._state = TurnState.LISTENING
@@ -94,7 +95,7 @@ class TurnLoop:
         self.line_level = LineLevel(barge.energy_pause_rms, barge.energy_pause_rise_db)
         transcriber = Transcriber(models, settings.model_timeout_s, self.record.errors, self.tracer.context)
         self.user_turn = UserTurnTracker(
-            settings, self.vad, self.line_level, transcriber, smart_turn, clock, rtp.settings.ptime_ms,
+            settings, self.vad, self.line_level, transcriber, smart_turn, clock, ptime_ms,
             blocked=lambda: self.barge_in.active or self._state is TurnState.ENDED,
             on_turn_end=self._on_turn_end, on_long_pause=self._play_backchannel,
         )

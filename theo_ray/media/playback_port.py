@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import enum
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import Literal, Protocol
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import msgspec
 import numpy as np
 
-from theo_ray.media.playout import FlushResult, MarkProgress, PlayoutEvent
+from theo_ray.media.playout import FlushResult, MarkProgress, PlayoutEvent, PlayoutQueue
+
+if TYPE_CHECKING:
+    from theo_ray.media.rtp_session import InboundFrame
 
 _KNOWN_MARKS = 1024  # key -> mark kept for event decoding (a long call's marks, then the oldest go)
 
@@ -77,11 +80,42 @@ class PlaybackPort(Protocol):
     def subscribe(self, callback: Callable[[PlaybackEvent], None]) -> None: ...
 
 
-class RtpPlayback:
-    """`PlaybackPort` over an RtpSession-like line (enqueue/pause/resume/flush/drained/
-    mark_progress and `playout.add_listener`)."""
+class CallLine(Protocol):
+    """Everything a conversation uses of one call's media session (`RtpSession` has it):
+    the inbound frames, the echo reference, the arrival probe, and the playout members
+    `RtpPlayback` wraps."""
 
-    def __init__(self, line) -> None:
+    playout: PlayoutQueue | None
+
+    @property
+    def ptime_ms(self) -> int: ...
+
+    @property
+    def jitter_depth_ms(self) -> float: ...
+
+    def frames(self) -> AsyncIterator[InboundFrame]: ...
+
+    def last_sent_pcm(self) -> np.ndarray | None: ...
+
+    def set_arrival_probe(self, probe: Callable[[float, float], None] | None) -> None: ...
+
+    def enqueue(self, pcm: np.ndarray, mark: str, last: bool = False) -> None: ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def flush(self) -> FlushResult: ...
+
+    async def drained(self) -> float: ...
+
+    def mark_progress(self, mark: str) -> MarkProgress | None: ...
+
+
+class RtpPlayback:
+    """`PlaybackPort` over a `CallLine` (an RtpSession, or a test's line)."""
+
+    def __init__(self, line: CallLine) -> None:
         self._line = line
         self._marks: OrderedDict[str, PlayoutMark] = OrderedDict()
         self._subscribers: list[Callable[[PlaybackEvent], None]] = []

@@ -257,6 +257,11 @@ class RtpSession:
         self._inbound.accept_audio(packet, len(data), now)
 
     @property
+    def ptime_ms(self) -> int:
+        """Audio per packet and per inbound frame, ms."""
+        return self.settings.ptime_ms
+
+    @property
     def jitter_depth_ms(self) -> float:
         """How long an in-order packet waits before its frame is handed out: the jitter
         buffer's target depth in clock delivery, 0 in arrival delivery (and before start())."""
