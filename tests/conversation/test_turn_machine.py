@@ -177,3 +177,19 @@ def test_a_declared_tool_without_a_handler_is_reported_not_faked():
     execution = result.record.turns[0].tools[0]
     assert execution.call.name == "consultar_fatura" and not execution.ok
     assert any("no handler" in e for e in result.record.errors)
+
+
+def test_the_call_time_limit_lets_the_answer_finish_then_says_why_and_hangs_up():
+    settings = ConversationSettings(max_call_seconds=6.0)
+    lines = [Line(3.0, "Qual é o horário de atendimento?", 1.6), Line(9.0, "Quanto custa o plano?", 1.2)]
+    result = run_virtual(lambda: fake_call(lines, RULES, seconds=20, settings=settings))
+    record = result.record
+    # The first answer (still playing at 6 s) is heard whole; the later question gets none.
+    assert [t.caller_text for t in record.turns] == ["Qual é o horário de atendimento?"]
+    assert not record.turns[0].interrupted
+    assert [c.action for c in result.control.calls] == ["hangup"]
+    hangup = result.control.calls[0]
+    assert hangup.reason == "max_call_seconds" and record.end_reason == "max_call_seconds"
+    marks = result.line.marks_heard()
+    assert marks[-1].startswith("emergency")  # the closing phrase is the last thing heard
+    assert hangup.at > record.turns[0].drained_at - result.line.t0

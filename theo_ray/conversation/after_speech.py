@@ -124,6 +124,17 @@ class AfterSpeechActions:
 
     # ------------------------------------------------------------------ emergencies
 
+    async def close_call(self, key: str, reason: str) -> None:
+        """End the call politely: once what is playing has been heard, the phrase `key`, then
+        the hang-up."""
+        await self.playback.drained()
+        phrase = self.phrases.emergency.get(key) if self.phrases else None
+        if phrase is not None:
+            self.playback.enqueue(phrase.samples(), self.new_mark(MarkKind.EMERGENCY), last=True)
+            await self.playback.drained()
+        self.record.end_reason = self.record.end_reason or reason
+        await self.control.hangup(reason)
+
     async def emergency(self, key: str, transfer: bool = True) -> None:
         """Something failed: say so with a pre-rendered phrase, then hand over to a human."""
         phrase = self.phrases.emergency.get(key) if self.phrases else None

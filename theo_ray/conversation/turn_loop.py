@@ -49,6 +49,7 @@ from theo_ray.turn.turn_model import SmartTurn
 from theo_ray.turn.vad import SileroVad
 
 log = logging.getLogger("theo.turn")
+CLOSING_REPLY_WAIT_S = 30.0  # at the call's time limit, how long the answer in progress may still run
 
 
 class TurnLoop:
@@ -87,6 +88,7 @@ class TurnLoop:
         self._state = TurnState.LISTENING
         self._state_listeners: list[Callable[[StateChange], None]] = []
         self._reply: Reply | None = None
+        self._closing = False  # max_call_seconds reached: the goodbye is on its way
         self._turns = 0
         self._marks = 0
         self._tasks: list[asyncio.Task] = []
@@ -138,6 +140,8 @@ class TurnLoop:
         self._tasks.append(asyncio.create_task(self._inbound(), name=f"inbound-{self.session_id}"))
         if greet:
             self._tasks.append(asyncio.create_task(self._greet(), name=f"greet-{self.session_id}"))
+        if self.settings.max_call_seconds > 0:
+            self._tasks.append(asyncio.create_task(self._call_time_limit(), name=f"limit-{self.session_id}"))
 
     async def stop(self, reason: str) -> CallRecord:
         if self._state is TurnState.ENDED:
@@ -248,6 +252,8 @@ class TurnLoop:
     # ------------------------------------------------------------------ replies
 
     def _on_turn_end(self, ended: TurnEnded) -> None:
+        if self._closing:
+            return  # the call is being closed: no new reply
         self._turns += 1
         turn = TurnRecord(
             index=self._turns, speech_end_at=ended.utterance.speech_end_at, end_of_turn_at=ended.at,
@@ -341,6 +347,18 @@ class TurnLoop:
             self.tracer.turn_done(turn)
             if self.memory.needs_summary:
                 asyncio.create_task(self.memory.summarise())
+
+    async def _call_time_limit(self) -> None:
+        """`conversation.max_call_seconds`: let the answer in progress finish (bounded), take
+        no new turn, say why and hang up."""
+        limit = self.settings.max_call_seconds
+        await asyncio.sleep(max(0.0, self.record.started_at + limit - self.clock()))
+        self._closing = True
+        reply = self._reply
+        if reply is not None and reply.task is not None:
+            await asyncio.wait([reply.task], timeout=CLOSING_REPLY_WAIT_S)
+        log.info("%s: call reached max_call_seconds (%.0f s): closing", self.session_id, limit)
+        await self.actions.close_call("call_time_limit", "max_call_seconds")
 
     # ------------------------------------------------------------------ greeting, filler
 

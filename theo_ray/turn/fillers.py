@@ -31,6 +31,8 @@ EMERGENCY_PHRASES: dict[str, str] = {
     "still_there": "Você ainda tá aí?",
     "bad_line": "Desculpa, a ligação tá ruim. Pode repetir, por favor?",
     "goodbye": "Obrigado pela ligação. Tchau!",
+    # conversation.max_call_seconds reached: said once the current answer has been heard.
+    "call_time_limit": "Nossa ligação chegou ao tempo máximo. Se precisar, é só ligar de novo. Tchau!",
 }
 
 
