@@ -7,10 +7,10 @@ the CallActor's socket (``MediaAnswer``). The first answer goes out with
 ``Call.answer(sdp=...)`` once the router has opened the call; re-offers are rewritten in
 ``onCallSdpCreated`` and reported to the router as ``update_call``.
 
-This file holds the set-up, the public API and the new INVITE (screening, answering, the
-ACK timer); the in-dialog half is ``dialog_events.DialogEvents``, the pjsua2 subclasses are
-in ``pj_objects``. It stays a little over 400 lines because what is left is one job, a
-new INVITE end to end (screen, open, answer, ACK timer), whose steps share its state.
+This file holds the public API and the new INVITE end to end (screen, open, answer, ACK
+timer), whose steps share its state; the in-dialog half is ``dialog_events.DialogEvents``,
+the pjsua2 subclasses are in ``pj_objects``, pjsua's endpoint and account configuration in
+``endpoint_setup``.
 
 Threading: pjsua2 runs in one PjsuaThread; the router is awaited on the asyncio loop that
 started the agent. pjsua2 objects are only touched on the pjsua thread.
@@ -29,12 +29,18 @@ import msgspec
 import pjsua2 as pj
 
 from theo_ray.sip.datagram_record import DatagramRecord, summarise_rx
-from theo_ray.sip.dialog_release import local_tag_from_tx, send_release
-from theo_ray.sip.invite import PeerFilter, parse_invite
 from theo_ray.sip.dialog_events import DialogEvents
+from theo_ray.sip.dialog_release import local_tag_from_tx, send_release
+from theo_ray.sip.endpoint_setup import account_config, start_endpoint
+from theo_ray.sip.invite import PeerFilter, parse_invite
 from theo_ray.sip.invite_screen import Refusal, screen_invite
 from theo_ray.sip.messages import CallSetup, MediaAnswer, RemoteMedia
-from theo_ray.sip.pj_objects import GatewayAccount, GatewayCall, GatewayEndpoint, remote_media
+from theo_ray.sip.pj_objects import (
+    GatewayAccount,
+    GatewayCall,
+    GatewayEndpoint,
+    remote_media,
+)
 from theo_ray.sip.pj_thread import PjLogWriter, PjsuaThread
 from theo_ray.sip.router import CallRouter
 from theo_ray.sip.sdp import SdpError, build_answer, parse_offer
@@ -44,12 +50,6 @@ from theo_ray.sip.unserved_methods import send_reply, unserved_reply
 
 log = logging.getLogger(__name__)
 
-_TIMER_USE = {
-    "inactive": pj.PJSUA_SIP_TIMER_INACTIVE,
-    "optional": pj.PJSUA_SIP_TIMER_OPTIONAL,
-    "required": pj.PJSUA_SIP_TIMER_REQUIRED,
-    "always": pj.PJSUA_SIP_TIMER_ALWAYS,
-}
 _ANSWER_SAMPLES = 200  # INVITE -> 200 OK times kept in GatewayStats
 
 
@@ -129,59 +129,11 @@ class SipUserAgent(DialogEvents):
     # ------------------------------------------------------------------ pjsua setup
 
     def _setup_endpoint(self, ep: pj.Endpoint) -> None:
-        s = self.settings
-        cfg = pj.EpConfig()
-        cfg.uaConfig.threadCnt = 0
-        cfg.uaConfig.mainThreadOnly = False
-        # One pjsua slot more than Theo admits: with every slot taken pjsua itself answers
-        # 486, while Theo answers a full shard with 503 + Retry-After from the spare slot.
-        cfg.uaConfig.maxCalls = min(PJSUA_MAX_CALLS, s.max_calls + 1)
-        cfg.uaConfig.userAgent = s.user_agent
-        cfg.uaConfig.mwiUnsolicitedEnabled = False  # pjsua would 200 any message-summary NOTIFY
-        cfg.medConfig.threadCnt = 0  # one poller only: the PjsuaThread
-        cfg.medConfig.noVad = True
-        # Level 4 carries pjsua's "RX/TX <n> bytes ... msg" lines the DatagramRecord and
-        # DialogRelease read; the writer forwards only up to s.log_level to Python logging.
-        level = max(s.log_level, 4)
-        cfg.logConfig.level = level
-        cfg.logConfig.consoleLevel = level
-        cfg.logConfig.writer = self._log_writer
-        ep.libInit(cfg)
-        ep.audDevManager().setNullDev()
-        # The loop stream pjsua keeps must be creatable for every codec we may answer.
-        # pjsua keeps a (loop) stream per call, so only codecs it can instantiate may be
-        # answered; this wheel, for one, registers L16 at 44.1 kHz only.
-        available = {c.codecId.split("/")[0].upper() + "/" + c.codecId.split("/")[1]
-                     for c in ep.codecEnum2()}
-        for codec_id in ("L16/8000/1", "L16/16000/1", "G722/16000/1", "PCMU/8000/1", "PCMA/8000/1"):
-            name, rate, _ = codec_id.split("/")
-            if f"{name.upper()}/{rate}" in available:
-                ep.codecSetPriority(codec_id, 128)
-        pjsua_names = {key.split("/")[0] for key in available if not key.startswith("L16/44100")}
-        self._preference = [n for n in s.codec_preference if n.upper() in pjsua_names]
-        dropped = [n for n in s.codec_preference if n not in self._preference]
-        if dropped:
-            log.warning("codecs %s left out of answers: this pjsua build cannot stream them", dropped)
-        kinds = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP}
-        for name in s.transports:
-            tcfg = pj.TransportConfig()
-            tcfg.port = s.port
-            tcfg.boundAddress = s.host
-            tid = ep.transportCreate(kinds[name], tcfg)
-            local = ep.transportGetInfo(tid).localName
-            host, _, port = local.rpartition(":")
-            self.addresses[name] = (host.strip("[]"), int(port))
-        ep.libStart()
-
-        acfg = pj.AccountConfig()
-        first = next(iter(self.addresses.values()))
-        acfg.idUri = f"sip:{s.account_user}@{first[0]}:{first[1]}"
-        acfg.callConfig.timerUse = _TIMER_USE[s.session_timers]
-        acfg.callConfig.timerSessExpiresSec = s.session_expires
-        acfg.callConfig.timerMinSESec = s.min_se
-        acfg.mediaConfig.useLoopMedTp = True
+        # The dict is filled in place: shard_main reads agent.addresses once start() returns.
+        addresses, self._preference = start_endpoint(ep, self.settings, self._log_writer)
+        self.addresses.update(addresses)
         self._account = GatewayAccount(self)
-        self._account.create(acfg, True)
+        self._account.create(account_config(self.settings, self.addresses), True)
 
     def _on_pj_log(self, text: str) -> None:
         summary = summarise_rx(text)
