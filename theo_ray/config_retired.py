@@ -44,6 +44,10 @@ RETIRED_KEYS: tuple[RetiredKey, ...] = (
         "conversation.turn.comfort_noise", "media.idle_fill_dbfs",
         why="the comfort noise a call sends is the media session's idle fill",
     ),
+    RetiredKey(
+        "conversation.model_timeout_s", "conversation.timeouts.stt_s", moves=True,
+        why="every model stream has its own limit now (conversation.timeouts)",
+    ),
 )
 
 

@@ -193,3 +193,36 @@ def test_the_call_time_limit_lets_the_answer_finish_then_says_why_and_hangs_up()
     marks = result.line.marks_heard()
     assert marks[-1].startswith("emergency")  # the closing phrase is the last thing heard
     assert hangup.at > record.turns[0].drained_at - result.line.t0
+
+
+def _assert_fell_back_to_a_human(result, stage: str) -> None:
+    record = result.record
+    assert record.model_timeouts == {stage: 1}
+    assert [c.action for c in result.control.calls] == ["transfer"]
+    assert record.transfer_reason == "technical: technical_problem"
+    marks = result.line.marks_heard()
+    assert any(m.startswith("emergency") for m in marks), marks
+
+
+def test_a_model_that_never_answers_is_cut_off_and_the_caller_goes_to_a_human():
+    rules = [Rule(match="horário", reply="", hang=True)]
+    settings = ConversationSettings()
+    result = run_virtual(lambda: fake_call([Line(3.0, "Qual é o horário?", 1.2)], rules, seconds=25, settings=settings))
+    _assert_fell_back_to_a_human(result, "llm_first_token")
+    # The emergency phrase starts within the first-token limit of the end of the turn.
+    turn = result.record.turns[0]
+    emergency_at = next(f.at for f in result.line.sent if any(m.startswith("emergency") for m in f.marks))
+    assert emergency_at - (turn.end_of_turn_at - result.line.t0) < settings.timeouts.llm_first_token_s + 1.0
+
+
+def test_a_voice_that_goes_quiet_mid_sentence_is_cut_off_and_the_caller_goes_to_a_human():
+    result = run_virtual(lambda: fake_call(
+        [Line(3.0, "Qual é o horário?", 1.2)], RULES, seconds=25, tts_hang_after_chunks=3))
+    _assert_fell_back_to_a_human(result, "tts_chunk_gap")
+
+
+def test_the_retired_model_timeout_key_still_loads_as_the_stt_limit():
+    from theo_ray.config import config_from_mapping
+
+    config = config_from_mapping({"conversation": {"model_timeout_s": 9.0}})
+    assert config.conversation.timeouts.stt_s == 9.0

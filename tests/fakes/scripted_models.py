@@ -9,7 +9,7 @@ every delay runs on the loop's clock (virtual time in the fast tests).
   optionally a tool call), one word every `token_delay_s`; `hang` never answers; `fail`
   raises after the first words.
 - TTS: a 440 Hz tone, `ms_per_char` per character, in 100 ms chunks, the first after
-  `tts_first_delay_s`.
+  `tts_first_delay_s`; with `tts_hang_after_chunks` it goes quiet after that many.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ class ScriptedModels:
         token_delay_s: float = 0.03,
         tts_first_delay_s: float = 0.2,
         ms_per_char: float = 60.0,
+        tts_hang_after_chunks: int | None = None,
     ) -> None:
         self.caller = caller
         self.rules = [(re.compile(r.match, re.IGNORECASE), r) for r in rules]
@@ -75,6 +76,7 @@ class ScriptedModels:
         self.token_delay_s = token_delay_s
         self.tts_first_delay_s = tts_first_delay_s
         self.ms_per_char = ms_per_char
+        self.tts_hang_after_chunks = tts_hang_after_chunks  # a TTS that goes quiet mid-stream
         self.transcribed: list[str] = []
         self.generated: list[GenerateRequest] = []
         self.synthesized: list[str] = []
@@ -115,6 +117,8 @@ class ScriptedModels:
         await asyncio.sleep(self.tts_first_delay_s)
         step = RATE // 10
         for i, start in enumerate(range(0, n, step)):
+            if i == self.tts_hang_after_chunks:
+                await asyncio.Event().wait()
             if i:
                 await asyncio.sleep(0.05)  # twice real time
             yield TtsChunk(pcm=tone[start : start + step].tobytes(), sample_rate=RATE, index=i)

@@ -89,3 +89,9 @@ class CallRecord(msgspec.Struct):
     transferred_to: str = ""
     transfer_reason: str = ""
     errors: list[str] = []
+    # Model streams cancelled for going quiet, per stage (stt, llm_first_token, llm_token_gap,
+    # tts_first_chunk, tts_chunk_gap).
+    model_timeouts: dict[str, int] = {}
+
+    def count_timeout(self, stage: str) -> None:
+        self.model_timeouts[stage] = self.model_timeouts.get(stage, 0) + 1

@@ -31,6 +31,7 @@ class Reply:
         self.playback = playback
         self.utterance = utterance  # kept so a resumed utterance loses nothing
         self.task: asyncio.Task | None = None
+        self.speaker: asyncio.Task | None = None  # the streaming pipeline's TTS task, beside `task`
         self.llm_stream = None
         self.tts_stream = None
         self.pieces: list[tuple[PlayoutMark, str]] = []  # in speaking order
@@ -52,8 +53,9 @@ class Reply:
         self.cancelled = True
         self.stop_generating()
         cancel_stream(self.tts_stream)
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
+        for task in (self.task, self.speaker):
+            if task is not None and not task.done():
+                task.cancel()  # the speaker too: a piece queued before the cut must not start
 
     def interrupt(self) -> str:
         """The caller interrupted: nothing more is sent, the streams abort. Returns (and

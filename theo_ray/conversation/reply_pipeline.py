@@ -18,6 +18,7 @@ import numpy as np
 from theo_ray.conversation.model_client import ModelClient
 from theo_ray.conversation.reply import Reply
 from theo_ray.conversation.settings import ConversationSettings
+from theo_ray.conversation.stream_deadline import within_deadlines
 from theo_ray.media.playback_port import MarkKind, PlaybackPort, PlayoutMark
 from theo_ray.messages import GenerateRequest, SynthesizeRequest, ToolCall, TraceContext
 from theo_ray.turn.meta_text import BracketFilter
@@ -62,8 +63,12 @@ class ReplyPipeline:
         guard = RepetitionGuard(self.settings.turn.repetition_guard)
         meta = BracketFilter()
         reply.llm_stream = self.models.generate(request)
+        limits = self.settings.timeouts
+        deltas = within_deadlines(
+            reply.llm_stream, limits.llm_first_token_s, limits.llm_token_gap_s, "llm_first_token", "llm_token_gap"
+        )
         try:
-            async for delta in reply.llm_stream:
+            async for delta in deltas:
                 if delta.text:
                     turn.stamp("llm_first_token", self.clock())
                     if guard.feed(delta.text):
@@ -91,7 +96,7 @@ class ReplyPipeline:
     async def _streaming(self, reply: Reply, request: GenerateRequest) -> None:
         splitter = SentenceSplitter(self.settings.turn.splitter)
         pieces: asyncio.Queue[str | None] = asyncio.Queue()
-        speaker = asyncio.create_task(self._speak_pieces(reply, pieces))
+        speaker = reply.speaker = asyncio.create_task(self._speak_pieces(reply, pieces))
         try:
             async for text in self.model_text(reply, request):
                 for piece in splitter.feed(text):
@@ -101,6 +106,9 @@ class ReplyPipeline:
                 for piece in splitter.flush():
                     reply.turn.stamp("llm_first_sentence", self.clock())
                     pieces.put_nowait(piece)
+        except BaseException:
+            speaker.cancel()  # cancelled or failed: nothing more of this reply is spoken
+            raise
         finally:
             pieces.put_nowait(None)
         await speaker
@@ -117,14 +125,22 @@ class ReplyPipeline:
             SynthesizeRequest(text=text, request_id=f"{self.session_id}-{mark.key}", trace=self.trace())
         )
         reply.add_piece(mark, text)
-        async for chunk in reply.tts_stream:
+        async for chunk in self._tts_chunks(reply):
             if not chunk.pcm:
                 continue
             turn.stamp("tts_first_chunk", self.clock())
             self._enqueue(reply, np.frombuffer(chunk.pcm, dtype="<i2"), mark, last=False)
+        _refuse_if_cut(reply)
         self.playback.enqueue(np.zeros(0, np.int16), mark, last=True)
 
+    def _tts_chunks(self, reply: Reply):
+        limits = self.settings.timeouts
+        return within_deadlines(
+            reply.tts_stream, limits.tts_first_chunk_s, limits.tts_chunk_gap_s, "tts_first_chunk", "tts_chunk_gap"
+        )
+
     def _enqueue(self, reply: Reply, pcm: np.ndarray, mark: PlayoutMark, last: bool) -> None:
+        _refuse_if_cut(reply)
         if not reply.audible:
             reply.audible = True
             reply.turn.stamp("first_audio_enqueued", self.clock())
@@ -141,7 +157,14 @@ class ReplyPipeline:
         reply.tts_stream = self.models.synthesize(
             SynthesizeRequest(text=text, request_id=f"{self.session_id}-{mark.key}", trace=self.trace())
         )
-        audio = [np.frombuffer(c.pcm, dtype="<i2") async for c in reply.tts_stream if c.pcm]
+        audio = [np.frombuffer(c.pcm, dtype="<i2") async for c in self._tts_chunks(reply) if c.pcm]
         turn.stamp("tts_first_chunk", self.clock())
         reply.add_piece(mark, text)
         self._enqueue(reply, np.concatenate(audio) if audio else np.zeros(0, np.int16), mark, last=True)
+
+
+def _refuse_if_cut(reply: Reply) -> None:
+    """A cut reply never reaches the line again, not even a chunk that arrived as it was cut
+    (Python 3.11's wait_for can return a result its cancellation raced with)."""
+    if reply.cancelled:
+        raise asyncio.CancelledError()

@@ -41,6 +41,26 @@ class BargeInSettings(msgspec.Struct, **_STRICT):
     unconfirmed_resume_ms: int = 250
 
 
+class ModelTimeoutSettings(msgspec.Struct, **_STRICT):
+    """Hard limits on every model stream a reply waits for. A stream quiet for longer is
+    cancelled and counted (CallRecord.model_timeouts), and the caller hears the pre-rendered
+    emergency phrase and goes to a human instead of silence. Defaults sit well above what
+    2 busy CPU cores measured (LLM first token p95 0.63 s, TTS first chunk p50 0.9 s, STT
+    ~0.4 s; `theo bench models`) and above a loaded plane's queueing, so that only a stuck
+    model trips them; a GPU cluster can set them much tighter."""
+
+    stt_s: float = 15.0  # a whole transcription (final or partial)
+    llm_first_token_s: float = 12.0
+    llm_token_gap_s: float = 6.0
+    tts_first_chunk_s: float = 10.0
+    tts_chunk_gap_s: float = 6.0
+
+    def __post_init__(self) -> None:
+        for name in self.__struct_fields__:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"conversation.timeouts.{name}", f"must be > 0, got {getattr(self, name)}")
+
+
 class ConversationSettings(msgspec.Struct, **_STRICT):
     # "agent": the full turn loop; "echo": plays the caller's audio back (media benchmark).
     mode: Literal["agent", "echo"] = "agent"
@@ -64,8 +84,7 @@ class ConversationSettings(msgspec.Struct, **_STRICT):
     # it (and llm_max_tokens) in both of its modes so that they answer at the same length.
     llm_min_tokens: int = 0
     llm_temperature: float = 0.3
-    # Cancel a model stream that has not produced anything after this long.
-    model_timeout_s: float = 15.0
+    timeouts: ModelTimeoutSettings = msgspec.field(default_factory=ModelTimeoutSettings)
     max_call_seconds: float = 1800.0
     turn: TurnSettings = msgspec.field(default_factory=TurnSettings)
     echo_gate: EchoGateSettings = msgspec.field(default_factory=EchoGateSettings)

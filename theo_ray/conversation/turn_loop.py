@@ -35,6 +35,7 @@ from theo_ray.conversation.records import BargeInRecord, CallRecord, TurnRecord
 from theo_ray.conversation.reply import Reply
 from theo_ray.conversation.reply_pipeline import ReplyPipeline
 from theo_ray.conversation.settings import ConversationSettings
+from theo_ray.conversation.stream_deadline import ModelStreamTimeout
 from theo_ray.conversation.transcriber import Transcriber
 from theo_ray.conversation.turn_spans import TurnTracer
 from theo_ray.conversation.turn_state import StateChange, TurnState
@@ -95,7 +96,7 @@ class TurnLoop:
         self._done = asyncio.Event()
         barge = settings.barge_in
         self.line_level = LineLevel(barge.energy_pause_rms, barge.energy_pause_rise_db)
-        transcriber = Transcriber(models, settings.model_timeout_s, self.record.errors, self.tracer.context)
+        transcriber = Transcriber(models, settings.timeouts.stt_s, self.record, self.tracer.context)
         self.user_turn = UserTurnTracker(
             settings, self.vad, self.line_level, transcriber, smart_turn, clock, ptime_ms,
             blocked=lambda: self.barge_in.active or self._state is TurnState.ENDED,
@@ -334,7 +335,11 @@ class TurnLoop:
         except Exception as exc:
             if reply.cancelled:
                 return  # its streams were cancelled on purpose (barge-in, caller went on)
-            log.exception("reply failed")
+            if isinstance(exc, ModelStreamTimeout):
+                self.record.count_timeout(exc.stage)
+                log.warning("%s: reply %d: %s", self.session_id, turn.index, exc)
+            else:
+                log.exception("reply failed")
             turn.error = f"{type(exc).__name__}: {exc}"
             self.record.errors.append(f"reply {turn.index}: {turn.error}")
             if filler is not None:
