@@ -226,3 +226,15 @@ def test_the_retired_model_timeout_key_still_loads_as_the_stt_limit():
 
     config = config_from_mapping({"conversation": {"model_timeout_s": 9.0}})
     assert config.conversation.timeouts.stt_s == 9.0
+
+
+def test_a_correction_while_the_filler_plays_merges_with_the_question_and_stops_the_filler():
+    lines = [Line(2.5, "Quero cancelar o plano.", 1.2), Line(4.8, "Não, espera, quero falar do boleto.", 1.6)]
+    result = run_virtual(lambda: fake_call(lines, RULES, seconds=16, tts_first_delay_s=3.0))
+    record = result.record
+    assert [t.caller_text for t in record.turns] == ["Quero cancelar o plano. Não, espera, quero falar do boleto."]
+    assert not record.barge_ins  # nobody interrupted the agent: it had not answered yet
+    filler_frames = [f.at for f in result.line.sent if f.rms > 100 and any(m.startswith("filler") for m in f.marks)]
+    assert filler_frames and min(filler_frames) < 4.8, "the filler was playing when the caller went on"
+    # It stops within a packet or two, and no filler plays while the caller is talking.
+    assert not [at for at in filler_frames if 4.8 + 0.1 < at < 6.4]

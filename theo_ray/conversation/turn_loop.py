@@ -221,13 +221,18 @@ class TurnLoop:
 
     def _on_speech_start(self, onset: float) -> None:
         reply = self._reply
-        if not self.barge_in.on_speech_start(onset) and self._state is TurnState.THINKING and reply is not None and not reply.audible:
-            # The caller went on talking before we answered (a pause mid-sentence): drop the
-            # reply and continue the same utterance, audio included, as one turn.
+        if self._state is TurnState.THINKING and reply is not None and not reply.audible:
+            # The caller went on talking before we answered (a pause mid-sentence, or a
+            # correction in the thinking gap): drop the reply and continue the same
+            # utterance, audio included, as one turn. A filler playing stops at once: it must
+            # not sound like the agent talking over the caller.
+            self.playback.flush()
             self._cancel_reply("caller continued", record_turn=False)
             if reply.utterance is not None and self.user_turn.utterance is None:
                 self.user_turn.resume(reply.utterance)
                 self._turns -= 1
+        else:
+            self.barge_in.on_speech_start(onset)
         self.user_turn.on_speech_start(onset)
 
     def _on_interrupt(self, barge: BargeInRecord) -> None:
