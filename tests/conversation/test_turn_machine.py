@@ -191,7 +191,7 @@ def test_the_call_time_limit_lets_the_answer_finish_then_says_why_and_hangs_up()
     hangup = result.control.calls[0]
     assert hangup.reason == "max_call_seconds" and record.end_reason == "max_call_seconds"
     marks = result.line.marks_heard()
-    assert marks[-1].startswith("emergency")  # the closing phrase is the last thing heard
+    assert marks[-1].startswith("prompt")  # the closing phrase is the last thing heard
     assert hangup.at > record.turns[0].drained_at - result.line.t0
 
 
@@ -238,3 +238,50 @@ def test_a_correction_while_the_filler_plays_merges_with_the_question_and_stops_
     assert filler_frames and min(filler_frames) < 4.8, "the filler was playing when the caller went on"
     # It stops within a packet or two, and no filler plays while the caller is talking.
     assert not [at for at in filler_frames if 4.8 + 0.1 < at < 6.4]
+
+
+def _prompt_starts(result) -> list[float]:
+    starts, previous = [], ()
+    for f in result.line.sent:
+        prompt = tuple(m for m in f.marks if m.startswith("prompt"))
+        if prompt and prompt != previous:
+            starts.append(f.at)
+        previous = prompt
+    return starts
+
+
+def test_a_silent_caller_is_asked_once_then_told_goodbye_and_the_call_ends():
+    result = run_virtual(lambda: fake_call([], RULES, seconds=30))
+    record = result.record
+    prompts = _prompt_starts(result)
+    assert len(prompts) == 2 and record.silence_prompts == 2
+    spans = result.line.agent_audio_spans()
+    greeting_end = spans[0][1]
+    # "Você ainda tá aí?" ~6 s after the greeting, the goodbye ~6 s after that reprompt.
+    assert 5.9 < prompts[0] - greeting_end < 6.6
+    assert [c.action for c in result.control.calls] == ["hangup"]
+    assert result.control.calls[0].reason == "caller_silent" and record.end_reason == "caller_silent"
+    # Never a stretch of mutual silence over the limit (+ one check period) before the hang-up.
+    hangup_at = result.control.calls[0].at
+    edges = [0.0] + [t for span in spans for t in span] + [hangup_at]
+    gaps = [b - a for a, b in zip(edges[1::2], edges[2::2])]
+    assert max(gaps) < 6.0 + 0.5, gaps
+
+
+def test_a_caller_who_answers_the_reprompt_carries_on():
+    lines = [Line(9.0, "Qual é o horário de atendimento?", 1.6)]
+    result = run_virtual(lambda: fake_call(lines, RULES, seconds=16))
+    record = result.record
+    assert record.silence_prompts == 1
+    assert [t.caller_text for t in record.turns] == ["Qual é o horário de atendimento?"]
+    assert not result.control.calls
+
+
+def test_silence_handling_can_hand_the_caller_to_a_human_instead():
+    from theo_ray.conversation.settings import SilenceSettings
+
+    settings = ConversationSettings(silence=SilenceSettings(reprompt_after_s=4.0, reprompts=2, then="transfer"))
+    result = run_virtual(lambda: fake_call([], RULES, seconds=30, settings=settings))
+    assert result.record.silence_prompts == 3
+    assert [c.action for c in result.control.calls] == ["transfer"]
+    assert result.record.transferred_to == "atendimento"

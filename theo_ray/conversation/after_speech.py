@@ -124,16 +124,32 @@ class AfterSpeechActions:
 
     # ------------------------------------------------------------------ emergencies
 
-    async def close_call(self, key: str, reason: str) -> None:
-        """End the call politely: once what is playing has been heard, the phrase `key`, then
-        the hang-up."""
-        await self.playback.drained()
+    def say(self, key: str) -> bool:
+        """Queue the pre-rendered phrase `key` (a reprompt, a goodbye); False if there is none."""
         phrase = self.phrases.emergency.get(key) if self.phrases else None
-        if phrase is not None:
-            self.playback.enqueue(phrase.samples(), self.new_mark(MarkKind.EMERGENCY), last=True)
+        if phrase is None:
+            return False
+        self.playback.enqueue(phrase.samples(), self.new_mark(MarkKind.PROMPT), last=True)
+        return True
+
+    async def close_call(self, key: str, reason: str, transfer: bool = False) -> None:
+        """End the call politely: once what is playing has been heard, the phrase `key`, then
+        the hang-up (or the transfer to a human)."""
+        await self.playback.drained()
+        if self.say(key):
             await self.playback.drained()
         self.record.end_reason = self.record.end_reason or reason
-        await self.control.hangup(reason)
+        if transfer:
+            destination = self._human_destination()
+            outcome = await self.control.transfer(destination, reason)
+            if outcome.ok:
+                self.record.transferred_to, self.record.transfer_reason = destination, reason
+        else:
+            await self.control.hangup(reason)
+
+    def _human_destination(self) -> str:
+        destinations = list(self.settings.turn.tools.transfer_destinations)
+        return destinations[0] if destinations else "atendimento"
 
     async def emergency(self, key: str, transfer: bool = True) -> None:
         """Something failed: say so with a pre-rendered phrase, then hand over to a human."""
@@ -143,8 +159,7 @@ class AfterSpeechActions:
             self.playback.enqueue(phrase.samples(), self.new_mark(MarkKind.EMERGENCY), last=True)
             await self.playback.drained()
         if transfer:
-            destinations = list(self.settings.turn.tools.transfer_destinations)
-            destination = destinations[0] if destinations else "atendimento"
+            destination = self._human_destination()
             outcome = await self.control.transfer(destination, f"falha técnica: {key}")
             if outcome.ok:
                 self.record.transferred_to = destination

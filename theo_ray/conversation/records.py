@@ -84,6 +84,7 @@ class CallRecord(msgspec.Struct):
     barge_ins: list[BargeInRecord] = []
     backchannels_played: int = 0
     fillers_played: int = 0
+    silence_prompts: int = 0  # reprompts and goodbyes said because nobody spoke
     # Playout pauses taken at packet arrival (the barge-in fast path), confirmed or undone.
     early_pauses: int = 0
     transferred_to: str = ""

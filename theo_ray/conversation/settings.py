@@ -61,6 +61,20 @@ class ModelTimeoutSettings(msgspec.Struct, **_STRICT):
                 raise ConfigError(f"conversation.timeouts.{name}", f"must be > 0, got {getattr(self, name)}")
 
 
+class SilenceSettings(msgspec.Struct, **_STRICT):
+    """Mutual silence: neither the caller nor the agent has made a sound."""
+
+    # After this much of it, a short reprompt ("Você ainda tá aí?"); 0 disables.
+    reprompt_after_s: float = 6.0
+    # Reprompts before giving up; then a goodbye and `then`.
+    reprompts: int = 1
+    then: Literal["hangup", "transfer"] = "hangup"
+
+    def __post_init__(self) -> None:
+        if self.reprompt_after_s < 0 or self.reprompts < 0:
+            raise ConfigError("conversation.silence", "reprompt_after_s and reprompts must be >= 0")
+
+
 class ConversationSettings(msgspec.Struct, **_STRICT):
     # "agent": the full turn loop; "echo": plays the caller's audio back (media benchmark).
     mode: Literal["agent", "echo"] = "agent"
@@ -85,6 +99,7 @@ class ConversationSettings(msgspec.Struct, **_STRICT):
     llm_min_tokens: int = 0
     llm_temperature: float = 0.3
     timeouts: ModelTimeoutSettings = msgspec.field(default_factory=ModelTimeoutSettings)
+    silence: SilenceSettings = msgspec.field(default_factory=SilenceSettings)
     max_call_seconds: float = 1800.0
     turn: TurnSettings = msgspec.field(default_factory=TurnSettings)
     echo_gate: EchoGateSettings = msgspec.field(default_factory=EchoGateSettings)

@@ -35,6 +35,7 @@ from theo_ray.conversation.records import BargeInRecord, CallRecord, TurnRecord
 from theo_ray.conversation.reply import Reply
 from theo_ray.conversation.reply_pipeline import ReplyPipeline
 from theo_ray.conversation.settings import ConversationSettings
+from theo_ray.conversation.silence_watch import SilenceWatch
 from theo_ray.conversation.stream_deadline import ModelStreamTimeout
 from theo_ray.conversation.transcriber import Transcriber
 from theo_ray.conversation.turn_spans import TurnTracer
@@ -113,6 +114,8 @@ class TurnLoop:
             session_id, models, self.playback, settings, clock, self.tracer.context, self._next_mark,
             accept_tool=self.actions.accept, on_audible=self._on_audible,
         )
+        self._last_sound_at = clock()  # the last instant either side made a sound
+        self.silence = SilenceWatch(settings.silence, clock, self._quiet_since, self._on_silence)
         self.playback.subscribe(self._on_playback)
         rtp.set_arrival_probe(lambda rms, _at: self.barge_in.on_packet(rms) if self._state is not TurnState.ENDED else None)
 
@@ -141,6 +144,7 @@ class TurnLoop:
         self._tasks.append(asyncio.create_task(self._inbound(), name=f"inbound-{self.session_id}"))
         if greet:
             self._tasks.append(asyncio.create_task(self._greet(), name=f"greet-{self.session_id}"))
+        self._tasks.append(asyncio.create_task(self.silence.run(), name=f"silence-{self.session_id}"))
         if self.settings.max_call_seconds > 0:
             self._tasks.append(asyncio.create_task(self._call_time_limit(), name=f"limit-{self.session_id}"))
 
@@ -178,6 +182,8 @@ class TurnLoop:
         return PlayoutMark(kind, self._turns, self._marks)
 
     def _on_playback(self, event: PlaybackEvent) -> None:
+        if event.kind in ("mark_started", "mark_done"):
+            self._last_sound_at = max(self._last_sound_at, event.at)
         reply = self._reply
         if event.kind == "mark_started" and reply is not None and event.mark is not None and event.mark.kind.is_reply_audio:
             reply.turn.stamp("first_rtp", event.at)
@@ -205,6 +211,8 @@ class TurnLoop:
         echo = self.echo_gate.is_echo_only(pcm)
         agent_audible = self.barge_in.agent_audible()
         events = self.vad.process(np.zeros_like(pcm) if echo else pcm)
+        if self.vad.speaking:
+            self._last_sound_at = frame.at
         self.user_turn.feed(pcm)
         self.barge_in.on_frame(pcm, echo, agent_audible)
         for event in events:
@@ -220,6 +228,7 @@ class TurnLoop:
             self.user_turn.after_frame(self.clock())
 
     def _on_speech_start(self, onset: float) -> None:
+        self.silence.caller_spoke()
         reply = self._reply
         if self._state is TurnState.THINKING and reply is not None and not reply.audible:
             # The caller went on talking before we answered (a pause mid-sentence, or a
@@ -357,6 +366,34 @@ class TurnLoop:
             self.tracer.turn_done(turn)
             if self.memory.needs_summary:
                 asyncio.create_task(self.memory.summarise())
+
+    def _quiet_since(self) -> float | None:
+        """Since when neither side has made a sound; None while one is (or may be) busy."""
+        if (
+            self._state is not TurnState.LISTENING
+            or self._closing
+            or self.user_turn.utterance is not None
+            or self.vad.speaking
+            or self.barge_in.agent_audible()
+        ):
+            return None
+        return self._last_sound_at
+
+    def _on_silence(self, count: int) -> None:
+        """The n-th stretch of mutual silence since the caller last spoke: reprompt, and after
+        `silence.reprompts` of them a goodbye and the hang-up (or a human)."""
+        silence = self.settings.silence
+        self.record.silence_prompts += 1
+        if count <= silence.reprompts:
+            log.info("%s: caller silent: reprompt %d", self.session_id, count)
+            self.actions.say("still_there")
+            return
+        log.info("%s: caller silent after %d reprompt(s): closing", self.session_id, silence.reprompts)
+        self._closing = True
+        self._tasks.append(asyncio.create_task(
+            self.actions.close_call("goodbye", "caller_silent", transfer=silence.then == "transfer"),
+            name=f"close-{self.session_id}",
+        ))
 
     async def _call_time_limit(self) -> None:
         """`conversation.max_call_seconds`: let the answer in progress finish (bounded), take

@@ -8,7 +8,7 @@ simulator and the benchmarks that enqueue raw audio are unchanged.
 
 A mark's kind says what the audio is, and so whether a caller's interruption may cancel it
 (Pipecat's data vs. system frames): a reply or a transfer notice may be interrupted; the
-greeting, a filler, a backchannel and an emergency phrase are not barge-in targets.
+greeting, a filler, a backchannel, a reprompt and an emergency phrase are not barge-in targets.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ class MarkKind(str, enum.Enum):
     NOTICE = "notice"
     FILLER = "filler"
     BACKCHANNEL = "bc"
+    PROMPT = "prompt"  # the agent's own reprompt or goodbye (pre-rendered)
     EMERGENCY = "emergency"
 
     @property
