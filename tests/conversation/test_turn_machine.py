@@ -285,3 +285,16 @@ def test_silence_handling_can_hand_the_caller_to_a_human_instead():
     assert result.record.silence_prompts == 3
     assert [c.action for c in result.control.calls] == ["transfer"]
     assert result.record.transferred_to == "atendimento"
+
+
+def test_a_call_whose_media_stops_is_hung_up_after_the_limit():
+    from theo_ray.conversation.settings import SilenceSettings
+
+    # Silence prompts off, so that only the media watchdog can end this call.
+    settings = ConversationSettings(no_media_hangup_s=10.0, silence=SilenceSettings(reprompt_after_s=0))
+    result = run_virtual(lambda: fake_call(
+        [Line(2.0, "Qual é o horário?", 1.2)], RULES, seconds=30, settings=settings, packets_stop_at_s=8.0))
+    assert [c.action for c in result.control.calls] == ["hangup"]
+    call = result.control.calls[0]
+    assert call.reason == "no_media" and result.record.end_reason == "no_media"
+    assert 18.0 <= call.at <= 19.5

@@ -76,10 +76,12 @@ async def fake_call(
     settings: ConversationSettings | None = None,
     echo: tuple[float, float] | None = None,
     greeting: str = "Olá! Aqui é a Theo.",
+    packets_stop_at_s: float | None = None,
     **model_options,
 ) -> FakeCallResult:
     caller = ScriptedCaller(lines)
     line = FakeLine(caller, echo=echo)
+    line.stop_after_s = packets_stop_at_s
     models = ScriptedModels(caller, rules, **model_options)
     settings = settings or ConversationSettings()
     line.start()

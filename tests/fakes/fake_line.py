@@ -38,6 +38,8 @@ class FakeLine:
         self.sent: list[SentFrame] = []
         self.jitter_depth_ms = 0.0
         self.ptime_ms = self.settings.ptime_ms
+        self.direction = "sendrecv"
+        self.stop_after_s: float | None = None  # the caller's packets stop (a lost call)
         self.playout: PlayoutQueue | None = None
         self._frames: asyncio.Queue[InboundFrame | None] = asyncio.Queue()
         self._probe: Callable[[float, float], None] | None = None
@@ -80,6 +82,8 @@ class FakeLine:
             back = k - 1 - round(delay * RATE / self.frame_samples)
             if 0 <= back < len(self._sent_pcm):
                 inbound = np.clip(inbound + self._sent_pcm[back] * gain, -32768, 32767).astype(np.int16)
+        if self.stop_after_s is not None and now - self.t0 >= self.stop_after_s:
+            return  # nothing arrives any more
         if self._probe is not None:
             self._probe(float(np.sqrt(np.mean(inbound.astype(np.float32) ** 2))), now)
         self._frames.put_nowait(InboundFrame(pcm=inbound, at=now, received_at=now, concealed=False, sequence=k))

@@ -101,6 +101,9 @@ class ConversationSettings(msgspec.Struct, **_STRICT):
     timeouts: ModelTimeoutSettings = msgspec.field(default_factory=ModelTimeoutSettings)
     silence: SilenceSettings = msgspec.field(default_factory=SilenceSettings)
     max_call_seconds: float = 1800.0
+    # No caller packet for this long while media is expected (not on hold): the call is gone
+    # on the PBX side without a BYE; hang up (0 disables).
+    no_media_hangup_s: float = 30.0
     turn: TurnSettings = msgspec.field(default_factory=TurnSettings)
     echo_gate: EchoGateSettings = msgspec.field(default_factory=EchoGateSettings)
     barge_in: BargeInSettings = msgspec.field(default_factory=BargeInSettings)

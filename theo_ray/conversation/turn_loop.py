@@ -26,6 +26,7 @@ import numpy as np
 
 from theo_ray.conversation.after_speech import AfterSpeechActions
 from theo_ray.conversation.barge_in import BargeInController
+from theo_ray.conversation.call_limits import CallLimits
 from theo_ray.conversation.call_control import CallControl
 from theo_ray.conversation.echo_gate import EchoGate
 from theo_ray.conversation.line_level import LineLevel
@@ -35,7 +36,6 @@ from theo_ray.conversation.records import BargeInRecord, CallRecord, TurnRecord
 from theo_ray.conversation.reply import Reply
 from theo_ray.conversation.reply_pipeline import ReplyPipeline
 from theo_ray.conversation.settings import ConversationSettings
-from theo_ray.conversation.silence_watch import SilenceWatch
 from theo_ray.conversation.stream_deadline import ModelStreamTimeout
 from theo_ray.conversation.transcriber import Transcriber
 from theo_ray.conversation.turn_spans import TurnTracer
@@ -51,7 +51,6 @@ from theo_ray.turn.turn_model import SmartTurn
 from theo_ray.turn.vad import SileroVad
 
 log = logging.getLogger("theo.turn")
-CLOSING_REPLY_WAIT_S = 30.0  # at the call's time limit, how long the answer in progress may still run
 
 
 class TurnLoop:
@@ -90,7 +89,6 @@ class TurnLoop:
         self._state = TurnState.LISTENING
         self._state_listeners: list[Callable[[StateChange], None]] = []
         self._reply: Reply | None = None
-        self._closing = False  # max_call_seconds reached: the goodbye is on its way
         self._turns = 0
         self._marks = 0
         self._tasks: list[asyncio.Task] = []
@@ -115,7 +113,10 @@ class TurnLoop:
             accept_tool=self.actions.accept, on_audible=self._on_audible,
         )
         self._last_sound_at = clock()  # the last instant either side made a sound
-        self.silence = SilenceWatch(settings.silence, clock, self._quiet_since, self._on_silence)
+        self.limits = CallLimits(
+            session_id, settings, clock, self.record, self.actions, self._quiet_since,
+            current_reply=lambda: self._reply, expects_media=lambda: rtp.direction in ("sendrecv", "recvonly"),
+        )
         self.playback.subscribe(self._on_playback)
         rtp.set_arrival_probe(lambda rms, _at: self.barge_in.on_packet(rms) if self._state is not TurnState.ENDED else None)
 
@@ -144,9 +145,8 @@ class TurnLoop:
         self._tasks.append(asyncio.create_task(self._inbound(), name=f"inbound-{self.session_id}"))
         if greet:
             self._tasks.append(asyncio.create_task(self._greet(), name=f"greet-{self.session_id}"))
-        self._tasks.append(asyncio.create_task(self.silence.run(), name=f"silence-{self.session_id}"))
-        if self.settings.max_call_seconds > 0:
-            self._tasks.append(asyncio.create_task(self._call_time_limit(), name=f"limit-{self.session_id}"))
+        for watcher in self.limits.watchers():
+            self._tasks.append(asyncio.create_task(watcher))
 
     async def stop(self, reason: str) -> CallRecord:
         if self._state is TurnState.ENDED:
@@ -165,6 +165,7 @@ class TurnLoop:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.limits.stop()
         if reply is not None and reply.task is not None:
             await asyncio.gather(reply.task, return_exceptions=True)
         self.tracer.end_call(self.record)
@@ -210,6 +211,8 @@ class TurnLoop:
         # The gate judges every frame: the echo tail outlives the agent's last packet.
         echo = self.echo_gate.is_echo_only(pcm)
         agent_audible = self.barge_in.agent_audible()
+        if not frame.concealed:
+            self.limits.packet_seen(frame.at)
         events = self.vad.process(np.zeros_like(pcm) if echo else pcm)
         if self.vad.speaking:
             self._last_sound_at = frame.at
@@ -228,7 +231,7 @@ class TurnLoop:
             self.user_turn.after_frame(self.clock())
 
     def _on_speech_start(self, onset: float) -> None:
-        self.silence.caller_spoke()
+        self.limits.caller_spoke()
         reply = self._reply
         if self._state is TurnState.THINKING and reply is not None and not reply.audible:
             # The caller went on talking before we answered (a pause mid-sentence, or a
@@ -267,7 +270,7 @@ class TurnLoop:
     # ------------------------------------------------------------------ replies
 
     def _on_turn_end(self, ended: TurnEnded) -> None:
-        if self._closing:
+        if self.limits.closing:
             return  # the call is being closed: no new reply
         self._turns += 1
         turn = TurnRecord(
@@ -371,41 +374,13 @@ class TurnLoop:
         """Since when neither side has made a sound; None while one is (or may be) busy."""
         if (
             self._state is not TurnState.LISTENING
-            or self._closing
+            or self.limits.closing
             or self.user_turn.utterance is not None
             or self.vad.speaking
             or self.barge_in.agent_audible()
         ):
             return None
         return self._last_sound_at
-
-    def _on_silence(self, count: int) -> None:
-        """The n-th stretch of mutual silence since the caller last spoke: reprompt, and after
-        `silence.reprompts` of them a goodbye and the hang-up (or a human)."""
-        silence = self.settings.silence
-        self.record.silence_prompts += 1
-        if count <= silence.reprompts:
-            log.info("%s: caller silent: reprompt %d", self.session_id, count)
-            self.actions.say("still_there")
-            return
-        log.info("%s: caller silent after %d reprompt(s): closing", self.session_id, silence.reprompts)
-        self._closing = True
-        self._tasks.append(asyncio.create_task(
-            self.actions.close_call("goodbye", "caller_silent", transfer=silence.then == "transfer"),
-            name=f"close-{self.session_id}",
-        ))
-
-    async def _call_time_limit(self) -> None:
-        """`conversation.max_call_seconds`: let the answer in progress finish (bounded), take
-        no new turn, say why and hang up."""
-        limit = self.settings.max_call_seconds
-        await asyncio.sleep(max(0.0, self.record.started_at + limit - self.clock()))
-        self._closing = True
-        reply = self._reply
-        if reply is not None and reply.task is not None:
-            await asyncio.wait([reply.task], timeout=CLOSING_REPLY_WAIT_S)
-        log.info("%s: call reached max_call_seconds (%.0f s): closing", self.session_id, limit)
-        await self.actions.close_call("call_time_limit", "max_call_seconds")
 
     # ------------------------------------------------------------------ greeting, filler
 
