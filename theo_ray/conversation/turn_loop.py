@@ -8,7 +8,8 @@
 - `Reply` (reply.py) + `ReplyPipeline` (reply_pipeline.py): one reply as a handle — model text
   to TTS to the line, `interrupt()`, `wait_for_playout()`.
 - `AfterSpeechActions` (after_speech.py): tools once the speech drained, the transfer notice,
-  emergencies.
+  emergencies; `Cues` (cues.py): filler, "uhum"; `CallLimits` (call_limits.py): silence,
+  time limit, lost media.
 Only `_enter()` writes the state, and every change is announced as a `StateChange`. The
 media plane is reached through a `PlaybackPort` (outbound) and the line's inbound frames;
 everything runs on the CallActor's event loop.
@@ -28,6 +29,7 @@ from theo_ray.conversation.after_speech import AfterSpeechActions
 from theo_ray.conversation.barge_in import BargeInController
 from theo_ray.conversation.call_limits import CallLimits
 from theo_ray.conversation.call_control import CallControl
+from theo_ray.conversation.cues import Cues
 from theo_ray.conversation.echo_gate import EchoGate
 from theo_ray.conversation.line_level import LineLevel
 from theo_ray.conversation.model_client import ModelClient
@@ -43,7 +45,7 @@ from theo_ray.conversation.turn_state import StateChange, TurnState
 from theo_ray.conversation.user_turn import TurnEnded, UserTurnTracker
 from theo_ray.media.playback_port import CallLine, MarkKind, PlaybackEvent, PlaybackPort, PlayoutMark, RtpPlayback
 from theo_ray.media.rtp_session import InboundFrame
-from theo_ray.messages import GenerateRequest, ToolCall
+from theo_ray.messages import GenerateRequest
 from theo_ray.turn.memory import ConversationMemory
 from theo_ray.turn.prompt import PromptBuilder
 from theo_ray.turn.tools import ToolRegistry
@@ -99,12 +101,13 @@ class TurnLoop:
         self.user_turn = UserTurnTracker(
             settings, self.vad, self.line_level, transcriber, smart_turn, clock, ptime_ms,
             blocked=lambda: self.barge_in.active or self._state is TurnState.ENDED,
-            on_turn_end=self._on_turn_end, on_long_pause=self._play_backchannel,
+            on_turn_end=self._on_turn_end, on_long_pause=lambda: self.cues.backchannel(),
         )
         self.barge_in = BargeInController(
             settings, self.playback, self.vad, self.line_level, self.echo_gate, self.record, self.tracer, clock,
             jitter_depth_ms=lambda: rtp.jitter_depth_ms, on_interrupt=self._on_interrupt,
         )
+        self.cues = Cues(settings, phrases, self.playback, self.record, self.rng, clock, self._next_mark)
         self.actions = AfterSpeechActions(
             settings, self.tools, self.memory, control, self.record, self.playback, phrases, clock, self._next_mark,
         )
@@ -259,13 +262,6 @@ class TurnLoop:
             self._cancel_reply("barge-in", record_memory=False)
         self.user_turn.after_interrupt()
 
-    def _play_backchannel(self) -> bool:
-        phrase = self.phrases.pick("backchannels", self.rng) if self.phrases is not None else None
-        if phrase is None:
-            return False
-        self.playback.enqueue(phrase.samples(), self._next_mark(MarkKind.BACKCHANNEL), last=True)
-        self.record.backchannels_played += 1
-        return True
 
     # ------------------------------------------------------------------ replies
 
@@ -327,7 +323,7 @@ class TurnLoop:
         turn = reply.turn
         filler = None
         if self.settings.pipeline == "streaming":
-            filler = asyncio.create_task(self._filler_after_delay(reply))
+            filler = asyncio.create_task(self.cues.filler_after_delay(reply))
         try:
             final = await self.user_turn.final_text(reply.utterance)
             turn.stamp("stt_final", self.clock())
@@ -382,7 +378,7 @@ class TurnLoop:
             return None
         return self._last_sound_at
 
-    # ------------------------------------------------------------------ greeting, filler
+    # ------------------------------------------------------------------ greeting
 
     async def _greet(self) -> None:
         greeting = self.phrases.greeting if self.phrases else None
@@ -399,15 +395,3 @@ class TurnLoop:
                 self.memory.add_agent(self.settings.greeting)
             finally:
                 self._finish_reply(reply)
-
-    async def _filler_after_delay(self, reply: Reply) -> None:
-        await asyncio.sleep(self.settings.turn.fillers.delay_ms / 1000.0)
-        if reply.audible or reply.cancelled or self.phrases is None:
-            return
-        phrase = self.phrases.pick("fillers", self.rng)
-        if phrase is None:
-            return
-        reply.turn.stamp("filler", self.clock())
-        reply.turn.filler_text = phrase.text
-        self.record.fillers_played += 1
-        self.playback.enqueue(phrase.samples(), self._next_mark(MarkKind.FILLER), last=True)
