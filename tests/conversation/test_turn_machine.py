@@ -298,3 +298,14 @@ def test_a_call_whose_media_stops_is_hung_up_after_the_limit():
     call = result.control.calls[0]
     assert call.reason == "no_media" and result.record.end_reason == "no_media"
     assert 18.0 <= call.at <= 19.5
+
+
+def test_a_refused_transfer_is_said_out_loud():
+    result = run_virtual(lambda: fake_call(
+        [Line(2.5, "Quero falar com um atendente.", 1.4)], RULES, seconds=16, transfer_ok=False))
+    record = result.record
+    assert [c.action for c in result.control.calls] == ["transfer"]
+    assert not record.transferred_to and not record.turns[0].tools[0].ok
+    marks = result.line.marks_heard()
+    notice = next(i for i, m in enumerate(marks) if m.startswith("notice"))
+    assert any(m.startswith("emergency") for m in marks[notice + 1:]), marks  # "Não consegui completar a transferência…"

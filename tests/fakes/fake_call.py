@@ -34,13 +34,14 @@ class ControlCall(msgspec.Struct, frozen=True):
 class RecordingControl:
     """CallControl that records what the turn loop asked for (and says it worked)."""
 
-    def __init__(self, t0) -> None:
+    def __init__(self, t0, transfer_ok: bool = True) -> None:
         self.calls: list[ControlCall] = []
         self._t0 = t0
+        self.transfer_ok = transfer_ok
 
     async def transfer(self, destination: str, reason: str) -> ControlOutcome:
         self.calls.append(ControlCall("transfer", destination, reason, asyncio.get_running_loop().time() - self._t0()))
-        return ControlOutcome(ok=True, action="transfer", detail="recorded")
+        return ControlOutcome(ok=self.transfer_ok, action="transfer", detail="recorded")
 
     async def hangup(self, reason: str) -> ControlOutcome:
         self.calls.append(ControlCall("hangup", "", reason, asyncio.get_running_loop().time() - self._t0()))
@@ -77,6 +78,7 @@ async def fake_call(
     echo: tuple[float, float] | None = None,
     greeting: str = "Olá! Aqui é a Theo.",
     packets_stop_at_s: float | None = None,
+    transfer_ok: bool = True,
     **model_options,
 ) -> FakeCallResult:
     caller = ScriptedCaller(lines)
@@ -85,7 +87,7 @@ async def fake_call(
     models = ScriptedModels(caller, rules, **model_options)
     settings = settings or ConversationSettings()
     line.start()
-    control = RecordingControl(lambda: line.t0)
+    control = RecordingControl(lambda: line.t0, transfer_ok)
     loop = TurnLoop(
         "fake-call", line, models, settings, control, phrases=synthetic_phrase_book(greeting),
         vad=EnergyVad(settings.turn.vad), rng=random.Random(3), clock=asyncio.get_running_loop().time,
