@@ -2,28 +2,39 @@
 
 Text with several sentences is synthesised sentence by sentence, so the first chunk
 leaves before the rest is synthesised. Backends: Kokoro (default, CPU), espeak-ng (light
-fallback), XTTS (GPU cluster).
+fallback), XTTS (GPU cluster). A sentence the backend fails on before its first chunk, or
+any sentence while the replica's circuit breaker is open, is spoken by the fallback
+backend (`tts.fallback_backend`), resampled to the backend's rate so the call's audio path
+does not change.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
+import numpy as np
 from ray import serve
 
 from deployments.backends.protocols import TextToSpeechBackend, VoiceCatalogue
+from deployments.circuit_breaker import BreakerState, CircuitBreaker
 from deployments.cpu_priority import lower_cpu_priority
 from deployments.validation import check_synthesize
 from theo_ray.backend_registry import backend_class
 from theo_ray.config import TextToSpeechSettings
-from theo_ray.errors import InvalidRequest
+from theo_ray.errors import BackendError, InvalidRequest
+from theo_ray.media.resample import resample_once
 from theo_ray.messages import ModelInfo, SynthesizeRequest, TtsChunk
 from theo_ray.telemetry.tracing import deployment_span
 from theo_ray.turn.spoken_form import spoken_form
 from theo_ray.turn.sentence_splitter import SentenceSplitter
 from theo_ray.turn.settings import SplitterSettings
+
+
+log = logging.getLogger("theo.tts")
 
 
 def make_tts_backend(settings: TextToSpeechSettings, cache_dir: Path) -> TextToSpeechBackend:
@@ -38,6 +49,40 @@ class TextToSpeech:
         lower_cpu_priority(settings.deployment.cpu_nice)
         self.backend = make_tts_backend(settings, Path(cache_dir))
         self.load_seconds = time.perf_counter() - started
+        self.breaker = CircuitBreaker("tts", settings.breaker_failures, settings.breaker_open_s)
+        self._cache_dir = Path(cache_dir)
+        self._fallback: TextToSpeechBackend | None = None
+
+    def _fallback_backend(self) -> TextToSpeechBackend | None:
+        if self._fallback is None and self.settings.fallback_backend:
+            fallback = msgspec.structs.replace(self.settings, backend=self.settings.fallback_backend)
+            self._fallback = make_tts_backend(fallback, self._cache_dir)
+        return self._fallback
+
+    async def _sentence_audio(self, spoken: str, voice: str, speed: float) -> AsyncIterator[np.ndarray]:
+        """One sentence's PCM at the backend's rate, from the backend or its fallback."""
+        if self.breaker.allow():
+            started = False
+            try:
+                async for pcm in self.backend.synthesize(spoken, voice, speed):
+                    started = True
+                    yield pcm
+                self.breaker.record_success()
+                return
+            except Exception as exc:
+                self.breaker.record_failure()
+                if started or self._fallback_backend() is None:
+                    raise  # half a sentence in one voice and half in another would be worse
+                log.warning("tts backend %s failed (%s: %s): this sentence goes to %s",
+                            self.settings.backend, type(exc).__name__, exc, self.settings.fallback_backend)
+        fallback = self._fallback_backend()
+        if fallback is None:
+            raise BackendError(f"tts backend {self.settings.backend} is failing (breaker open) and there is no fallback")
+        async for pcm in fallback.synthesize(spoken, "", speed):  # the fallback's own voice
+            yield resample_once(pcm, fallback.sample_rate, self.backend.sample_rate)
+
+    async def breaker_state(self) -> BreakerState:
+        return self.breaker.state()
 
     async def synthesize(self, req: SynthesizeRequest) -> AsyncIterator[TtsChunk]:
         text = check_synthesize(req, self.settings.max_chars)
@@ -53,7 +98,7 @@ class TextToSpeech:
                 # The chunk keeps the written sentence (what the agent said, for memory and
                 # records); the voice gets its spoken form ("R$ 89,90" as words).
                 spoken = spoken_form(sentence)
-                async for pcm in self.backend.synthesize(spoken, req.voice, req.speed or self.settings.speed):
+                async for pcm in self._sentence_audio(spoken, req.voice, req.speed or self.settings.speed):
                     if index == 0:
                         span.set_attribute("tts.first_chunk_ms", (time.perf_counter() - started) * 1000)
                     yield TtsChunk(pcm=pcm.tobytes(), sample_rate=self.backend.sample_rate, index=index, text=sentence)

@@ -169,6 +169,12 @@ class TextToSpeechSettings(msgspec.Struct, **_STRICT):
     cpu_threads: int = 2
     # Longest text one request may carry (characters).
     max_chars: int = 4000
+    # When the backend fails (before a sentence's first chunk) or its breaker is open, that
+    # sentence is spoken by this one instead ("" = none): espeak-ng is robotic but needs
+    # nothing. The breaker opens after `breaker_failures` failures in a row, for `breaker_open_s`.
+    fallback_backend: str = "espeak"
+    breaker_failures: int = 3
+    breaker_open_s: float = 30.0
     # XTTS (GPU extra only): model folder and speaker reference WAV.
     xtts_model_dir: str = ""
     xtts_speaker_wav: str = ""
@@ -176,6 +182,10 @@ class TextToSpeechSettings(msgspec.Struct, **_STRICT):
 
     def __post_init__(self) -> None:
         check_backend("tts", self.backend)
+        if self.fallback_backend:
+            check_backend("tts", self.fallback_backend)
+        if self.breaker_failures < 1 or self.breaker_open_s <= 0:
+            raise ConfigError("tts.breaker_failures", "breaker_failures must be >= 1 and breaker_open_s > 0")
 
 
 class PathsSettings(msgspec.Struct, **_STRICT):
