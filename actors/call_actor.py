@@ -22,12 +22,15 @@ from theo_ray.conversation.records import CallRecord, TurnRecord
 from theo_ray.conversation.settings import ConversationSettings
 from theo_ray.conversation.turn_loop import TurnLoop
 from theo_ray.conversation.turn_spans import TurnTracer
+from theo_ray.conversation.turn_state import StateChange, TurnState
 from theo_ray.media.rtp_session import MediaStats, RtpSession
 from theo_ray.media.settings import MediaSettings
 from theo_ray.model_handles import ModelHandles
+from theo_ray.turn.memory import ConversationMemory
 from theo_ray.sip.messages import CallEnded, CallSetup, MediaAnswer, RemoteMedia
 
 log = logging.getLogger("theo.call")
+REBIND_ATTEMPTS, REBIND_WAIT_S = 40, 0.02  # a dead actor's RTP port, tried for up to 0.8 s
 
 
 def _named_actor(name: str):
@@ -65,8 +68,11 @@ class CallActor:
         phrases: PhraseBook | None = None,
         gateway_name: str = "",
         ami_bridge_name: str = "",
+        supervisor: ray.actor.ActorHandle | None = None,
     ) -> None:
         self.settings = settings
+        self.supervisor = supervisor  # takes this call's checkpoints (failover)
+        self._ended = asyncio.Event()
         self.handles = handles
         self.phrases = phrases
         # Named actors, looked up when the call needs them: warm CallActors are created
@@ -112,6 +118,31 @@ class CallActor:
         return GatewayCallControl(_named_actor(self.gateway_name), self.session_id)
 
     async def open(self, setup: CallSetup) -> MediaAnswer:
+        return await self._open(setup, memory=None)
+
+    async def resume(self, setup: CallSetup, port: int, memory: bytes) -> MediaAnswer:
+        """Take over a call whose CallActor died: bind its RTP port again (the PBX keeps
+        sending there, so no re-INVITE is needed), restore its memory from the last
+        checkpoint, and apologise instead of greeting."""
+        if self.rtp is not None and self.rtp.local_address[1] != port:
+            await self.rtp.stop()  # the warm socket: this call lives on the dead actor's port
+            self.rtp = None
+        echo = self.settings.conversation.mode == "echo"
+        for attempt in range(REBIND_ATTEMPTS):
+            if self.rtp is not None:
+                break
+            try:
+                self.rtp = RtpSession(self.settings.media, host=self.settings.rtp_host, port=port,
+                                      model_rate=16000 if echo else self.settings.tts_rate)
+            except OSError as exc:
+                # Ray reports the death a moment before the kernel has closed the dead
+                # process's sockets: the port frees within milliseconds.
+                if attempt == REBIND_ATTEMPTS - 1:
+                    raise OSError(f"the dead CallActor's RTP port {port} is still taken: {exc}") from exc
+                await asyncio.sleep(REBIND_WAIT_S)
+        return await self._open(setup, memory=memory)
+
+    async def _open(self, setup: CallSetup, memory: bytes | None) -> MediaAnswer:
         if self.rtp is None:
             await self.prepare()
         assert self.rtp is not None
@@ -127,15 +158,39 @@ class CallActor:
         if self.settings.conversation.mode == "echo":
             self._echo_task = asyncio.create_task(self._echo())
         else:
+            if self._vad is None:
+                turn = self.settings.conversation.turn
+                self._vad, self._smart_turn = await asyncio.get_running_loop().run_in_executor(
+                    None, self._load_models, turn)
+            restored = None
+            if memory:
+                restored = ConversationMemory.from_checkpoint(memory, self.settings.conversation.turn.memory)
             self.loop = TurnLoop(
                 setup.session_id, self.rtp, ModelClient(self.handles), self.settings.conversation, self._control(),
-                phrases=self.phrases, smart_turn=self._smart_turn, vad=self._vad,
+                phrases=self.phrases, smart_turn=self._smart_turn, vad=self._vad, memory=restored,
                 tracer=TurnTracer(setup.session_id, attributes={"caller.id": setup.caller_id}),
             )
             self.loop.record.caller_id = setup.caller_id
-            await self.loop.run()
+            self.loop.subscribe_states(self._checkpoint_on_change)
+            await self.loop.run(resumed=memory is not None)
         host, port = self.rtp.local_address
         return MediaAnswer(host=host, port=port)
+
+    def _checkpoint_on_change(self, change: StateChange) -> None:
+        """Every turn boundary (and barge-in: back to listening) sends the memory to the
+        supervisor, which hands it to a replacement if this actor dies."""
+        if self.supervisor is None or self.loop is None or change.state is TurnState.ENDED:
+            return
+        self.supervisor.checkpoint.remote(self.session_id, self.loop.memory.encode())
+
+    async def wait_ended(self) -> str:
+        """Returns when the call ends here; raises (actor died) if this actor dies first:
+        the supervisor's death notice for this call."""
+        await self._ended.wait()
+        return self.session_id
+
+    async def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()
 
     async def _echo(self) -> None:
         """Echo agent (no models): each caller frame is played straight back."""
@@ -162,6 +217,7 @@ class CallActor:
         if self.rtp is not None:
             await self.rtp.stop()
         self.record = record
+        self._ended.set()
         return record
 
     async def stats(self) -> CallStats:
@@ -175,7 +231,7 @@ class CallActor:
         )
 
     async def checkpoint(self) -> bytes:
-        """Memory snapshot for failover (later issue): restorable into a new actor."""
+        """The memory as a replacement would restore it (ConversationMemory.from_checkpoint)."""
         return self.loop.memory.encode() if self.loop else b""
 
     async def ping(self) -> float:

@@ -3,6 +3,13 @@
 It keeps a warm pool (actors prepared ahead), the session id -> actor map (plus the
 caller's channel info for the AMI side), renders the PhraseBook once per voice, and ends
 each call's actor when the call ends, so no actor or socket outlives its call.
+
+Failover: each live call has a watcher blocked on its actor's `wait_ended()`; Ray fails
+that call the moment the actor's process dies, so the supervisor hears of a death in
+milliseconds, not on a polling period. It then hands the call to a warm actor
+(`resume()`: the dead actor's RTP port bound again, the last memory checkpoint the
+actor pushed at a turn boundary restored, an apology instead of the greeting). A
+takeover that fails or takes over `call.failover_timeout_s` sends the caller to a human.
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ class ActiveCall(msgspec.Struct):
     setup_ms: float
     channel: str = ""  # Asterisk channel name, filled by the AMI side
     gateway_name: str = ""  # the shard holding the call's dialog
+    rtp_port: int = 0  # where the PBX sends the caller's audio (a replacement binds it again)
+    failovers: int = 0  # CallActors this call has outlived
 
 
 class SupervisorStats(msgspec.Struct):
@@ -47,6 +56,9 @@ class SupervisorStats(msgspec.Struct):
     open_failures: int
     phrase_book_ready: bool
     reaped: int = 0  # calls ended by the orphan reaper (no dialog held them)
+    failovers: int = 0  # dead CallActors replaced mid-call
+    failover_failures: int = 0  # takeovers that failed (the caller went to a human or was hung up)
+    last_failover_ms: float = 0.0  # death noticed -> replacement answering, the latest one
 
 
 class CallSupervisor:
@@ -78,6 +90,11 @@ class CallSupervisor:
         self._reaper: asyncio.Task | None = None
         self._reaped = 0
         self._lock = asyncio.Lock()
+        self._setups: dict[str, CallSetup] = {}
+        self._checkpoints: dict[str, bytes] = {}
+        self._watchers: dict[str, asyncio.Task] = {}
+        self._failovers = self._failover_failures = 0
+        self._last_failover_ms = 0.0
 
     async def start(self) -> SupervisorStats:
         """Render the phrase book (agent mode) and fill the warm pool; returns when ready."""
@@ -130,7 +147,8 @@ class CallSupervisor:
 
     async def _new_actor(self):
         actor = CallActorRemote.remote(
-            self._actor_settings(), self.handles, self.phrases, self.gateway_name, self.ami_bridge_name
+            self._actor_settings(), self.handles, self.phrases, self.gateway_name, self.ami_bridge_name,
+            ray.get_runtime_context().current_actor,
         )
         self._created += 1
         await actor.prepare.remote()
@@ -165,9 +183,81 @@ class CallSupervisor:
         self._active[setup.session_id] = (
             actor,
             ActiveCall(setup.session_id, setup.caller_id, time.time(), (time.monotonic() - started) * 1000.0,
-                       gateway_name=setup.gateway_name),
+                       gateway_name=setup.gateway_name, rtp_port=answer.port),
         )
+        self._setups[setup.session_id] = setup
+        self._watch(setup.session_id, actor)
         return answer
+
+    # ------------------------------------------------------------------ failover
+
+    async def checkpoint(self, session_id: str, memory: bytes) -> None:
+        """A live call's memory at a turn boundary (pushed by its CallActor)."""
+        if session_id in self._active:
+            self._checkpoints[session_id] = memory
+
+    def _watch(self, session_id: str, actor) -> None:
+        self._watchers[session_id] = asyncio.create_task(self._watch_actor(session_id, actor))
+
+    async def _watch_actor(self, session_id: str, actor) -> None:
+        try:
+            await actor.wait_ended.remote()
+        except ray.exceptions.RayActorError:
+            entry = self._active.get(session_id)
+            if entry is not None and entry[0] is actor:  # died with its call still up
+                await self._fail_over(session_id, actor)
+
+    async def _fail_over(self, session_id: str, dead) -> None:
+        noticed = time.monotonic()
+        _, info = self._active[session_id]
+        setup = msgspec.structs.replace(self._setups[session_id], gateway_name=info.gateway_name)
+        log.warning("CallActor of %s died mid-call: taking over on port %d", session_id, info.rtp_port)
+        replacement = None
+        try:
+            replacement = self._warm.popleft() if self._warm else await self._new_actor()
+            self._schedule_refill()
+            await asyncio.wait_for(
+                replacement.resume.remote(setup, info.rtp_port, self._checkpoints.get(session_id, b"")),
+                timeout=self.call.failover_timeout_s,
+            )
+        except Exception as exc:  # noqa: BLE001 - any failure here ends in the human fallback
+            log.error("takeover of %s failed (%s: %s): sending the caller to a human", session_id,
+                      type(exc).__name__, exc)
+            self._failover_failures += 1
+            if replacement is not None:
+                ray.kill(replacement)
+            await self._give_up(session_id, info)
+            return
+        if session_id not in self._active:  # the call ended (BYE) during the takeover
+            ray.kill(replacement)
+            return
+        self._last_failover_ms = (time.monotonic() - noticed) * 1000.0
+        self._failovers += 1
+        info.failovers += 1
+        self._active[session_id] = (replacement, info)
+        self._watch(session_id, replacement)
+        log.warning("call %s taken over in %.0f ms", session_id, self._last_failover_ms)
+
+    async def _give_up(self, session_id: str, info: ActiveCall) -> None:
+        """No CallActor can carry the call: a human (AMI Redirect) behind Asterisk, else the
+        hang-up, so the caller is never left in silence until the PBX's timers fire."""
+        from theo_ray.conversation.call_control import AmiCallControl, GatewayCallControl
+
+        def named(name: str):
+            try:
+                return ray.get_actor(name) if name else None
+            except ValueError:
+                return None
+
+        destinations = list(self.conversation.turn.tools.transfer_destinations)
+        if self.call.use_ami and self.ami_bridge_name:
+            outcome = await AmiCallControl(named(self.ami_bridge_name), session_id).transfer(
+                destinations[0] if destinations else "atendimento", "falha técnica: call_actor_lost")
+        else:
+            outcome = await GatewayCallControl(named(info.gateway_name or self.gateway_name), session_id).hangup(
+                "call_actor_lost")
+        log.warning("call %s after a failed takeover: %s", session_id, outcome)
+        await self.close_call(CallEnded(session_id=session_id, reason="call_actor_lost"))
 
     async def update_call(self, session_id: str, remote: RemoteMedia) -> None:
         entry = self._active.get(session_id)
@@ -176,6 +266,11 @@ class CallSupervisor:
 
     async def close_call(self, ended: CallEnded) -> CallRecord | None:
         entry = self._active.pop(ended.session_id, None)
+        self._setups.pop(ended.session_id, None)
+        self._checkpoints.pop(ended.session_id, None)
+        watcher = self._watchers.pop(ended.session_id, None)
+        if watcher is not None and watcher is not asyncio.current_task():
+            watcher.cancel()
         if entry is None:
             return self._records.get(ended.session_id)
         actor, _info = entry
@@ -219,7 +314,8 @@ class CallSupervisor:
         return SupervisorStats(
             active=len(self._active), warm=len(self._warm), created=self._created, opened=self._opened,
             closed=self._closed, open_failures=self._failures, phrase_book_ready=self.phrases is not None,
-            reaped=self._reaped,
+            reaped=self._reaped, failovers=self._failovers, failover_failures=self._failover_failures,
+            last_failover_ms=self._last_failover_ms,
         )
 
     async def shutdown(self) -> None:

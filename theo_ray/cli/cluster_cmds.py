@@ -69,6 +69,7 @@ def cmd_status(config: TheoConfig, args: argparse.Namespace) -> int:
             replicas = ", ".join(f"{s}: {n}" for s, n in dep.replica_states.items()) or "-"
             apps.add_row(app_name, getattr(app.status, "value", str(app.status)), dep_name, replicas)
     console.print(apps)
+    _print_tts_breaker(serve)
     from theo_ray.actor_names import SUPERVISOR
     from theo_ray.runtime.call_plane import _get
 
@@ -77,8 +78,27 @@ def cmd_status(config: TheoConfig, args: argparse.Namespace) -> int:
         stats = ray.get(supervisor.stats.remote())
         say(f"calls: {stats.active} active, {stats.warm} warm CallActors, {stats.opened} opened, "
             f"{stats.closed} closed, {stats.reaped} reaped as orphans")
+        if stats.failovers or stats.failover_failures:
+            say(f"failover: {stats.failovers} dead CallActors replaced mid-call (latest in "
+                f"{stats.last_failover_ms:.0f} ms), {stats.failover_failures} takeovers failed (caller sent to a human)")
     _print_shards(config)
     return 0
+
+
+def _print_tts_breaker(serve) -> None:
+    """The TTS circuit breaker of the replica that answers (one per replica)."""
+    from theo_ray.runtime.serve_apps import APPS
+
+    app, deployment = APPS["tts"]
+    if app not in serve.status().applications:
+        return
+    try:
+        state = serve.get_deployment_handle(deployment, app_name=app).breaker_state.remote().result(timeout_s=5)
+    except Exception as exc:  # noqa: BLE001 - status must print whatever a replica does
+        say(f"tts breaker: unknown ({type(exc).__name__})")
+        return
+    say(f"tts breaker: {state.position} ({state.failures} failures, opened {state.opened} times, "
+        f"{state.fallback_calls} sentences to the fallback voice while open)")
 
 
 def _print_shards(config: TheoConfig) -> None:

@@ -26,3 +26,7 @@ class CallSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # dialog may still be completing (a 200 OK waits up to sip.ack_timeout_s for its ACK).
     reap_interval_s: float = 5.0
     orphan_grace_s: float = 12.0
+    # A CallActor that dies mid-call is replaced: a warm actor binds the dead one's RTP port,
+    # restores its last memory checkpoint and apologises. A takeover not done in this long
+    # gives up: the caller goes to a human (AMI Redirect behind Asterisk) or is hung up.
+    failover_timeout_s: float = 1.0

@@ -143,10 +143,15 @@ class TurnLoop:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def run(self, greet: bool = True) -> None:
-        """Start the loop; returns at once (the work runs in tasks until stop())."""
+    async def run(self, greet: bool = True, resumed: bool = False) -> None:
+        """Start the loop; returns at once (the work runs in tasks until stop()). `resumed`:
+        this loop takes over a call whose first CallActor died — an apology instead of the
+        greeting, the memory it was given kept."""
         self._tasks.append(asyncio.create_task(self._inbound(), name=f"inbound-{self.session_id}"))
-        if greet:
+        if resumed:
+            if self.actions.say("resumed"):
+                self.memory.add_agent(self.phrases.emergency["resumed"].text if self.phrases else "")
+        elif greet:
             self._tasks.append(asyncio.create_task(self._greet(), name=f"greet-{self.session_id}"))
         for watcher in self.limits.watchers():
             self._tasks.append(asyncio.create_task(watcher))

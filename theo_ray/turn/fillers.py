@@ -31,6 +31,9 @@ EMERGENCY_PHRASES: dict[str, str] = {
     "still_there": "Você ainda tá aí?",
     "bad_line": "Desculpa, a ligação tá ruim. Pode repetir, por favor?",
     "goodbye": "Obrigado pela ligação. Tchau!",
+    # A replacement CallActor took the call over (the first one died): what was being said
+    # or heard at that moment may be lost, so the caller is asked to repeat.
+    "resumed": "Desculpa, tive um probleminha aqui. Pode repetir o que você disse, por favor?",
     # conversation.max_call_seconds reached: said once the current answer has been heard.
     "call_time_limit": "Nossa ligação chegou ao tempo máximo. Se precisar, é só ligar de novo. Tchau!",
 }

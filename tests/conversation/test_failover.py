@@ -1,0 +1,74 @@
+"""CallActor failover, end to end: a real Ray, the real CallSupervisor and CallActors, the
+real STT/TTS deployments (scripted LLM), a caller on a real RtpSession that records what it
+hears. The CallActor is killed in the middle of a reply; the caller must hear the apology
+quickly, be answered afterwards, and the replacement must remember the conversation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import ray
+
+from theo_ray.turn.memory import ConversationMemory
+from tests.conversation.harness import AgentCall
+
+pytestmark = pytest.mark.slow
+
+FIRST = "Me explica como funciona o meu plano de internet."
+SECOND = "Quero saber da minha fatura."
+
+
+async def test_a_call_actor_killed_mid_reply_is_replaced_and_the_call_goes_on(theo_config, scripted_handles):
+    async with AgentCall(theo_config, scripted_handles) as call:
+        await call.prepare_speech(FIRST, SECOND)
+        await call.wait_agent_start(0)
+        await call.wait_agent_quiet()
+        await call.say(FIRST)
+        await call.wait_reply_audio(1)
+        await asyncio.sleep(1.0)  # one second into the long answer
+        first_actor = await call.supervisor.call_actor.remote(call.session_id)
+        killed_at = time.monotonic()
+        ray.kill(first_actor, no_restart=True)
+
+        # The caller hears the agent again (the apology) soon after the kill.
+        resumed_at = await call.wait_agent_start(killed_at + 0.3, timeout=10.0)
+        stats = await call.supervisor.stats.remote()
+        assert stats.failovers == 1 and stats.failover_failures == 0
+        assert resumed_at - killed_at < 2.0, f"silence after the kill: {resumed_at - killed_at:.2f} s"
+        second_actor = await call.supervisor.call_actor.remote(call.session_id)
+        assert second_actor is not None and second_actor != first_actor
+
+        # The replacement remembers the first question, and answers the next one.
+        memory = ConversationMemory.from_checkpoint(await second_actor.checkpoint.remote())
+        assert any(FIRST.split()[2] in turn.text for turn in memory.turns if turn.role == "user"), memory.turns
+        await call.wait_agent_quiet()
+        await call.say(SECOND)
+        record = await call.wait_reply(1, timeout=60)
+        assert "fatura" in record.turns[0].agent_text, record.turns[0]  # the scripted answer to that question
+        print(f"failover: kill -> apology heard {1000 * (resumed_at - killed_at):.0f} ms, "
+              f"supervisor takeover {stats.last_failover_ms:.0f} ms")
+
+
+async def test_a_takeover_that_cannot_finish_in_time_ends_the_call_instead_of_leaving_silence(
+    theo_config, scripted_handles
+):
+    import msgspec
+
+    config = msgspec.structs.replace(theo_config, call=msgspec.structs.replace(theo_config.call, failover_timeout_s=0.001))
+    async with AgentCall(config, scripted_handles) as call:
+        await call.wait_agent_start(0)
+        await call.wait_agent_quiet()
+        ray.kill(await call.supervisor.call_actor.remote(call.session_id), no_restart=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            stats = await call.supervisor.stats.remote()
+            if stats.failover_failures:
+                break
+            await asyncio.sleep(0.1)
+        assert stats.failover_failures == 1 and stats.failovers == 0
+        # The call is closed (here there is no PBX to take the caller: the hang-up is tried).
+        assert await call.supervisor.call_actor.remote(call.session_id) is None
+        record = await call.supervisor.call_record.remote(call.session_id)
+        assert record is None or record.end_reason in ("", "call_actor_lost")
