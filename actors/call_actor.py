@@ -51,6 +51,16 @@ class CallActorSettings(msgspec.Struct, frozen=True):
     use_ami: bool = False
 
 
+class CallInfo(msgspec.Struct, frozen=True):
+    """What a restarted CallSupervisor reads back from a CallActor it adopts."""
+
+    session_id: str  # "" for a warm actor with no call yet
+    setup: CallSetup | None
+    rtp_port: int
+    opened_at: float  # wall clock
+    memory: bytes
+
+
 class CallStats(msgspec.Struct):
     session_id: str
     state: str
@@ -73,6 +83,8 @@ class CallActor:
         self.settings = settings
         self.supervisor = supervisor  # takes this call's checkpoints (failover)
         self._ended = asyncio.Event()
+        self._setup: CallSetup | None = None
+        self._opened_at = 0.0
         self.handles = handles
         self.phrases = phrases
         # Named actors, looked up when the call needs them: warm CallActors are created
@@ -147,6 +159,7 @@ class CallActor:
             await self.prepare()
         assert self.rtp is not None
         self.session_id = setup.session_id
+        self._setup, self._opened_at = setup, time.time()
         if setup.gateway_name:
             self.gateway_name = setup.gateway_name
         remote = setup.remote
@@ -188,6 +201,11 @@ class CallActor:
         the supervisor's death notice for this call."""
         await self._ended.wait()
         return self.session_id
+
+    async def call_info(self) -> CallInfo:
+        port = self.rtp.local_address[1] if self.rtp is not None else 0
+        memory = self.loop.memory.encode() if self.loop is not None else b""
+        return CallInfo(self.session_id, self._setup, port, self._opened_at, memory)
 
     async def node_id(self) -> str:
         return ray.get_runtime_context().get_node_id()

@@ -10,6 +10,12 @@ milliseconds, not on a polling period. It then hands the call to a warm actor
 (`resume()`: the dead actor's RTP port bound again, the last memory checkpoint the
 actor pushed at a turn boundary restored, an apology instead of the greeting). A
 takeover that fails or takes over `call.failover_timeout_s` sends the caller to a human.
+
+Its own crash: CallActors are detached and named (`CALL_ACTOR_PREFIX`), so they outlive
+the supervisor; Ray restarts it (same name, same arguments), and its first method call
+after the restart adopts every CallActor it finds by name — live calls back into the map
+with their setup, port and memory, warm ones back into the pool. Live calls never notice:
+they need the supervisor only to start and to end.
 """
 
 from __future__ import annotations
@@ -18,12 +24,14 @@ import asyncio
 import collections
 import logging
 import time
+import uuid
 from pathlib import Path
 
 import msgspec
 import ray
 
-from actors.call_actor import CallActorRemote, CallActorSettings
+from actors.call_actor import CallActorRemote, CallActorSettings, CallInfo
+from theo_ray.actor_names import CALL_ACTOR_PREFIX
 from theo_ray.conversation.phrase_book import PhraseBook, load_or_render_phrase_book
 from theo_ray.conversation.records import CallRecord
 from theo_ray.conversation.call_settings import CallSettings
@@ -57,6 +65,7 @@ class SupervisorStats(msgspec.Struct):
     phrase_book_ready: bool
     reaped: int = 0  # calls ended by the orphan reaper (no dialog held them)
     failovers: int = 0  # dead CallActors replaced mid-call
+    adopted: int = 0  # live calls taken back after this supervisor restarted
     failover_failures: int = 0  # takeovers that failed (the caller went to a human or was hung up)
     last_failover_ms: float = 0.0  # death noticed -> replacement answering, the latest one
 
@@ -95,6 +104,51 @@ class CallSupervisor:
         self._watchers: dict[str, asyncio.Task] = {}
         self._failovers = self._failover_failures = 0
         self._last_failover_ms = 0.0
+        self._adopted = 0
+        context = ray.get_runtime_context()
+        self._name = context.get_actor_name() or uuid.uuid4().hex[:8]
+        # A restart (Ray re-runs __init__): adopt the CallActors on the first call.
+        self._adoption: asyncio.Task | None = None
+        self._needs_adoption = context.was_current_actor_reconstructed
+
+    async def _ready(self) -> None:
+        """After a restart, every public method first waits for the adoption (once)."""
+        if not self._needs_adoption:
+            return
+        if self._adoption is None:
+            self._adoption = asyncio.create_task(self._adopt())
+        await asyncio.shield(self._adoption)
+
+    async def _adopt(self) -> None:
+        from ray.util import list_named_actors
+
+        prefix = f"{CALL_ACTOR_PREFIX}{self._name}-"
+        namespace = ray.get_runtime_context().namespace
+        names = [e["name"] for e in list_named_actors(all_namespaces=True)
+                 if e["namespace"] == namespace and e["name"].startswith(prefix)]
+        for name in names:
+            try:
+                actor = ray.get_actor(name, namespace=namespace)
+                info: CallInfo = await asyncio.wait_for(actor.call_info.remote(), timeout=5.0)
+            except Exception as exc:  # noqa: BLE001 - a dead or stuck actor is not adopted
+                log.warning("restart: CallActor %s not adopted: %s", name, exc)
+                continue
+            if not info.session_id:
+                self._warm.append(actor)
+                continue
+            setup = info.setup
+            self._active[info.session_id] = (actor, ActiveCall(
+                info.session_id, setup.caller_id if setup else "", info.opened_at, 0.0,
+                gateway_name=setup.gateway_name if setup else "", rtp_port=info.rtp_port,
+            ))
+            if setup is not None:
+                self._setups[info.session_id] = setup
+            self._checkpoints[info.session_id] = info.memory
+            self._watch(info.session_id, actor)
+            self._adopted += 1
+        log.warning("restarted: adopted %d live calls and %d warm CallActors", self._adopted, len(self._warm))
+        self._needs_adoption = False
+        await self.start()
 
     async def start(self) -> SupervisorStats:
         """Render the phrase book (agent mode) and fill the warm pool; returns when ready."""
@@ -146,7 +200,8 @@ class CallSupervisor:
         )
 
     async def _new_actor(self):
-        actor = CallActorRemote.remote(
+        name = f"{CALL_ACTOR_PREFIX}{self._name}-{uuid.uuid4().hex[:10]}"
+        actor = CallActorRemote.options(name=name, lifetime="detached").remote(
             self._actor_settings(), self.handles, self.phrases, self.gateway_name, self.ami_bridge_name,
             ray.get_runtime_context().current_actor,
         )
@@ -168,6 +223,7 @@ class CallSupervisor:
         await self._fill_pool()
 
     async def open_call(self, setup: CallSetup) -> MediaAnswer:
+        await self._ready()
         started = time.monotonic()
         if setup.session_id in self._active:
             raise TheoError(f"session {setup.session_id} is already open")
@@ -193,6 +249,7 @@ class CallSupervisor:
 
     async def checkpoint(self, session_id: str, memory: bytes) -> None:
         """A live call's memory at a turn boundary (pushed by its CallActor)."""
+        await self._ready()
         if session_id in self._active:
             self._checkpoints[session_id] = memory
 
@@ -260,11 +317,13 @@ class CallSupervisor:
         await self.close_call(CallEnded(session_id=session_id, reason="call_actor_lost"))
 
     async def update_call(self, session_id: str, remote: RemoteMedia) -> None:
+        await self._ready()
         entry = self._active.get(session_id)
         if entry is not None:
             await entry[0].update_media.remote(remote)
 
     async def close_call(self, ended: CallEnded) -> CallRecord | None:
+        await self._ready()
         entry = self._active.pop(ended.session_id, None)
         self._setups.pop(ended.session_id, None)
         self._checkpoints.pop(ended.session_id, None)
@@ -289,36 +348,43 @@ class CallSupervisor:
         return record
 
     async def call_actor(self, session_id: str):
+        await self._ready()
         entry = self._active.get(session_id)
         return entry[0] if entry else None
 
     async def call_record(self, session_id: str) -> CallRecord | None:
+        await self._ready()
         entry = self._active.get(session_id)
         if entry is not None:
             return (await entry[0].stats.remote()).record
         return self._records.get(session_id)
 
     async def call_stats(self, session_id: str):
+        await self._ready()
         entry = self._active.get(session_id)
         return await entry[0].stats.remote() if entry is not None else None
 
     async def active_calls(self) -> list[ActiveCall]:
+        await self._ready()
         return [info for _, info in self._active.values()]
 
     async def set_channel(self, session_id: str, channel: str) -> None:
+        await self._ready()
         entry = self._active.get(session_id)
         if entry is not None:
             entry[1].channel = channel
 
     async def stats(self) -> SupervisorStats:
+        await self._ready()
         return SupervisorStats(
             active=len(self._active), warm=len(self._warm), created=self._created, opened=self._opened,
             closed=self._closed, open_failures=self._failures, phrase_book_ready=self.phrases is not None,
             reaped=self._reaped, failovers=self._failovers, failover_failures=self._failover_failures,
-            last_failover_ms=self._last_failover_ms,
+            last_failover_ms=self._last_failover_ms, adopted=self._adopted,
         )
 
     async def shutdown(self) -> None:
+        await self._ready()
         if self._reaper is not None:
             self._reaper.cancel()
         for session_id in list(self._active):

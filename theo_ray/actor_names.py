@@ -11,6 +11,9 @@ from __future__ import annotations
 SUPERVISOR = "call-supervisor"
 GATEWAY_PREFIX = "sip-gateway-"  # shard k is "sip-gateway-<k>"
 AMI_BRIDGE = "ami-bridge"
+# CallActors are detached and named "call-actor-<supervisor>-<id>", so that they outlive a
+# crashed CallSupervisor and its restart finds (adopts) them by this prefix.
+CALL_ACTOR_PREFIX = "call-actor-"
 
 
 def gateway_name(shard: int, prefix: str = GATEWAY_PREFIX) -> str:

@@ -72,3 +72,37 @@ async def test_a_takeover_that_cannot_finish_in_time_ends_the_call_instead_of_le
         assert await call.supervisor.call_actor.remote(call.session_id) is None
         record = await call.supervisor.call_record.remote(call.session_id)
         assert record is None or record.end_reason in ("", "call_actor_lost")
+
+
+async def test_a_crashed_supervisor_comes_back_and_adopts_the_call_in_progress(theo_config, scripted_handles):
+    async with AgentCall(theo_config, scripted_handles) as call:
+        await call.prepare_speech(SECOND)
+        await call.wait_agent_start(0)
+        await call.wait_agent_quiet()
+        actor_before = await call.supervisor.call_actor.remote(call.session_id)
+        killed_at = time.monotonic()
+        ray.kill(call.supervisor, no_restart=False)  # Ray restarts it (max_restarts=-1)
+
+        # The caller goes on talking to the agent as if nothing happened (RTP goes straight
+        # to the CallActor) ...
+        await call.say(SECOND)
+        back_at = await _until_back(call.supervisor)  # the test reads records through it
+        record = await call.wait_reply(1, timeout=60)
+        assert "fatura" in record.turns[0].agent_text, record.turns[0]
+        # ... and the restarted supervisor holds the call again, with the same CallActor.
+        stats = await call.supervisor.stats.remote()
+        assert stats.active == 1 and stats.adopted == 1, stats
+        assert await call.supervisor.call_actor.remote(call.session_id) == actor_before
+        print(f"supervisor restart: answering again {back_at - killed_at:.1f} s after the kill")
+
+
+async def _until_back(supervisor, timeout_s: float = 30.0) -> float:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            await supervisor.stats.remote()
+            return time.monotonic()
+        except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)

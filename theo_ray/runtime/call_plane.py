@@ -23,6 +23,7 @@ from collections.abc import Callable
 import msgspec
 
 # Re-exported: the names were defined here before they moved to theo_ray.actor_names.
+from theo_ray.actor_names import CALL_ACTOR_PREFIX
 from theo_ray.actor_names import AMI_BRIDGE as AMI_BRIDGE
 from theo_ray.actor_names import GATEWAY_PREFIX as GATEWAY_PREFIX
 from theo_ray.actor_names import SUPERVISOR as SUPERVISOR
@@ -254,6 +255,11 @@ async def stop_call_plane(namespace: str | None = None) -> list[str]:
         e["name"] for e in list_named_actors(all_namespaces=True)
         if e["namespace"] == namespace and (e["name"] in (SUPERVISOR, AMI_BRIDGE) or e["name"].startswith(GATEWAY_PREFIX))
     ]
+    # CallActors the supervisor's shutdown did not reach (e.g. it had crashed) go last.
+    leftovers = [
+        e["name"] for e in list_named_actors(all_namespaces=True)
+        if e["namespace"] == namespace and e["name"].startswith(CALL_ACTOR_PREFIX)
+    ]
     # Gateways first: their BYEs close calls through the supervisor, which must still run.
     names.sort(key=lambda n: (not n.startswith(GATEWAY_PREFIX), n))
     for name in names:
@@ -270,4 +276,9 @@ async def stop_call_plane(namespace: str | None = None) -> list[str]:
             print(f"  {name}: stop failed ({exc}); killing it")
         finally:
             ray.kill(actor)
+    for name in leftovers:
+        try:
+            ray.kill(ray.get_actor(name, namespace=namespace))
+        except ValueError:
+            pass  # the supervisor's shutdown already ended it
     return names
