@@ -216,12 +216,27 @@ class CallPlane:
                     ray.kill(actor)
             self.gateways = []
             self.supervisor = None
+            _kill_named(f"{CALL_ACTOR_PREFIX}{self.supervisor_name}-")  # detached: none may outlive the plane
 
     async def __aenter__(self) -> CallPlane:
         return await self.start()
 
     async def __aexit__(self, *exc_info) -> None:
         await self.stop()
+
+
+def _kill_named(prefix: str) -> None:
+    """Kill this namespace's named actors whose name starts with `prefix`."""
+    import ray
+    from ray.util import list_named_actors
+
+    namespace = ray.get_runtime_context().namespace
+    for entry in list_named_actors(all_namespaces=True):
+        if entry["namespace"] == namespace and entry["name"].startswith(prefix):
+            try:
+                ray.kill(ray.get_actor(entry["name"], namespace=namespace))
+            except ValueError:
+                pass  # ended meanwhile
 
 
 async def closed_record(supervisor, session_id: str, timeout_s: float = 10.0):
