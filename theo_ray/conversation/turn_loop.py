@@ -10,9 +10,8 @@
 - `AfterSpeechActions` (after_speech.py): tools once the speech drained, the transfer notice,
   emergencies; `Cues` (cues.py): filler, "uhum"; `CallLimits` (call_limits.py): silence,
   time limit, lost media.
-Only `_enter()` writes the state, and every change is announced as a `StateChange`. The
-media plane is reached through a `PlaybackPort` (outbound) and the line's inbound frames;
-everything runs on the CallActor's event loop.
+Only `_enter()` writes the state and announces each change (`StateChange`); the media plane
+is reached through a `PlaybackPort` and the `CallLine`'s inbound frames.
 """
 
 from __future__ import annotations
