@@ -105,6 +105,7 @@ class CallSupervisor:
         self._failovers = self._failover_failures = 0
         self._last_failover_ms = 0.0
         self._adopted = 0
+        self._shutting_down = False
         context = ray.get_runtime_context()
         self._name = context.get_actor_name() or uuid.uuid4().hex[:8]
         # A restart (Ray re-runs __init__): adopt the CallActors on the first call.
@@ -206,12 +207,20 @@ class CallSupervisor:
             ray.get_runtime_context().current_actor,
         )
         self._created += 1
-        await actor.prepare.remote()
+        try:
+            await actor.prepare.remote()
+        except BaseException:  # cancelled (shutdown) or failed: a detached actor must not be left behind
+            ray.kill(actor)
+            raise
         return actor
 
     async def _fill_pool(self) -> None:
-        while len(self._warm) < self.call.warm_pool_size:
-            self._warm.append(await self._new_actor())
+        while not self._shutting_down and len(self._warm) < self.call.warm_pool_size:
+            actor = await self._new_actor()
+            if self._shutting_down:  # detached: one made during shutdown would outlive it
+                ray.kill(actor)
+                return
+            self._warm.append(actor)
 
     def _schedule_refill(self) -> None:
         if self._refill is None or self._refill.done():
@@ -385,8 +394,10 @@ class CallSupervisor:
 
     async def shutdown(self) -> None:
         await self._ready()
-        if self._reaper is not None:
-            self._reaper.cancel()
+        self._shutting_down = True
+        for task in (self._reaper, self._refill):
+            if task is not None:
+                task.cancel()
         for session_id in list(self._active):
             await self.close_call(CallEnded(session_id=session_id, reason="gateway_shutdown"))
         while self._warm:

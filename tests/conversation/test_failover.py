@@ -106,3 +106,25 @@ async def _until_back(supervisor, timeout_s: float = 30.0) -> float:
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.2)
+
+
+def _call_actors_left(supervisor_name: str) -> list[str]:
+    from ray.util import list_named_actors
+
+    from theo_ray.actor_names import CALL_ACTOR_PREFIX
+
+    prefix = f"{CALL_ACTOR_PREFIX}{supervisor_name}-"
+    return [e["name"] for e in list_named_actors(all_namespaces=True) if e["name"].startswith(prefix)]
+
+
+async def test_no_call_actor_outlives_its_supervisors_shutdown(theo_config, scripted_handles):
+    """CallActors are detached (they must outlive a crashed supervisor), so the shutdown has to
+    end every one of them, those a pool refill was still making included."""
+    async with AgentCall(theo_config, scripted_handles) as call:
+        await call.wait_agent_start(0)
+        name = f"sup-{call.session_id}"
+        assert _call_actors_left(name)  # the call's actor and the warm pool
+    deadline = time.monotonic() + 10
+    while _call_actors_left(name) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert _call_actors_left(name) == []
