@@ -16,6 +16,9 @@ the supervisor; Ray restarts it (same name, same arguments), and its first metho
 after the restart adopts every CallActor it finds by name — live calls back into the map
 with their setup, port and memory, warm ones back into the pool. Live calls never notice:
 they need the supervisor only to start and to end.
+
+Why ~400 lines: the pool, the call map, failover and adoption all write the one call map;
+split apart, each would reach into the others' state.
 """
 
 from __future__ import annotations

@@ -142,8 +142,12 @@ class SipUserAgent(DialogEvents):
             if self._record is not None:
                 self._record.write(summary)
             reply = unserved_reply(text)
-            if reply is not None and send_reply(reply[0], reply[1], self.settings.host):
-                self._stats.refused_methods += 1  # 405/501 pjsip would never have sent
+            if reply is not None:
+                # 405/501 pjsip would never have sent. Counted before it leaves (this is the
+                # SIP thread): whoever has the answer in hand already sees it in the stats.
+                self._stats.refused_methods += 1
+                if not send_reply(reply[0], reply[1], self.settings.host):
+                    self._stats.refused_methods -= 1
             return
         sent = local_tag_from_tx(text)
         if sent is not None:
