@@ -42,6 +42,13 @@ def _named_actor(name: str):
         return None
 
 
+def call_control_for(session_id: str, use_ami: bool, ami_bridge_name: str, gateway_name: str) -> CallControl:
+    """Behind Asterisk the AmiBridge transfers and hangs up; without a PBX the gateway does."""
+    if use_ami and ami_bridge_name:
+        return AmiCallControl(_named_actor(ami_bridge_name), session_id)
+    return GatewayCallControl(_named_actor(gateway_name), session_id)
+
+
 class CallActorSettings(msgspec.Struct, frozen=True):
     media: MediaSettings
     conversation: ConversationSettings
@@ -125,9 +132,7 @@ class CallActor:
         return SileroVad(turn.vad), SmartTurn(turn.turn_model, model_path=model)
 
     def _control(self) -> CallControl:
-        if self.settings.use_ami and self.ami_bridge_name:
-            return AmiCallControl(_named_actor(self.ami_bridge_name), self.session_id)
-        return GatewayCallControl(_named_actor(self.gateway_name), self.session_id)
+        return call_control_for(self.session_id, self.settings.use_ami, self.ami_bridge_name, self.gateway_name)
 
     async def open(self, setup: CallSetup) -> MediaAnswer:
         return await self._open(setup, memory=None)

@@ -33,7 +33,7 @@ from pathlib import Path
 import msgspec
 import ray
 
-from actors.call_actor import CallActorRemote, CallActorSettings, CallInfo
+from actors.call_actor import CallActorRemote, CallActorSettings, CallInfo, call_control_for
 from theo_ray.actor_names import CALL_ACTOR_PREFIX
 from theo_ray.conversation.phrase_book import PhraseBook, load_or_render_phrase_book
 from theo_ray.conversation.records import CallRecord
@@ -310,21 +310,14 @@ class CallSupervisor:
     async def _give_up(self, session_id: str, info: ActiveCall) -> None:
         """No CallActor can carry the call: a human (AMI Redirect) behind Asterisk, else the
         hang-up, so the caller is never left in silence until the PBX's timers fire."""
-        from theo_ray.conversation.call_control import AmiCallControl, GatewayCallControl
-
-        def named(name: str):
-            try:
-                return ray.get_actor(name) if name else None
-            except ValueError:
-                return None
-
-        destinations = list(self.conversation.turn.tools.transfer_destinations)
+        control = call_control_for(session_id, self.call.use_ami, self.ami_bridge_name,
+                                   info.gateway_name or self.gateway_name)
         if self.call.use_ami and self.ami_bridge_name:
-            outcome = await AmiCallControl(named(self.ami_bridge_name), session_id).transfer(
-                destinations[0] if destinations else "atendimento", "falha técnica: call_actor_lost")
+            destinations = list(self.conversation.turn.tools.transfer_destinations)
+            outcome = await control.transfer(destinations[0] if destinations else "atendimento",
+                                             "falha técnica: call_actor_lost")
         else:
-            outcome = await GatewayCallControl(named(info.gateway_name or self.gateway_name), session_id).hangup(
-                "call_actor_lost")
+            outcome = await control.hangup("call_actor_lost")
         log.warning("call %s after a failed takeover: %s", session_id, outcome)
         await self.close_call(CallEnded(session_id=session_id, reason="call_actor_lost"))
 

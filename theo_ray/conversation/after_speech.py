@@ -124,13 +124,13 @@ class AfterSpeechActions:
 
     # ------------------------------------------------------------------ emergencies
 
-    def say(self, key: str) -> bool:
-        """Queue the pre-rendered phrase `key` (a reprompt, a goodbye); False if there is none."""
+    def say(self, key: str) -> str:
+        """Queue the pre-rendered phrase `key` (a reprompt, a goodbye); its text, "" if none."""
         phrase = self.phrases.emergency.get(key) if self.phrases else None
         if phrase is None:
-            return False
+            return ""
         self.playback.enqueue(phrase.samples(), self.new_mark(MarkKind.PROMPT), last=True)
-        return True
+        return phrase.text
 
     async def close_call(self, key: str, reason: str, transfer: bool = False) -> None:
         """End the call politely: once what is playing has been heard, the phrase `key`, then

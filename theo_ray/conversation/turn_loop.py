@@ -148,8 +148,8 @@ class TurnLoop:
         greeting, the memory it was given kept."""
         self._tasks.append(asyncio.create_task(self._inbound(), name=f"inbound-{self.session_id}"))
         if resumed:
-            if self.actions.say("resumed"):
-                self.memory.add_agent(self.phrases.emergency["resumed"].text if self.phrases else "")
+            if said := self.actions.say("resumed"):
+                self.memory.add_agent(said)
         elif greet:
             self._tasks.append(asyncio.create_task(self._greet(), name=f"greet-{self.session_id}"))
         for watcher in self.limits.watchers():
