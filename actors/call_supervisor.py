@@ -33,7 +33,7 @@ from pathlib import Path
 import msgspec
 import ray
 
-from actors.call_actor import CallActorRemote, CallActorSettings, CallInfo, call_control_for
+from theo_ray.actors.call_actor import CallActorRemote, CallActorSettings, CallInfo, call_control_for
 from theo_ray.actor_names import CALL_ACTOR_PREFIX
 from theo_ray.conversation.phrase_book import PhraseBook, load_or_render_phrase_book
 from theo_ray.conversation.records import CallRecord

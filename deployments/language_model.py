@@ -18,9 +18,9 @@ from pathlib import Path
 
 from ray import serve
 
-from deployments.backends.protocols import LanguageModelBackend, WarmableBackend
-from deployments.cpu_priority import lower_cpu_priority
-from deployments.validation import check_generate
+from theo_ray.deployments.backends.protocols import LanguageModelBackend, WarmableBackend
+from theo_ray.deployments.cpu_priority import lower_cpu_priority
+from theo_ray.deployments.validation import check_generate
 from theo_ray.backend_registry import backend_class
 from theo_ray.config import LanguageModelSettings
 from theo_ray.messages import (

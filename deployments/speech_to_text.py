@@ -12,9 +12,9 @@ from pathlib import Path
 
 from ray import serve
 
-from deployments.backends.protocols import SpeechToTextBackend
-from deployments.cpu_priority import lower_cpu_priority
-from deployments.validation import audio_from_request, float_audio_from_request
+from theo_ray.deployments.backends.protocols import SpeechToTextBackend
+from theo_ray.deployments.cpu_priority import lower_cpu_priority
+from theo_ray.deployments.validation import audio_from_request, float_audio_from_request
 from theo_ray.backend_registry import backend_class
 from theo_ray.config import SpeechToTextSettings
 from theo_ray.messages import ModelInfo, Segment, TranscribeRequest

@@ -19,10 +19,10 @@ import msgspec
 import numpy as np
 from ray import serve
 
-from deployments.backends.protocols import TextToSpeechBackend, VoiceCatalogue
-from deployments.circuit_breaker import BreakerState, CircuitBreaker
-from deployments.cpu_priority import lower_cpu_priority
-from deployments.validation import check_synthesize
+from theo_ray.deployments.backends.protocols import TextToSpeechBackend, VoiceCatalogue
+from theo_ray.circuit_breaker import BreakerState, CircuitBreaker
+from theo_ray.deployments.cpu_priority import lower_cpu_priority
+from theo_ray.deployments.validation import check_synthesize
 from theo_ray.backend_registry import backend_class
 from theo_ray.config import TextToSpeechSettings
 from theo_ray.errors import BackendError, InvalidRequest

@@ -19,17 +19,17 @@ from theo_ray.errors import ConfigError
 
 BACKENDS: dict[str, dict[str, str]] = {
     "stt": {
-        "faster-whisper": "deployments.backends.faster_whisper_stt:FasterWhisperBackend",
+        "faster-whisper": "theo_ray.deployments.backends.faster_whisper_stt:FasterWhisperBackend",
     },
     "llm": {
-        "llama_cpp": "deployments.backends.llama_cpp_engine:LlamaCppBackend",
-        "vllm": "deployments.backends.vllm_engine:VllmBackend",
-        "scripted": "deployments.backends.scripted_llm:ScriptedBackend",  # a test double
+        "llama_cpp": "theo_ray.deployments.backends.llama_cpp_engine:LlamaCppBackend",
+        "vllm": "theo_ray.deployments.backends.vllm_engine:VllmBackend",
+        "scripted": "theo_ray.deployments.backends.scripted_llm:ScriptedBackend",  # a test double
     },
     "tts": {
-        "kokoro": "deployments.backends.kokoro_tts:KokoroBackend",
-        "espeak": "deployments.backends.espeak_tts:EspeakBackend",
-        "xtts": "deployments.backends.xtts_tts:XttsBackend",  # the `gpu` extra
+        "kokoro": "theo_ray.deployments.backends.kokoro_tts:KokoroBackend",
+        "espeak": "theo_ray.deployments.backends.espeak_tts:EspeakBackend",
+        "xtts": "theo_ray.deployments.backends.xtts_tts:XttsBackend",  # the `gpu` extra
     },
 }
 

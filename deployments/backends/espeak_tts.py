@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deployments.backends.espeak_phonemes import espeak_binary
+from theo_ray.deployments.backends.espeak_phonemes import espeak_binary
 from theo_ray.config import TextToSpeechSettings
 from theo_ray.errors import BackendError
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deployments.backends.espeak_phonemes import phonemize_pt_br
+from theo_ray.deployments.backends.espeak_phonemes import phonemize_pt_br
 from theo_ray.config import TextToSpeechSettings
 from theo_ray.errors import InvalidRequest
 from theo_ray.models.kokoro_model import ensure_kokoro_model

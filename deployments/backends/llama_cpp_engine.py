@@ -25,7 +25,7 @@ import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from deployments.backends.chat_template import template_messages, template_tools
+from theo_ray.deployments.backends.chat_template import template_messages, template_tools
 from theo_ray.config import LanguageModelSettings
 from theo_ray.errors import ModelUnavailable
 from theo_ray.messages import GenerateRequest

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from deployments.backends.chat_template import template_messages, template_tools
+from theo_ray.deployments.backends.chat_template import template_messages, template_tools
 from theo_ray.config import LanguageModelSettings
 from theo_ray.messages import GenerateRequest
 from theo_ray.models.llm_assets import resolve_llm_model

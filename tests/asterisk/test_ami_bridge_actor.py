@@ -12,7 +12,7 @@ ray = pytest.importorskip("ray")
 
 @pytest.mark.slow
 async def test_actor_transfers_and_reports_health(pbx, ray_cluster):
-    from actors.ami_bridge import AmiBridgeActor
+    from theo_ray.actors.ami_bridge import AmiBridgeActor
     from theo_ray.conversation.call_control import AmiCallControl
     from theo_ray.cli.asterisk_site import load_site_settings
 

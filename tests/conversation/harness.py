@@ -14,7 +14,7 @@ import time
 import msgspec
 import numpy as np
 
-from actors.call_supervisor import CallSupervisorRemote
+from theo_ray.actors.call_supervisor import CallSupervisorRemote
 from theo_ray.media.rtp_session import RtpSession
 from theo_ray.messages import SynthesizeRequest
 from theo_ray.runtime.serve_apps import ModelHandles

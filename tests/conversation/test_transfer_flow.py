@@ -12,7 +12,7 @@ import time
 import msgspec
 import pytest
 
-from actors.ami_bridge import AmiBridgeActor
+from theo_ray.actors.ami_bridge import AmiBridgeActor
 from tests.conversation.harness import AgentCall
 from tests.asterisk.fake_ami_server import FakeAsteriskAmi
 from theo_ray.cli.asterisk_site import load_site_settings

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from deployments.backends.protocols import PROTOCOLS
+from theo_ray.deployments.backends.protocols import PROTOCOLS
 from theo_ray.backend_registry import BACKENDS, backend_class, check_backend
 from theo_ray.config import TheoConfig, load_config
 from theo_ray.errors import ConfigError

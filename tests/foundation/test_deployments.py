@@ -192,7 +192,7 @@ async def test_bad_input_gets_a_typed_error_and_replicas_stay_healthy(model_hand
     for bad in BAD_TTS:
         await _expect_invalid(model_handles.tts.options(stream=True).synthesize.remote(bad))
     # NaN audio cannot be expressed as int16 PCM; it is rejected where float audio enters.
-    from deployments.validation import float_audio_from_request
+    from theo_ray.deployments.validation import float_audio_from_request
 
     with pytest.raises(InvalidRequest, match="NaN"):
         float_audio_from_request(np.array([0.0, np.nan], dtype=np.float32))

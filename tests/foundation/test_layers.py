@@ -12,7 +12,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 # Lowest first; a package may import its own layer's packages and any lower layer's.
 LAYERS: list[set[str]] = [
-    {"errors", "messages", "model_handles", "actor_names", "telemetry", "backend_registry", "config_retired"},
+    {"errors", "messages", "model_handles", "actor_names", "telemetry", "backend_registry", "config_retired",
+     "circuit_breaker"},
     {"media", "turn"},
     {"sip", "asterisk"},
     {"conversation"},
@@ -25,6 +26,9 @@ LAYERS: list[set[str]] = [
 ]
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 TOP = ("theo_ray", "actors", "deployments")
+# `actors/` and `deployments/` are installed as `theo_ray.actors` / `theo_ray.deployments`
+# (symlinks in theo_ray/); importing them by the bare folder name would load them twice.
+BARE = ("actors", "deployments")
 
 
 def _package(module: str) -> str | None:
@@ -64,3 +68,19 @@ def test_no_import_runs_up_the_layers():
                 if other is not None and other != own and LEVEL[other] > LEVEL[own]:
                     upward.append(f"{module} imports {imported} ({own} is below {other})")
     assert not upward, "\n".join(upward)
+
+
+def test_actors_and_deployments_are_imported_inside_the_theo_ray_namespace():
+    bare: list[str] = []
+    for top in TOP:
+        for path in (ROOT / top).rglob("*.py"):
+            bare += [f"{path.relative_to(ROOT)} imports {n}" for n in _imports(path) if n.split(".")[0] in BARE]
+    for path in (ROOT / "tests").rglob("*.py"):
+        bare += [f"{path.relative_to(ROOT)} imports {n}" for n in _imports(path) if n.split(".")[0] in BARE]
+    assert not bare, "\n".join(bare)
+
+
+def test_the_namespace_links_point_at_the_top_level_folders():
+    for name in BARE:
+        link = ROOT / "theo_ray" / name
+        assert link.is_symlink() and link.resolve() == (ROOT / name).resolve(), link

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory):
-    from deployments.backends.llama_cpp_engine import LlamaCppBackend
+    from theo_ray.deployments.backends.llama_cpp_engine import LlamaCppBackend
     from theo_ray.config import TheoConfig
 
     return LlamaCppBackend(LanguageModelSettings(), TheoConfig().model_cache())
@@ -80,7 +80,7 @@ async def test_min_tokens_holds_the_end_of_the_reply(backend):
 async def test_the_prefilled_prompt_is_saved_and_the_next_start_loads_it(backend):
     """The second replica start of the same model and prompt skips the ~10 s prefill, and
     replies exactly as after a prefill (greedy decoding)."""
-    from deployments.backends.llama_cpp_engine import LlamaCppBackend
+    from theo_ray.deployments.backends.llama_cpp_engine import LlamaCppBackend
     from theo_ray.config import TheoConfig
 
     start = _request("Oi")

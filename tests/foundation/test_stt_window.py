@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deployments.backends.faster_whisper_stt import _window_frames
+from theo_ray.deployments.backends.faster_whisper_stt import _window_frames
 from theo_ray.config import SpeechToTextSettings
 from theo_ray.errors import ConfigError
 
@@ -46,7 +46,7 @@ def test_bad_window_settings_are_config_errors(field, value):
 
 
 def test_a_decoding_loop_is_told_from_fast_dictation():
-    from deployments.backends.faster_whisper_stt import looks_like_a_loop
+    from theo_ray.deployments.backends.faster_whisper_stt import looks_like_a_loop
 
     loop = "Tá muito obrigado tchau e o que o que é o que é o que é o que é o que é o que"
     assert looks_like_a_loop(loop, audio_s=1.9, max_words_per_s=6.0)
@@ -58,7 +58,7 @@ def test_the_full_window_copy_shares_the_weights():
     """The loop fallback decodes with the same loaded CTranslate2 model, Whisper's window."""
     from pathlib import Path
 
-    from deployments.backends.faster_whisper_stt import FasterWhisperBackend
+    from theo_ray.deployments.backends.faster_whisper_stt import FasterWhisperBackend
     from theo_ray.config import config_from_mapping
 
     config = config_from_mapping({})

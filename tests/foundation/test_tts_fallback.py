@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from deployments.circuit_breaker import CircuitBreaker
+from theo_ray.circuit_breaker import CircuitBreaker
 from theo_ray.backend_registry import BACKENDS
 from theo_ray.config import DeploymentSettings, TextToSpeechSettings
 from theo_ray.errors import BackendError
@@ -20,7 +20,7 @@ from tests.fakes.failing_tts import FailingTts
 def tts(monkeypatch, tmp_path):
     monkeypatch.setitem(BACKENDS["tts"], "failing", "tests.fakes.failing_tts:FailingTts")
     FailingTts.failures_left, FailingTts.fail_mid_sentence, FailingTts.calls = 0, False, 0
-    from deployments.text_to_speech import TextToSpeech
+    from theo_ray.deployments.text_to_speech import TextToSpeech
 
     settings = TextToSpeechSettings(backend="failing", fallback_backend="espeak", breaker_failures=3,
                                     breaker_open_s=30.0, deployment=DeploymentSettings(cpu_nice=0))

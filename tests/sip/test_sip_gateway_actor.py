@@ -52,7 +52,7 @@ def ray_local(ray_cluster):
 
 @pytest.mark.slow
 async def test_gateway_actor_routes_a_call_to_the_supervisor(ray_local):
-    from actors.sip_gateway import SipGatewayActor
+    from theo_ray.actors.sip_gateway import SipGatewayActor
 
     supervisor = SupervisorDouble.options(name="call-supervisor-test").remote()
     gateway = SipGatewayActor.remote(SipSettings(port=free_port()), "call-supervisor-test")
@@ -104,7 +104,7 @@ async def test_gateway_actor_routes_a_call_to_the_supervisor(ray_local):
 
 @pytest.mark.slow
 async def test_theo_status_lists_each_shard_with_its_state(ray_local, capsys):
-    from actors.sip_gateway import SipGatewayActor
+    from theo_ray.actors.sip_gateway import SipGatewayActor
     from theo_ray.cli.cluster_cmds import _print_shards
     from theo_ray.config import config_from_mapping
     from theo_ray.runtime.call_plane import GATEWAY_PREFIX

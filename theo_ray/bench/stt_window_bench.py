@@ -89,7 +89,7 @@ async def _render(config: TheoConfig, phrases: tuple[str, ...]) -> list[np.ndarr
 def run_stt_window_bench(
     config: TheoConfig, windows: list[float], repeats: int = 2, progress=print, phrases: tuple[str, ...] = CALLER_PHRASES
 ) -> SttWindowReport:
-    from deployments.backends.faster_whisper_stt import FasterWhisperBackend
+    from theo_ray.deployments.backends.faster_whisper_stt import FasterWhisperBackend
 
     audios = asyncio.run(_render(config, phrases))
     references = [_words(t) for t in phrases]

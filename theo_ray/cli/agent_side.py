@@ -85,7 +85,7 @@ class AgentSide:
         if self.config.llm.backend != "llama_cpp":
             return unavailable_sentiment(f"no LanguageModel reachable and llm.backend is {self.config.llm.backend!r}")
         try:
-            from deployments.backends.llama_cpp_engine import LlamaCppBackend
+            from theo_ray.deployments.backends.llama_cpp_engine import LlamaCppBackend
 
             self._engine = LlamaCppBackend(self.config.llm, Path(self.config.paths.model_cache).expanduser())
         except Exception as exc:  # noqa: BLE001 - reported in the sentiment line instead

@@ -75,7 +75,7 @@ async def _call(config: TheoConfig, args: argparse.Namespace) -> int:
 
     agent_texts = []
     if not args.no_transcribe:
-        from deployments.backends.faster_whisper_stt import FasterWhisperBackend
+        from theo_ray.deployments.backends.faster_whisper_stt import FasterWhisperBackend
 
         say("transcribing the agent's turns …")
         stt = FasterWhisperBackend(config.stt, Path(config.paths.model_cache).expanduser())

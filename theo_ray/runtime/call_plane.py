@@ -114,14 +114,14 @@ class CallPlane:
 
     async def start(self, say: Callable[[str], None] = _quiet) -> CallPlane:
         """Start (or, for the production plane, find) every actor; returns when calls can come in."""
-        from actors.call_supervisor import CallSupervisorRemote
-        from actors.sip_gateway import SipGatewayActor
+        from theo_ray.actors.call_supervisor import CallSupervisorRemote
+        from theo_ray.actors.sip_gateway import SipGatewayActor
 
         cfg = self.config
         detached = {} if self.label else {"lifetime": "detached"}
         ami_name = ""
         if self.use_ami:
-            from actors.ami_bridge import AmiBridgeActor
+            from theo_ray.actors.ami_bridge import AmiBridgeActor
 
             ami_name = AMI_BRIDGE
             self.ami_bridge = _get(AMI_BRIDGE) or AmiBridgeActor.options(name=AMI_BRIDGE, **detached).remote(

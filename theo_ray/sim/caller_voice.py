@@ -135,7 +135,7 @@ class CallerVoice:
     # ------------------------------------------------------------ internals
 
     async def _load_kokoro(self) -> Synthesize:
-        from deployments.backends.kokoro_tts import KokoroBackend
+        from theo_ray.deployments.backends.kokoro_tts import KokoroBackend
         from theo_ray.config import TextToSpeechSettings
 
         loop = asyncio.get_running_loop()
