@@ -21,6 +21,7 @@ import msgspec
 
 from theo_ray.asterisk.settings import AsteriskSiteSettings
 from theo_ray.backend_registry import check_backend
+from theo_ray.calldata.settings import CallDataSettings
 from theo_ray.conversation.call_settings import CallSettings
 from theo_ray.config_retired import retire_keys
 from theo_ray.conversation.settings import ConversationSettings
@@ -208,6 +209,9 @@ class TheoConfig(msgspec.Struct, **_STRICT):
     call: CallSettings = msgspec.field(default_factory=CallSettings)
     conversation: ConversationSettings = msgspec.field(default_factory=ConversationSettings)
     asterisk: AsteriskSiteSettings = msgspec.field(default_factory=AsteriskSiteSettings)
+    # Where each call's summary and turns go: the local JSON-lines log (on by default) and
+    # Elasticsearch (off while call_data.elasticsearch.url is empty); README "Call data".
+    call_data: CallDataSettings = msgspec.field(default_factory=CallDataSettings)
 
     def __post_init__(self) -> None:
         if self.call.use_ami:

@@ -42,3 +42,16 @@ class ModelUnavailable(TheoError):
 
 class BackendError(TheoError):
     """A model backend failed while serving a valid request."""
+
+
+class CallDataSetupError(TheoError):
+    """The call-data cluster refused a setup step (template, ILM policy, write alias) or
+    could not be reached for it; `step` names the request and `reason` the cluster's answer."""
+
+    def __init__(self, step: str, reason: str) -> None:
+        super().__init__(step, reason)
+        self.step = step
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"call-data setup failed at {self.step}: {self.reason}"

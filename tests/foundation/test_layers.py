@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYERS: list[set[str]] = [
     {"errors", "messages", "model_handles", "actor_names", "telemetry", "backend_registry", "config_retired",
      "circuit_breaker"},
+    {"calldata"},  # call documents and their sinks; `config` embeds their settings
     {"media", "turn"},
     {"sip", "asterisk"},
     {"conversation"},
