@@ -51,11 +51,18 @@ def _deltas(items: list[ParsedPiece]) -> list[LlmDelta]:
 
 @serve.deployment(name="LanguageModel", ray_actor_options={"num_cpus": 1})
 class LanguageModel:
-    def __init__(self, settings: LanguageModelSettings, cache_dir: str, warm: GenerateRequest | None = None) -> None:
+    def __init__(
+        self,
+        settings: LanguageModelSettings,
+        cache_dir: str,
+        warm: GenerateRequest | None = None,
+        backend: LanguageModelBackend | None = None,
+    ) -> None:
         started = time.perf_counter()
         self.settings = settings
         lower_cpu_priority(settings.deployment.cpu_nice)  # before the engine starts its processes
-        self.backend = make_llm_backend(settings, Path(cache_dir))
+        # `backend`: an engine someone else started (Ray Serve LLM's, serve_llm_server.py).
+        self.backend = backend or make_llm_backend(settings, Path(cache_dir))
         # `warm`: the start of every call's prompt (persona + tools). An engine that keeps the
         # last prompt's tokens prefills it now, before the replica takes calls.
         if warm is not None and isinstance(self.backend, WarmableBackend):

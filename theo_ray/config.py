@@ -138,6 +138,17 @@ class LanguageModelSettings(msgspec.Struct, **_STRICT):
     gpu_memory_utilization: float = 0.85
     # Tool calls in the hermes/Qwen `<tool_call>{...}</tool_call>` format are parsed as they stream.
     tool_call_format: Literal["hermes", "none"] = "hermes"
+    # Who runs the vLLM engine. "theo": Theo's LanguageModel deployment with `backend`.
+    # "ray_serve_llm" (GPU cluster; backend "vllm"): Ray Serve LLM's LLMServer (ray.serve.llm)
+    # runs the engine with the kwargs below and serves Theo's same typed `generate` on top
+    # (deployments/serve_llm_server.py); `model` is then a local folder or a hub id.
+    server: Literal["theo", "ray_serve_llm"] = "theo"
+    # Ray Serve LLM only: the GPU kind its replica asks for ("L4", "A10G", ""= any GPU), the
+    # GPUs one replica spans (vLLM tensor parallelism), vLLM's prefix cache (every call's
+    # prompt starts with the same persona and tool schemas: prefilled once per replica).
+    accelerator_type: str = ""
+    tensor_parallel_size: int = 1
+    enable_prefix_caching: bool = True
     # A reply's length and temperature are conversation.llm_max_tokens / llm_temperature
     # (the turn loop sends them with each request); llm.max_tokens and llm.temperature are
     # retired keys (theo_ray/config_retired.py).
@@ -155,6 +166,8 @@ class LanguageModelSettings(msgspec.Struct, **_STRICT):
 
     def __post_init__(self) -> None:
         check_backend("llm", self.backend)
+        if self.server == "ray_serve_llm" and self.backend != "vllm":
+            raise ConfigError("llm.server", f"ray_serve_llm runs vLLM: set llm.backend = \"vllm\" (got {self.backend!r})")
 
 
 class TextToSpeechSettings(msgspec.Struct, **_STRICT):

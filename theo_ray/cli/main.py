@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     from theo_ray.cli.asterisk_cmds import add_parser as add_asterisk_parser
 
     add_asterisk_parser(sub)
+    from theo_ray.cli.serve_config_cmd import add_parser as add_serve_config_parser
+
+    add_serve_config_parser(sub)
     return parser
 
 
