@@ -78,6 +78,7 @@ class DiskSpool:
         self._write_file = None
         self._sizes = {n: self._path(n).stat().st_size for n in segments}
         self._pending = self._count_pending()
+        self._pending_bytes = self.pending_bytes()
         self._oldest: float | None = self._peek_oldest()
 
     # ------------------------------------------------------------------ files
@@ -157,6 +158,7 @@ class DiskSpool:
             if data:
                 self._write(bytes(data))
                 self._pending += written
+                self._pending_bytes = self.pending_bytes()
                 if self._oldest is None:
                     self._oldest = records[0].enqueued_at
             return written
@@ -220,22 +222,23 @@ class DiskSpool:
                 self._path(n).unlink(missing_ok=True)
                 del self._sizes[n]
             self._oldest = self._peek_oldest() if self._pending else None
-            if self.pending_bytes() < self.max_bytes // 2:
+            self._pending_bytes = self.pending_bytes()
+            if self._pending_bytes < self.max_bytes // 2:
                 self._full_logged = False
 
     def stats(self, now: float | None = None) -> SpoolStats:
-        with self._lock:
-            pending_bytes = self.pending_bytes()
-            now = time.time() if now is None else now
-            return SpoolStats(
-                pending_records=self._pending,
-                pending_bytes=pending_bytes,
-                oldest_age_s=round(now - self._oldest, 3) if self._oldest is not None else None,
-                segments=len(self._sizes),
-                dropped_full=self.dropped_full,
-                torn_lines=self.torn_lines,
-                full=self._full_logged,
-            )
+        """Counters as last updated (no lock, no file access: safe to call on the event loop)."""
+        now = time.time() if now is None else now
+        oldest = self._oldest
+        return SpoolStats(
+            pending_records=self._pending,
+            pending_bytes=self._pending_bytes,
+            oldest_age_s=round(now - oldest, 3) if oldest is not None else None,
+            segments=len(self._sizes),
+            dropped_full=self.dropped_full,
+            torn_lines=self.torn_lines,
+            full=self._full_logged,
+        )
 
     def close(self) -> None:
         with self._lock:

@@ -88,4 +88,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     from theo_ray.cli import bench_media
 
     bench_media.add_parsers(bsub)
+    from theo_ray.cli import bench_calldata
+
+    bench_calldata.add_parsers(bsub)
     return bsub
