@@ -163,11 +163,25 @@ class LanguageModelSettings(msgspec.Struct, **_STRICT):
     script: str = ""
     scripted_token_delay_ms: float = 20.0
     deployment: LanguageModelDeploymentSettings = msgspec.field(default_factory=lambda: LanguageModelDeploymentSettings())
+    # A second LanguageModel application (`theo-llm-fallback`: a smaller model, another
+    # replica set) that a reply goes to when this one fails, misses
+    # `conversation.timeouts.llm_fallback_after_s` for its first token, or its breaker is
+    # open; after it, the pre-rendered emergency phrase and a human. None (the embedded
+    # default): a second model would take the 2 cores' memory and CPU from the first.
+    fallback: LanguageModelSettings | None = None
+    # The node-shared circuit breaker on this model (and on the fallback): open after this
+    # many failures in a row, skip the model for breaker_open_s, then one probe.
+    breaker_failures: int = 3
+    breaker_open_s: float = 30.0
 
     def __post_init__(self) -> None:
         check_backend("llm", self.backend)
         if self.server == "ray_serve_llm" and self.backend != "vllm":
             raise ConfigError("llm.server", f"ray_serve_llm runs vLLM: set llm.backend = \"vllm\" (got {self.backend!r})")
+        if self.fallback is not None and self.fallback.fallback is not None:
+            raise ConfigError("llm.fallback.fallback", "a fallback model has no fallback of its own")
+        if self.breaker_failures < 1 or self.breaker_open_s <= 0:
+            raise ConfigError("llm.breaker_failures", "breaker_failures must be >= 1 and breaker_open_s > 0")
 
 
 class TextToSpeechSettings(msgspec.Struct, **_STRICT):
@@ -255,7 +269,12 @@ _PATH_RE = re.compile(r"`\$\.?([^`]*)`")
 def _read_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(str(path), "config file not found")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), f"not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read: {exc.strerror}") from None
     try:
         if path.suffix in (".yaml", ".yml"):
             import yaml
@@ -305,6 +324,26 @@ def config_from_mapping(data: dict[str, Any]) -> TheoConfig:
         if problem.startswith("Object contains unknown field"):
             problem = problem.replace("Object contains unknown field", "unknown key")
         raise ConfigError(key or "(top level)", problem) from None
+    except UnicodeEncodeError as exc:
+        # A key or value that is not UTF-8 (os.environ keeps undecodable bytes as surrogates).
+        raise ConfigError(_undecodable_key(data), f"not valid UTF-8 text ({exc.reason})") from None
+
+
+def _undecodable_key(data: Any, prefix: str = "") -> str:
+    """The dotted key of the first key or string value that cannot be encoded as UTF-8."""
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        name = f"{prefix}.{key}" if prefix and isinstance(key, str) else f"{prefix}[{key}]" if prefix else str(key)
+        for text in (key, value):
+            if isinstance(text, str):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    return name.encode("utf-8", "backslashreplace").decode()
+        found = _undecodable_key(value, name)
+        if found != "(top level)":
+            return found
+    return "(top level)"
 
 
 def load_config(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> TheoConfig:

@@ -21,6 +21,7 @@ client, so these small subclasses change them:
 from __future__ import annotations
 
 import asyncio
+import codecs
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -42,6 +43,15 @@ BANNER_PREFIX = "Asterisk Call Manager/"
 MAX_FRAME_CHARS = 256 * 1024
 
 
+# Headers that say what a frame is and whom it answers: panoramisk turns a repeated header
+# into a list, which its dispatch cannot hash or lower-case; such a frame is dropped.
+_SINGLE_HEADERS = ("response", "event", "actionid", "commandid", "eventlist")
+
+
+def _ambiguous(message: Message) -> bool:
+    return any(isinstance(message.get(name), list) for name in _SINGLE_HEADERS)
+
+
 class CountingAmiProtocol(AMIProtocol):
     """AMI framing with counted drops and a bounded buffer."""
 
@@ -58,12 +68,16 @@ class CountingAmiProtocol(AMIProtocol):
         self.log = manager.log
         self.config = manager.config
         self.encoding = manager.config["encoding"]
+        self._decoder = codecs.getincrementaldecoder(self.encoding)("ignore")
         self.queue = deque()
         self.responses = {}
 
     def data_received(self, data: bytes) -> None:
         stats = self._manager.stats
-        self._buffer += data.decode(self.encoding, "ignore")
+        # An incremental decoder: a character cut between two TCP segments is decoded whole
+        # (decoding each segment alone dropped both halves and could join two lines into a
+        # blank one, a forged frame end).
+        self._buffer += self._decoder.decode(data)
         if self.version is None and self._buffer.startswith(BANNER_PREFIX):
             banner, sep, rest = self._buffer.partition(EOL)
             if not sep:
@@ -80,7 +94,7 @@ class CountingAmiProtocol(AMIProtocol):
             if not frame:
                 continue
             message = Message.from_line(frame)
-            if message is None:
+            if message is None or _ambiguous(message):
                 stats.malformed_frames += 1
                 continue
             stats.frames_received += 1

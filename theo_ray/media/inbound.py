@@ -27,6 +27,7 @@ from theo_ray.media.reception_stats import ReceptionStats
 from theo_ray.media.resample import Resampler
 from theo_ray.media.rtp import RtpPacket
 from theo_ray.media.settings import MediaSettings
+from theo_ray.media.telephone_event import TelephoneEventError, parse_telephone_event
 
 
 class InboundFrame(msgspec.Struct):
@@ -110,14 +111,15 @@ class InboundPath:
     def telephone_event(self, timestamp: int, payload: bytes) -> None:
         """An RFC 4733 packet: queue the event once, at its (first) end packet."""
         self._stats.telephone_event_packets += 1
-        if len(payload) < 4:
-            self._stats.drops.garbage += 1
+        try:
+            block = parse_telephone_event(payload)
+        except TelephoneEventError:
+            self._stats.drops.bad_telephone_event += 1
             return
-        end = payload[1] & 0x80
-        if end and timestamp != self._last_event_ts:
+        if block.end and timestamp != self._last_event_ts:
             # RFC 4733: the end packet is sent three times; report the event once.
             self._last_event_ts = timestamp
-            event = TelephoneEvent(payload[0], int.from_bytes(payload[2:4], "big"), self._clock())
+            event = TelephoneEvent(block.event, block.duration, self._clock())
             if self.events.full():
                 self.events.get_nowait()
             self.events.put_nowait(event)
@@ -167,6 +169,8 @@ class InboundPath:
         else:
             try:
                 decoded = decoder.decode(frame.payload)
+                if not decoded.size:
+                    raise PayloadError("empty payload")  # an RTP header alone: no audio in it
             except (PayloadError, ValueError):
                 self._stats.drops.garbage += 1
                 pcm = self.plc.conceal()

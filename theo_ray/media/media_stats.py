@@ -32,6 +32,7 @@ class DropCounters(msgspec.Struct):
     bad_payload_type: int = 0
     garbage: int = 0  # malformed header fields (padding/extension/CSRC) or undecodable payload
     rtcp_garbage: int = 0
+    bad_telephone_event: int = 0  # RFC 4733 payload not whole 4-byte blocks, or not a DTMF event (0-15)
     not_started: int = 0  # arrived before start() chose a codec
     not_receiving: int = 0  # direction is sendonly/inactive (hold)
 

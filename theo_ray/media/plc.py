@@ -52,6 +52,8 @@ class PacketLossConcealer:
     def _push_history(self, frame: np.ndarray) -> None:
         n = frame.size
         h = self._history
+        if n == 0:
+            return  # h[:-0] is empty: an empty frame must not reach the slice below
         if n >= h.size:
             h[:] = frame[-h.size :]
         else:

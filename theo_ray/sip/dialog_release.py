@@ -19,6 +19,7 @@ import socket
 import uuid
 
 from theo_ray.sip.invite import header_values
+from theo_ray.sip.numbers import ascii_int
 
 _TX_2XX = re.compile(r"TX \d+ bytes Response msg 2\d\d/INVITE/cseq=\d+")
 _TO_TAG = re.compile(r"^(?:to|t)\s*:.*;\s*tag=([^;\s>]+)", re.IGNORECASE | re.MULTILINE)
@@ -40,8 +41,9 @@ def local_tag_from_tx(log_text: str) -> tuple[str, str] | None:
 def release_bye(invite_text: str, local_tag: str, uri: str, via_host: str, via_port: int) -> bytes:
     """The BYE the caller of ``invite_text`` would send to end the dialog, from ``via``."""
     values = header_values(invite_text)
-    cseq = values.get("cseq", "1").split()[0]
-    number = int(cseq) + 1 if cseq.isdigit() and len(cseq) < 10 else 2
+    # An empty or odd CSeq (it was screened, but only for what pjsip needs) must not raise.
+    cseq = ascii_int((values.get("cseq", "").split() or ["1"])[0])
+    number = cseq + 1 if cseq is not None and cseq < 2**31 - 1 else 2
     lines = [
         f"BYE {uri} SIP/2.0",
         f"Via: SIP/2.0/UDP {via_host}:{via_port};branch=z9hG4bK-theo-{uuid.uuid4().hex[:16]};rport",
@@ -53,7 +55,9 @@ def release_bye(invite_text: str, local_tag: str, uri: str, via_host: str, via_p
         "Reason: SIP;cause=408;text=\"ACK never came\"",
         "Content-Length: 0",
     ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+    # pjsua2 hands non-UTF-8 bytes over as surrogates: they go back out as the same bytes
+    # (the BYE must repeat the INVITE's Call-ID and tags exactly).
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
 
 
 def send_release(invite_text: str, local_tag: str, host: str, port: int) -> bool:

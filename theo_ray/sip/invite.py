@@ -11,6 +11,8 @@ import re
 
 import msgspec
 
+from theo_ray.sip.numbers import ascii_int
+
 SESSION_HEADER = "X-Theo-Session"
 
 # RFC 3261 section 7.3.3 compact header names we may meet.
@@ -82,7 +84,7 @@ def parse_invite(text: str) -> InviteInfo:
         caller_name=printable(display),
         content_type=values.get("content-type", "").split(";", 1)[0].strip().lower(),
         body=body,
-        session_expires=int(expires) if expires.isdigit() else 0,
+        session_expires=ascii_int(expires) or 0,
     )
 
 

@@ -16,6 +16,7 @@ import ipaddress
 import msgspec
 
 from theo_ray.sip.invite import InviteInfo, PeerFilter, header_values, parse_invite, source_host
+from theo_ray.sip.numbers import ascii_int
 from theo_ray.sip.sdp import NoCommonCodec, RtpFormat, SdpError, SdpOffer, choose_codec, parse_offer
 
 # pjsip's compile-time PJSIP_MAX_PKT_LEN in the pjsua2-python wheel: a longer UDP datagram
@@ -75,11 +76,8 @@ def message_body(text: str) -> tuple[str, int | None]:
     raw_length = header_values(text).get("content-length")
     if raw_length is None:
         return body, None
-    try:
-        length = int(raw_length.strip())
-    except ValueError:
-        return body, None
-    if length < 0:
+    length = ascii_int(raw_length.strip())  # pjsip reads ASCII digits only
+    if length is None:
         return body, None
     encoded = body.encode("utf-8", "surrogateescape")
     return encoded[:length].decode("utf-8", "replace"), length

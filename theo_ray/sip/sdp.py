@@ -15,6 +15,7 @@ import ipaddress
 import msgspec
 
 from theo_ray.media.direction import DIRECTIONS, Direction
+from theo_ray.sip.numbers import ascii_int
 
 # RFC 3551 static payload types we may meet in an offer without an rtpmap line.
 STATIC_PAYLOAD_TYPES: dict[int, tuple[str, int, int]] = {
@@ -168,11 +169,12 @@ def _parse_m_line(value: str) -> dict:
         raise SdpError("syntax", f"short m= line {value[:40]!r}")
     kind, port_text, proto, formats = parts[0], parts[1], parts[2], parts[3:]
     port_text = port_text.split("/", 1)[0]
-    if not port_text.isdigit() or int(port_text) > 65535:
+    port = ascii_int(port_text)
+    if port is None or port > 65535:
         raise SdpError("bad_port", port_text[:20])
     return {
         "kind": kind,
-        "port": int(port_text),
+        "port": port,
         "proto": proto,
         "formats": formats,
         "conn": "",
@@ -208,25 +210,23 @@ def _audio_offer(
     ptime: int | None = None
     for name, attr in section["attrs"]:
         if name == "ptime":
-            try:
-                ptime = int(float(attr))
-            except ValueError:
-                raise SdpError("syntax", f"bad ptime {attr[:20]!r}") from None
+            ptime = _parse_ptime(attr)
             continue
         pt_text, _, rest = attr.partition(" ")
-        if not pt_text.isdigit():
+        pt = ascii_int(pt_text)
+        if pt is None:
             raise SdpError("syntax", f"bad {name} {attr[:40]!r}")
         if name == "rtpmap":
-            rtpmaps[int(pt_text)] = _parse_rtpmap(rest)
+            rtpmaps[pt] = _parse_rtpmap(rest)
         else:
-            fmtps[int(pt_text)] = rest.strip()
+            fmtps[pt] = rest.strip()
 
     formats: list[RtpFormat] = []
     telephone_events: list[RtpFormat] = []
     for fmt in section["formats"]:
-        if not fmt.isdigit() or int(fmt) > 127:
+        pt = ascii_int(fmt)
+        if pt is None or pt > 127:
             raise SdpError("syntax", f"bad payload type {fmt[:10]!r}")
-        pt = int(fmt)
         mapping = rtpmaps.get(pt) or STATIC_PAYLOAD_TYPES.get(pt)
         if mapping is None:
             continue  # dynamic type without rtpmap: unusable, but not fatal for the offer
@@ -254,16 +254,27 @@ def _audio_offer(
     )
 
 
+def _parse_ptime(attr: str) -> int:
+    """a=ptime in milliseconds ("20", or "20.0" as some phones write it)."""
+    whole, _, fraction = attr.strip().partition(".")
+    value = ascii_int(whole)
+    if value is None or (fraction and ascii_int(fraction) is None):
+        raise SdpError("syntax", f"bad ptime {attr[:20]!r}")
+    return value
+
+
 def _parse_rtpmap(rest: str) -> tuple[str, int, int]:
     parts = rest.strip().split("/")
-    if len(parts) < 2 or not parts[0] or not parts[1].isdigit():
+    rate = ascii_int(parts[1]) if len(parts) >= 2 else None
+    if len(parts) < 2 or not parts[0] or rate is None:
         raise SdpError("syntax", f"bad rtpmap {rest[:40]!r}")
     channels = 1
     if len(parts) > 2:
-        if not parts[2].isdigit():
+        count = ascii_int(parts[2])
+        if count is None:
             raise SdpError("syntax", f"bad rtpmap channels {rest[:40]!r}")
-        channels = int(parts[2])
-    return parts[0], int(parts[1]), channels
+        channels = count
+    return parts[0], rate, channels
 
 
 def choose_codec(offer: SdpOffer, preference: list[str]) -> RtpFormat:

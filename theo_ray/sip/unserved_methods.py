@@ -19,6 +19,7 @@ import socket
 
 from theo_ray.sip.datagram_record import rx_entry
 from theo_ray.sip.invite import header_values
+from theo_ray.sip.numbers import ascii_int
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO"
 # Methods pjsip itself answers (or that get no response by definition).
@@ -38,9 +39,10 @@ def unserved_reply(log_text: str) -> tuple[bytes, tuple[str, int]] | None:
         return None
     method = entry.what.split("/", 1)[0]
     host, _, port_text = entry.source.rpartition(":")
-    if method in _CLAIMED or not port_text.isdigit():
+    port = ascii_int(port_text)
+    if method in _CLAIMED or port is None or port > 65535:
         return None
-    host, port, message = host.strip("[]"), int(port_text), entry.message
+    host, message = host.strip("[]"), entry.message
     values = header_values(message)
     if _TO_TAG.search(values.get("to", "")):
         return None  # in a dialog: pjsip answers 481 when there is none
