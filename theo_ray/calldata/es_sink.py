@@ -121,18 +121,22 @@ class ElasticsearchSink:
         assert self.spool is not None
         while True:
             batch = await self._inbox.take()
-            now = time.time()
-            records = [r for documents in batch for r in spool_records(documents, now)]
-            self._in_hand = len(records)
+            count = sum(1 + len(documents.turns) for documents in batch)
+            self._in_hand = count
             try:
-                await asyncio.to_thread(self.spool.append, records)
+                # Encoding and the fsynced append both in the worker thread: the loop stays free.
+                await asyncio.to_thread(self._append, batch)
             except OSError as exc:
-                self._inbox.dropped_documents += len(records)
+                self._inbox.dropped_documents += count
                 self._last_error = f"spool write failed: {exc}"
-                log.error("call-data spool %s: write failed, %d documents lost: %s", self.spool_folder, len(records), exc)
+                log.error("call-data spool %s: write failed, %d documents lost: %s", self.spool_folder, count, exc)
             finally:
                 self._in_hand = 0
             self._wake.set()
+
+    def _append(self, batch: list[CallDocuments]) -> None:
+        now = time.time()
+        self.spool.append([r for documents in batch for r in spool_records(documents, now)])
 
     async def _send_loop(self) -> None:
         assert self.spool is not None

@@ -93,17 +93,21 @@ class JsonlCallLog:
     async def _run(self) -> None:
         while True:
             batch = await self._inbox.take()
-            lines = [line for documents in batch for line in jsonl_lines(documents)]
-            self._in_hand = len(lines)
+            count = sum(1 + len(documents.turns) for documents in batch)
+            self._in_hand = count
             try:
-                await asyncio.to_thread(self._file.write_lines, lines)
-                self._written += len(lines)
+                # Encoding and writing in the worker thread: the loop stays free.
+                await asyncio.to_thread(self._write, batch)
+                self._written += count
             except OSError as exc:  # a full disk: counted and logged, the task goes on
                 self._last_error = f"{type(exc).__name__}: {exc}"
-                self._inbox.dropped_documents += len(lines)
+                self._inbox.dropped_documents += count
                 log.error("call-data log %s: write failed: %s", self.path, exc)
             finally:
                 self._in_hand = 0
+
+    def _write(self, batch: list[CallDocuments]) -> None:
+        self._file.write_lines([line for documents in batch for line in jsonl_lines(documents)])
 
     async def flush(self, timeout_s: float = 30.0) -> bool:
         return await wait_until(lambda: self._inbox.queue.empty() and not self._in_hand, timeout_s)
