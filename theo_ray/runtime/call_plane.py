@@ -116,9 +116,13 @@ class CallPlane:
         """Start (or, for the production plane, find) every actor; returns when calls can come in."""
         from theo_ray.actors.call_supervisor import CallSupervisorRemote
         from theo_ray.actors.sip_gateway import SipGatewayActor
+        from theo_ray.runtime.placement import media_options
 
         cfg = self.config
         detached = {} if self.label else {"lifetime": "detached"}
+        # On a cluster with a media node (`theo_media`), every plane actor runs there; the
+        # CallActors follow their gateway shard's node (the supervisor places them).
+        detached |= media_options(cfg.call.rtp_host if self.label else cfg.sip.host)
         ami_name = ""
         if self.use_ami:
             from theo_ray.actors.ami_bridge import AmiBridgeActor
