@@ -7,13 +7,14 @@ import asyncio
 import json
 
 import msgspec
+import pytest
 
 from tests.calldata.call_records import demo_call
 from theo_ray.calldata.build import build_call_documents
 from theo_ray.calldata.jsonl_log import JsonlCallLog
 from theo_ray.calldata.settings import CallDataSettings, JsonlLogSettings
 from theo_ray.calldata.sink import CallDataSink, open_call_data_sinks
-from theo_ray.calldata.spool import DiskSpool, SpoolRecord
+from theo_ray.calldata.spool import DiskSpool, SpoolInUse, SpoolRecord
 
 
 def _records(n: int, start: int = 0, size: int = 40) -> list[SpoolRecord]:
@@ -41,6 +42,7 @@ def test_records_come_back_in_order_across_segments_and_consumed_segments_are_de
     stats = spool.stats()
     assert stats.pending_records == 0 and stats.pending_bytes == 0 and stats.oldest_age_s is None
     assert stats.segments <= 1
+    spool.close()
 
 
 def test_a_restart_resumes_at_the_cursor_and_never_appends_to_an_old_segment(tmp_path):
@@ -60,6 +62,7 @@ def test_a_restart_resumes_at_the_cursor_and_never_appends_to_an_old_segment(tmp
     assert len(list(tmp_path.glob("seg-*.jsonl"))) == 2  # the new records went to a new segment
     assert _drain(again) == [f"doc-{i}" for i in range(8, 20)] + ["doc-100", "doc-101", "doc-102"]
     assert again.stats().torn_lines == 1
+    again.close()
 
 
 def test_a_full_spool_refuses_new_records_counts_them_and_keeps_the_old(tmp_path, caplog):
@@ -71,6 +74,7 @@ def test_a_full_spool_refuses_new_records_counts_them_and_keeps_the_old(tmp_path
     assert stats.pending_bytes <= 8192
     assert "spool full" in caplog.text
     assert _drain(spool) == [f"doc-{i}" for i in range(written)]  # the oldest kept, in order
+    spool.close()
 
 
 async def test_the_jsonl_log_writes_turn_lines_then_the_summary_and_rotates_by_size(tmp_path):
@@ -108,3 +112,17 @@ async def test_the_factory_opens_the_log_under_the_output_dir_and_submit_returns
     assert await sinks.flush(5.0)
     await sinks.close()
     assert len((tmp_path / "call-data" / "calls.jsonl").read_text().splitlines()) == 4
+
+
+def test_a_second_process_cannot_open_a_spool_in_use(tmp_path):
+    import subprocess
+    import sys
+
+    spool = DiskSpool(tmp_path, max_bytes=1 << 20, segment_bytes=4096)
+    with pytest.raises(SpoolInUse, match="another process"):
+        DiskSpool(tmp_path, max_bytes=1 << 20, segment_bytes=4096)
+    code = ("import sys; from pathlib import Path; from theo_ray.calldata.spool import DiskSpool, SpoolInUse\n"
+            "try:\n    DiskSpool(Path(sys.argv[1]), 1 << 20, 4096)\nexcept SpoolInUse:\n    sys.exit(3)\n")
+    assert subprocess.run([sys.executable, "-c", code, str(tmp_path)]).returncode == 3
+    spool.close()
+    assert subprocess.run([sys.executable, "-c", code, str(tmp_path)]).returncode == 0  # released on close

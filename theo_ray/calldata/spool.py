@@ -16,6 +16,7 @@ of an older segment (counted in `torn_lines`).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -29,6 +30,10 @@ import msgspec
 log = logging.getLogger("theo.calldata")
 
 _SEGMENT = re.compile(r"^seg-(\d{12})\.jsonl$")
+
+
+class SpoolInUse(RuntimeError):
+    """Another process holds this spool folder."""
 
 
 class SpoolRecord(msgspec.Struct, array_like=True):
@@ -62,6 +67,13 @@ class DiskSpool:
     def __init__(self, folder: Path, max_bytes: int, segment_bytes: int) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        # One process per spool: a second writer would interleave segments and cursors.
+        self._lock_file = open(self.folder / "spool.lock", "a")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            raise SpoolInUse(f"{self.folder} is used by another process: give each sink its own spool_dir") from None
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self._lock = threading.Lock()
@@ -245,3 +257,5 @@ class DiskSpool:
             if self._write_file is not None:
                 self._write_file.close()
                 self._write_file = None
+            if not self._lock_file.closed:
+                self._lock_file.close()  # releases the flock
