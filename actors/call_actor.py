@@ -15,6 +15,7 @@ import time
 import msgspec
 import ray
 
+from theo_ray.actors.supervisor_breakers import SupervisorBreakers
 from theo_ray.conversation.call_control import AmiCallControl, CallControl, GatewayCallControl
 from theo_ray.conversation.model_client import ModelClient
 from theo_ray.conversation.phrase_book import PhraseBook
@@ -184,7 +185,7 @@ class CallActor:
             if memory:
                 restored = ConversationMemory.from_checkpoint(memory, self.settings.conversation.turn.memory)
             self.loop = TurnLoop(
-                setup.session_id, self.rtp, ModelClient(self.handles), self.settings.conversation, self._control(),
+                setup.session_id, self.rtp, ModelClient(self.handles, SupervisorBreakers(self.supervisor)), self.settings.conversation, self._control(),
                 phrases=self.phrases, smart_turn=self._smart_turn, vad=self._vad, memory=restored,
                 tracer=TurnTracer(setup.session_id, attributes={"caller.id": setup.caller_id}),
             )

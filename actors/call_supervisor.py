@@ -33,8 +33,9 @@ from pathlib import Path
 import msgspec
 import ray
 
-from theo_ray.actors.call_actor import CallActorRemote, CallActorSettings, CallInfo, call_control_for
 from theo_ray.actor_names import CALL_ACTOR_PREFIX
+from theo_ray.actors.call_actor import CallActorRemote, CallActorSettings, CallInfo, call_control_for
+from theo_ray.circuit_breaker import BreakerBoard, BreakerState
 from theo_ray.conversation.phrase_book import PhraseBook, load_or_render_phrase_book
 from theo_ray.conversation.records import CallRecord
 from theo_ray.conversation.call_settings import CallSettings
@@ -71,6 +72,7 @@ class SupervisorStats(msgspec.Struct):
     adopted: int = 0  # live calls taken back after this supervisor restarted
     failover_failures: int = 0  # takeovers that failed (the caller went to a human or was hung up)
     last_failover_ms: float = 0.0  # death noticed -> replacement answering, the latest one
+    breakers: list[BreakerState] = []  # the language models' breakers on this node
 
 
 class CallSupervisor:
@@ -84,6 +86,7 @@ class CallSupervisor:
         tts_voice: str = "",
         gateway_name: str = "",
         ami_bridge_name: str = "",
+        llm_breaker: tuple[int, float] = (3, 30.0),  # llm.breaker_failures, llm.breaker_open_s
     ) -> None:
         self.call = call
         self.media = media
@@ -94,6 +97,8 @@ class CallSupervisor:
         self.gateway_name = gateway_name
         self.ami_bridge_name = ami_bridge_name
         self.phrases: PhraseBook | None = None
+        # The language models' breakers, shared by this node's calls (SupervisorBreakers).
+        self._breakers = BreakerBoard(*llm_breaker)
         self._warm: collections.deque = collections.deque()
         self._active: dict[str, tuple[object, ActiveCall]] = {}
         self._records: collections.OrderedDict[str, CallRecord] = collections.OrderedDict()
@@ -379,13 +384,20 @@ class CallSupervisor:
         if entry is not None:
             entry[1].channel = channel
 
+    # Breakers: no `_ready()` — a reply waits on these, never on an adoption.
+    async def breaker_allow(self, model: str) -> bool:
+        return self._breakers.allow(model)
+
+    async def breaker_record(self, model: str, ok: bool | None) -> None:
+        self._breakers.record(model, ok)
+
     async def stats(self) -> SupervisorStats:
         await self._ready()
         return SupervisorStats(
             active=len(self._active), warm=len(self._warm), created=self._created, opened=self._opened,
             closed=self._closed, open_failures=self._failures, phrase_book_ready=self.phrases is not None,
             reaped=self._reaped, failovers=self._failovers, failover_failures=self._failover_failures,
-            last_failover_ms=self._last_failover_ms, adopted=self._adopted,
+            last_failover_ms=self._last_failover_ms, adopted=self._adopted, breakers=self._breakers.states(),
         )
 
     async def shutdown(self) -> None:

@@ -19,6 +19,7 @@ from theo_ray.runtime.ray_auth import ensure_auth_token
 ensure_auth_token()  # before anything imports ray: Ray reads RAY_AUTH_MODE at import
 
 SCRIPTED_LLM_APP = "theo-llm-scripted"
+SCRIPTED_FALLBACK_APP = "theo-llm-scripted-fallback"
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
@@ -82,3 +83,21 @@ def scripted_llm(ray_cluster, theo_config):
     )
     serve.run(build_application("llm", config), name=SCRIPTED_LLM_APP, route_prefix=None)
     return serve.get_deployment_handle("LanguageModel", app_name=SCRIPTED_LLM_APP)
+
+
+@pytest.fixture(scope="session")
+def scripted_fallback_llm(ray_cluster, theo_config):
+    """A second scripted LanguageModel application: the `llm.fallback` model's stand-in."""
+    import msgspec
+    from ray import serve
+
+    from theo_ray.runtime.serve_apps import build_application
+
+    config = msgspec.structs.replace(
+        theo_config,
+        llm=msgspec.structs.replace(
+            theo_config.llm, backend="scripted", script=str(FIXTURES / "scripted_llm_fallback.toml")
+        ),
+    )
+    serve.run(build_application("llm", config), name=SCRIPTED_FALLBACK_APP, route_prefix=None)
+    return serve.get_deployment_handle("LanguageModel", app_name=SCRIPTED_FALLBACK_APP)

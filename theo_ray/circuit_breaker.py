@@ -2,8 +2,9 @@
 
 Closed: every call goes through; `failures_to_open` failures in a row open it. Open: calls
 go to the fallback for `open_s`; then half-open: one call probes the backend — a success
-closes the breaker, a failure opens it again. One breaker per replica serves every call the
-replica serves (the seed's numbers: 3 failures, 30 s).
+closes the breaker, a failure opens it again (the seed's numbers: 3 failures, 30 s). The
+TextToSpeech replica keeps one for its backend; the CallSupervisor keeps a `BreakerBoard`
+for the language models, shared by every call on its node.
 """
 
 from __future__ import annotations
@@ -62,6 +63,11 @@ class CircuitBreaker:
         self._position = "closed"
         self._probing = False
 
+    def release(self) -> None:
+        """A call ended with no verdict (cancelled by a barge-in): a half-open breaker may
+        send its probe again."""
+        self._probing = False
+
     def record_failure(self) -> None:
         self._consecutive += 1
         self._failures += 1
@@ -78,3 +84,34 @@ class CircuitBreaker:
         else:
             position = self._position
         return BreakerState(self.name, position, self._consecutive, self._failures, self._opened, self._fallback_calls)
+
+
+class BreakerBoard:
+    """Named breakers made on first use, all with the same numbers: the node's view of which
+    models are failing (the CallSupervisor holds one for every call on its node)."""
+
+    def __init__(self, failures_to_open: int = 3, open_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.failures_to_open = failures_to_open
+        self.open_s = open_s
+        self._clock = clock
+        self._breakers: dict[str, CircuitBreaker] = {}
+
+    def breaker(self, name: str) -> CircuitBreaker:
+        if name not in self._breakers:
+            self._breakers[name] = CircuitBreaker(name, self.failures_to_open, self.open_s, self._clock)
+        return self._breakers[name]
+
+    def allow(self, name: str) -> bool:
+        return self.breaker(name).allow()
+
+    def record(self, name: str, ok: bool | None) -> None:
+        """A call's outcome: True a success, False a failure, None no verdict (cancelled)."""
+        if ok is None:
+            self.breaker(name).release()
+        elif ok:
+            self.breaker(name).record_success()
+        else:
+            self.breaker(name).record_failure()
+
+    def states(self) -> list[BreakerState]:
+        return [b.state() for b in self._breakers.values()]

@@ -18,3 +18,4 @@ class ModelHandles(msgspec.Struct, frozen=True):
     stt: Any
     llm: Any
     tts: Any
+    llm_fallback: Any = None  # the `theo-llm-fallback` application, when `llm.fallback` is set

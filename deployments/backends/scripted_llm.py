@@ -29,6 +29,9 @@ class ScriptRule(msgspec.Struct, forbid_unknown_fields=True):
     reply: str
     tool: str = ""
     arguments: dict[str, Any] = {}
+    # Seconds before the first word: a slow or hung model, for fault injection (`theo bench
+    # faults`, the failover tests) through the real deployment path.
+    delay_s: float = 0.0
 
 
 class Script(msgspec.Struct, forbid_unknown_fields=True):
@@ -61,7 +64,8 @@ class ScriptedBackend:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def _reply_for(self, req: GenerateRequest) -> str:
+    def _reply_for(self, req: GenerateRequest) -> tuple[str, float]:
+        """The reply's text and the delay before its first word."""
         last_user = next((m.content for m in reversed(req.messages) if m.role == "user"), "")
         for pattern, rule in self._rules:
             if pattern.search(last_user):
@@ -69,14 +73,21 @@ class ScriptedBackend:
                 if rule.tool:
                     call = json.dumps({"name": rule.tool, "arguments": rule.arguments}, ensure_ascii=False)
                     text += f"<tool_call>{call}</tool_call>"
-                return text
-        return self.script.default_reply
+                return text, rule.delay_s
+        return self.script.default_reply, 0.0
 
     async def stream(self, req: GenerateRequest, request_id: str) -> AsyncIterator[tuple[str, str | None, int]]:
         aborted = self._active.setdefault(request_id, asyncio.Event())
-        pieces = re.findall(r"\S+\s*|\s+", self._reply_for(req))
+        text, first_delay = self._reply_for(req)
+        pieces = re.findall(r"\S+\s*|\s+", text)
         delay = self.settings.scripted_token_delay_ms / 1000
         try:
+            if first_delay:
+                try:  # an abort ends the wait at once, as it ends a real engine's request
+                    await asyncio.wait_for(aborted.wait(), first_delay)
+                    return
+                except asyncio.TimeoutError:
+                    pass
             for n, piece in enumerate(pieces[: req.max_tokens], start=1):
                 if aborted.is_set():
                     return

@@ -111,6 +111,11 @@ class AgentCall:
     def agent_active_since(self, t: float) -> list[float]:
         return [at for at, rms in self.rx if at >= t and rms > AGENT_RMS]
 
+    def longest_silence(self, start: float, end: float) -> float:
+        """The longest stretch in [start, end] with no agent audio at the caller (s)."""
+        times = [start, *(at for at in self.agent_active_since(start) if at <= end), end]
+        return max(b - a for a, b in zip(times, times[1:]))
+
     async def wait_agent_start(self, after: float, timeout: float = 25.0) -> float:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -128,3 +128,36 @@ async def test_no_call_actor_outlives_its_supervisors_shutdown(theo_config, scri
     while _call_actors_left(name) and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
     assert _call_actors_left(name) == []
+
+
+PIX = "Fiz um pix e não caiu."
+
+
+async def test_a_hung_language_model_hands_the_reply_to_the_fallback_model(
+    theo_config, scripted_handles, scripted_fallback_llm
+):
+    """The primary LanguageModel hangs (its scripted rule waits a minute before the first
+    word, through the real deployment); the fallback application answers instead."""
+    import msgspec
+
+    handles = msgspec.structs.replace(scripted_handles, llm_fallback=scripted_fallback_llm)
+    limit = theo_config.conversation.timeouts.llm_fallback_after_s
+    async with AgentCall(theo_config, handles) as call:
+        await call.prepare_speech(PIX)
+        await call.wait_agent_start(0)
+        await call.wait_agent_quiet()
+        asked = await call.say(PIX)
+        record = await call.wait_reply(1, timeout=60)
+        turn = record.turns[0]
+        assert turn.llm_model == "llm_fallback" and "Pix cai na hora" in turn.agent_text, turn
+        assert record.llm_fallbacks == 1 and record.model_timeouts == {"llm_first_token": 1}
+        assert not record.transferred_to and not turn.error
+        answered = call.agent_active_since(turn.first_rtp_at - 0.05)[0]
+        # The answer comes within the primary's grace plus an ordinary reply's time; the
+        # filler covers the start of the wait.
+        assert answered - asked < limit + 4.0, f"answer {answered - asked:.2f} s after the question"
+        stats = await call.supervisor.stats.remote()
+        primary = next(b for b in stats.breakers if b.name == "llm")
+        assert primary.failures == 1 and primary.position == "closed"
+        print(f"llm hang -> fallback: answer heard {answered - asked:.2f} s after the question "
+              f"(grace {limit:.1f} s), longest silence {call.longest_silence(asked, answered):.2f} s")

@@ -309,3 +309,73 @@ def test_a_refused_transfer_is_said_out_loud():
     marks = result.line.marks_heard()
     notice = next(i for i, m in enumerate(marks) if m.startswith("notice"))
     assert any(m.startswith("emergency") for m in marks[notice + 1:]), marks  # "Não consegui completar a transferência…"
+
+
+HANGING_PRIMARY = [Rule(match="horário", reply="", hang=True)]
+FALLBACK = [Rule(match="horário", reply="Atendemos das oito às vinte horas.")]
+
+
+def test_a_hung_model_hands_the_reply_to_the_fallback_model():
+    settings = ConversationSettings()
+    result = run_virtual(lambda: fake_call([Line(3.0, "Qual é o horário?", 1.2)], HANGING_PRIMARY, seconds=14,
+                                           settings=settings, fallback_rules=FALLBACK))
+    record = result.record
+    turn = record.turns[0]
+    assert result.models.generated_by == ["llm", "llm_fallback"]
+    assert turn.llm_model == "llm_fallback" and turn.agent_text == "Atendemos das oito às vinte horas."
+    assert record.llm_fallbacks == 1 and record.model_timeouts == {"llm_first_token": 1}
+    assert not result.control.calls and not turn.error  # answered: no human needed
+    # The answer starts within the primary's grace (3 s) plus the fallback's own reply time.
+    reply_at = next(f.at for f in result.line.sent if any(m.startswith("t1") for m in f.marks) and f.rms > 300)
+    assert reply_at - (turn.end_of_turn_at - result.line.t0) < settings.timeouts.llm_fallback_after_s + 1.5
+    # The wait is covered: two different fillers, and no silence over 1.5 s from the end of
+    # the caller's speech to the answer.
+    assert record.fillers_played == 2
+    spoke_until = turn.speech_end_at - result.line.t0
+    edges = [spoke_until, *(x for span in result.line.agent_audio_spans() for x in span if spoke_until < x <= reply_at)]
+    assert max(b - a for a, b in zip(edges[::2], edges[1::2])) < 1.5, edges
+
+
+def test_once_its_breaker_opens_the_hung_model_costs_no_more_waiting():
+    from theo_ray.circuit_breaker import BreakerBoard
+    from theo_ray.conversation.model_client import LocalBreakers
+
+    board = BreakerBoard(failures_to_open=2, open_s=60)
+    lines = [Line(2.5 + 7.0 * i, "Qual é o horário?", 1.2) for i in range(3)]
+    result = run_virtual(lambda: fake_call(lines, HANGING_PRIMARY, seconds=26, fallback_rules=FALLBACK,
+                                           breakers=LocalBreakers(board)))
+    # Two timeouts open the primary's breaker; the third question goes straight to the fallback.
+    assert result.models.generated_by == ["llm", "llm_fallback", "llm", "llm_fallback", "llm_fallback"]
+    assert [t.llm_model for t in result.record.turns] == ["llm_fallback"] * 3
+    assert {s.name: s.position for s in board.states()} == {"llm": "open", "llm_fallback": "closed"}
+    third = result.record.turns[2]
+    assert third.llm_first_token_at - third.end_of_turn_at < 1.0
+
+
+def test_with_every_model_down_the_caller_hears_the_emergency_phrase_at_once():
+    from theo_ray.circuit_breaker import BreakerBoard
+    from theo_ray.conversation.model_client import LocalBreakers
+
+    board = BreakerBoard(failures_to_open=1, open_s=60)
+    board.record("llm", False)
+    board.record("llm_fallback", False)
+    result = run_virtual(lambda: fake_call([Line(3.0, "Qual é o horário?", 1.2)], FALLBACK, seconds=12,
+                                           fallback_rules=FALLBACK, breakers=LocalBreakers(board)))
+    assert result.models.generated_by == []
+    assert [c.action for c in result.control.calls] == ["transfer"]
+    turn = result.record.turns[0]
+    assert "LanguageModelsDown" in turn.error
+    emergency_at = next(f.at for f in result.line.sent if any(m.startswith("emergency") for m in f.marks))
+    assert emergency_at - (turn.end_of_turn_at - result.line.t0) < 0.5
+
+
+def test_a_lost_transcription_asks_to_repeat_and_a_second_goes_to_a_human():
+    lines = [Line(3.0, "Qual é o horário?", 1.2), Line(9.0, "Qual é o horário de atendimento?", 1.6)]
+    result = run_virtual(lambda: fake_call(lines, RULES, seconds=20, stt_down=True))
+    record = result.record
+    marks = result.line.marks_heard()
+    prompts = [m for m in marks if m.startswith("prompt")]
+    assert len(prompts) == 1, marks  # "a ligação tá ruim, pode repetir?" once
+    assert [c.action for c in result.control.calls] == ["transfer"]
+    assert record.transfer_reason == "technical: technical_problem"
+    assert ["SpeechToTextFailed" in t.error for t in record.turns] == [True, True]

@@ -4,10 +4,11 @@ Test double for the three deployments (the real ones need Ray and model files: s
 tests/conversation). Same interface as `theo_ray.conversation.model_client.ModelClient`;
 streams are async iterators with `cancel()`, as Ray Serve's response generators are, and
 every delay runs on the loop's clock (virtual time in the fast tests).
-- STT: the scripted caller's decoder (a perfect ear) after `stt_delay_s`.
+- STT: the scripted caller's decoder (a perfect ear) after `stt_delay_s`; `stt_down` raises.
 - LLM: the first rule whose regex matches the last caller message gives the reply (and
   optionally a tool call), one word every `token_delay_s`; `hang` never answers; `fail`
-  raises after the first words.
+  raises after the first words. With `fallback_rules`, a second model (`llm.fallback`).
+- Breakers: in-process (`LocalBreakers`), as a call whose supervisor is gone has.
 - TTS: a 440 Hz tone, `ms_per_char` per character, in 100 ms chunks, the first after
   `tts_first_delay_s`; with `tts_hang_after_chunks` it goes quiet after that many.
 """
@@ -21,6 +22,7 @@ from collections.abc import AsyncIterator
 import msgspec
 import numpy as np
 
+from theo_ray.conversation.model_client import FALLBACK_LLM, PRIMARY_LLM, LocalBreakers
 from theo_ray.messages import GenerateRequest, LlmDelta, Segment, SynthesizeRequest, ToolCall, TraceContext, TtsChunk
 from tests.fakes.scripted_caller import RATE, ScriptedCaller
 
@@ -68,6 +70,9 @@ class ScriptedModels:
         tts_first_delay_s: float = 0.2,
         ms_per_char: float = 60.0,
         tts_hang_after_chunks: int | None = None,
+        fallback_rules: list[Rule] | None = None,
+        breakers=None,
+        stt_down: bool = False,
     ) -> None:
         self.caller = caller
         self.rules = [(re.compile(r.match, re.IGNORECASE), r) for r in rules]
@@ -77,20 +82,32 @@ class ScriptedModels:
         self.tts_first_delay_s = tts_first_delay_s
         self.ms_per_char = ms_per_char
         self.tts_hang_after_chunks = tts_hang_after_chunks  # a TTS that goes quiet mid-stream
+        # A second language model (the `llm.fallback` application): its own rules.
+        self.fallback_rules = None if fallback_rules is None else [(re.compile(r.match, re.IGNORECASE), r) for r in fallback_rules]
+        self.breakers = breakers or LocalBreakers()
+        self.stt_down = stt_down  # every transcription raises (a dead STT replica)
         self.transcribed: list[str] = []
         self.generated: list[GenerateRequest] = []
+        self.generated_by: list[str] = []  # which model each request went to
         self.synthesized: list[str] = []
 
     async def transcribe(self, audio16: np.ndarray, prompt: str = "", trace: TraceContext = TraceContext()) -> list[Segment]:
         await asyncio.sleep(self.stt_delay_s)
+        if self.stt_down:
+            raise RuntimeError("scripted STT replica died")
         text = self.caller.decode_text(audio16)
         self.transcribed.append(text)
         return [Segment(text=text, start=0.0, end=len(audio16) / RATE, avg_logprob=-0.1, no_speech_prob=0.01)] if text else []
 
-    def generate(self, request: GenerateRequest) -> ScriptedStream:
+    def language_models(self) -> list[str]:
+        return [PRIMARY_LLM] if self.fallback_rules is None else [PRIMARY_LLM, FALLBACK_LLM]
+
+    def generate(self, request: GenerateRequest, model: str = PRIMARY_LLM) -> ScriptedStream:
         self.generated.append(request)
+        self.generated_by.append(model)
+        rules = self.fallback_rules if model == FALLBACK_LLM else self.rules
         last = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
-        rule = next((r for pattern, r in self.rules if pattern.search(last)), Rule(match="", reply=self.default_reply))
+        rule = next((r for pattern, r in rules if pattern.search(last)), Rule(match="", reply=self.default_reply))
         return ScriptedStream(self._generate(rule))
 
     async def _generate(self, rule: Rule) -> AsyncIterator[LlmDelta]:

@@ -81,6 +81,9 @@ def cmd_status(config: TheoConfig, args: argparse.Namespace) -> int:
         if stats.failovers or stats.failover_failures:
             say(f"failover: {stats.failovers} dead CallActors replaced mid-call (latest in "
                 f"{stats.last_failover_ms:.0f} ms), {stats.failover_failures} takeovers failed (caller sent to a human)")
+        for state in stats.breakers:  # shared by the node's calls (kept by the supervisor)
+            say(f"{state.name} breaker: {state.position} ({state.failures} failures, opened {state.opened} times, "
+                f"{state.fallback_calls} replies sent past it while open)")
     _print_shards(config)
     return 0
 

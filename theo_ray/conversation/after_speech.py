@@ -151,6 +151,11 @@ class AfterSpeechActions:
         destinations = list(self.settings.turn.tools.transfer_destinations)
         return destinations[0] if destinations else "atendimento"
 
+    async def ask_to_repeat(self) -> None:
+        """The caller's words were lost (the transcription failed): "could you repeat?"."""
+        if self.say("bad_line"):
+            await self.playback.drained()
+
     async def emergency(self, key: str, transfer: bool = True) -> None:
         """Something failed: say so with a pre-rendered phrase, then hand over to a human."""
         phrase = self.phrases.emergency.get(key) if self.phrases else None

@@ -52,10 +52,11 @@ class TurnRecord(msgspec.Struct):
     first_audio_enqueued_at: float = 0.0
     first_rtp_at: float = 0.0  # first packet of the reply (not filler/noise) sent
     filler_at: float = 0.0
-    filler_text: str = ""  # the filler played before the reply, if one was
+    filler_text: str = ""  # the filler(s) played before the reply, if any, in order
     drained_at: float = 0.0
     stt_ms: float = 0.0  # compute of the final transcription
     reply_tokens: int = 0  # the LLM's completion tokens for this reply
+    llm_model: str = ""  # which language model answered: "llm", or "llm_fallback"
     # The words the model kept repeating when the reply was stopped as a loop (bad model
     # output, counted here; nothing of it after the loop was found was spoken).
     reply_loop: str = ""
@@ -93,6 +94,9 @@ class CallRecord(msgspec.Struct):
     # Model streams cancelled for going quiet, per stage (stt, llm_first_token, llm_token_gap,
     # tts_first_chunk, tts_chunk_gap).
     model_timeouts: dict[str, int] = {}
+    # Replies moved to the fallback language model (the primary failed, was late or its
+    # breaker was open).
+    llm_fallbacks: int = 0
 
     def count_timeout(self, stage: str) -> None:
         self.model_timeouts[stage] = self.model_timeouts.get(stage, 0) + 1

@@ -15,7 +15,9 @@ from collections.abc import AsyncIterator, Callable
 
 import numpy as np
 
+from theo_ray.conversation.llm_chain import llm_deltas
 from theo_ray.conversation.model_client import ModelClient
+from theo_ray.conversation.records import CallRecord
 from theo_ray.conversation.reply import Reply
 from theo_ray.conversation.settings import ConversationSettings
 from theo_ray.conversation.stream_deadline import within_deadlines
@@ -32,6 +34,7 @@ class ReplyPipeline:
     def __init__(
         self,
         session_id: str,
+        record: CallRecord,
         models: ModelClient,
         playback: PlaybackPort,
         settings: ConversationSettings,
@@ -42,6 +45,7 @@ class ReplyPipeline:
         on_audible: Callable[[Reply], None],
     ) -> None:
         self.session_id = session_id
+        self.record = record
         self.models = models
         self.playback = playback
         self.settings = settings
@@ -62,11 +66,7 @@ class ReplyPipeline:
         turn = reply.turn
         guard = RepetitionGuard(self.settings.turn.repetition_guard)
         meta = BracketFilter()
-        reply.llm_stream = self.models.generate(request)
-        limits = self.settings.timeouts
-        deltas = within_deadlines(
-            reply.llm_stream, limits.llm_first_token_s, limits.llm_token_gap_s, "llm_first_token", "llm_token_gap"
-        )
+        deltas = llm_deltas(self.models, reply, request, self.settings.timeouts, self.record)
         try:
             async for delta in deltas:
                 if delta.text:

@@ -51,6 +51,9 @@ class ModelTimeoutSettings(msgspec.Struct, **_STRICT):
 
     stt_s: float = 15.0  # a whole transcription (final or partial)
     llm_first_token_s: float = 12.0
+    # With `llm.fallback` configured: the first token the primary model gets before the reply
+    # goes to the fallback model (its own first token then has llm_first_token_s).
+    llm_fallback_after_s: float = 3.0
     llm_token_gap_s: float = 6.0
     tts_first_chunk_s: float = 10.0
     tts_chunk_gap_s: float = 6.0

@@ -16,6 +16,15 @@ from theo_ray.messages import TraceContext
 NO_SPEECH_MAX = 0.8  # Whisper hallucinates on near-silence: drop segments it itself doubts
 
 
+class SpeechToTextFailed(Exception):
+    """A final transcription failed or timed out (STT down or stuck): the turn machine says
+    "please repeat" once, and after `consecutive` >= 2 the emergency phrase and a human."""
+
+    def __init__(self, why: str, consecutive: int) -> None:
+        super().__init__(why)
+        self.consecutive = consecutive
+
+
 class Transcriber:
     def __init__(
         self, models: ModelClient, timeout_s: float, record: CallRecord, trace: Callable[[], TraceContext]
@@ -24,9 +33,12 @@ class Transcriber:
         self._timeout_s = timeout_s
         self._record = record
         self._trace = trace
+        self.final_failures = 0  # in a row
 
-    async def transcribe(self, audio: np.ndarray) -> str:
-        """The text of `audio` (16 kHz int16); "" when nothing was said or STT failed (counted)."""
+    async def transcribe(self, audio: np.ndarray, final: bool = False) -> str:
+        """The text of `audio` (16 kHz int16); "" when nothing was said. A failure (counted)
+        gives "" for a partial and raises SpeechToTextFailed for a `final` transcript: an
+        empty final would be taken for noise, and the caller would never be answered."""
         try:
             segments = await asyncio.wait_for(
                 self._models.transcribe(audio, prompt="", trace=self._trace()), self._timeout_s
@@ -35,9 +47,16 @@ class Transcriber:
             raise
         except asyncio.TimeoutError:
             self._record.count_timeout("stt")
-            self._record.errors.append(f"stt: nothing for {self._timeout_s:.1f} s")
-            return ""
+            return self._failed(f"stt: nothing for {self._timeout_s:.1f} s", final)
         except Exception as exc:
-            self._record.errors.append(f"stt: {type(exc).__name__}: {exc}")
-            return ""
+            return self._failed(f"stt: {type(exc).__name__}: {exc}", final)
+        if final:
+            self.final_failures = 0
         return " ".join(s.text for s in segments if s.no_speech_prob < NO_SPEECH_MAX).strip()
+
+    def _failed(self, why: str, final: bool) -> str:
+        self._record.errors.append(why)
+        if not final:
+            return ""
+        self.final_failures += 1
+        raise SpeechToTextFailed(why, self.final_failures)

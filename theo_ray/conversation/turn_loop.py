@@ -31,6 +31,7 @@ from theo_ray.conversation.call_control import CallControl
 from theo_ray.conversation.cues import Cues
 from theo_ray.conversation.echo_gate import EchoGate
 from theo_ray.conversation.line_level import LineLevel
+from theo_ray.conversation.llm_chain import LanguageModelsDown
 from theo_ray.conversation.model_client import ModelClient
 from theo_ray.conversation.phrase_book import PhraseBook
 from theo_ray.conversation.records import BargeInRecord, CallRecord, TurnRecord
@@ -38,7 +39,7 @@ from theo_ray.conversation.reply import Reply
 from theo_ray.conversation.reply_pipeline import ReplyPipeline
 from theo_ray.conversation.settings import ConversationSettings
 from theo_ray.conversation.stream_deadline import ModelStreamTimeout
-from theo_ray.conversation.transcriber import Transcriber
+from theo_ray.conversation.transcriber import SpeechToTextFailed, Transcriber
 from theo_ray.conversation.turn_spans import TurnTracer
 from theo_ray.conversation.turn_state import StateChange, TurnState
 from theo_ray.conversation.user_turn import TurnEnded, UserTurnTracker
@@ -111,7 +112,7 @@ class TurnLoop:
             settings, self.tools, self.memory, control, self.record, self.playback, phrases, clock, self._next_mark,
         )
         self.pipeline = ReplyPipeline(
-            session_id, models, self.playback, settings, clock, self.tracer.context, self._next_mark,
+            session_id, self.record, models, self.playback, settings, clock, self.tracer.context, self._next_mark,
             accept_tool=self.actions.accept, on_audible=self._on_audible,
         )
         self._last_sound_at = clock()  # the last instant either side made a sound
@@ -354,6 +355,7 @@ class TurnLoop:
                 return  # its streams were cancelled on purpose (barge-in, caller went on)
             if isinstance(exc, ModelStreamTimeout):
                 self.record.count_timeout(exc.stage)
+            if isinstance(exc, (ModelStreamTimeout, LanguageModelsDown, SpeechToTextFailed)):
                 log.warning("%s: reply %d: %s", self.session_id, turn.index, exc)
             else:
                 log.exception("reply failed")
@@ -362,7 +364,10 @@ class TurnLoop:
             if filler is not None:
                 filler.cancel()  # before the emergency phrase: no filler may follow it
             self._finish_reply(reply)
-            await self.actions.emergency("technical_problem")
+            if isinstance(exc, SpeechToTextFailed) and exc.consecutive < 2:
+                await self.actions.ask_to_repeat()  # once: a lost request is not yet STT down
+            else:
+                await self.actions.emergency("technical_problem")
         finally:
             if filler is not None:
                 filler.cancel()

@@ -147,7 +147,7 @@ class UserTurnTracker:
         self._speech_ms_in_turn += self.vad.speech_ms
         if over_agent:
             # A burst over the agent: transcribe it for the barge-in controller's verdict.
-            utt.final_task = asyncio.create_task(self.transcriber.transcribe(utt.audio()))
+            utt.final_task = asyncio.create_task(self.transcriber.transcribe(utt.audio(), final=True))
             return
         if self.sequential:
             return  # the batch baseline transcribes once the turn has ended (final_text)
@@ -156,7 +156,7 @@ class UserTurnTracker:
         audio = utt.audio()
         if utt.partial_task is not None and not utt.partial_task.done():
             utt.partial_task.cancel()
-        utt.final_task = asyncio.create_task(self.transcriber.transcribe(audio))
+        utt.final_task = asyncio.create_task(self.transcriber.transcribe(audio, final=True))
         utt.final_task.add_done_callback(lambda _t: self.recheck(utt))
         if self.smart_turn is not None:
             utt.turn_prob_task = asyncio.create_task(self.smart_turn.predict_async(audio[-8 * RATE :]))
@@ -196,7 +196,7 @@ class UserTurnTracker:
         utt.final_task = None
         if not self.vad.speaking:
             utt.speech_end_at = self._speech_end_at(self.clock())
-            utt.final_task = asyncio.create_task(self.transcriber.transcribe(utt.audio()))
+            utt.final_task = asyncio.create_task(self.transcriber.transcribe(utt.audio(), final=True))
 
     def start_new_turn(self) -> None:
         """A reply started: the next long caller turn may get its own "uhum"."""
@@ -307,6 +307,6 @@ class UserTurnTracker:
         pass per turn). The sequential baseline never started one: it transcribes the whole
         utterance once the turn has ended, as a batch pipeline does."""
         if utt.final_task is None or utt.final_task.cancelled():
-            utt.final_task = asyncio.create_task(self.transcriber.transcribe(utt.audio()))
+            utt.final_task = asyncio.create_task(self.transcriber.transcribe(utt.audio(), final=True))
         waited_from = self.clock()
         return FinalTranscript(await utt.final_task, waited_from)

@@ -141,6 +141,7 @@ class CallPlane:
                 msgspec.structs.replace(cfg.call, warm_pool_size=self.warm_pool_size, use_ami=self.use_ami),
                 self.media, self.conversation, str(cfg.model_cache()), self.handles,
                 cfg.tts.voice if self.handles is not None else "", self.gateway_names[0], ami_name,
+                (cfg.llm.breaker_failures, cfg.llm.breaker_open_s),
             )
             stats = await self.supervisor.start.remote()
             say(f"  ready in {time.perf_counter() - started:.1f} s ({stats.warm} warm CallActors)")

@@ -16,6 +16,7 @@ from theo_ray.messages import ChatMessage, GenerateRequest
 from theo_ray.model_handles import ModelHandles as ModelHandles
 
 STT_APP, LLM_APP, TTS_APP = "theo-stt", "theo-llm", "theo-tts"
+LLM_FALLBACK_APP = "theo-llm-fallback"  # only with `llm.fallback` configured
 APPS = {"stt": (STT_APP, "SpeechToText"), "llm": (LLM_APP, "LanguageModel"), "tts": (TTS_APP, "TextToSpeech")}
 
 
@@ -59,43 +60,55 @@ def call_prompt_start(config: TheoConfig) -> GenerateRequest:
 def build_application(kind: str, config: TheoConfig):
     cache = str(config.model_cache())
     if kind == "stt":
-        from deployments.speech_to_text import SpeechToText
+        from theo_ray.deployments.speech_to_text import SpeechToText
 
         return SpeechToText.options(**deployment_options(config.stt.deployment)).bind(config.stt, cache)
-    if kind == "llm":
-        from deployments.language_model import LanguageModel
+    if kind in ("llm", "llm_fallback"):
+        from theo_ray.deployments.language_model import LanguageModel
 
-        return LanguageModel.options(**deployment_options(config.llm.deployment)).bind(
-            config.llm, cache, call_prompt_start(config)
-        )
+        llm = config.llm if kind == "llm" else config.llm.fallback
+        if llm is None:
+            raise ValueError("llm_fallback: no llm.fallback configured")
+        return LanguageModel.options(**deployment_options(llm.deployment)).bind(llm, cache, call_prompt_start(config))
     if kind == "tts":
-        from deployments.text_to_speech import TextToSpeech
+        from theo_ray.deployments.text_to_speech import TextToSpeech
 
         return TextToSpeech.options(**deployment_options(config.tts.deployment)).bind(config.tts, cache)
     raise ValueError(f"unknown model kind {kind!r}")
 
 
 def deploy_models(
-    config: TheoConfig, kinds: tuple[str, ...] = ("stt", "llm", "tts"), say: Callable[[str], None] = print
+    config: TheoConfig, kinds: tuple[str, ...] | None = None, say: Callable[[str], None] = print
 ) -> ModelHandles:
-    """Deploy (or update) the model applications and wait until each is running."""
+    """Deploy (or update) the model applications (default: all, the fallback LLM too when
+    configured) and wait until each is running."""
     from ray import serve
+
+    if kinds is None:
+        kinds = ("stt", "llm", "tts") + (("llm_fallback",) if config.llm.fallback is not None else ())
 
     serve.start(http_options={"host": "127.0.0.1", "port": 8000}, proxy_location="Disabled")
     for kind in kinds:
-        app_name, _ = APPS[kind]
+        app_name = LLM_FALLBACK_APP if kind == "llm_fallback" else APPS[kind][0]
+        backend = config.llm.fallback.backend if kind == "llm_fallback" and config.llm.fallback else getattr(config, kind).backend
         started = time.perf_counter()
-        say(f"deploying {app_name} ({getattr(config, kind).backend}) ...")
+        say(f"deploying {app_name} ({backend}) ...")
         serve.run(build_application(kind, config), name=app_name, route_prefix=None)
         say(f"  {app_name} running after {time.perf_counter() - started:.1f} s")
     return model_handles()
 
 
-def model_handles() -> ModelHandles:
+def model_handles(with_fallback: bool | None = None) -> ModelHandles:
+    """Handles to the three applications, and to the fallback LLM when it runs
+    (`with_fallback` None: when Serve lists it)."""
     from ray import serve
 
+    if with_fallback is None:
+        with_fallback = LLM_FALLBACK_APP in running_apps()
+    fallback = serve.get_deployment_handle("LanguageModel", app_name=LLM_FALLBACK_APP) if with_fallback else None
     return ModelHandles(
-        **{kind: serve.get_deployment_handle(deployment, app_name=app) for kind, (app, deployment) in APPS.items()}
+        **{kind: serve.get_deployment_handle(deployment, app_name=app) for kind, (app, deployment) in APPS.items()},
+        llm_fallback=fallback,
     )
 
 
@@ -110,7 +123,10 @@ def running_apps() -> set[str]:
 
 def ensure_models_deployed(config: TheoConfig, say: Callable[[str], None] = print) -> ModelHandles:
     """Deploy the model applications that are not running yet; return handles to all three."""
-    missing = tuple(kind for kind, (app, _) in APPS.items() if app not in running_apps())
+    running = running_apps()
+    missing = tuple(kind for kind, (app, _) in APPS.items() if app not in running)
+    if config.llm.fallback is not None and LLM_FALLBACK_APP not in running:
+        missing += ("llm_fallback",)
     if missing:
         return deploy_models(config, missing, say)
     return model_handles()

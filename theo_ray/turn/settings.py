@@ -130,6 +130,10 @@ class ToolSettings(msgspec.Struct, forbid_unknown_fields=True):
 
 class FillerSettings(msgspec.Struct, forbid_unknown_fields=True):
     delay_ms: int = 500  # play a filler when the first audio is not ready after this
+    # Still nothing this long after a filler ended (a slow or failing-over model): another,
+    # different filler, up to max_per_reply in all, so a long wait is never dead air.
+    repeat_after_ms: int = 1200
+    max_per_reply: int = 2
 
 
 class TurnSettings(msgspec.Struct, forbid_unknown_fields=True):
