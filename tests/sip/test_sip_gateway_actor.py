@@ -113,10 +113,16 @@ async def test_theo_status_lists_each_shard_with_its_state(ray_local, capsys):
     gateway = SipGatewayActor.options(name=name).remote(SipSettings(port=free_port()), "nobody", name)
     try:
         listen = await gateway.ready.remote()
+        # A stranger's INVITE: its 403 is counted and shown by reason in the shard's row.
+        from tests.sip.raw_sip import send_and_read_final
+
+        status_line = await asyncio.to_thread(send_and_read_final, "INVITE", listen[0].port, source="127.0.0.2")
+        assert " 403 " in status_line
         await asyncio.get_running_loop().run_in_executor(None, _print_shards, config_from_mapping({}))
         out = capsys.readouterr().out
         row = next(line for line in out.splitlines() if "status-test" in line)
         assert "listening" in row and str(listen[0].port) in row, out
+        assert "rejected_403" in out and "refused (by" in out, out
         status = await gateway.status.remote()
         assert status.state == "listening" and status.pid > 0 and status.restarts == 0
     finally:

@@ -118,16 +118,22 @@ def _print_shards(config: TheoConfig) -> None:
     )
     if not names:
         return
-    shards = Table("SIP shard", "state", "pid", "listening on", "calls", "restarts", "last crash")
+    from theo_ray.sip.stats import refusals
+
+    shards = Table("SIP shard", "state", "pid", "listening on", "calls", "restarts", "refused (by reason)",
+                   "last crash")
     for name in names:
         try:
-            status = ray.get(ray.get_actor(name, namespace=namespace).status.remote(), timeout=5)
+            actor = ray.get_actor(name, namespace=namespace)
+            status = ray.get(actor.status.remote(), timeout=5)
+            counted = refusals(ray.get(actor.stats.remote(), timeout=5))
         except Exception as exc:  # noqa: BLE001 - a shard that does not answer is shown as such
-            shards.add_row(name, "unreachable", "-", "-", "-", "-", type(exc).__name__)
+            shards.add_row(name, "unreachable", "-", "-", "-", "-", "-", type(exc).__name__)
             continue
         where = ", ".join(f"{a.transport}:{a.host}:{a.port}" for a in status.addresses) or "-"
+        refused = ", ".join(f"{reason} {n}" for reason, n in counted.items()) or "none"
         shards.add_row(name, status.state, str(status.pid or "-"), where, str(status.active_calls),
-                       str(status.restarts), status.last_crash[:120] or "-")
+                       str(status.restarts), refused, status.last_crash[:120] or "-")
     console.print(shards)
 
 

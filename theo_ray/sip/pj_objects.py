@@ -77,6 +77,7 @@ class GatewayCall(pj.Call):
         self.delayed_offer = False  # INVITE without SDP: Theo offers, the ACK answers
         self.reoffered = False  # Theo offered in a re-INVITE's 2xx: the ACK answers
         self.invite_text = ""  # the initial INVITE as received (DialogRelease builds on it)
+        self.source_host = ""  # the INVITE's source address (admission counts calls per source)
         self.nonce = next(_NONCES)  # tells this call from a later one in the same pjsua slot
         self.confirmed = False
         self.setup_failed = False

@@ -7,6 +7,7 @@ from typing import Literal
 import msgspec
 
 from theo_ray.errors import ConfigError
+from theo_ray.sip.admission import AdmissionSettings
 
 # pjsua.h's default, which the pjsua2-python 2.15.1 wheel keeps (measured, see max_calls).
 PJSUA_MAX_CALLS = 4
@@ -44,6 +45,9 @@ class SipSettings(msgspec.Struct, forbid_unknown_fields=True):
     shards: int = 4
     poll_interval_ms: int = 5  # longest a command from asyncio waits for the SIP thread
     log_level: int = 1  # pjsip log verbosity (0 silent .. 5 all messages)
+    # INVITE rate and concurrent calls per source and per shard, refused with 503 +
+    # Retry-After (theo_ray/sip/admission.py).
+    admission: AdmissionSettings = msgspec.field(default_factory=AdmissionSettings)
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_calls <= PJSUA_MAX_CALLS:

@@ -16,6 +16,9 @@ class GatewayStats(msgspec.Struct):
     busy_while_free: int = 0  # pjsua's own 486 while Theo held fewer than max_calls calls
     too_large: int = 0  # INVITE cut by the transport or shorter than its Content-Length (513)
     rejected_full: int = 0  # every admitted call slot taken (503 + Retry-After)
+    refused_source_rate: int = 0  # a source over sip.admission.invites_per_s_per_source (503)
+    refused_global_rate: int = 0  # the shard over sip.admission.invites_per_s (503)
+    refused_source_calls: int = 0  # a source holding sip.admission.max_calls_per_source calls (503)
     malformed_invite: int = 0  # a body without Content-Type, no Call-ID (400)
     unsupported_body: int = 0  # a body that is not application/sdp (415)
     delayed_offers: int = 0  # INVITEs without SDP: Theo offered in the 200 OK
@@ -35,6 +38,18 @@ class GatewayStats(msgspec.Struct):
     active_calls: int = 0
     # INVITE received -> 200 OK sent, milliseconds, most recent calls last (bounded).
     answer_ms: list[float] = msgspec.field(default_factory=list)
+
+
+REFUSAL_COUNTERS = (
+    "rejected_403", "rejected_full", "refused_source_rate", "refused_global_rate", "refused_source_calls",
+    "too_large", "malformed_invite", "malformed_sdp", "unsupported_body", "no_common_codec", "duplicate_session",
+    "rejected_by_stack", "refused_methods", "setup_failed", "ack_timeouts",
+)
+
+
+def refusals(stats: GatewayStats) -> dict[str, int]:
+    """The refusal counters that are not zero, by name (for `theo status`)."""
+    return {name: getattr(stats, name) for name in REFUSAL_COUNTERS if getattr(stats, name)}
 
 
 def add_stats(total: GatewayStats, more: GatewayStats) -> GatewayStats:

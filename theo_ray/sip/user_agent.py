@@ -32,8 +32,9 @@ from theo_ray.sip.datagram_record import DatagramRecord, summarise_rx
 from theo_ray.sip.dialog_events import DialogEvents
 from theo_ray.sip.dialog_release import local_tag_from_tx, send_release
 from theo_ray.sip.endpoint_setup import account_config, start_endpoint
-from theo_ray.sip.invite import PeerFilter, parse_invite
-from theo_ray.sip.invite_screen import Refusal, screen_invite
+from theo_ray.sip.admission import AdmissionControl
+from theo_ray.sip.invite import PeerFilter, parse_invite, source_host
+from theo_ray.sip.invite_screen import Admitted, Refusal, screen_invite
 from theo_ray.sip.messages import CallSetup, MediaAnswer, RemoteMedia
 from theo_ray.sip.pj_objects import (
     GatewayAccount,
@@ -72,6 +73,9 @@ class SipUserAgent(DialogEvents):
         self._router = router
         self._clock = clock
         self._peers = PeerFilter(settings.allowed_peers)
+        self._admission = AdmissionControl(settings.admission, settings.max_calls, settings.retry_after_s)
+        self._quiet_until = 0.0  # refusal logging: one line a second at most during a flood
+        self._unlogged = 0
         self._media_family = 6 if ":" in settings.host else 4
         self._preference = list(settings.codec_preference)  # narrowed to pjsua's codecs at start
         self._stats = GatewayStats()
@@ -211,17 +215,24 @@ class SipUserAgent(DialogEvents):
         self._calls[call.pj_id] = call
         pj_id, nonce = call.pj_id, call.nonce
         source = prm.rdata.srcAddress
-        verdict = screen_invite(
-            prm.rdata.wholeMsg, source, self._peers, self._preference,
-            media_family=self._media_family,
-            free_slots=self.settings.max_calls - len(self._sessions),
-            retry_after_s=self.settings.retry_after_s,
-        )
+        host = source_host(source)
+        verdict: Refusal | Admitted | None = None
+        if self._peers.allows(host):  # strangers get their 403 below and spend no one's tokens
+            calls_from_host = sum(1 for c in self._sessions.values() if c.source_host == host)
+            verdict = self._admission.check(host, invite_at, calls_from_host)
+        if verdict is None:
+            verdict = screen_invite(
+                prm.rdata.wholeMsg, source, self._peers, self._preference,
+                media_family=self._media_family,
+                free_slots=self.settings.max_calls - len(self._sessions),
+                retry_after_s=self.settings.retry_after_s,
+            )
         if isinstance(verdict, Refusal):
             setattr(self._stats, verdict.counter, getattr(self._stats, verdict.counter) + 1)
-            log.warning("INVITE from %s refused with %d: %s", source, verdict.code, verdict.detail[:200])
+            self._log_refusal(source, verdict, invite_at)
             self._pj.submit(lambda: self._reject_id(pj_id, nonce, verdict.code, verdict.headers))
             return
+        call.source_host = host
         info = verdict.info
         call.invite_text = prm.rdata.wholeMsg
         session_id = info.session_header or info.call_id
@@ -257,6 +268,15 @@ class SipUserAgent(DialogEvents):
             self._pj.submit(lambda: self._ring_id(pj_id, nonce))
         # Only plain data crosses to the loop: pjsua2 objects must die on this thread.
         self._spawn(self._open(call.pj_id, call.setup), opening=session_id)
+
+    def _log_refusal(self, source: str, verdict: Refusal, now: float) -> None:
+        """One line per refusal, but at most one a second in a flood (the rest are counted)."""
+        if now < self._quiet_until:
+            self._unlogged += 1
+            return
+        more = f" ({self._unlogged} more refused in the last second)" if self._unlogged else ""
+        log.warning("INVITE from %s refused with %d: %s%s", source, verdict.code, verdict.detail[:200], more)
+        self._quiet_until, self._unlogged = now + 1.0, 0
 
     def _placeholder_remote(self) -> RemoteMedia:
         """The media of a delayed-offer call until the ACK brings the caller's answer:
