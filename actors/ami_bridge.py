@@ -15,6 +15,7 @@ from __future__ import annotations
 import ray
 
 from theo_ray.asterisk.ami_client import AmiClient
+from theo_ray.asterisk.errors import AmiAuthenticationFailed
 from theo_ray.asterisk.results import AmiActionResult, AmiHealth, AmiStats, ChannelInfo
 from theo_ray.asterisk.settings import AsteriskSiteSettings, resolve_ami_secret
 from theo_ray.asterisk.transfer import AmiTransferrer, TransferResult, routes_from_settings
@@ -27,17 +28,34 @@ class AmiBridge:
         if secret is None:
             raise ConfigError(settings.ami.secret_env, "AMI secret not set (environment or ami.secret_file)")
         self._settings = settings
-        self._client = AmiClient(settings.ami, secret)
+        # From theo.host (or ami.source_address): the manager.conf `permit=` Theo renders names
+        # that address, and a PBX sharing an interface with Theo would otherwise see another.
+        self._client = AmiClient(settings.ami, secret, source_address=settings.ami_source_address())
         self._transferrer = AmiTransferrer(self._client, routes_from_settings(settings.dialplan))
         self._started = False
 
     async def start(self) -> AmiHealth:
-        """Connect (in the background) and wait up to connect_timeout_s for the first login."""
+        """Connect (in the background) and wait up to connect_timeout_s for the first login.
+
+        A login the PBX refuses (wrong secret, or its `permit=` ACL: Asterisk answers both
+        "Authentication failed") raises AmiAuthenticationFailed and stops retrying, so that
+        `theo up` fails loudly instead of reporting a plane that cannot transfer anyone.
+        A PBX that does not answer yet is not an error here: the health says so, and the
+        client keeps reconnecting with backoff."""
         if not self._started:
             self._started = True
             await self._client.start()
             await self._client.wait_logged_in(self._settings.ami.connect_timeout_s)
-        return self._client.health()
+        health = self._client.health()
+        if not health.logged_in and self._client.stats().login_failures:
+            await self.stop()
+            ami = self._settings.ami
+            raise AmiAuthenticationFailed(
+                ami.username,
+                f"the PBX at {ami.host} refused the login (secret, or manager.conf permit= does not list "
+                f"{self._settings.ami_source_address() or 'this host'})",
+            )
+        return health
 
     async def stop(self) -> None:
         await self._client.stop()

@@ -195,6 +195,10 @@ class FakeAsteriskAmi:
 
     # ------------------------------------------------------------------ protocol
 
+    def peer_hosts(self) -> list[str]:
+        """The source address of every connection open now."""
+        return [s.writer.get_extra_info("peername")[0] for s in self._sessions]
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         self._tasks.add(task)

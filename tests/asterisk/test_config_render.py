@@ -191,10 +191,27 @@ def test_secret_from_secrets_file(tmp_path):
 
 
 def test_ami_over_tls(tmp_path):
-    _, files = render(tmp_path, overrides=["ami.tls=true"])
+    _, files = render(tmp_path, overrides=["ami.tls=true", "ami.host=10.20.0.2"])
     general = parse_conf(files["manager.conf"].read_text())[0]
-    assert general.get("tlsenable") == "yes" and general.get("tlsbindaddr") == "0.0.0.0:5039"
+    assert general.get("tlsenable") == "yes" and general.get("tlsbindaddr") == "10.20.0.2:5039"
     assert general.get("bindaddr") == "127.0.0.1"
+
+
+def test_ami_listens_on_the_pbx_address_not_every_interface(tmp_path):
+    general = parse_conf(render(tmp_path, overrides=["ami.host=10.20.0.2"])[1]["manager.conf"].read_text())[0]
+    assert general.get("bindaddr") == "10.20.0.2"
+    general = parse_conf(render(tmp_path, overrides=["ami.host=10.20.0.2", "ami.bind_address=10.30.0.2"])[1][
+        "manager.conf"].read_text())[0]
+    assert general.get("bindaddr") == "10.30.0.2"
+    with pytest.raises(ConfigError) as info:
+        render(tmp_path, overrides=["ami.host=pbx.example.net"])
+    assert info.value.key == "ami.bind_address"
+
+
+def test_ami_permit_takes_a_json_list_on_the_command_line(tmp_path):
+    _, files = render(tmp_path, overrides=['ami.permit=["10.20.0.5/32", "10.20.1.0/24"]'])
+    user = next(s for s in parse_conf(files["manager.conf"].read_text()) if s.name == "theo")
+    assert user.get_all("permit") == ["10.20.0.5/32", "10.20.1.0/24"]
 
 
 def test_rtp_range(tmp_path):

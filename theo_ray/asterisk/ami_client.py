@@ -71,6 +71,7 @@ class AmiClient:
         *,
         clock: Callable[[], float] = time.monotonic,
         ssl_context: ssl.SSLContext | None = None,
+        source_address: str | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock
@@ -83,6 +84,7 @@ class AmiClient:
             self._on_event,
             clock,
             ssl_context if ssl_context is not None else ssl_context_for(settings),
+            source_address,
         )
         self._final = FinalActions(settings.remembered_sessions)
 

@@ -44,8 +44,10 @@ class AmiConnection:
         on_event: Callable[[Message], None],
         clock: Callable[[], float],
         ssl_context: ssl.SSLContext | None,
+        source_address: str | None = None,
     ) -> None:
         self._settings = settings
+        self._source_address = source_address  # bound before connecting: the PBX's permit= sees it
         self._secret = secret
         self._stats = stats  # the client's: one AmiStats for connection and actions
         self._on_event = on_event
@@ -205,6 +207,7 @@ class AmiConnection:
             stats=self._stats,
             on_event=self._on_event,
             on_lost=self._on_lost,
+            source_address=self._source_address,
         )
         self._manager = manager
         await manager.open(settings.connect_timeout_s)

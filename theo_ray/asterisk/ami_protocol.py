@@ -127,8 +127,11 @@ class TheoAmiManager(Manager):
         stats: AmiStats,
         on_event: Callable[[Message], None],
         on_lost: Callable[[Exception | None], None],
+        source_address: str | None = None,
     ) -> None:
         super().__init__(host=host, port=port, ssl=ssl, encoding="utf8", events="on")
+        # panoramisk's own connect has no local address; open() below is Theo's and binds it.
+        self._local_addr = (source_address, 0) if source_address else None
         self.stats = stats
         self._on_event = on_event
         self._on_lost = on_lost
@@ -151,6 +154,7 @@ class TheoAmiManager(Manager):
                 self.config["host"],
                 self.config["port"],
                 ssl=self.config["ssl"],
+                local_addr=self._local_addr,
             ),
             timeout_s,
         )

@@ -233,12 +233,15 @@ def _manager_values(settings: AsteriskSiteSettings, secret: str | None) -> dict[
     if not ami.permit and theo_net is None:
         raise ConfigError("ami.permit", f"theo.host {settings.theo.host!r} is a name: list Theo's address(es) here")
     permits = ami.permit or [theo_net]
+    bind = ami.bind_address or ami.host
+    if _host_network(bind) is None:
+        raise ConfigError("ami.bind_address", f"ami.host {ami.host!r} is a name: set the PBX's AMI address here")
     if ami.tls:
         tls_lines = "\n".join(
             [
                 "; AMI over TLS for Theo (GAP 22); the plain port above only serves local tools.",
                 "tlsenable=yes",
-                f"tlsbindaddr={_uri_host(ami.bind_address)}:{ami.tls_port}",
+                f"tlsbindaddr={_uri_host(bind)}:{ami.tls_port}",
                 f"tlscertfile={ami.tls_cert_file}",
                 f"tlsprivatekey={ami.tls_key_file}",
             ]
@@ -246,7 +249,7 @@ def _manager_values(settings: AsteriskSiteSettings, secret: str | None) -> dict[
         plain_bind = "127.0.0.1"
     else:
         tls_lines = "; AMI without TLS: keep Theo and the PBX on a private network (see README)."
-        plain_bind = ami.bind_address
+        plain_bind = bind
     return {
         "ami_port": ami.port,
         "ami_plain_bind_address": plain_bind,

@@ -22,6 +22,7 @@ from theo_ray.errors import ConfigError
 # ';' starts a comment there, so every rendered string is constrained by a pattern.
 Host = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9.:\-\[\]]+$", max_length=253)]
 Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$", max_length=64)]
+HostOrEmpty = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9.:\-\[\]]*$", max_length=253)]
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 Cidr = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Fa-f.:]+(/[0-9.]+)?$", max_length=64)]
 FilePath = Annotated[str, msgspec.Meta(pattern=r"^[^\s;]*$", max_length=512)]
@@ -107,13 +108,19 @@ class AmiSettings(msgspec.Struct, forbid_unknown_fields=True):
     tls_cert_file: FilePath = "/etc/asterisk/keys/asterisk.crt"
     tls_key_file: FilePath = "/etc/asterisk/keys/asterisk.key"
     tls_ca_file: FilePath = ""  # CA Theo trusts for the AMI certificate; empty = system CAs
-    bind_address: Host = "0.0.0.0"
+    # Where the PBX's AMI listens (manager.conf bindaddr / tlsbindaddr). "" = `host` above,
+    # the PBX address Theo connects to, so the AMI is not open on every interface of the PBX.
+    bind_address: HostOrEmpty = ""
+    # The address Theo's AMI client connects from, so the PBX's `permit=` ACL sees what it
+    # expects. "" = asterisk.theo.host ("0.0.0.0" = whatever the OS picks).
+    source_address: HostOrEmpty = ""
     username: Name = "theo"
     secret_env: Annotated[str, msgspec.Meta(pattern=r"^[A-Z_][A-Z0-9_]*$")] = "THEO_AMI_SECRET"
     secret_file: FilePath = ""
     # Where the PBX reads the secret when it is not known at render time (see README).
     secret_include_file: FilePath = "/etc/asterisk/theo_ami_secret.conf"
     # Networks allowed to log in as this user; empty = only theo.host (needed when that is a name).
+    # On the command line: --set 'ami.permit=["10.0.0.5/32", "10.0.1.0/24"]' (a JSON array).
     permit: list[Cidr] = msgspec.field(default_factory=list)
     connect_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 3.0
     action_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 2.0
@@ -131,6 +138,11 @@ class AsteriskSiteSettings(msgspec.Struct, forbid_unknown_fields=True):
     sip: SipTrunkSettings = msgspec.field(default_factory=SipTrunkSettings)
     dialplan: DialplanSettings = msgspec.field(default_factory=DialplanSettings)
     ami: AmiSettings = msgspec.field(default_factory=AmiSettings)
+
+    def ami_source_address(self) -> str | None:
+        """The local address the AMI client binds before connecting (None: the OS picks)."""
+        source = self.ami.source_address or self.theo.host
+        return None if source in ("", "0.0.0.0", "::") else source.strip("[]")
 
     def __post_init__(self) -> None:
         if self.pbx.rtp_port_start >= self.pbx.rtp_port_end:

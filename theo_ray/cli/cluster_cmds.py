@@ -31,9 +31,53 @@ def cmd_up(config: TheoConfig, args: argparse.Namespace) -> int:
 
     from theo_ray.runtime.call_plane import start_call_plane
 
-    asyncio.run(start_call_plane(config, handles, say))
+    from theo_ray.asterisk.errors import AmiAuthenticationFailed
+
+    try:
+        asyncio.run(start_call_plane(config, handles, say))
+    except AmiAuthenticationFailed as exc:
+        return _ami_refused(config, str(exc))
+    if config.call.use_ami:
+        problem = _ami_problem()
+        if problem:
+            return _ami_refused(config, problem)
     say("[green]Theo is up.[/green] `theo status` shows it; `theo down` stops what `theo up` started.")
     return 0
+
+
+def _ami_problem() -> str:
+    """Why the AmiBridge holds no logged-in AMI session ("" when it does)."""
+    import ray
+
+    from theo_ray.actor_names import AMI_BRIDGE
+
+    try:
+        health = ray.get(ray.get_actor(AMI_BRIDGE).health.remote(), timeout=10)
+    except Exception as exc:  # noqa: BLE001 - whatever stops the check is the reason
+        return f"the AMI bridge does not answer ({type(exc).__name__})"
+    return "" if health.logged_in else f"AMI not logged in: {health.reason}"
+
+
+def _ami_refused(config: TheoConfig, problem: str) -> int:
+    """`theo up` with call.use_ami and no AMI session: say so loudly, never "Theo is up".
+
+    The AMI bridge is removed so that the next `theo up` (secret or permit fixed) starts a
+    fresh one instead of finding this one by name."""
+    import ray
+
+    from theo_ray.actor_names import AMI_BRIDGE
+
+    try:
+        ray.kill(ray.get_actor(AMI_BRIDGE))
+    except Exception:  # noqa: BLE001 - already gone
+        pass
+    ami = config.asterisk.ami
+    say(f"[bold red]Theo is NOT up: call.use_ami is on and {problem}.[/bold red]\n"
+        f"  Transfers and hang-ups go through AMI at {ami.host}:{ami.tls_port if ami.tls else ami.port} "
+        f"as '{ami.username}'. Check {ami.secret_env} (or asterisk.ami.secret_file) against manager.conf, "
+        f"and that its permit= lists the address Theo connects from "
+        f"({config.asterisk.ami_source_address() or 'any'}). `theo down` stops what was started.")
+    return 1
 
 
 def cmd_down(config: TheoConfig, args: argparse.Namespace) -> int:
