@@ -21,9 +21,9 @@ SITE = [
 ]
 
 
-def render(tmp_path, overrides=(), environ=None):
+def render(tmp_path, overrides=(), environ=None, include_secret=True):
     settings = load_site_settings(None, [*SITE, *overrides])
-    paths = render_asterisk_config(settings, tmp_path / "out", environ=environ or {})
+    paths = render_asterisk_config(settings, tmp_path / "out", environ=environ or {}, include_secret=include_secret)
     return settings, {p.name: p for p in paths}
 
 
@@ -185,9 +185,32 @@ def test_secret_with_a_backslash_is_refused(tmp_path):
 def test_secret_from_secrets_file(tmp_path):
     secret_file = tmp_path / "ami_secret"
     secret_file.write_text("from-file\n")
+    secret_file.chmod(0o600)
     _, files = render(tmp_path, overrides=[f"ami.secret_file={secret_file}"])
     user = next(s for s in parse_conf(files["manager.conf"].read_text()) if s.name == "theo")
     assert user.get("secret") == "from-file"
+
+
+def test_a_world_readable_secret_file_is_refused(tmp_path):
+    secret_file = tmp_path / "ami_secret"
+    secret_file.write_text("from-file\n")
+    secret_file.chmod(0o644)
+    with pytest.raises(ConfigError, match="readable or writable by every user") as info:
+        render(tmp_path, overrides=[f"ami.secret_file={secret_file}"])
+    assert info.value.key == "ami.secret_file"
+
+
+@pytest.mark.parametrize("secret", ["mysecret", "amp111", "Password", "changeme"])
+def test_a_well_known_default_secret_is_refused(tmp_path, secret):
+    with pytest.raises(ConfigError, match="well-known default") as info:
+        render(tmp_path, environ={"THEO_AMI_SECRET": secret})
+    assert info.value.key == "THEO_AMI_SECRET"
+
+
+def test_the_secret_is_rendered_only_when_asked(tmp_path):
+    _, files = render(tmp_path, environ={"THEO_AMI_SECRET": "p4ss;word-not-asked"}, include_secret=False)
+    text = files["manager.conf"].read_text()
+    assert "p4ss" not in text and "#include /etc/asterisk/theo_ami_secret.conf" in text
 
 
 def test_ami_over_tls(tmp_path):

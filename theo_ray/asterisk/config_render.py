@@ -51,19 +51,21 @@ def render_asterisk_config(
     *,
     templates_dir: str | Path | None = None,
     environ: dict[str, str] | None = None,
+    include_secret: bool = False,
 ) -> list[Path]:
     """Write the rendered files into `out_dir` (created if needed) and return their paths.
 
-    The AMI secret is written into manager.conf only when it is available from the
-    environment/secrets file now; otherwise manager.conf `#include`s
-    `ami.secret_include_file`, which the admin creates on the PBX (see asterisk/README.md).
+    The AMI secret is written into manager.conf only when asked (`include_secret`,
+    `theo asterisk-config --with-secret`) and available from the environment/secrets file
+    now; otherwise manager.conf `#include`s `ami.secret_include_file`, which the admin
+    creates on the PBX (see asterisk/README.md).
     """
     tdir = Path(templates_dir) if templates_dir is not None else default_templates_dir()
     if not tdir.is_dir():
         raise ConfigError("templates_dir", f"{tdir} is not a directory")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    secret = resolve_ami_secret(settings.ami, environ)
+    secret = resolve_ami_secret(settings.ami, environ) if include_secret else None
     texts = {
         "pjsip.conf": _render(tdir, "pjsip.conf.tmpl", _pjsip_values(settings, tdir)),
         "extensions.conf": _render(tdir, "extensions.conf.tmpl", _extensions_values(settings, tdir)),

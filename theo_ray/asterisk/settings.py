@@ -11,6 +11,7 @@ secret), see `resolve_ami_secret`.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -159,17 +160,42 @@ class AsteriskSiteSettings(msgspec.Struct, forbid_unknown_fields=True):
             raise ConfigError("ami.unhealthy_after_s", "must be longer than ami.ping_interval_s")
 
 
+# Secrets shipped in samples, distributions and tutorials (Asterisk's sample manager.conf,
+# FreePBX's AMPMGRPASS, the usual placeholders): an AMI account that can move or drop every
+# call on the PBX must not use one. Compared without case.
+KNOWN_DEFAULT_SECRETS = frozenset({
+    "mysecret", "amp111", "amp109", "secret", "password", "passw0rd", "admin", "administrator", "manager",
+    "asterisk", "changeme", "change-me", "changeit", "theo", "1234", "12345", "123456", "12345678",
+    "default", "test", "s3cret", "letmein", "ami", "amipass",
+})
+
+
+def _read_secret_file(path: str) -> str:
+    """The secret file's one line; refused when every user of the host could read it."""
+    try:
+        mode = os.stat(path).st_mode
+        if mode & (stat.S_IROTH | stat.S_IWOTH):
+            raise ConfigError(
+                "ami.secret_file",
+                f"{path} is readable or writable by every user (mode {stat.S_IMODE(mode):04o}): "
+                "chmod 600 (or 640 for a group); Kubernetes secret volumes: defaultMode 0400; "
+                "Docker secrets: mode 0400",
+            )
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError("ami.secret_file", f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
 def resolve_ami_secret(ami: AmiSettings, environ: dict[str, str] | None = None) -> str | None:
     """The AMI secret from the environment, else from the secrets file; None when neither."""
     env = os.environ if environ is None else environ
     value = env.get(ami.secret_env, "")
     if not value and ami.secret_file:
-        try:
-            value = Path(ami.secret_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError("ami.secret_file", f"cannot read {ami.secret_file}: {exc}") from exc
+        value = _read_secret_file(ami.secret_file)
     if not value:
         return None
+    if value.strip().lower() in KNOWN_DEFAULT_SECRETS:
+        raise ConfigError(ami.secret_env, "a well-known default AMI secret: generate one (openssl rand -base64 32)")
     if any(ch in value for ch in "\r\n"):
         raise ConfigError(ami.secret_env, "the AMI secret must be one line")
     if "\\" in value:

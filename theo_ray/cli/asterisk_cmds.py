@@ -45,6 +45,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="KEY=VALUE",
         help="override one setting, e.g. --set theo.host=10.0.0.20 (repeatable; JSON values allowed)",
     )
+    parser.add_argument(
+        "--with-secret",
+        action="store_true",
+        help="write the AMI secret (from ami.secret_env / ami.secret_file) into manager.conf (mode 0640); "
+        "without it manager.conf #includes ami.secret_include_file",
+    )
     parser.add_argument("--templates", type=Path, help="templates directory (default: asterisk/templates)")
     # None: tell Theo's config from a site file by its tables; the main CLI sets True for
     # the file named by --config / THEO_CONFIG.
@@ -55,8 +61,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run_asterisk_config(args: argparse.Namespace) -> int:
     try:
         settings = load_site_settings(args.settings, args.overrides, theo_config=args.settings_is_theo_config)
-        written = render_asterisk_config(settings, args.out, templates_dir=args.templates)
-        has_secret = resolve_ami_secret(settings.ami) is not None
+        written = render_asterisk_config(settings, args.out, templates_dir=args.templates,
+                                         include_secret=args.with_secret)
+        has_secret = args.with_secret and resolve_ami_secret(settings.ami) is not None
     except (ConfigError, OSError) as exc:
         print(f"theo asterisk-config: {exc}", file=sys.stderr)
         return 2
@@ -70,9 +77,11 @@ def run_asterisk_config(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     if not has_secret:
+        env = "$" + settings.ami.secret_env
+        why = f"no AMI secret in {env}" if args.with_secret else f"the AMI secret ({env}) is not rendered"
         print(
-            f"note: no AMI secret in ${settings.ami.secret_env}; manager.conf includes "
-            f"{settings.ami.secret_include_file}, create it on the PBX (asterisk/README.md)",
+            f"note: {why}; manager.conf includes {settings.ami.secret_include_file}, create it on the PBX "
+            "(asterisk/README.md; --with-secret writes the secret into manager.conf)",
             file=sys.stderr,
         )
     return 0
