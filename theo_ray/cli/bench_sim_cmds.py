@@ -247,3 +247,7 @@ def add_parsers(sub: argparse._SubParsersAction, bsub: argparse._SubParsersActio
     load.add_argument("--sweep", help="comma-separated N values: run each, report the knee (p95 doubles)")
     load.add_argument("--json", help="where to write the JSON report")
     load.set_defaults(run=cmd_loadtest)
+
+    from theo_ray.cli import bench_faults
+
+    bench_faults.add_parsers(bsub)

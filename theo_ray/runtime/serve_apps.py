@@ -69,6 +69,10 @@ def build_application(kind: str, config: TheoConfig):
         llm = config.llm if kind == "llm" else config.llm.fallback
         if llm is None:
             raise ValueError("llm_fallback: no llm.fallback configured")
+        if llm.server == "ray_serve_llm":
+            from theo_ray.runtime.serve_llm_app import serve_llm_application
+
+            return serve_llm_application(llm, cache, call_prompt_start(config))
         return LanguageModel.options(**deployment_options(llm.deployment)).bind(llm, cache, call_prompt_start(config))
     if kind == "tts":
         from theo_ray.deployments.text_to_speech import TextToSpeech
