@@ -379,3 +379,36 @@ def test_a_lost_transcription_asks_to_repeat_and_a_second_goes_to_a_human():
     assert [c.action for c in result.control.calls] == ["transfer"]
     assert record.transfer_reason == "technical: technical_problem"
     assert ["SpeechToTextFailed" in t.error for t in record.turns] == [True, True]
+
+
+def test_keys_typed_reach_the_model_as_one_entry_ended_by_the_hash_key():
+    rules = [Rule(match="teclado: 12345678900", reply="Obrigada, CPF recebido.")]
+    result = run_virtual(lambda: fake_call([], rules, seconds=10, keys=[(3.0, "1234567"), (3.5, "8900#")]))
+    record = result.record
+    [turn] = record.turns
+    assert turn.endpoint_rule == "keypad" and turn.endpoint_reason == "end_key"
+    assert turn.caller_text == "Digitei no teclado: 12345678900" and turn.agent_text == "Obrigada, CPF recebido."
+    assert record.keys_pressed == 12 and not result.control.calls
+
+
+def test_a_pause_ends_a_keypad_entry_and_a_lone_zero_goes_to_a_human():
+    rules = [Rule(match="teclado: 42", reply="Opção quarenta e dois.")]
+    keys = [(2.5, "42"), (9.0, "0")]
+    result = run_virtual(lambda: fake_call([], rules, seconds=16, keys=keys))
+    record = result.record
+    assert [t.caller_text for t in record.turns] == ["Digitei no teclado: 42"]
+    assert record.turns[0].endpoint_reason == "pause"
+    assert record.keypad_shortcuts == ["0"]
+    assert [c.action for c in result.control.calls] == ["transfer"]
+    marks = result.line.marks_heard()
+    assert any(m.startswith("prompt") for m in marks), marks  # "Certo, vou te passar..." before it
+
+
+def test_a_key_pressed_over_the_answer_stops_it():
+    keys = [(7.0, "0")]
+    result = run_virtual(lambda: fake_call([Line(2.5, "Quanto custa o plano?", 1.2)], RULES, seconds=14, keys=keys))
+    record = result.record
+    assert record.turns[0].interrupted and record.turns[0].heard_text
+    assert [c.action for c in result.control.calls] == ["transfer"]
+    # Nothing of the answer after the shortcut acted (1 s after the key).
+    assert not [f for f in result.line.sent if f.at > 8.3 and any(m.startswith("t1") for m in f.marks)]

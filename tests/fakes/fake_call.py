@@ -79,11 +79,13 @@ async def fake_call(
     greeting: str = "Olá! Aqui é a Theo.",
     packets_stop_at_s: float | None = None,
     transfer_ok: bool = True,
+    keys: list[tuple[float, str]] | None = None,  # (offset s, DTMF keys) the caller types
     **model_options,
 ) -> FakeCallResult:
     caller = ScriptedCaller(lines)
     line = FakeLine(caller, echo=echo)
     line.stop_after_s = packets_stop_at_s
+    line.presses = sorted(keys or [])
     models = ScriptedModels(caller, rules, **model_options)
     settings = settings or ConversationSettings()
     line.start()

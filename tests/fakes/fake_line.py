@@ -15,7 +15,7 @@ import msgspec
 import numpy as np
 
 from theo_ray.media.playout import FlushResult, MarkProgress, PlayoutQueue
-from theo_ray.media.rtp_session import InboundFrame
+from theo_ray.media.rtp_session import InboundFrame, TelephoneEvent
 from tests.fakes.scripted_caller import RATE, ScriptedCaller
 
 
@@ -42,6 +42,8 @@ class FakeLine:
         self.stop_after_s: float | None = None  # the caller's packets stop (a lost call)
         self.playout: PlayoutQueue | None = None
         self._frames: asyncio.Queue[InboundFrame | None] = asyncio.Queue()
+        self._keys: asyncio.Queue[TelephoneEvent] = asyncio.Queue()
+        self.presses: list[tuple[float, str]] = []  # (offset s, keys) the caller types
         self._probe: Callable[[float, float], None] | None = None
         self._last_sent: np.ndarray | None = None
         self._sent_pcm: list[np.ndarray] = []
@@ -87,12 +89,20 @@ class FakeLine:
         if self._probe is not None:
             self._probe(float(np.sqrt(np.mean(inbound.astype(np.float32) ** 2))), now)
         self._frames.put_nowait(InboundFrame(pcm=inbound, at=now, received_at=now, concealed=False, sequence=k))
+        while self.presses and self.presses[0][0] <= now - self.t0:
+            _at, keys = self.presses.pop(0)
+            for key in keys:  # one RFC 4733 event per key, as the inbound path reports them
+                self._keys.put_nowait(TelephoneEvent(event="0123456789*#ABCD".index(key), duration=800, at=now))
 
     # ---------------------------------------------------------------- RtpSession's members
 
     async def frames(self) -> AsyncIterator[InboundFrame]:
         while (frame := await self._frames.get()) is not None:
             yield frame
+
+    async def telephone_events(self) -> AsyncIterator[TelephoneEvent]:
+        while True:
+            yield await self._keys.get()
 
     def set_arrival_probe(self, probe: Callable[[float, float], None] | None) -> None:
         self._probe = probe

@@ -326,3 +326,37 @@ async def test_arrival_probe_sees_each_packet_no_later_than_its_frame(codec, mod
     levels = np.array([rms for rms, _ in probed])
     frame_levels = np.array([np.sqrt(np.mean(f.pcm.astype(np.float64) ** 2)) for f in audio])
     assert np.all(levels > 300) and np.allclose(levels, frame_levels, rtol=0.35)
+
+
+@pytest.mark.parametrize("codec, model_rate", [("PCMU", 8000), ("G722", 16000)])
+async def test_dtmf_sent_as_rfc4733_reaches_the_peer_as_keys_in_order(codec, model_rate):
+    """send_dtmf() on one session: the other reports each key once, in order, with the
+    duration the sender gave it, and the audio stream goes on around the keys."""
+    a = RtpSession(SETTINGS, model_rate=model_rate)
+    b = RtpSession(SETTINGS, model_rate=model_rate)
+    await b.start(codec, remote=a.local_address, telephone_event_pt=101)
+    await a.start(codec, remote=b.local_address, telephone_event_pt=101)
+    try:
+        a.enqueue(speech_like(model_rate, 1.5), "speech", last=True)
+        await asyncio.wait_for(a.send_dtmf("12#9"), 3.0)
+        events = b.telephone_events().__aiter__()
+        keys = [await asyncio.wait_for(events.__anext__(), 1.0) for _ in range(4)]
+        assert [k.event for k in keys] == [1, 2, 11, 9]
+        assert {k.duration for k in keys} == {5 * a._outbound.ts_step}  # 100 ms in RTP units
+        assert b.stats().drops.bad_telephone_event == 0
+        await asyncio.wait_for(a.drained(), 3.0)  # the audio was sent too, around the keys
+        with pytest.raises(ValueError):
+            a.send_dtmf("x")
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_dtmf_is_refused_when_the_peer_negotiated_no_telephone_event():
+    a, b = await pair()
+    try:
+        with pytest.raises(ValueError, match="telephone-event"):
+            a.send_dtmf("1")
+    finally:
+        await a.stop()
+        await b.stop()

@@ -23,6 +23,7 @@ from theo_ray.conversation.reply import Reply
 from theo_ray.conversation.settings import ConversationSettings
 from theo_ray.media.playback_port import MarkKind, PlaybackPort, PlayoutMark
 from theo_ray.messages import ToolCall
+from theo_ray.turn.keypad import KeypadShortcut
 from theo_ray.turn.memory import ConversationMemory
 from theo_ray.turn.spoken_notices import transfer_notice
 from theo_ray.turn.tools import END_CALL, TRANSFER_CALL, AcceptedToolCall, ToolRegistry
@@ -150,6 +151,14 @@ class AfterSpeechActions:
     def _human_destination(self) -> str:
         destinations = list(self.settings.turn.tools.transfer_destinations)
         return destinations[0] if destinations else "atendimento"
+
+    async def keypad_shortcut(self, shortcut: KeypadShortcut) -> None:
+        """A shortcut key: to a human (with a short notice), or a goodbye and the hang-up."""
+        self.record.keypad_shortcuts.append(shortcut.key)
+        if shortcut.action == "transfer":
+            await self.close_call("keypad_transfer", f"teclado: {shortcut.key}", transfer=True)
+        else:
+            await self.close_call("goodbye", f"teclado: {shortcut.key}")
 
     async def ask_to_repeat(self) -> None:
         """The caller's words were lost (the transcription failed): "could you repeat?"."""

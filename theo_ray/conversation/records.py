@@ -86,6 +86,8 @@ class CallRecord(msgspec.Struct):
     backchannels_played: int = 0
     fillers_played: int = 0
     silence_prompts: int = 0  # reprompts and goodbyes said because nobody spoke
+    keys_pressed: int = 0  # DTMF keys the caller pressed (entries are turns, endpoint_rule "keypad")
+    keypad_shortcuts: list[str] = []  # shortcut keys that acted ("0" -> a human)
     # Playout pauses taken at packet arrival (the barge-in fast path), confirmed or undone.
     early_pauses: int = 0
     transferred_to: str = ""

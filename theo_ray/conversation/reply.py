@@ -40,6 +40,7 @@ class Reply:
         self.audible = False  # its own audio (not a filler) has been enqueued
         self.cancelled = False  # stopped on purpose: its streams' errors are not failures
         self.looped = False  # the model repeated itself and was stopped (bad model output)
+        self.typed = ""  # a keypad entry's text: the caller's words without speech-to-text
 
     def add_piece(self, mark: PlayoutMark, text: str) -> None:
         self.pieces.append((mark, text))

@@ -7,6 +7,7 @@ from typing import Literal
 import msgspec
 
 from theo_ray.errors import ConfigError
+from theo_ray.turn.keypad import KeypadSettings
 from theo_ray.turn.settings import TurnSettings
 
 _STRICT = {"forbid_unknown_fields": True, "kw_only": True}
@@ -108,6 +109,8 @@ class ConversationSettings(msgspec.Struct, **_STRICT):
     # on the PBX side without a BYE; hang up (0 disables).
     no_media_hangup_s: float = 30.0
     turn: TurnSettings = msgspec.field(default_factory=TurnSettings)
+    # The caller's DTMF keys: entries (what they typed) and shortcuts ("0" -> a human).
+    keypad: KeypadSettings = msgspec.field(default_factory=KeypadSettings)
     echo_gate: EchoGateSettings = msgspec.field(default_factory=EchoGateSettings)
     barge_in: BargeInSettings = msgspec.field(default_factory=BargeInSettings)
 

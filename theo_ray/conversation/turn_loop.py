@@ -10,8 +10,13 @@
 - `AfterSpeechActions` (after_speech.py): tools once the speech drained, the transfer notice,
   emergencies; `Cues` (cues.py): filler, "uhum"; `CallLimits` (call_limits.py): silence,
   time limit, lost media.
+- `KeypadListener` (keypad_listener.py): DTMF keys as typed entries and shortcuts.
 Only `_enter()` writes the state and announces each change (`StateChange`); the media plane
-is reached through a `PlaybackPort` and the `CallLine`'s inbound frames.
+is reached through a `PlaybackPort` and the `CallLine`'s inbound frames and keys.
+
+Why ~440 lines: every transition (speech start, interruption, keys, end of turn, a reply
+done, cancelled or failed) writes the one state and the one reply slot; split apart, each
+piece would reach into the others' state.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from theo_ray.conversation.call_limits import CallLimits
 from theo_ray.conversation.call_control import CallControl
 from theo_ray.conversation.cues import Cues
 from theo_ray.conversation.echo_gate import EchoGate
+from theo_ray.conversation.keypad_listener import KeypadListener
 from theo_ray.conversation.line_level import LineLevel
 from theo_ray.conversation.llm_chain import LanguageModelsDown
 from theo_ray.conversation.model_client import ModelClient
@@ -46,6 +52,7 @@ from theo_ray.conversation.user_turn import TurnEnded, UserTurnTracker
 from theo_ray.media.playback_port import CallLine, MarkKind, PlaybackEvent, PlaybackPort, PlayoutMark, RtpPlayback
 from theo_ray.media.rtp_session import InboundFrame
 from theo_ray.messages import GenerateRequest
+from theo_ray.turn.keypad import TYPED_ENTRY, KeypadInput, KeypadShortcut
 from theo_ray.turn.memory import ConversationMemory
 from theo_ray.turn.prompt import PromptBuilder
 from theo_ray.turn.tools import ToolRegistry
@@ -120,6 +127,10 @@ class TurnLoop:
             session_id, settings, clock, self.record, self.actions, self._quiet_since,
             current_reply=lambda: self._reply, expects_media=lambda: rtp.direction in ("sendrecv", "recvonly"),
         )
+        self.keypad = (
+            KeypadListener(settings.keypad, rtp.telephone_events, clock, self.record, self._on_keypad)
+            if settings.keypad.enabled else None
+        )
         self.playback.subscribe(self._on_playback)
         rtp.set_arrival_probe(lambda rms, _at: self.barge_in.on_packet(rms) if self._state is not TurnState.ENDED else None)
 
@@ -155,6 +166,8 @@ class TurnLoop:
             self._tasks.append(asyncio.create_task(self._greet(), name=f"greet-{self.session_id}"))
         for watcher in self.limits.watchers():
             self._tasks.append(asyncio.create_task(watcher))
+        if self.keypad is not None:
+            self._tasks.append(asyncio.create_task(self.keypad.run(), name=f"keypad-{self.session_id}"))
 
     async def stop(self, reason: str) -> CallRecord:
         if self._state is TurnState.ENDED:
@@ -258,15 +271,34 @@ class TurnLoop:
     def _on_interrupt(self, barge: BargeInRecord) -> None:
         """The barge-in controller's verdict: a real interruption. Stop for good, remember
         what was heard; the caller's words so far start their new turn."""
-        reply = self._reply
-        if reply is None:
-            self.playback.flush()
-        else:
-            barge.heard = reply.interrupt()
-            self.memory.add_agent(reply.text, heard=barge.heard)
-            self._cancel_reply("barge-in", record_memory=False)
+        barge.heard = self._interrupt_reply("barge-in")
         self.user_turn.after_interrupt()
 
+    def _interrupt_reply(self, why: str) -> str:
+        """Stop what is playing for good; what the caller heard of the reply ("" if none)."""
+        reply = self._reply
+        if reply is None or not reply.audible:
+            self.playback.flush()
+            self._cancel_reply(why)
+            return ""
+        heard = reply.interrupt()
+        self.memory.add_agent(reply.text, heard=heard)
+        self._cancel_reply(why, record_memory=False)
+        return heard
+
+
+    def _on_keypad(self, keypad_input: KeypadInput) -> None:
+        """Keys typed: they take the floor like words — what is playing stops."""
+        if self._state is TurnState.ENDED or self.limits.closing:
+            return
+        self._interrupt_reply("keypad")
+        if isinstance(keypad_input, KeypadShortcut):
+            self._tasks.append(asyncio.create_task(self.actions.keypad_shortcut(keypad_input)))
+            return
+        self._turns += 1
+        turn = TurnRecord(index=self._turns, end_of_turn_at=keypad_input.at, endpoint_rule="keypad",
+                          endpoint_reason=keypad_input.ended_by)
+        self._start_reply(Reply(turn, self.playback), "keypad entry", typed=keypad_input.digits)
 
     # ------------------------------------------------------------------ replies
 
@@ -278,11 +310,14 @@ class TurnLoop:
             index=self._turns, speech_end_at=ended.utterance.speech_end_at, end_of_turn_at=ended.at,
             endpoint_rule=ended.rule, endpoint_reason=ended.reason,
         )
-        reply = Reply(turn, self.playback, ended.utterance)
-        self._set_reply(reply)
-        self._enter(TurnState.THINKING, f"end of turn {turn.index} ({ended.rule})")
         self.user_turn.start_new_turn()
-        reply.task = asyncio.create_task(self._respond(reply), name=f"reply-{turn.index}")
+        self._start_reply(Reply(turn, self.playback, ended.utterance), ended.rule)
+
+    def _start_reply(self, reply: Reply, why: str, typed: str = "") -> None:
+        reply.typed = TYPED_ENTRY.format(digits=typed) if typed else ""
+        self._set_reply(reply)
+        self._enter(TurnState.THINKING, f"end of turn {reply.turn.index} ({why})")
+        reply.task = asyncio.create_task(self._respond(reply), name=f"reply-{reply.turn.index}")
 
     def _set_reply(self, reply: Reply | None) -> None:
         self._reply = reply
@@ -330,14 +365,18 @@ class TurnLoop:
         if self.settings.pipeline == "streaming":
             filler = asyncio.create_task(self.cues.filler_after_delay(reply))
         try:
-            final = await self.user_turn.final_text(reply.utterance)
-            turn.stamp("stt_final", self.clock())
-            turn.stt_ms = (turn.stt_final_at - final.waited_from) * 1000.0
-            turn.caller_text = final.text
-            if not final.text:
+            if reply.typed:
+                turn.stamp("stt_final", self.clock())
+                turn.caller_text = reply.typed
+            else:
+                final = await self.user_turn.final_text(reply.utterance)
+                turn.stamp("stt_final", self.clock())
+                turn.stt_ms = (turn.stt_final_at - final.waited_from) * 1000.0
+                turn.caller_text = final.text
+            if not turn.caller_text:
                 self._finish_reply(reply)  # noise that looked like speech: nothing to answer
                 return
-            self.memory.add_caller(final.text)
+            self.memory.add_caller(turn.caller_text)
             await self.pipeline.run(reply, self._request(turn))
             if filler is not None:
                 filler.cancel()

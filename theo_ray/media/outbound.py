@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 
 from theo_ray.media.codecs import Codec
+from theo_ray.media.dtmf_sender import DtmfSender
 from theo_ray.media.media_stats import MediaStats, SendTiming
 from theo_ray.media.playout import FlushResult, MarkProgress, PlayoutQueue
 from theo_ray.media.resample import Resampler
@@ -54,6 +55,8 @@ class OutboundPath:
         self._transport: asyncio.DatagramTransport | None = None
         self._seq = 0
         self.ts_origin = 0
+        self.dtmf: DtmfSender | None = None  # set by configure(); keys wait for telephone_event_pt
+        self.telephone_event_pt: int | None = None
 
     def configure(self, codec: Codec) -> None:
         """A fresh send chain for `codec`; the new PlayoutQueue keeps the old one's listeners."""
@@ -62,6 +65,9 @@ class OutboundPath:
         rate = codec.sample_rate
         self._frame_samples = codec.samples_per_frame(s.ptime_ms)
         self.ts_step = codec.timestamp_step(s.ptime_ms)
+        if self.dtmf is not None:
+            self.dtmf.cancel()  # a codec change mid-key: the rest of the keys are not sent
+        self.dtmf = DtmfSender(self.ts_step, s.ptime_ms)
         self._resampler = Resampler(self.model_rate, rate, s.resampler)
         self._idle_fill = (
             ComfortNoise(rate, level_dbfs=s.idle_fill_dbfs, seed=self._ssrc) if s.idle_fill_dbfs is not None else None
@@ -147,6 +153,14 @@ class OutboundPath:
             # relay) is often one tick late, and flushing it would cut its stream into
             # pieces with a filter restart (a click) at every cut.
             playout.enqueue(self._resampler.flush(), self._out_mark or "")
+        timestamp = self.ts_origin + k * self.ts_step
+        if self.dtmf is not None and self.dtmf.busy and self.telephone_event_pt is not None:
+            event = self.dtmf.packet(timestamp)
+            if event is not None:  # a key on the wire: the audio waits a tick
+                self._send(build_rtp_fast(self.telephone_event_pt, self._seq, event.timestamp, self._ssrc,
+                                          event.payload, event.marker), len(event.payload), remote)
+                self._resume_marker = True
+                return
         frame = playout.pull(now)
         if frame is None:
             if self._idle_fill is None:
@@ -156,17 +170,19 @@ class OutboundPath:
             pcm, marker = frame.pcm, frame.talkspurt_start
         self._last_sent_pcm = pcm
         payload = self._codec.encode(pcm)
-        timestamp = self.ts_origin + k * self.ts_step
         marker = marker or self._resume_marker
         self._resume_marker = False
-        data = build_rtp_fast(self._codec.payload_type, self._seq, timestamp, self._ssrc, payload, marker)
+        self._send(build_rtp_fast(self._codec.payload_type, self._seq, timestamp, self._ssrc, payload, marker),
+                   len(payload), remote)
+        last = self._last_send_time
+        if last is not None and not marker:
+            self._timing.interval(now - last)
+        self._last_send_time = now
+
+    def _send(self, data: bytes, payload_octets: int, remote: tuple[str, int]) -> None:
         self._seq = (self._seq + 1) & 0xFFFF
         assert self._transport is not None
         self._transport.sendto(data, remote)
         self._stats.packets_out += 1
         self._stats.bytes_out += len(data)
-        self._on_sent(len(payload))
-        last = self._last_send_time
-        if last is not None and not marker:
-            self._timing.interval(now - last)
-        self._last_send_time = now
+        self._on_sent(payload_octets)

@@ -24,7 +24,7 @@ import numpy as np
 from theo_ray.media.playout import FlushResult, MarkProgress, PlayoutEvent, PlayoutQueue
 
 if TYPE_CHECKING:
-    from theo_ray.media.rtp_session import InboundFrame
+    from theo_ray.media.rtp_session import InboundFrame, TelephoneEvent
 
 _KNOWN_MARKS = 1024  # key -> mark kept for event decoding (a long call's marks, then the oldest go)
 
@@ -98,6 +98,8 @@ class CallLine(Protocol):
     def direction(self) -> str: ...
 
     def frames(self) -> AsyncIterator[InboundFrame]: ...
+
+    def telephone_events(self) -> AsyncIterator[TelephoneEvent]: ...
 
     def last_sent_pcm(self) -> np.ndarray | None: ...
 

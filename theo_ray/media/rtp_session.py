@@ -147,6 +147,7 @@ class RtpSession:
         self._outbound.configure(self.codec)
         self._stats.codec, self._stats.payload_type = self.codec.name, self.codec.payload_type
         self._telephone_event_pt = telephone_event_pt
+        self._outbound.telephone_event_pt = telephone_event_pt
         self.set_direction(direction)
         if remote is not None:
             self.update_remote(remote[0], remote[1])
@@ -286,6 +287,14 @@ class RtpSession:
     async def telephone_events(self) -> AsyncIterator[TelephoneEvent]:
         async for event in self._inbound.telephone_events():
             yield event
+
+    def send_dtmf(self, digits: str, event_ms: int | None = None, gap_ms: int | None = None) -> asyncio.Future:
+        """Send `digits` as RFC 4733 telephone events in the outbound stream (the audio
+        waits while a key is on the wire); the future is done when the last was sent.
+        ValueError when the peer negotiated no telephone-event or a key is not DTMF."""
+        if self._telephone_event_pt is None or self._outbound.dtmf is None:
+            raise ValueError("the peer negotiated no telephone-event: DTMF cannot be sent")
+        return self._outbound.dtmf.queue(digits, event_ms, gap_ms)
 
     # ------------------------------------------------------------ outbound
 

@@ -12,8 +12,9 @@ with the caller-side analysis.
 ``dial_and_run`` places the call first: a pjsua2 caller (:mod:`theo_ray.sim.sip_caller`, in
 its own process, "external" media) does the SIP, this process does the RTP.
 
-DTMF: RtpSession cannot send RFC 4733 events, so a ``dtmf`` step is reported as
-``unsupported`` in the step notes; nothing pretends to send it.
+DTMF: a ``dtmf`` step sends RFC 4733 telephone events in the caller's RTP stream (the
+audio waits while a key is on the wire); ``unsupported`` when the agent's SDP answer
+negotiated no telephone-event.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from theo_ray.sim.analysis import AnalysisSettings, CallAnalysis, analyse
 from theo_ray.sim.caller_line import CallerLine
 from theo_ray.sim.caller_voice import CallerVoice
 from theo_ray.sim.conversation_metrics import CallOutcome
+from theo_ray.sim.impaired_line import ImpairedLine
 from theo_ray.sim.recording import CallRecording
 from theo_ray.sim.sip_caller import CallerEvent, CallerSettings, SipCaller
 from theo_ray.sim.scenario import BargeIn, Dtmf, Hangup, Say, Scenario, Silence, Step, WaitAgent, utterance_label
@@ -150,6 +152,7 @@ class _ScenarioRun:
         self.watcher = AgentAudioWatcher(media.session, self.recording, settings.analysis, clock)
         self.notes: list[StepNote] = []
         self.last_caller_end: float = 0.0
+        self.last_barge_turn = 0  # the agent turn the latest barge_in spoke into
 
     def ms_now(self) -> float:
         return round(self.recording.ms_of(self.recording.now_sample()), 1)
@@ -228,10 +231,13 @@ class _ScenarioRun:
             await self._guard(asyncio.sleep(step.ms / 1000.0))
             self._note(index, step, "done", started_ms)
         elif isinstance(step, Dtmf):
-            self._note(
-                index, step, "unsupported", started_ms, label=step.digits,
-                detail="RtpSession cannot send RFC 4733 telephone events; digits not sent",
-            )
+            self.recording.mark("dtmf", track="tx", label=step.digits)
+            try:
+                await self._guard(self.media.session.send_dtmf(
+                    step.digits, step.duration_ms, step.interval_ms - step.duration_ms))
+                self._note(index, step, "done", started_ms, label=step.digits)
+            except ValueError as exc:  # the agent's SDP has no telephone-event
+                self._note(index, step, "unsupported", started_ms, label=step.digits, detail=str(exc))
         elif isinstance(step, Hangup):
             await self._guard(asyncio.sleep(step.after_ms / 1000.0))
             self.recording.mark("hangup", track="tx")
@@ -260,21 +266,35 @@ class _ScenarioRun:
 
     async def _barge_in(self, index: int, step: BargeIn, label: str) -> tuple[StepStatus, str]:
         watcher = self.watcher
-        turn_index = step.agent_turn if step.agent_turn is not None else len(watcher.turns) + 1
+        if step.agent_turn == "same":
+            turn_index = self.last_barge_turn or len(watcher.turns) + 1
+        else:
+            turn_index = step.agent_turn if step.agent_turn is not None else len(watcher.turns) + 1
         deadline = self.clock() + step.timeout_ms / 1000.0
-        while watcher.turn(turn_index) is None:
+        skipped = 0
+        while True:
+            turn = watcher.turn(turn_index)
+            if turn is not None and (step.min_turn_ms <= 0 or turn.end - turn.start >= step.min_turn_ms / 1000.0):
+                break
+            if turn is not None and (
+                watcher.turn(turn_index + 1) is not None or watcher.heard_until() - turn.end >= watcher.turn_gap_s
+            ):
+                turn_index += 1  # it ended shorter than min_turn_ms: a filler, not the answer
+                skipped += 1
+                continue
             remaining = deadline - self.clock()
             if remaining <= 0:
                 self.recording.mark("wait_timeout", track="rx", label=label, agent_turn=str(turn_index))
                 return "timeout", f"agent turn {turn_index} did not start within {step.timeout_ms} ms"
             await watcher.wait_change(min(remaining, 0.05))
-        turn = watcher.turn(turn_index)
-        assert turn is not None
+        self.last_barge_turn = turn_index
         target = turn.start + step.after_ms / 1000.0
         marker: Literal["barge_in", "backchannel"] = "barge_in" if step.expect_agent == "stops" else "backchannel"
         late = self.clock() - target
         status, detail = await self._speak(index, label, target, marker)
         detail = f"agent turn {turn_index} at {self.ms_at(turn.start):.0f} ms + {step.after_ms} ms; {detail}"
+        if skipped:
+            detail += f"; skipped {skipped} shorter turn(s)"
         if late > 0:
             detail += f"; heard the turn {late * 1000:.0f} ms after the target (jitter buffer)"
         if turn.end < target:
@@ -363,9 +383,12 @@ async def dial_and_run(
     settings: RunnerSettings = RunnerSettings(),
     answer_timeout_s: float = 15.0,
     name: str = "",
+    line: ImpairedLine | None = None,
 ) -> CallRunResult:
     """Call ``target_uri`` (pjsua2 caller, external media), run the scenario on our own
-    RtpSession towards the answer's RTP address, hang up, and return the result.
+    RtpSession towards the answer's RTP address, hang up, and return the result. With
+    ``line`` (a relay that loses, delays or echoes packets) the SDP offers the relay's port
+    and the caller's RTP goes through it both ways; the recording stays the caller's.
 
     Raises :class:`CallFailed` when the call is refused or not answered in time.
     """
@@ -380,14 +403,14 @@ async def dial_and_run(
     ended = asyncio.Event()
     watch: asyncio.Task | None = None
     try:
+        rtp_port = session.local_address[1] if line is None else (await line.open(session.local_address))[1]
         await caller.start()
-        await caller.dial(
-            target_uri, headers=dict(headers or {}), local_rtp_host=host, local_rtp_port=session.local_address[1]
-        )
+        await caller.dial(target_uri, headers=dict(headers or {}), local_rtp_host=host, local_rtp_port=rtp_port)
         answer = await _answer(caller, answer_timeout_s)
         codec, payload_type, telephone_event_pt = _media_of(answer)
         remote = (answer.remote_host, answer.remote_port)
-        await session.start(codec, remote=remote, payload_type=payload_type, telephone_event_pt=telephone_event_pt)
+        send_to = remote if line is None else line.connect(remote, codec, payload_type)
+        await session.start(codec, remote=send_to, payload_type=payload_type, telephone_event_pt=telephone_event_pt)
         index = len(caller.events)
         watch = asyncio.create_task(_watch_disconnect(caller, index, scenario.max_duration_s + 60.0, ended))
         result = await run_scenario(
@@ -403,6 +426,8 @@ async def dial_and_run(
             watch.cancel()
         await session.stop()
         await caller.close()
+        if line is not None:
+            await line.close()
 
 
 async def _answer(caller: SipCaller, timeout_s: float) -> CallerEvent:

@@ -34,6 +34,8 @@ EMERGENCY_PHRASES: dict[str, str] = {
     # A replacement CallActor took the call over (the first one died): what was being said
     # or heard at that moment may be lost, so the caller is asked to repeat.
     "resumed": "Desculpa, tive um probleminha aqui. Pode repetir o que você disse, por favor?",
+    # A keypad shortcut (conversation.keypad.shortcuts, "0" by default) asked for a human.
+    "keypad_transfer": "Certo, vou te passar para um atendente. Um instante, por favor.",
     # conversation.max_call_seconds reached: said once the current answer has been heard.
     "call_time_limit": "Nossa ligação chegou ao tempo máximo. Se precisar, é só ligar de novo. Tchau!",
 }
