@@ -412,3 +412,17 @@ def test_a_key_pressed_over_the_answer_stops_it():
     assert [c.action for c in result.control.calls] == ["transfer"]
     # Nothing of the answer after the shortcut acted (1 s after the key).
     assert not [f for f in result.line.sent if f.at > 8.3 and any(m.startswith("t1") for m in f.marks)]
+
+
+def test_an_unsure_transcript_is_not_answered_but_the_caller_asked_to_repeat_once():
+    lines = [Line(3.0, "Qual é o horário?", 1.2), Line(9.0, "Qual é o horário de atendimento?", 1.6)]
+    result = run_virtual(lambda: fake_call(lines, RULES, seconds=18, stt_logprob=-1.4))
+    record = result.record
+    first, second = record.turns
+    assert first.asked_to_repeat and not first.agent_text and first.caller_logprob == -1.4
+    marks = result.line.marks_heard()
+    assert sum(1 for m in marks if m.startswith("prompt")) == 1, marks
+    # Asked once: the repeated question is answered even though it is no surer.
+    assert not second.asked_to_repeat and second.agent_text.startswith("Atendemos")
+    assert record.repeat_requests == 1
+    assert not any("horário?" == m.content for m in result.models.generated[0].messages if m.role == "user")

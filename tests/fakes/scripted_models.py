@@ -73,6 +73,7 @@ class ScriptedModels:
         fallback_rules: list[Rule] | None = None,
         breakers=None,
         stt_down: bool = False,
+        stt_logprob: float = -0.1,  # Whisper's avg_logprob for every segment (confidence)
     ) -> None:
         self.caller = caller
         self.rules = [(re.compile(r.match, re.IGNORECASE), r) for r in rules]
@@ -86,6 +87,7 @@ class ScriptedModels:
         self.fallback_rules = None if fallback_rules is None else [(re.compile(r.match, re.IGNORECASE), r) for r in fallback_rules]
         self.breakers = breakers or LocalBreakers()
         self.stt_down = stt_down  # every transcription raises (a dead STT replica)
+        self.stt_logprob = stt_logprob
         self.transcribed: list[str] = []
         self.generated: list[GenerateRequest] = []
         self.generated_by: list[str] = []  # which model each request went to
@@ -97,7 +99,7 @@ class ScriptedModels:
             raise RuntimeError("scripted STT replica died")
         text = self.caller.decode_text(audio16)
         self.transcribed.append(text)
-        return [Segment(text=text, start=0.0, end=len(audio16) / RATE, avg_logprob=-0.1, no_speech_prob=0.01)] if text else []
+        return [Segment(text=text, start=0.0, end=len(audio16) / RATE, avg_logprob=self.stt_logprob, no_speech_prob=0.01)] if text else []
 
     def language_models(self) -> list[str]:
         return [PRIMARY_LLM] if self.fallback_rules is None else [PRIMARY_LLM, FALLBACK_LLM]

@@ -160,9 +160,10 @@ class AfterSpeechActions:
         else:
             await self.close_call("goodbye", f"teclado: {shortcut.key}")
 
-    async def ask_to_repeat(self) -> None:
-        """The caller's words were lost (the transcription failed): "could you repeat?"."""
-        if self.say("bad_line"):
+    async def ask_to_repeat(self, key: str = "bad_line") -> None:
+        """The caller's words were lost (the transcription failed, or is too unsure to be
+        answered): "could you repeat?"."""
+        if self.say(key):
             await self.playback.drained()
 
     async def emergency(self, key: str, transfer: bool = True) -> None:

@@ -184,7 +184,7 @@ class BargeInController:
         if not self._verdict_pending or task is None or not task.done():
             return "open"
         self._verdict_pending = False
-        text = "" if task.cancelled() or task.exception() else task.result()
+        text = "" if task.cancelled() or task.exception() else task.result().text
         verdict = self.detector.classify(text, self.vad.speech_ms)
         barge.caller_text = text
         if verdict.kind in ("backchannel", "noise"):

@@ -57,6 +57,9 @@ class TurnRecord(msgspec.Struct):
     stt_ms: float = 0.0  # compute of the final transcription
     reply_tokens: int = 0  # the LLM's completion tokens for this reply
     llm_model: str = ""  # which language model answered: "llm", or "llm_fallback"
+    # Whisper's confidence in caller_text (duration-weighted avg_logprob; 0.0 typed or none).
+    caller_logprob: float = 0.0
+    asked_to_repeat: bool = False  # too unsure of caller_text to answer it: asked to repeat
     # The words the model kept repeating when the reply was stopped as a loop (bad model
     # output, counted here; nothing of it after the loop was found was spoken).
     reply_loop: str = ""
@@ -86,6 +89,7 @@ class CallRecord(msgspec.Struct):
     backchannels_played: int = 0
     fillers_played: int = 0
     silence_prompts: int = 0  # reprompts and goodbyes said because nobody spoke
+    repeat_requests: int = 0  # turns answered with "could you repeat?" (low STT confidence)
     keys_pressed: int = 0  # DTMF keys the caller pressed (entries are turns, endpoint_rule "keypad")
     keypad_shortcuts: list[str] = []  # shortcut keys that acted ("0" -> a human)
     # Playout pauses taken at packet arrival (the barge-in fast path), confirmed or undone.

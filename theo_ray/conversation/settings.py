@@ -108,6 +108,9 @@ class ConversationSettings(msgspec.Struct, **_STRICT):
     # No caller packet for this long while media is expected (not on hold): the call is gone
     # on the PBX side without a BYE; hang up (0 disables).
     no_media_hangup_s: float = 30.0
+    # A final transcript less sure than this (Whisper's avg_logprob, duration-weighted) is not
+    # answered: the caller is asked to repeat, once in a row. 0 or above disables it.
+    low_confidence_logprob: float = -1.0
     turn: TurnSettings = msgspec.field(default_factory=TurnSettings)
     # The caller's DTMF keys: entries (what they typed) and shortcuts ("0" -> a human).
     keypad: KeypadSettings = msgspec.field(default_factory=KeypadSettings)

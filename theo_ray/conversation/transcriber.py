@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import msgspec
 import numpy as np
 
 from theo_ray.conversation.model_client import ModelClient
@@ -14,6 +15,13 @@ from theo_ray.conversation.records import CallRecord
 from theo_ray.messages import TraceContext
 
 NO_SPEECH_MAX = 0.8  # Whisper hallucinates on near-silence: drop segments it itself doubts
+
+
+class Transcript(msgspec.Struct, frozen=True):
+    text: str
+    # Whisper's confidence: the duration-weighted mean of the kept segments' avg_logprob
+    # (0.0 when nothing was said); a low one asks the caller to repeat (turn loop).
+    logprob: float = 0.0
 
 
 class SpeechToTextFailed(Exception):
@@ -35,7 +43,7 @@ class Transcriber:
         self._trace = trace
         self.final_failures = 0  # in a row
 
-    async def transcribe(self, audio: np.ndarray, final: bool = False) -> str:
+    async def transcribe(self, audio: np.ndarray, final: bool = False) -> Transcript:
         """The text of `audio` (16 kHz int16); "" when nothing was said. A failure (counted)
         gives "" for a partial and raises SpeechToTextFailed for a `final` transcript: an
         empty final would be taken for noise, and the caller would never be answered."""
@@ -52,11 +60,14 @@ class Transcriber:
             return self._failed(f"stt: {type(exc).__name__}: {exc}", final)
         if final:
             self.final_failures = 0
-        return " ".join(s.text for s in segments if s.no_speech_prob < NO_SPEECH_MAX).strip()
+        kept = [s for s in segments if s.no_speech_prob < NO_SPEECH_MAX]
+        weight = sum(max(s.end - s.start, 0.01) for s in kept)
+        logprob = sum(s.avg_logprob * max(s.end - s.start, 0.01) for s in kept) / weight if kept else 0.0
+        return Transcript(" ".join(s.text for s in kept).strip(), round(logprob, 3))
 
-    def _failed(self, why: str, final: bool) -> str:
+    def _failed(self, why: str, final: bool) -> Transcript:
         self._record.errors.append(why)
         if not final:
-            return ""
+            return Transcript("")
         self.final_failures += 1
         raise SpeechToTextFailed(why, self.final_failures)

@@ -372,9 +372,15 @@ class TurnLoop:
                 final = await self.user_turn.final_text(reply.utterance)
                 turn.stamp("stt_final", self.clock())
                 turn.stt_ms = (turn.stt_final_at - final.waited_from) * 1000.0
-                turn.caller_text = final.text
+                turn.caller_text, turn.caller_logprob = final.text, final.logprob
             if not turn.caller_text:
                 self._finish_reply(reply)  # noise that looked like speech: nothing to answer
+                return
+            if self._unsure_of(turn):  # not a guess answered: "could you repeat?" (once in a row)
+                turn.asked_to_repeat = True
+                self.record.repeat_requests += 1
+                self._finish_reply(reply)
+                await self.actions.ask_to_repeat("didnt_catch")
                 return
             self.memory.add_caller(turn.caller_text)
             await self.pipeline.run(reply, self._request(turn))
@@ -413,6 +419,11 @@ class TurnLoop:
             self.tracer.turn_done(turn)
             if self.memory.needs_summary:
                 asyncio.create_task(self.memory.summarise())
+
+    def _unsure_of(self, turn: TurnRecord) -> bool:
+        previous = self.record.turns[-1] if self.record.turns else None
+        low = turn.caller_logprob < self.settings.low_confidence_logprob < 0.0
+        return low and not (previous is not None and previous.asked_to_repeat)
 
     def _quiet_since(self) -> float | None:
         """Since when neither side has made a sound; None while one is (or may be) busy."""

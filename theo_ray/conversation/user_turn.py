@@ -81,6 +81,7 @@ class TurnEnded:
 class FinalTranscript:
     text: str
     waited_from: float  # when the turn machine started waiting for it
+    logprob: float = 0.0  # Whisper's confidence (Transcript.logprob)
 
 
 class UserTurnTracker:
@@ -223,7 +224,7 @@ class UserTurnTracker:
         audio = utt.audio()
 
         async def partial() -> None:
-            utt.partial.update(await self.transcriber.transcribe(audio))
+            utt.partial.update((await self.transcriber.transcribe(audio)).text)
 
         utt.partial_task = asyncio.create_task(partial())
 
@@ -255,7 +256,7 @@ class UserTurnTracker:
             # nothing: its arrival re-decides at once (recheck).
             return
         if final is not None and final.done() and not final.cancelled() and final.exception() is None:
-            text = final.result() or text
+            text = final.result().text or text
         prob = None
         prob_task = utt.turn_prob_task
         if prob_task is not None and prob_task.done() and not prob_task.cancelled() and prob_task.exception() is None:
@@ -309,4 +310,5 @@ class UserTurnTracker:
         if utt.final_task is None or utt.final_task.cancelled():
             utt.final_task = asyncio.create_task(self.transcriber.transcribe(utt.audio(), final=True))
         waited_from = self.clock()
-        return FinalTranscript(await utt.final_task, waited_from)
+        transcript = await utt.final_task
+        return FinalTranscript(transcript.text, waited_from, transcript.logprob)
