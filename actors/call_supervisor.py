@@ -35,6 +35,9 @@ import ray
 
 from theo_ray.actor_names import CALL_ACTOR_PREFIX
 from theo_ray.actors.call_actor import CallActorRemote, CallActorSettings, CallInfo, call_control_for
+from theo_ray.actors.call_archive import CallArchive
+from theo_ray.actors.orphan_reaper import OrphanReaper
+from theo_ray.calldata.settings import CallDataSettings
 from theo_ray.circuit_breaker import BreakerBoard, BreakerState
 from theo_ray.conversation.phrase_book import PhraseBook, load_or_render_phrase_book
 from theo_ray.conversation.records import CallRecord
@@ -68,6 +71,8 @@ class SupervisorStats(msgspec.Struct):
     open_failures: int
     phrase_book_ready: bool
     reaped: int = 0  # calls ended by the orphan reaper (no dialog held them)
+    dialogs_reaped: int = 0  # dialogs hung up by the orphan reaper (no CallActor held them)
+    archived: int = 0  # finished calls handed to the call-data sinks
     failovers: int = 0  # dead CallActors replaced mid-call
     adopted: int = 0  # live calls taken back after this supervisor restarted
     failover_failures: int = 0  # takeovers that failed (the caller went to a human or was hung up)
@@ -87,6 +92,8 @@ class CallSupervisor:
         gateway_name: str = "",
         ami_bridge_name: str = "",
         llm_breaker: tuple[int, float] = (3, 30.0),  # llm.breaker_failures, llm.breaker_open_s
+        call_data: CallDataSettings | None = None,  # None: finished calls are kept in memory only
+        output_dir: str = "",
     ) -> None:
         self.call = call
         self.media = media
@@ -104,8 +111,11 @@ class CallSupervisor:
         self._records: collections.OrderedDict[str, CallRecord] = collections.OrderedDict()
         self._created = self._opened = self._closed = self._failures = 0
         self._refill: asyncio.Task | None = None
-        self._reaper: asyncio.Task | None = None
-        self._reaped = 0
+        self._reaper_task: asyncio.Task | None = None
+        self.reaper = OrphanReaper(call, self._calls_by_shard, self._close_orphan)
+        if gateway_name:
+            self.reaper.shards.add(gateway_name)
+        self.archive = CallArchive(call_data, output_dir)
         self._lock = asyncio.Lock()
         self._setups: dict[str, CallSetup] = {}
         self._checkpoints: dict[str, bytes] = {}
@@ -115,10 +125,13 @@ class CallSupervisor:
         self._adopted = 0
         self._shutting_down = False
         context = ray.get_runtime_context()
+        self._node_id = context.get_node_id()
         self._name = context.get_actor_name() or uuid.uuid4().hex[:8]
         # A restart (Ray re-runs __init__): adopt the CallActors on the first call.
         self._adoption: asyncio.Task | None = None
         self._needs_adoption = context.was_current_actor_reconstructed
+        if self._needs_adoption:  # at once, not at the next call: the reaper starts with it
+            context.current_actor.adopt.remote()
 
     async def _ready(self) -> None:
         """After a restart, every public method first waits for the adoption (once)."""
@@ -127,6 +140,10 @@ class CallSupervisor:
         if self._adoption is None:
             self._adoption = asyncio.create_task(self._adopt())
         await asyncio.shield(self._adoption)
+
+    async def adopt(self) -> None:
+        """Adopt the CallActors of a previous life (queued by __init__ after a restart)."""
+        await self._ready()
 
     async def _adopt(self) -> None:
         from ray.util import list_named_actors
@@ -165,41 +182,22 @@ class CallSupervisor:
             self.phrases = await load_or_render_phrase_book(
                 self.handles.tts, self.tts_voice, self.conversation.greeting, Path(self.model_cache)
             )
+        await self.archive.start()
         await self._fill_pool()
-        if self._reaper is None:
-            self._reaper = asyncio.create_task(self._reap_orphans_forever())
+        if self._reaper_task is None:
+            self._reaper_task = asyncio.create_task(self.reaper.run_forever())
         return await self.stats()
 
-    async def _reap_orphans_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.call.reap_interval_s)
-            try:
-                await self.reap_orphans()
-            except Exception as exc:  # noqa: BLE001 - the reaper must outlive any one round
-                log.warning("orphan reaper round failed: %s", exc)
-
     async def reap_orphans(self) -> list[str]:
-        """End every call older than the grace whose shard holds no dialog for it."""
-        now = time.time()
-        by_gateway: dict[str, list[str]] = {}
-        for _, info in self._active.values():
-            if info.gateway_name and now - info.opened_at >= self.call.orphan_grace_s:
-                by_gateway.setdefault(info.gateway_name, []).append(info.session_id)
-        reaped: list[str] = []
-        for name, sessions in by_gateway.items():
-            try:
-                gateway = ray.get_actor(name)
-                held = set(await asyncio.wait_for(gateway.active_sessions.remote(), 5.0))
-            except Exception as exc:  # noqa: BLE001 - an unreachable shard is asked again next round
-                log.warning("orphan reaper: shard %s did not answer (%s)", name, exc)
-                continue
-            for session_id in sessions:
-                if session_id not in held and session_id in self._active:
-                    log.warning("call %s has no dialog on %s: reaped", session_id, name)
-                    reaped.append(session_id)
-                    await self.close_call(CallEnded(session_id=session_id, reason="orphaned"))
-        self._reaped += len(reaped)
-        return reaped
+        """One round of the orphan reaper (calls without a dialog, dialogs without a call)."""
+        return await self.reaper.reap()
+
+    def _calls_by_shard(self) -> dict[str, tuple[str, float]]:
+        return {sid: (info.gateway_name, info.opened_at) for sid, (_, info) in self._active.items()}
+
+    async def _close_orphan(self, session_id: str) -> None:
+        if session_id in self._active:
+            await self.close_call(CallEnded(session_id=session_id, reason="orphaned"))
 
     def _actor_settings(self) -> CallActorSettings:
         return CallActorSettings(
@@ -208,9 +206,14 @@ class CallSupervisor:
             use_ami=self.call.use_ami,
         )
 
-    async def _new_actor(self):
+    async def _new_actor(self, node_id: str = ""):
         name = f"{CALL_ACTOR_PREFIX}{self._name}-{uuid.uuid4().hex[:10]}"
-        actor = CallActorRemote.options(name=name, lifetime="detached").remote(
+        options: dict = {"name": name, "lifetime": "detached"}
+        if node_id:  # media never crosses nodes: the actor binds that node's RTP address
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
+        actor = CallActorRemote.options(**options).remote(
             self._actor_settings(), self.handles, self.phrases, self.gateway_name, self.ami_bridge_name,
             ray.get_runtime_context().current_actor,
         )
@@ -222,9 +225,15 @@ class CallSupervisor:
             raise
         return actor
 
+    async def _actor_for(self, node_id: str):
+        """A CallActor on the answering shard's node: a warm one when the pool is on it."""
+        if self._warm and node_id in ("", self._node_id):
+            return self._warm.popleft()
+        return await self._new_actor(node_id or self._node_id)
+
     async def _fill_pool(self) -> None:
         while not self._shutting_down and len(self._warm) < self.call.warm_pool_size:
-            actor = await self._new_actor()
+            actor = await self._new_actor(self._node_id)
             if self._shutting_down:  # detached: one made during shutdown would outlive it
                 ray.kill(actor)
                 return
@@ -244,7 +253,7 @@ class CallSupervisor:
         started = time.monotonic()
         if setup.session_id in self._active:
             raise TheoError(f"session {setup.session_id} is already open")
-        actor = self._warm.popleft() if self._warm else await self._new_actor()
+        actor = await self._actor_for(setup.gateway_node_id)
         self._schedule_refill()
         try:
             answer = await actor.open.remote(setup)
@@ -288,7 +297,7 @@ class CallSupervisor:
         log.warning("CallActor of %s died mid-call: taking over on port %d", session_id, info.rtp_port)
         replacement = None
         try:
-            replacement = self._warm.popleft() if self._warm else await self._new_actor()
+            replacement = await self._actor_for(setup.gateway_node_id)  # the dead one's node: its RTP port
             self._schedule_refill()
             await asyncio.wait_for(
                 replacement.resume.remote(setup, info.rtp_port, self._checkpoints.get(session_id, b"")),
@@ -343,7 +352,11 @@ class CallSupervisor:
         if entry is None:
             return self._records.get(ended.session_id)
         actor, _info = entry
-        record = None
+        record = media = None
+        try:
+            media = (await asyncio.wait_for(actor.stats.remote(), timeout=2.0)).media  # before close stops RTP
+        except Exception:  # noqa: BLE001 - a dead actor's call is archived without its media figures
+            pass
         try:
             record = await asyncio.wait_for(actor.close.remote(ended), timeout=10.0)
         except Exception as exc:  # a crashed actor still has to go
@@ -352,6 +365,7 @@ class CallSupervisor:
             ray.kill(actor)  # no reuse across calls: a fresh actor has no leftover state
             self._closed += 1
         if record is not None:
+            self.archive.archive(record, media)
             self._records[ended.session_id] = record
             while len(self._records) > self.call.keep_records:
                 self._records.popitem(last=False)
@@ -396,20 +410,21 @@ class CallSupervisor:
         return SupervisorStats(
             active=len(self._active), warm=len(self._warm), created=self._created, opened=self._opened,
             closed=self._closed, open_failures=self._failures, phrase_book_ready=self.phrases is not None,
-            reaped=self._reaped, failovers=self._failovers, failover_failures=self._failover_failures,
+            reaped=self.reaper.calls_reaped, dialogs_reaped=self.reaper.dialogs_reaped, archived=self.archive.archived, failovers=self._failovers, failover_failures=self._failover_failures,
             last_failover_ms=self._last_failover_ms, adopted=self._adopted, breakers=self._breakers.states(),
         )
 
     async def shutdown(self) -> None:
         await self._ready()
         self._shutting_down = True
-        for task in (self._reaper, self._refill):
+        for task in (self._reaper_task, self._refill):
             if task is not None:
                 task.cancel()
         for session_id in list(self._active):
             await self.close_call(CallEnded(session_id=session_id, reason="gateway_shutdown"))
         while self._warm:
             ray.kill(self._warm.popleft())
+        await self.archive.close()
 
 
 CallSupervisorRemote = ray.remote(num_cpus=0, max_restarts=-1)(CallSupervisor)

@@ -46,6 +46,8 @@ class SupervisorRouter:
         if self._gateway_name:
             # The CallActor hangs up through the shard that holds the dialog.
             setup = msgspec.structs.replace(setup, gateway_name=self._gateway_name)
+        # The CallActor must run where this shard's SIP and RTP addresses are.
+        setup = msgspec.structs.replace(setup, gateway_node_id=ray.get_runtime_context().get_node_id())
         return await self._handle().open_call.remote(setup)
 
     async def update_call(self, session_id: str, remote: RemoteMedia) -> None:

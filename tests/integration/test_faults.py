@@ -26,6 +26,16 @@ async def plane(ray_cluster, model_handles, scripted_llm, scripted_fallback_llm,
     await plane.start()
     yield plane
     await plane.stop()
+    # Replicas these tests killed are back before the next module uses the deployments.
+    import asyncio
+
+    from theo_ray.runtime.serve_apps import running_apps
+
+    apps = {h.app_name for h in (handles.stt, handles.llm, handles.tts, handles.llm_fallback)}
+    for _ in range(120):
+        if apps <= running_apps():
+            break
+        await asyncio.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +83,15 @@ async def test_tts_replica_killed_mid_reply(plane, voice, tmp_path):
     result = await _strike(plane, voice, tmp_path, "tts_replica_mid_reply")
     assert result.gap_ms is not None and result.gap_ms < 1500.0, result
     assert result.outcome in ("continued", "human"), result
+
+
+async def test_llm_replica_killed_mid_reply(plane, voice, tmp_path):
+    result = await _strike(plane, voice, tmp_path, "llm_replica_mid_reply")
+    assert result.gap_ms is not None and result.gap_ms < 1500.0, result
+    assert result.outcome in ("continued", "human"), result
+
+
+async def test_stt_replica_killed_as_the_question_ends(plane, voice, tmp_path):
+    result = await _strike(plane, voice, tmp_path, "stt_replica_at_question")
+    assert result.outcome in ("continued", "human"), result
+    assert result.longest_silence_ms is not None and result.longest_silence_ms < 4000.0, result

@@ -232,3 +232,46 @@ async def test_theo_call_reads_the_agent_side_from_the_plane(plane, voice, model
     assert summary.first_content_audio.p50 is not None
     assert summary.sentiment_trajectory and None not in summary.sentiment_trajectory, summary.sentiment_errors
     await no_active_calls(plane)
+
+
+LONG_SILENCE = decode_scenario(
+    """
+name: quiet_caller_after_greeting
+max_duration_s: 60
+steps:
+  - action: wait_agent
+    until: ends
+    timeout_ms: 12000
+  - action: silence
+    ms: 40000
+  - action: hangup
+"""
+)
+
+
+async def test_a_dialog_whose_call_actor_and_supervisor_died_together_is_hung_up(plane, voice, tmp_path):
+    """A node-level crash: the CallActor and the CallSupervisor die at once, so the restarted
+    supervisor has no actor to adopt and the shard still holds the dialog. The reaper hangs
+    that dialog up (a BYE the caller receives) instead of leaving the caller in silence."""
+    import ray
+
+    async def crash_when_answered() -> float:
+        while (actor := await plane.supervisor.call_actor.remote("dialog-orphan")) is None:
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(3.0)
+        ray.kill(actor, no_restart=True)
+        ray.kill(plane.supervisor, no_restart=False)
+        return time.monotonic()
+
+    crash = asyncio.create_task(crash_when_answered())
+    result = await asyncio.wait_for(dial_and_run(
+        plane.uri, LONG_SILENCE, voice, tmp_path / "orphan", headers={"X-Theo-Session": "dialog-orphan"},
+        caller_settings=CallerSettings(media="external", codecs=["PCMU"]),
+    ), 90)
+    crashed_at = await crash
+    ended_after = time.monotonic() - crashed_at
+    assert result.ended_by == "agent", result.steps  # Theo's BYE, not the caller's hang-up at 40 s
+    stats = await plane.supervisor.stats.remote()
+    assert stats.dialogs_reaped == 1 and stats.active == 0, stats
+    assert "dialog-orphan" not in await plane.gateways[0].active_sessions.remote()
+    print(f"\norphan dialog hung up; the caller's call ended {ended_after:.1f} s after the crash")

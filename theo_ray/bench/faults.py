@@ -141,17 +141,28 @@ async def _hang_at_question(plane: SimCallPlane, session_id: str) -> float | Non
     return stats.current_turn.end_of_turn_at if stats is not None else None
 
 
-async def _kill_replica_mid_reply(app: str, plane: SimCallPlane, session_id: str) -> float | None:
+def _kill_replicas(app: str) -> float | None:
     import ray
     from ray.util import list_named_actors
 
-    if await _wait_for(plane, session_id, _speaking_reply(1)) is None:
-        return None
-    await asyncio.sleep(0.3)
     replicas = [e for e in list_named_actors(all_namespaces=True) if e["name"].startswith(f"SERVE_REPLICA::{app}#")]
     for entry in replicas:
         ray.kill(ray.get_actor(entry["name"], namespace=entry["namespace"]), no_restart=False)  # Serve starts another
     return time.monotonic() if replicas else None
+
+
+async def _kill_replica_mid_reply(kind: str, plane: SimCallPlane, session_id: str) -> float | None:
+    if await _wait_for(plane, session_id, _speaking_reply(1)) is None:
+        return None
+    await asyncio.sleep(0.3)
+    return _kill_replicas(getattr(plane.handles, kind).app_name)
+
+
+async def _kill_stt_replica_at_question(plane: SimCallPlane, session_id: str) -> float | None:
+    """The question's final transcription is in flight (or about to be) when the replica dies."""
+    if await _wait_for(plane, session_id, lambda s: s.current_turn is not None) is None:
+        return None
+    return _kill_replicas(plane.handles.stt.app_name)
 
 
 FAULTS: dict[str, Fault] = {
@@ -169,7 +180,12 @@ FAULTS: dict[str, Fault] = {
               [*_ask(PIX_QUESTION, settle_ms=2500), *_ask(BILL_QUESTION)], _hang_at_question),
         Fault("tts_replica_mid_reply", "TextToSpeech replica killed during an answer",
               [*_ask(LONG_QUESTION), *_ask(BILL_QUESTION)],
-              lambda plane, sid: _kill_replica_mid_reply("theo-tts", plane, sid)),
+              lambda plane, sid: _kill_replica_mid_reply("tts", plane, sid)),
+        Fault("llm_replica_mid_reply", "LanguageModel replica killed while it streams an answer",
+              [*_ask(LONG_QUESTION), *_ask(BILL_QUESTION)],
+              lambda plane, sid: _kill_replica_mid_reply("llm", plane, sid)),
+        Fault("stt_replica_at_question", "SpeechToText replica killed as the caller's question ends",
+              [*_ask(BILL_QUESTION), *_ask(BILL_QUESTION)], _kill_stt_replica_at_question),
     )
 }
 

@@ -121,7 +121,8 @@ def cmd_status(config: TheoConfig, args: argparse.Namespace) -> int:
     if supervisor is not None:
         stats = ray.get(supervisor.stats.remote())
         say(f"calls: {stats.active} active, {stats.warm} warm CallActors, {stats.opened} opened, "
-            f"{stats.closed} closed, {stats.reaped} reaped as orphans")
+            f"{stats.closed} closed, {stats.reaped} reaped as orphans ({stats.dialogs_reaped} dialogs with no "
+            f"CallActor hung up), {stats.archived} archived as call data")
         if stats.failovers or stats.failover_failures:
             say(f"failover: {stats.failovers} dead CallActors replaced mid-call (latest in "
                 f"{stats.last_failover_ms:.0f} ms), {stats.failover_failures} takeovers failed (caller sent to a human)")

@@ -26,6 +26,10 @@ class CallSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # dialog may still be completing (a 200 OK waits up to sip.ack_timeout_s for its ACK).
     reap_interval_s: float = 5.0
     orphan_grace_s: float = 12.0
+    # A dialog a shard holds that no call of the supervisor does (its CallActor and the
+    # takeover failed, or both died with the supervisor) is hung up after this long; above
+    # sip.answer_timeout_s, during which a new call's dialog is not in the call map yet.
+    orphan_dialog_grace_s: float = 15.0
     # A CallActor that dies mid-call is replaced: a warm actor binds the dead one's RTP port,
     # restores its last memory checkpoint and apologises. A takeover not done in this long
     # gives up: the caller goes to a human (AMI Redirect behind Asterisk) or is hung up.

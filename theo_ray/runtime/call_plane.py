@@ -19,6 +19,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import msgspec
 
@@ -112,6 +113,12 @@ class CallPlane:
             return msgspec.structs.replace(sip, host=host, port=free_sip_port(host), allowed_peers=[host])
         return msgspec.structs.replace(sip, port=sip.port + shard if sip.port else 0)
 
+    def _call_data_dir(self) -> str:
+        """Where this plane's call data goes: the output folder, or (a private plane of a
+        benchmark or test) a folder of its own, so no two supervisors share a spool or log."""
+        out = Path(self.config.paths.output_dir).expanduser()
+        return str(out / "planes" / self.label if self.label else out)
+
     async def start(self, say: Callable[[str], None] = _quiet) -> CallPlane:
         """Start (or, for the production plane, find) every actor; returns when calls can come in."""
         from theo_ray.actors.call_supervisor import CallSupervisorRemote
@@ -141,7 +148,7 @@ class CallPlane:
                 msgspec.structs.replace(cfg.call, warm_pool_size=self.warm_pool_size, use_ami=self.use_ami),
                 self.media, self.conversation, str(cfg.model_cache()), self.handles,
                 cfg.tts.voice if self.handles is not None else "", self.gateway_names[0], ami_name,
-                (cfg.llm.breaker_failures, cfg.llm.breaker_open_s),
+                (cfg.llm.breaker_failures, cfg.llm.breaker_open_s), cfg.call_data, self._call_data_dir(),
             )
             stats = await self.supervisor.start.remote()
             say(f"  ready in {time.perf_counter() - started:.1f} s ({stats.warm} warm CallActors)")

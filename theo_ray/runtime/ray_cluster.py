@@ -77,7 +77,7 @@ def started_here() -> bool:
 def start_or_join(settings: RaySettings, say: Callable[[str], None] = print) -> ClusterState:
     """Connect this process to the cluster (starting a local one if needed)."""
     ensure_auth_token()  # before importing ray: it reads RAY_AUTH_MODE at import
-    import ray
+    import ray  # noqa: F401 - imported after the token: Ray reads RAY_AUTH_MODE at import
 
     if settings.address:
         say(f"joining Ray cluster at {settings.address}")
@@ -123,7 +123,7 @@ def _connect(address: str, namespace: str) -> None:
     lines; warnings and errors still show."""
     import logging
 
-    import ray
+    import ray  # noqa: F401 - imported after the token: Ray reads RAY_AUTH_MODE at import
 
     ray.init(address=address, namespace=namespace, log_to_driver=False, logging_level=logging.WARNING)
     # Serve sets its logger's level again when its client starts; a filter stays.
@@ -131,7 +131,7 @@ def _connect(address: str, namespace: str) -> None:
 
 
 def _session_dir() -> str:
-    import ray
+    import ray  # noqa: F401 - imported after the token: Ray reads RAY_AUTH_MODE at import
 
     node = getattr(ray._private.worker, "_global_node", None)  # no public API for it
     return node.get_session_dir_path() if node is not None else ""

@@ -58,6 +58,7 @@ class CallSetup(msgspec.Struct, frozen=True):
     gateway_node: str = ""  # the gateway's SIP address, host:port
     invite_at: float = 0.0  # gateway clock (time.monotonic) when the INVITE arrived
     gateway_name: str = ""  # the named SipGateway shard holding the dialog (hang-up goes there)
+    gateway_node_id: str = ""  # the Ray node of that shard: the CallActor runs there (media stays on it)
 
 
 class MediaAnswer(msgspec.Struct, frozen=True):
