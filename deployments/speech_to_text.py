@@ -33,7 +33,7 @@ class SpeechToText:
     async def transcribe(self, req: TranscribeRequest) -> AsyncIterator[Segment]:
         audio = float_audio_from_request(audio_from_request(req))
         with deployment_span("stt.transcribe", req.trace, {"audio.seconds": len(audio) / 16000}):
-            async for segment in self.backend.transcribe(audio, req.language, req.prompt, req.word_timestamps):
+            async for segment in self.backend.transcribe(audio, req.language, req.prompt, req.word_timestamps, req.hint):
                 yield segment
 
     async def info(self) -> ModelInfo:

@@ -106,10 +106,28 @@ class SpeechToTextSettings(msgspec.Struct, **_STRICT):
     # A transcript with more words than this per second of audio (+ 4) is a decoding loop
     # ("o que é o que é o que é..."): it is decoded again on the full 30 s window.
     loop_words_per_s: float = 6.0
+    # Temperatures tried after 0 when a decode looks unsure (compression ratio > 2.4, mean
+    # log-probability < -1): faster-whisper's fallback. [] = temperature 0 only.
+    temperature_fallback: list[float] = msgspec.field(default_factory=list)
+    # Silero VAD (faster-whisper's own) cuts non-speech out of the audio before decoding.
+    vad_trim: bool = False
+    # Domain vocabulary: words callers of this deployment say that Whisper would not expect
+    # (the company, its plans, the trade's terms); operators add their own.
+    domain_terms: list[str] = msgspec.field(
+        default_factory=lambda: ["segunda via", "boleto", "Pix", "portabilidade", "fatura", "CPF", "protocolo"]
+    )
+    # How domain_terms reach the decoder: "hotwords" (faster-whisper's hotwords, ahead of the
+    # prompt), "prompt" (Whisper's initial prompt, as text said before), "off". A request's
+    # `hint` (what the agent just asked) is always part of the prompt.
+    vocabulary: Literal["hotwords", "prompt", "off"] = "off"
     deployment: DeploymentSettings = msgspec.field(default_factory=DeploymentSettings)
 
     def __post_init__(self) -> None:
         check_backend("stt", self.backend)
+        if not 1 <= self.beam_size <= 10:
+            raise ConfigError("stt.beam_size", f"must be 1..10, got {self.beam_size}")
+        if any(not 0.0 < t <= 1.0 for t in self.temperature_fallback):
+            raise ConfigError("stt.temperature_fallback", f"temperatures must be in (0, 1], got {self.temperature_fallback}")
         if not 1.0 <= self.window_min_s <= 30.0:
             raise ConfigError("stt.window_min_s", f"must be 1..30 seconds, got {self.window_min_s}")
         if not 0.0 <= self.window_margin_s <= 10.0:

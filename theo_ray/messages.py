@@ -29,6 +29,10 @@ class TranscribeRequest(msgspec.Struct, frozen=True):
     language: str = "pt"
     # Text the caller said before (helps Whisper keep names/numbers consistent).
     prompt: str = ""
+    # What the agent just asked ("Qual é o seu CPF?"): decoded as the text said before this
+    # audio, so Whisper expects its answer (digits after a CPF question). stt.domain_terms
+    # are added by the deployment itself.
+    hint: str = ""
     word_timestamps: bool = True
     request_id: str = ""
     trace: TraceContext = TraceContext()
@@ -38,11 +42,25 @@ class Word(msgspec.Struct, frozen=True):
     text: str
     start: float
     end: float
+    # The decoder's probability of this word (faster-whisper: the mean over its tokens), 0..1;
+    # low on a word it guessed.
     probability: float
 
 
 class Segment(msgspec.Struct, frozen=True):
-    """One decoded segment; the STT deployment streams these as they are decoded."""
+    """One decoded segment; the STT deployment streams these as they are decoded.
+
+    Confidence, for asking the caller to repeat instead of answering a guess:
+    - `avg_logprob`: mean log-probability of the segment's tokens (Whisper treats < -1 as
+      unsure);
+    - `no_speech_prob`: the decoder's probability that the audio holds no speech at all;
+    - `words[i].probability` and `min_word_probability` (the lowest word's, None without
+      word timestamps): a dictated digit or a name heard at 0.3 is a guess;
+    - `temperature`: 0 unless stt.temperature_fallback re-decoded the segment because it
+      looked unsure at 0 (then the sampled transcript is itself less certain);
+    - `redecoded`: the fitted window's transcript looked like a decoding loop and this is
+      the full 30 s window's (see stt.loop_words_per_s).
+    """
 
     text: str
     start: float
@@ -50,6 +68,9 @@ class Segment(msgspec.Struct, frozen=True):
     avg_logprob: float
     no_speech_prob: float
     words: list[Word] = []
+    min_word_probability: float | None = None
+    temperature: float = 0.0
+    redecoded: bool = False
 
 
 # ---------------------------------------------------------------- language model

@@ -1,7 +1,9 @@
 """faster-whisper (CTranslate2) speech-to-text backend: int8 on CPU, fp16 on GPU.
 
-Decoding uses temperature 0 only: the default temperature fallback re-decodes a segment
-several times when it looks unsure, which was measured at 6 s spikes on 2 cores.
+Decoding uses temperature 0 unless stt.temperature_fallback lists more: the fallback
+re-decodes a segment several times when it looks unsure (measured at 6 s spikes on 2 cores).
+Domain vocabulary (stt.domain_terms) reaches the decoder as hotwords or prompt text
+(stt.vocabulary); a request's hint (what the agent just asked) as the text said before.
 
 The encoder runs on a window fitted to the audio (`WindowedWhisperModel`), not on the 30 s
 Whisper pads everything to: see `SpeechToTextSettings.window_min_s`.
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import copy
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -68,11 +71,34 @@ def windowed_whisper_model(settings: SpeechToTextSettings, model_path: str):
     )
 
 
+# A run of the same n words repeated this many times in a row is a decoding loop, not
+# speech: no CPF, phone or protocol has 8 equal digits in a row.
+_LOOP_REPEATS = {1: 8, 2: 5, 3: 4, 4: 4}
+
+
+def repeated_run(text: str) -> int | None:
+    """Index (in `text.split()`) where a run of the same 1-4 words repeated past
+    `_LOOP_REPEATS` starts repeating (after its first instance), or None."""
+    tokens = ["".join(c for c in t.lower() if c.isalnum()) for t in text.split()]
+    for n, repeats in _LOOP_REPEATS.items():
+        for start in range(0, len(tokens) - n * repeats + 1):
+            gram = tokens[start : start + n]
+            if not any(gram):
+                continue
+            count = 1
+            while tokens[start + count * n : start + (count + 1) * n] == gram:
+                count += 1
+            if count >= repeats:
+                return start + n
+    return None
+
+
 def looks_like_a_loop(text: str, audio_s: float, max_words_per_s: float) -> bool:
-    """More words than anyone says in that much audio: Whisper repeating itself ("o que é o
-    que é o que é..."). Word rate, not Whisper's gzip ratio: a dictated "nove nove nove nove
-    oito oito oito oito" compresses like a loop but is said at 3 words a second."""
-    return len(text.split()) > max_words_per_s * audio_s + 4
+    """More words than anyone says in that much audio, or the same words over and over:
+    Whisper repeating itself ("o que é o que é o que é...", "9, 9, 9, 9, 9, 9, 9, 9, 9").
+    Word rate, not Whisper's gzip ratio: a dictated "nove nove nove nove oito oito oito oito"
+    compresses like a loop but is said at 3 words a second."""
+    return len(text.split()) > max_words_per_s * audio_s + 4 or repeated_run(text) is not None
 
 
 class FasterWhisperBackend:
@@ -83,57 +109,110 @@ class FasterWhisperBackend:
         self.full_window_model = copy.copy(self.model)  # same weights, Whisper's 30 s window
         self.full_window_model.fit_window = False
         self.loops_redecoded = 0
+        self.loops_cut = 0  # the full window looped too: the repeated words were cut
         # Lanes (CTranslate2 workers) decoding at once; see SpeechToTextSettings.parallel_requests.
         self._pool = concurrent.futures.ThreadPoolExecutor(settings.parallel_requests, thread_name_prefix="whisper")
 
-    def _decode(self, model, audio: np.ndarray, language: str, prompt: str, word_timestamps: bool):
+    def decoder_context(self, prompt: str, hint: str) -> tuple[str | None, str | None]:
+        """(initial prompt, hotwords) for a request: the request's own prompt (what the caller
+        said before) after its hint (what the agent just asked), and stt.domain_terms as
+        hotwords or ahead of the prompt, per stt.vocabulary."""
+        terms = ", ".join(t.strip() for t in self.settings.domain_terms if t.strip())
+        said_before = " ".join(p.strip() for p in (hint, prompt) if p.strip())
+        if self.settings.vocabulary == "prompt" and terms:
+            said_before = f"{terms}. {said_before}".strip()
+        hotwords = terms if self.settings.vocabulary == "hotwords" and terms else None
+        return said_before or None, hotwords
+
+    def _decode(self, model, audio: np.ndarray, language: str, prompt: str, word_timestamps: bool, hint: str = ""):
+        s = self.settings
+        initial_prompt, hotwords = self.decoder_context(prompt, hint)
         segments, _info = model.transcribe(
             audio,
-            language=language or self.settings.language,
-            beam_size=self.settings.beam_size,
-            temperature=0.0,
+            language=language or s.language,
+            beam_size=s.beam_size,
+            temperature=[0.0, *s.temperature_fallback] if s.temperature_fallback else 0.0,
             word_timestamps=word_timestamps,
-            initial_prompt=prompt or None,
+            initial_prompt=initial_prompt,
+            hotwords=hotwords,
             condition_on_previous_text=False,
-            vad_filter=False,
+            vad_filter=s.vad_trim,
             # A decoding loop stops at a length no real speech of this duration reaches,
             # instead of at Whisper's 448 tokens. 200 at most: with a 223-token prompt that
             # stays inside Whisper's 448-token context.
-            max_new_tokens=min(200, int(self.settings.max_tokens_per_s * len(audio) / 16000) + 16),
+            max_new_tokens=min(200, int(s.max_tokens_per_s * len(audio) / 16000) + 16),
         )
         return list(segments)
 
-    def transcribe_blocking(self, audio: np.ndarray, language: str, prompt: str, word_timestamps: bool) -> list:
-        """The faster-whisper segments of `audio` (blocking: run it in an executor).
+    def transcribe_blocking(
+        self, audio: np.ndarray, language: str, prompt: str, word_timestamps: bool, hint: str = ""
+    ) -> tuple[list, bool]:
+        """The faster-whisper segments of `audio` (blocking: run it in an executor), and
+        whether they were decoded again.
 
         Decoded on the fitted window; a transcript that looks like a decoding loop is decoded
-        again on Whisper's full window (which loops far less), counted in `loops_redecoded`.
+        again on Whisper's full window (which loops far less), counted in `loops_redecoded`;
+        if that one repeats itself too, the repetitions are cut (`loops_cut`), so no loop
+        reaches the language model.
         An utterance under 30 s is one decoder pass, so collecting its segments before the
         check delays nothing; a longer one waits for all its windows (callers use the whole
         text).
         """
-        segments = self._decode(self.model, audio, language, prompt, word_timestamps)
+        segments = self._decode(self.model, audio, language, prompt, word_timestamps, hint)
         text = " ".join(s.text for s in segments)
         if self.model.fit_window and looks_like_a_loop(text, len(audio) / 16000, self.settings.loop_words_per_s):
             self.loops_redecoded += 1
             log.warning("STT decoding loop on the fitted window (%r): decoding again on the full window", text[:80])
-            segments = self._decode(self.full_window_model, audio, language, prompt, word_timestamps)
-        return segments
+            segments = self._decode(self.full_window_model, audio, language, prompt, word_timestamps, hint)
+            if repeated_run(" ".join(s.text for s in segments)) is not None:
+                self.loops_cut += 1
+                segments = cut_repeated_run(segments)
+            return segments, True
+        return segments, False
 
     async def transcribe(
-        self, audio: np.ndarray, language: str, prompt: str, word_timestamps: bool
+        self, audio: np.ndarray, language: str, prompt: str, word_timestamps: bool, hint: str = ""
     ) -> AsyncIterator[Segment]:
         loop = asyncio.get_running_loop()
-        segments = await loop.run_in_executor(self._pool, self.transcribe_blocking, audio, language, prompt, word_timestamps)
+        segments, redecoded = await loop.run_in_executor(
+            self._pool, self.transcribe_blocking, audio, language, prompt, word_timestamps, hint
+        )
         for seg in segments:
-            yield Segment(
-                text=seg.text.strip(),
-                start=float(seg.start),
-                end=float(seg.end),
-                avg_logprob=float(seg.avg_logprob),
-                no_speech_prob=float(seg.no_speech_prob),
-                words=[
-                    Word(text=w.word.strip(), start=float(w.start), end=float(w.end), probability=float(w.probability))
-                    for w in (seg.words or [])
-                ],
-            )
+            yield to_segment(seg, redecoded)
+
+
+def cut_repeated_run(segments: list) -> list:
+    """The faster-whisper segments up to the first instance of their repeated run."""
+    cut_at = repeated_run(" ".join(s.text for s in segments))
+    if cut_at is None:
+        return segments
+    out = []
+    for seg in segments:
+        tokens = seg.text.split()
+        if cut_at <= 0:
+            break
+        if len(tokens) > cut_at:
+            seg = dataclasses.replace(seg, text=" " + " ".join(tokens[:cut_at]),
+                                      words=(seg.words or [])[:cut_at] or seg.words)
+        out.append(seg)
+        cut_at -= len(tokens)
+    return out
+
+
+def to_segment(seg, redecoded: bool = False) -> Segment:
+    """Theo's Segment (confidence included) from a faster-whisper segment."""
+    words = [
+        Word(text=w.word.strip(), start=float(w.start), end=float(w.end), probability=float(w.probability))
+        for w in (seg.words or [])
+    ]
+    return Segment(
+        text=seg.text.strip(),
+        start=float(seg.start),
+        end=float(seg.end),
+        avg_logprob=float(seg.avg_logprob),
+        no_speech_prob=float(seg.no_speech_prob),
+        words=words,
+        min_word_probability=min((w.probability for w in words), default=None),
+        temperature=float(seg.temperature or 0.0),
+        redecoded=redecoded,
+    )

@@ -20,9 +20,10 @@ class SpeechToTextBackend(Protocol):
     model: Any  # None when no model is loaded: the deployment's health check fails
 
     def transcribe(
-        self, audio: np.ndarray, language: str, prompt: str, word_timestamps: bool
+        self, audio: np.ndarray, language: str, prompt: str, word_timestamps: bool, hint: str = ""
     ) -> AsyncIterator[Segment]:
-        """Float32 16 kHz mono audio -> segments as they are decoded."""
+        """Float32 16 kHz mono audio -> segments as they are decoded. `prompt`: what the caller
+        said before; `hint`: what the agent just asked (both decoded as text said before)."""
         ...
 
 
