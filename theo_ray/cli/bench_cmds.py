@@ -51,28 +51,6 @@ def cmd_bench_models(config: TheoConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench_stt_window(config: TheoConfig, args: argparse.Namespace) -> int:
-    from theo_ray.bench.stt_window_bench import run_stt_window_bench
-
-    try:
-        windows = [float(w) for w in args.windows.split(",") if w.strip()]
-    except ValueError:
-        say(f"--windows must be seconds separated by commas, got {args.windows!r}")
-        return 2
-    say(f"transcribing the caller phrases at encoder windows {windows} s (G.711 line, in process) ...")
-    report = run_stt_window_bench(config, windows, args.repeats, progress=say)
-    full = next((w for w in report.windows if w.window_min_s >= 30.0), None)
-    table = Table("encoder window ≥", "transcriptions", "ms p50", "ms p95", "ms mean", "speed-up vs 30 s", "WER",
-                  "loops re-decoded", title="theo bench stt-window")
-    for w in report.windows:
-        table.add_row(f"{w.window_min_s:g} s", str(w.transcriptions), f"{w.ms_p50:.0f}", f"{w.ms_p95:.0f}",
-                      f"{w.ms_mean:.0f}", f"{full.ms_mean / w.ms_mean:.2f}x" if full else "-", f"{w.wer:.3f}",
-                      str(w.loops_redecoded))
-    console.print(table)
-    _write_json(Path(args.json or Path(config.paths.output_dir) / "bench-stt-window.json"), report)
-    return 0
-
-
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="benchmarks (print figures, write JSON)")
     bsub = bench.add_subparsers(dest="bench_cmd", required=True)
@@ -80,11 +58,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     models.add_argument("--trials", type=int, default=5)
     models.add_argument("--json", help="where to write the JSON report")
     models.set_defaults(run=cmd_bench_models)
-    window = bsub.add_parser("stt-window", help="Whisper encoder window: time per transcription and WER per window")
-    window.add_argument("--windows", default="30,15,10", help="minimum windows in seconds, comma separated (30 = off)")
-    window.add_argument("--repeats", type=int, default=2, help="transcriptions per phrase and window")
-    window.add_argument("--json", help="where to write the JSON report")
-    window.set_defaults(run=cmd_bench_stt_window)
+    from theo_ray.cli import bench_stt
+
+    bench_stt.add_parsers(bsub)
     from theo_ray.cli import bench_media
 
     bench_media.add_parsers(bsub)
