@@ -15,7 +15,7 @@ import time
 from theo_ray.calldata.build import build_call_documents
 from theo_ray.calldata.redaction import Redactor
 from theo_ray.calldata.settings import CallDataSettings
-from theo_ray.calldata.sink import describe, open_call_data_sinks
+from theo_ray.calldata.configured import describe, open_call_data_sinks
 from theo_ray.conversation.records import CallRecord
 from theo_ray.media.rtp_session import MediaStats
 

@@ -13,7 +13,8 @@ from tests.calldata.call_records import demo_call
 from theo_ray.calldata.build import build_call_documents
 from theo_ray.calldata.jsonl_log import JsonlCallLog
 from theo_ray.calldata.settings import CallDataSettings, JsonlLogSettings
-from theo_ray.calldata.sink import CallDataSink, open_call_data_sinks
+from theo_ray.calldata.configured import open_call_data_sinks
+from theo_ray.calldata.sink import CallDataSink
 from theo_ray.calldata.spool import DiskSpool, SpoolInUse, SpoolRecord
 
 

@@ -5,7 +5,7 @@ waits (the call path calls it and goes on; a bounded in-memory inbox hands the d
 to the sink's own background task); `start()`/`close()` bracket the background work;
 `flush()` waits until everything submitted has been delivered (shutdown, tests,
 benchmarks). `CallDataSinks` fans one submission out to every configured sink, and
-`open_call_data_sinks()` builds them from `[call_data]`.
+`theo_ray.calldata.configured.open_call_data_sinks()` builds them from `[call_data]`.
 """
 
 from __future__ import annotations
@@ -13,14 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import msgspec
 
 from theo_ray.calldata.documents import CallDocuments
-from theo_ray.calldata.settings import CallDataSettings, jsonl_dir, spool_dir
 from theo_ray.calldata.spool import SpoolStats
 
 log = logging.getLogger("theo.calldata")
@@ -130,28 +127,3 @@ class CallDataSinks:
 
     def stats(self) -> list[SinkStats]:
         return [s.stats() for s in self.sinks]
-
-
-def open_call_data_sinks(settings: CallDataSettings, output_dir: str,
-                         environ: Mapping[str, str] | None = None) -> CallDataSinks:
-    """The sinks `[call_data]` asks for (not started: `await sinks.start()`)."""
-    from theo_ray.calldata.es_sink import ElasticsearchSink
-    from theo_ray.calldata.jsonl_log import JsonlCallLog
-
-    sinks: list[CallDataSink] = []
-    if settings.jsonl.enabled:
-        sinks.append(JsonlCallLog(settings.jsonl, jsonl_dir(settings, output_dir)))
-    if settings.elasticsearch.url:
-        sinks.append(ElasticsearchSink(settings.elasticsearch, spool_dir(settings, output_dir), environ=environ))
-    return CallDataSinks(sinks)
-
-
-def describe(settings: CallDataSettings, output_dir: str) -> str:
-    """One line for the log: where call data goes (no secrets)."""
-    where = []
-    if settings.jsonl.enabled:
-        where.append(f"log {Path(jsonl_dir(settings, output_dir)) / settings.jsonl.file_name}")
-    if settings.elasticsearch.url:
-        es = settings.elasticsearch
-        where.append(f"Elasticsearch {es.url} ({es.turns_alias}, {es.calls_alias}; spool {spool_dir(settings, output_dir)})")
-    return "call data -> " + (", ".join(where) or "nowhere (call_data.jsonl.enabled = false, no elasticsearch.url)")

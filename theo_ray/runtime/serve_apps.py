@@ -8,32 +8,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
-from theo_ray.config import DeploymentSettings, TheoConfig
+from theo_ray.config import TheoConfig
 from theo_ray.messages import ChatMessage, GenerateRequest
+from theo_ray.runtime.deployment_options import deployment_options
 # Re-exported (`as`): ModelHandles was defined here before it moved below the conversation layer.
 from theo_ray.model_handles import ModelHandles as ModelHandles
 
 STT_APP, LLM_APP, TTS_APP = "theo-stt", "theo-llm", "theo-tts"
 LLM_FALLBACK_APP = "theo-llm-fallback"  # only with `llm.fallback` configured
 APPS = {"stt": (STT_APP, "SpeechToText"), "llm": (LLM_APP, "LanguageModel"), "tts": (TTS_APP, "TextToSpeech")}
-
-
-def deployment_options(settings: DeploymentSettings) -> dict[str, Any]:
-    options: dict[str, Any] = {
-        "max_ongoing_requests": settings.max_ongoing_requests,
-        "ray_actor_options": {"num_cpus": settings.num_cpus, "num_gpus": settings.num_gpus},
-    }
-    if settings.autoscaling:
-        options["autoscaling_config"] = {
-            "min_replicas": settings.autoscaling.min_replicas,
-            "max_replicas": settings.autoscaling.max_replicas,
-            "target_ongoing_requests": settings.autoscaling.target_ongoing_requests,
-        }
-    else:
-        options["num_replicas"] = settings.num_replicas
-    return options
 
 
 def call_prompt_start(config: TheoConfig) -> GenerateRequest:

@@ -45,7 +45,7 @@ def model_overrides(config: TheoConfig) -> dict[str, Any]:
 
 
 def _deployment_entry(name: str, settings) -> dict[str, Any]:
-    from theo_ray.runtime.serve_apps import deployment_options
+    from theo_ray.runtime.deployment_options import deployment_options
 
     return {"name": name, **deployment_options(settings)}
 

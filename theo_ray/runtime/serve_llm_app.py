@@ -34,7 +34,7 @@ def model_source(llm: LanguageModelSettings, cache_dir: Path) -> str:
 
 def llm_config_mapping(llm: LanguageModelSettings, cache_dir: Path) -> dict[str, Any]:
     """Ray Serve LLM's LLMConfig (as plain data) for Theo's LLM settings."""
-    from theo_ray.runtime.serve_apps import deployment_options
+    from theo_ray.runtime.deployment_options import deployment_options
 
     engine_kwargs: dict[str, Any] = {
         "max_model_len": llm.max_model_len,
