@@ -8,14 +8,18 @@ A scenario is a YAML file decoded into typed Structs. Each step has an ``action`
                  ``settle_ms``), giving up after ``timeout_ms``;
 - ``barge_in``   once the agent's audio of turn ``agent_turn`` has played ``after_ms``, speak the
                  utterance over it; ``expect_agent`` says whether the agent must stop (an interruption)
-                 or keep talking (a backchannel such as "uhum");
+                 or keep talking (a backchannel such as "uhum"); ``min_turn_ms`` skips agent turns
+                 that end sooner (a filler played before the answer);
 - ``dtmf``       send digits;
 - ``silence``    say nothing for ``ms``;
 - ``hangup``     end the call.
 
 ``expect`` holds the checks run on the finished call (words the agent must say, a transfer,
-latency ceilings). Decoding errors raise :class:`theo_ray.errors.ConfigError` whose ``key`` is the
-path of the offending key (``steps[2].txt``).
+latency ceilings); ``labels`` are free-form strings for the tools that group or judge
+scenarios (the turn-taking benchmark reads ``category``, ``line``, ``impaired``, see
+theo_ray/bench/turn_taking_bench.py). Decoding errors raise
+:class:`theo_ray.errors.ConfigError` whose ``key`` is the path of the offending key
+(``steps[2].txt``).
 """
 
 from __future__ import annotations
@@ -116,20 +120,27 @@ class BargeIn(Utterance, tag="barge_in", tag_field="action"):
     """Speak over the agent once its audio of turn ``agent_turn`` has played ``after_ms``.
 
     Agent turns count from 1 (the greeting is turn 1); ``agent_turn`` None means the next agent
-    turn to start after this step begins. ``expect_agent`` is what the agent must do: ``stops``
-    (an interruption) or ``continues`` (a backchannel that must not interrupt it).
+    turn to start after this step begins, ``same`` the turn the previous ``barge_in`` spoke
+    into (several backchannels at several points of one answer). ``expect_agent`` is what the
+    agent must do: ``stops`` (an interruption) or ``continues`` (a backchannel that must not
+    interrupt it).
     """
 
     after_ms: int = 800
-    agent_turn: int | None = None
+    agent_turn: int | Literal["same"] | None = None
     timeout_ms: int = 15000
     expect_agent: Literal["stops", "continues"] = "stops"
+    # An agent turn that ends before it has played this long (a "Um momento só." filler
+    # before the answer) is skipped: the caller speaks into the next one. 0: no skipping.
+    min_turn_ms: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.after_ms < 0:
             raise ValueError("`after_ms` must be >= 0")
-        if self.agent_turn is not None and self.agent_turn < 1:
+        if not 0 <= self.min_turn_ms <= self.after_ms:
+            raise ValueError("`min_turn_ms` must be 0..`after_ms`")
+        if isinstance(self.agent_turn, int) and self.agent_turn < 1:
             raise ValueError("`agent_turn` counts from 1")
         if self.timeout_ms <= 0:
             raise ValueError("`timeout_ms` must be > 0")
@@ -212,6 +223,8 @@ class Scenario(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_def
     expect: Expectations = Expectations()
     # Hard cap on the call's length: the simulator hangs up when it is reached.
     max_duration_s: float = 120.0
+    # Free-form labels for tools that group or judge scenarios (not used by the simulator).
+    labels: dict[str, str] = {}
 
     def __post_init__(self) -> None:
         if not re.match(r"^[a-z0-9][a-z0-9_-]*$", self.name):
