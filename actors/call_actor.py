@@ -15,6 +15,7 @@ import time
 import msgspec
 import ray
 
+from theo_ray.actors.call_tracing import ReportingTurnTracer
 from theo_ray.actors.supervisor_breakers import SupervisorBreakers
 from theo_ray.conversation.call_control import AmiCallControl, CallControl, GatewayCallControl
 from theo_ray.conversation.model_client import ModelClient
@@ -22,13 +23,13 @@ from theo_ray.conversation.phrase_book import PhraseBook
 from theo_ray.conversation.records import CallRecord, TurnRecord
 from theo_ray.conversation.settings import ConversationSettings
 from theo_ray.conversation.turn_loop import TurnLoop
-from theo_ray.conversation.turn_spans import TurnTracer
 from theo_ray.conversation.turn_state import StateChange, TurnState
 from theo_ray.media.rtp_session import MediaStats, RtpSession
 from theo_ray.media.settings import MediaSettings
 from theo_ray.model_handles import ModelHandles
 from theo_ray.turn.memory import ConversationMemory
 from theo_ray.sip.messages import CallEnded, CallSetup, MediaAnswer, RemoteMedia
+from theo_ray.telemetry.tracing import flush_spans
 
 log = logging.getLogger("theo.call")
 REBIND_ATTEMPTS, REBIND_WAIT_S = 40, 0.02  # a dead actor's RTP port, tried for up to 0.8 s
@@ -187,7 +188,8 @@ class CallActor:
             self.loop = TurnLoop(
                 setup.session_id, self.rtp, ModelClient(self.handles, SupervisorBreakers(self.supervisor)), self.settings.conversation, self._control(),
                 phrases=self.phrases, smart_turn=self._smart_turn, vad=self._vad, memory=restored,
-                tracer=TurnTracer(setup.session_id, attributes={"caller.id": setup.caller_id}),
+                tracer=ReportingTurnTracer(setup.session_id, self.supervisor, parent=setup.trace,
+                                           attributes={"caller.id": setup.caller_id}),
             )
             self.loop.record.caller_id = setup.caller_id
             self.loop.subscribe_states(self._checkpoint_on_change)
@@ -236,12 +238,17 @@ class CallActor:
         record = CallRecord(session_id=self.session_id, end_reason=ended.reason)
         if self.loop is not None:
             record = await self.loop.stop(ended.reason)
+            if isinstance(self.loop.tracer, ReportingTurnTracer):
+                self.loop.tracer.report_unfinished(record)
         if self._echo_task is not None:
             self._echo_task.cancel()
         if self.rtp is not None:
             await self.rtp.stop()
         self.record = record
         self._ended.set()
+        # The supervisor kills this process next: the batched spans (the call's, its last
+        # turn's) leave now, from a worker thread.
+        await asyncio.get_running_loop().run_in_executor(None, flush_spans, 1.0)
         return record
 
     async def stats(self) -> CallStats:

@@ -37,16 +37,18 @@ from theo_ray.actor_names import CALL_ACTOR_PREFIX
 from theo_ray.actors.call_actor import CallActorRemote, CallActorSettings, CallInfo, call_control_for
 from theo_ray.actors.call_archive import CallArchive
 from theo_ray.actors.orphan_reaper import OrphanReaper
+from theo_ray.actors.plane_metrics import PlaneMetrics
 from theo_ray.calldata.settings import CallDataSettings
 from theo_ray.circuit_breaker import BreakerBoard, BreakerState
 from theo_ray.conversation.phrase_book import PhraseBook, load_or_render_phrase_book
-from theo_ray.conversation.records import CallRecord
+from theo_ray.conversation.records import BargeInRecord, CallRecord, TurnRecord
 from theo_ray.conversation.call_settings import CallSettings
 from theo_ray.conversation.settings import ConversationSettings
 from theo_ray.errors import TheoError
 from theo_ray.media.settings import MediaSettings
 from theo_ray.model_handles import ModelHandles
 from theo_ray.sip.messages import CallEnded, CallSetup, MediaAnswer, RemoteMedia
+from theo_ray.telemetry.settings import TelemetrySettings
 
 log = logging.getLogger("theo.supervisor")
 
@@ -94,6 +96,7 @@ class CallSupervisor:
         llm_breaker: tuple[int, float] = (3, 30.0),  # llm.breaker_failures, llm.breaker_open_s
         call_data: CallDataSettings | None = None,  # None: finished calls are kept in memory only
         output_dir: str = "",
+        telemetry: TelemetrySettings | None = None,
     ) -> None:
         self.call = call
         self.media = media
@@ -127,6 +130,9 @@ class CallSupervisor:
         context = ray.get_runtime_context()
         self._node_id = context.get_node_id()
         self._name = context.get_actor_name() or uuid.uuid4().hex[:8]
+        self.telemetry = telemetry or TelemetrySettings()
+        self.metrics = PlaneMetrics(self._name, enabled=self.telemetry.metrics)
+        self._metrics_task: asyncio.Task | None = None
         # A restart (Ray re-runs __init__): adopt the CallActors on the first call.
         self._adoption: asyncio.Task | None = None
         self._needs_adoption = context.was_current_actor_reconstructed
@@ -186,6 +192,8 @@ class CallSupervisor:
         await self._fill_pool()
         if self._reaper_task is None:
             self._reaper_task = asyncio.create_task(self.reaper.run_forever())
+        if self._metrics_task is None and self.telemetry.metrics:
+            self._metrics_task = asyncio.create_task(self.metrics.run(self.stats, self.telemetry.metrics_interval_s))
         return await self.stats()
 
     async def reap_orphans(self) -> list[str]:
@@ -364,6 +372,7 @@ class CallSupervisor:
         finally:
             ray.kill(actor)  # no reuse across calls: a fresh actor has no leftover state
             self._closed += 1
+        self.metrics.call_closed(ended.reason, record, media)
         if record is not None:
             self.archive.archive(record, media)
             self._records[ended.session_id] = record
@@ -405,6 +414,13 @@ class CallSupervisor:
     async def breaker_record(self, model: str, ok: bool | None) -> None:
         self._breakers.record(model, ok)
 
+    # Metrics from the CallActors (fire and forget; no `_ready()`: never waits on an adoption).
+    async def observe_turn(self, turn: TurnRecord) -> None:
+        self.metrics.turn_done(turn)
+
+    async def observe_barge_in(self, barge: BargeInRecord) -> None:
+        self.metrics.barge_in(barge)
+
     async def stats(self) -> SupervisorStats:
         await self._ready()
         return SupervisorStats(
@@ -417,7 +433,7 @@ class CallSupervisor:
     async def shutdown(self) -> None:
         await self._ready()
         self._shutting_down = True
-        for task in (self._reaper_task, self._refill):
+        for task in (self._reaper_task, self._refill, self._metrics_task):
             if task is not None:
                 task.cancel()
         for session_id in list(self._active):

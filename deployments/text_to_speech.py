@@ -28,6 +28,7 @@ from theo_ray.config import TextToSpeechSettings
 from theo_ray.errors import BackendError, InvalidRequest
 from theo_ray.media.resample import resample_once
 from theo_ray.messages import ModelInfo, SynthesizeRequest, TtsChunk
+from theo_ray.telemetry.metrics import BREAKER_POSITION, TheoMetrics
 from theo_ray.telemetry.tracing import deployment_span
 from theo_ray.turn.spoken_form import spoken_form
 from theo_ray.turn.sentence_splitter import SentenceSplitter
@@ -52,6 +53,15 @@ class TextToSpeech:
         self.breaker = CircuitBreaker("tts", settings.breaker_failures, settings.breaker_open_s)
         self._cache_dir = Path(cache_dir)
         self._fallback: TextToSpeechBackend | None = None
+        try:  # the breaker's position as theo_breaker_state{model="tts", plane=<app>}
+            app = serve.get_replica_context().app_name
+        except Exception:  # noqa: BLE001 - outside Serve (tests construct it directly)
+            app = "tts"
+        self._metrics = TheoMetrics({"plane": app, "model": "tts"})
+        self._metrics.set("theo_breaker_state", 0)
+
+    def _breaker_changed(self) -> None:
+        self._metrics.set("theo_breaker_state", BREAKER_POSITION.get(self.breaker.state().position, 0))
 
     def _fallback_backend(self) -> TextToSpeechBackend | None:
         if self._fallback is None and self.settings.fallback_backend:
@@ -68,9 +78,11 @@ class TextToSpeech:
                     started = True
                     yield pcm
                 self.breaker.record_success()
+                self._breaker_changed()
                 return
             except Exception as exc:
                 self.breaker.record_failure()
+                self._breaker_changed()
                 if started or self._fallback_backend() is None:
                     raise  # half a sentence in one voice and half in another would be worse
                 log.warning("tts backend %s failed (%s: %s): this sentence goes to %s",

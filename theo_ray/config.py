@@ -28,6 +28,7 @@ from theo_ray.conversation.settings import ConversationSettings
 from theo_ray.errors import ConfigError
 from theo_ray.media.settings import MediaSettings
 from theo_ray.sip.settings import SipSettings
+from theo_ray.telemetry.settings import HealthSettings, TelemetrySettings
 
 _STRICT = {"forbid_unknown_fields": True, "kw_only": True}
 
@@ -257,6 +258,10 @@ class TheoConfig(msgspec.Struct, **_STRICT):
     # Where each call's summary and turns go: the local JSON-lines log (on by default) and
     # Elasticsearch (off while call_data.elasticsearch.url is empty); README "Call data".
     call_data: CallDataSettings = msgspec.field(default_factory=CallDataSettings)
+    # Traces (JSON lines, OTLP), Theo's metrics on Ray's Prometheus endpoint; README "Observability".
+    telemetry: TelemetrySettings = msgspec.field(default_factory=TelemetrySettings)
+    # The /health, /ready and /metrics HTTP server `theo up` runs.
+    health: HealthSettings = msgspec.field(default_factory=HealthSettings)
 
     def __post_init__(self) -> None:
         if self.call.use_ami:
