@@ -21,10 +21,12 @@ import msgspec
 import ray
 
 from theo_ray.actor_names import SUPERVISOR
+from theo_ray.actors.gateway_telemetry import DialogSpans, ShardMetrics
 from theo_ray.sip.messages import CallEnded, CallSetup, ListenAddress, MediaAnswer, RemoteMedia
 from theo_ray.sip.settings import SipSettings
 from theo_ray.sip.shard_process import ShardProcess, ShardStatus
 from theo_ray.sip.stats import GatewayStats
+from theo_ray.telemetry.settings import TelemetrySettings
 
 log = logging.getLogger("theo.sip.gateway")
 
@@ -32,9 +34,11 @@ log = logging.getLogger("theo.sip.gateway")
 class SupervisorRouter:
     """`CallRouter` that forwards to the CallSupervisor actor (by handle, or by name lazily)."""
 
-    def __init__(self, supervisor: ray.actor.ActorHandle | str = SUPERVISOR, gateway_name: str = "") -> None:
+    def __init__(self, supervisor: ray.actor.ActorHandle | str = SUPERVISOR, gateway_name: str = "",
+                 spans: DialogSpans | None = None) -> None:
         self._supervisor = supervisor
         self._gateway_name = gateway_name
+        self._spans = spans
 
     def _handle(self) -> ray.actor.ActorHandle:
         if isinstance(self._supervisor, str):
@@ -48,12 +52,24 @@ class SupervisorRouter:
             setup = msgspec.structs.replace(setup, gateway_name=self._gateway_name)
         # The CallActor must run where this shard's SIP and RTP addresses are.
         setup = msgspec.structs.replace(setup, gateway_node_id=ray.get_runtime_context().get_node_id())
-        return await self._handle().open_call.remote(setup)
+        if self._spans is None:
+            return await self._handle().open_call.remote(setup)
+        span = self._spans.invite(setup)  # the call's trace starts at the INVITE
+        setup = msgspec.structs.replace(setup, trace=self._spans.context(span))
+        try:
+            answer = await self._handle().open_call.remote(setup)
+        except BaseException as exc:
+            self._spans.answered(setup, span, exc)
+            raise
+        self._spans.answered(setup, span)
+        return answer
 
     async def update_call(self, session_id: str, remote: RemoteMedia) -> None:
         await self._handle().update_call.remote(session_id, remote)
 
     async def close_call(self, ended: CallEnded) -> None:
+        if self._spans is not None:
+            self._spans.ended(ended)
         await self._handle().close_call.remote(ended)
 
 
@@ -63,10 +79,16 @@ class SipGateway:
         settings: SipSettings,
         supervisor: ray.actor.ActorHandle | str = SUPERVISOR,
         name: str = "",
+        telemetry: TelemetrySettings | None = None,
     ) -> None:
-        self._shard = ShardProcess(settings, name, SupervisorRouter(supervisor, name))
+        telemetry = telemetry or TelemetrySettings()
+        self._spans = DialogSpans(name)
+        self._shard = ShardProcess(settings, name, SupervisorRouter(supervisor, name, self._spans))
         # Async actors run __init__ on their event loop: listen now, also after a restart.
         self._started = asyncio.get_running_loop().create_task(self._shard.start())
+        self._metrics = ShardMetrics(name, enabled=telemetry.metrics)
+        self._metrics_task = (asyncio.get_running_loop().create_task(
+            self._metrics.run(self.stats, telemetry.metrics_interval_s)) if telemetry.metrics else None)
         if ray.get_runtime_context().was_current_actor_reconstructed:
             log.error("SIP gateway %s restarted by Ray (its actor process died)", name)
 
@@ -93,7 +115,10 @@ class SipGateway:
     async def stop(self) -> None:
         """Hang up live calls (close_call reason gateway_shutdown) and stop pjsua."""
         await self._started
+        if self._metrics_task is not None:
+            self._metrics_task.cancel()
         await self._shard.stop()
+        self._spans.close_all()
 
 
 SipGatewayActor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)(SipGateway)

@@ -119,6 +119,14 @@ class CallPlane:
         out = Path(self.config.paths.output_dir).expanduser()
         return str(out / "planes" / self.label if self.label else out)
 
+    def telemetry_env(self) -> dict[str, str]:
+        """The tracing environment of this plane's processes (telemetry.*)."""
+        from theo_ray.telemetry.tracing import telemetry_env
+
+        t = self.config.telemetry
+        traces = str(Path(self.config.paths.output_dir).expanduser() / "traces") if t.jsonl else ""
+        return telemetry_env(traces, t.otlp_endpoint, t.include_transcripts)
+
     async def start(self, say: Callable[[str], None] = _quiet) -> CallPlane:
         """Start (or, for the production plane, find) every actor; returns when calls can come in."""
         from theo_ray.actors.call_supervisor import CallSupervisorRemote
@@ -130,6 +138,9 @@ class CallPlane:
         # On a cluster with a media node (`theo_media`), every plane actor runs there; the
         # CallActors follow their gateway shard's node (the supervisor places them).
         detached |= media_options(cfg.call.rtp_host if self.label else cfg.sip.host)
+        env = self.telemetry_env()
+        if env:  # every plane process traces (CallActors inherit the supervisor's runtime_env)
+            detached["runtime_env"] = {"env_vars": {"RAY_AUTH_MODE": "token", **env}}
         ami_name = ""
         if self.use_ami:
             from theo_ray.actors.ami_bridge import AmiBridgeActor
@@ -149,6 +160,7 @@ class CallPlane:
                 self.media, self.conversation, str(cfg.model_cache()), self.handles,
                 cfg.tts.voice if self.handles is not None else "", self.gateway_names[0], ami_name,
                 (cfg.llm.breaker_failures, cfg.llm.breaker_open_s), cfg.call_data, self._call_data_dir(),
+                cfg.telemetry,
             )
             stats = await self.supervisor.start.remote()
             say(f"  ready in {time.perf_counter() - started:.1f} s ({stats.warm} warm CallActors)")
@@ -160,7 +172,7 @@ class CallPlane:
             gateway = None if self.label else _get(name)
             if gateway is None:
                 gateway = SipGatewayActor.options(name=name, **detached).remote(
-                    self._sip_settings(shard), self.supervisor_name, name
+                    self._sip_settings(shard), self.supervisor_name, name, cfg.telemetry
                 )
             self.gateways.append(gateway)
         listening = await asyncio.gather(*(g.ready.remote() for g in self.gateways))

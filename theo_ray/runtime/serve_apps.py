@@ -41,12 +41,30 @@ def call_prompt_start(config: TheoConfig) -> GenerateRequest:
     )
 
 
+def telemetry_options(options: dict, config: TheoConfig) -> dict:
+    """`options` with the tracing environment of `telemetry.*` in the replicas' runtime_env
+    (JSON-lines spans under the output folder, OTLP when configured)."""
+    from pathlib import Path
+
+    from theo_ray.telemetry.tracing import telemetry_env
+
+    t = config.telemetry
+    env = telemetry_env(str(Path(config.paths.output_dir).expanduser() / "traces") if t.jsonl else "",
+                        t.otlp_endpoint, t.include_transcripts)
+    if env:
+        actor = dict(options.get("ray_actor_options") or {})
+        actor["runtime_env"] = {"env_vars": {"RAY_AUTH_MODE": "token", **env}}
+        options = {**options, "ray_actor_options": actor}
+    return options
+
+
 def build_application(kind: str, config: TheoConfig):
     cache = str(config.model_cache())
     if kind == "stt":
         from theo_ray.deployments.speech_to_text import SpeechToText
 
-        return SpeechToText.options(**deployment_options(config.stt.deployment)).bind(config.stt, cache)
+        return SpeechToText.options(**telemetry_options(deployment_options(config.stt.deployment), config)).bind(
+            config.stt, cache)
     if kind in ("llm", "llm_fallback"):
         from theo_ray.deployments.language_model import LanguageModel
 
@@ -57,11 +75,13 @@ def build_application(kind: str, config: TheoConfig):
             from theo_ray.runtime.serve_llm_app import serve_llm_application
 
             return serve_llm_application(llm, cache, call_prompt_start(config))
-        return LanguageModel.options(**deployment_options(llm.deployment)).bind(llm, cache, call_prompt_start(config))
+        return LanguageModel.options(**telemetry_options(deployment_options(llm.deployment), config)).bind(
+            llm, cache, call_prompt_start(config))
     if kind == "tts":
         from theo_ray.deployments.text_to_speech import TextToSpeech
 
-        return TextToSpeech.options(**deployment_options(config.tts.deployment)).bind(config.tts, cache)
+        return TextToSpeech.options(**telemetry_options(deployment_options(config.tts.deployment), config)).bind(
+            config.tts, cache)
     raise ValueError(f"unknown model kind {kind!r}")
 
 

@@ -13,6 +13,7 @@ from typing import Literal
 import msgspec
 
 from theo_ray.media.direction import Direction
+from theo_ray.messages import TraceContext
 
 EndReason = Literal[
     "caller_bye",  # the PBX/caller sent BYE
@@ -59,6 +60,8 @@ class CallSetup(msgspec.Struct, frozen=True):
     invite_at: float = 0.0  # gateway clock (time.monotonic) when the INVITE arrived
     gateway_name: str = ""  # the named SipGateway shard holding the dialog (hang-up goes there)
     gateway_node_id: str = ""  # the Ray node of that shard: the CallActor runs there (media stays on it)
+    # The gateway's span of this dialog (INVITE -> 200 OK -> BYE): the call's trace starts there.
+    trace: TraceContext = TraceContext()
 
 
 class MediaAnswer(msgspec.Struct, frozen=True):

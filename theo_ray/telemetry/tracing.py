@@ -1,10 +1,20 @@
 """OpenTelemetry tracing: one trace per call, context carried in every request.
 
-Each process (driver, CallActor, deployment replica) calls ``configure_tracing`` once; in
-the embedded default spans are written as JSON lines to a folder (one file per process),
-which the demo and notebooks read. An OTLP exporter can be added for Tempo/Jaeger later
-without touching the call sites. Trace context crosses Ray boundaries inside the typed
-requests (``TraceContext.traceparent``), not through Ray's own tracing hooks.
+Each process (driver, gateway shard, CallActor, deployment replica) calls
+``configure_tracing`` once. Spans leave through a ``BatchSpanProcessor`` (a background
+thread: the call's event loop only appends to a queue) to the exporters the environment
+names, inherited from `theo up` or given to each actor as its runtime_env
+(``telemetry_env``):
+
+- ``THEO_TRACE_DIR``: JSON lines, one file per process, under the output folder (the
+  embedded default; the notebooks group them by trace id);
+- ``THEO__TELEMETRY__OTLP_ENDPOINT`` (the config key ``telemetry.otlp_endpoint``), else the
+  standard ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT``: OTLP over
+  HTTP/protobuf to Tempo, Jaeger or a collector.
+
+Trace context crosses Ray boundaries inside the typed requests (``TraceContext.traceparent``),
+not through Ray's own tracing hooks. A process about to be killed (a CallActor at the end of
+its call) calls ``flush_spans`` first.
 """
 
 from __future__ import annotations
@@ -16,19 +26,24 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from theo_ray.messages import TraceContext
 
 TRACE_DIR_ENV = "THEO_TRACE_DIR"
+OTLP_ENDPOINT_ENV = "THEO__TELEMETRY__OTLP_ENDPOINT"
+INCLUDE_TRANSCRIPTS_ENV = "THEO__TELEMETRY__INCLUDE_TRANSCRIPTS"
+_STANDARD_OTLP_ENV = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 _propagator = TraceContextTextMapPropagator()
 _configured = False
+_provider: TracerProvider | None = None
 _lock = threading.Lock()
 
 
@@ -65,20 +80,63 @@ class JsonLinesSpanExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
+def otlp_traces_url(environ: Mapping[str, str] | None = None) -> str:
+    """The OTLP/HTTP traces URL from the environment ("" when none is set)."""
+    env = os.environ if environ is None else environ
+    endpoint = env.get(OTLP_ENDPOINT_ENV, "").strip().strip('"')
+    if endpoint:
+        return endpoint.rstrip("/") + "/v1/traces" if urlsplit(endpoint).path in ("", "/") else endpoint
+    if env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        return env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+    if env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return env["OTEL_EXPORTER_OTLP_ENDPOINT"].rstrip("/") + "/v1/traces"
+    return ""
+
+
+def telemetry_env(jsonl_dir: str = "", otlp_endpoint: str = "", include_transcripts: bool = False) -> dict[str, str]:
+    """The environment that makes a process trace: for a runtime_env or os.environ."""
+    env: dict[str, str] = {}
+    if jsonl_dir:
+        env[TRACE_DIR_ENV] = str(Path(jsonl_dir).expanduser().resolve())
+    if otlp_endpoint:
+        env[OTLP_ENDPOINT_ENV] = otlp_endpoint
+    if include_transcripts:
+        env[INCLUDE_TRANSCRIPTS_ENV] = "true"
+    return env
+
+
+def include_transcripts() -> bool:
+    return os.environ.get(INCLUDE_TRANSCRIPTS_ENV, "").lower() in ("1", "true", "yes")
+
+
 def configure_tracing(service: str, folder: str | os.PathLike[str] | None = None) -> None:
-    """Install a tracer provider for this process once; no-op without a trace folder."""
-    global _configured
+    """Install a tracer provider for this process once; no-op without any exporter."""
+    global _configured, _provider
     with _lock:
         if _configured:
             return
-        target = folder or os.environ.get(TRACE_DIR_ENV)
-        if not target:
-            _configured = True
-            return
-        provider = TracerProvider(resource=Resource.create({"service.name": service}))
-        provider.add_span_processor(SimpleSpanProcessor(JsonLinesSpanExporter(Path(target))))
-        trace.set_tracer_provider(provider)
         _configured = True
+        target = folder or os.environ.get(TRACE_DIR_ENV)
+        url = otlp_traces_url()
+        if not target and not url:
+            return
+        provider = TracerProvider(resource=Resource.create({"service.name": service, "process.pid": os.getpid()}))
+        # OTEL_BSP_* variables still win; otherwise spans leave within 0.5 s, 512 at a time.
+        delay = int(os.environ.get("OTEL_BSP_SCHEDULE_DELAY", "500"))
+        if target:
+            provider.add_span_processor(BatchSpanProcessor(JsonLinesSpanExporter(Path(target)), schedule_delay_millis=delay))
+        if url:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=url, timeout=5), schedule_delay_millis=delay))
+        trace.set_tracer_provider(provider)
+        _provider = provider
+
+
+def flush_spans(timeout_s: float = 2.0) -> bool:
+    """Export every finished span now (blocking: call it from a worker thread on a loop)."""
+    provider = _provider
+    return provider.force_flush(int(timeout_s * 1000)) if provider is not None else True
 
 
 def tracer() -> trace.Tracer:
