@@ -15,7 +15,7 @@ import time
 import msgspec
 import ray
 
-from theo_ray.actors.call_tracing import ReportingTurnTracer
+from theo_ray.actors.call_tracing import ReportingTurnTracer, TracedCallControl
 from theo_ray.actors.supervisor_breakers import SupervisorBreakers
 from theo_ray.conversation.call_control import AmiCallControl, CallControl, GatewayCallControl
 from theo_ray.conversation.model_client import ModelClient
@@ -185,11 +185,12 @@ class CallActor:
             restored = None
             if memory:
                 restored = ConversationMemory.from_checkpoint(memory, self.settings.conversation.turn.memory)
+            tracer = ReportingTurnTracer(setup.session_id, self.supervisor, parent=setup.trace,
+                                         attributes={"caller.id": setup.caller_id})
+            control = TracedCallControl(self._control(), tracer, via_ami=self.settings.use_ami and bool(self.ami_bridge_name))
             self.loop = TurnLoop(
-                setup.session_id, self.rtp, ModelClient(self.handles, SupervisorBreakers(self.supervisor)), self.settings.conversation, self._control(),
-                phrases=self.phrases, smart_turn=self._smart_turn, vad=self._vad, memory=restored,
-                tracer=ReportingTurnTracer(setup.session_id, self.supervisor, parent=setup.trace,
-                                           attributes={"caller.id": setup.caller_id}),
+                setup.session_id, self.rtp, ModelClient(self.handles, SupervisorBreakers(self.supervisor)), self.settings.conversation, control,
+                phrases=self.phrases, smart_turn=self._smart_turn, vad=self._vad, memory=restored, tracer=tracer,
             )
             self.loop.record.caller_id = setup.caller_id
             self.loop.subscribe_states(self._checkpoint_on_change)

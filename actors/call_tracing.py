@@ -43,3 +43,35 @@ class ReportingTurnTracer(TurnTracer):
     def barge_in_ended(self, barge: BargeInRecord) -> None:
         super().barge_in_ended(barge)
         self._report("observe_barge_in", barge)
+
+
+class TracedCallControl:
+    """A CallControl whose transfers and hang-ups are spans of the call's trace:
+    `call.transfer.ami_redirect` behind Asterisk (the AmiBridge's Redirect as the CallActor
+    waits for it), `call.transfer.gateway` / `call.hangup` otherwise."""
+
+    def __init__(self, inner, tracer: TurnTracer, via_ami: bool) -> None:
+        self._inner = inner
+        self._tracer = tracer
+        self._via = "ami_redirect" if via_ami else "gateway"
+
+    async def _spanned(self, name: str, attributes: dict, action):
+        from opentelemetry.trace import Status, StatusCode
+
+        from theo_ray.telemetry.tracing import extract, tracer
+
+        with tracer().start_as_current_span(name, context=extract(self._tracer.context()), attributes=attributes) as span:
+            outcome = await action()
+            span.set_attribute("control.ok", outcome.ok)
+            span.set_attribute("control.detail", outcome.detail[:200])
+            span.set_attribute("control.duration_ms", outcome.duration_ms)
+            if not outcome.ok:
+                span.set_status(Status(StatusCode.ERROR, outcome.detail[:200]))
+            return outcome
+
+    async def transfer(self, destination: str, reason: str):
+        return await self._spanned(f"call.transfer.{self._via}", {"transfer.destination": destination},
+                                   lambda: self._inner.transfer(destination, reason))
+
+    async def hangup(self, reason: str):
+        return await self._spanned("call.hangup", {"hangup.reason": reason}, lambda: self._inner.hangup(reason))

@@ -163,3 +163,20 @@ def test_ami_readiness_needs_a_recent_pong():
     assert not ami_check(health(age=None), 2.0)[0]
     ok, why = ami_check(health(logged_in=False), 2.0)
     assert not ok and "connection refused" in why
+
+
+async def test_traced_call_control_passes_outcomes_through():
+    from theo_ray.actors.call_tracing import TracedCallControl
+    from theo_ray.conversation.call_control import ControlOutcome
+    from theo_ray.conversation.turn_spans import TurnTracer
+
+    class Inner:
+        async def transfer(self, destination, reason):
+            return ControlOutcome(ok=True, action="transfer", detail=f"Redirect {destination}", duration_ms=12.0)
+
+        async def hangup(self, reason):
+            return ControlOutcome(ok=False, action="hangup", detail="no AMI bridge running")
+
+    control = TracedCallControl(Inner(), TurnTracer("s"), via_ami=True)
+    assert (await control.transfer("atendimento", "pediu")).detail == "Redirect atendimento"
+    assert not (await control.hangup("tchau")).ok

@@ -33,8 +33,15 @@ def cmd_up(config: TheoConfig, args: argparse.Namespace) -> int:
 
     from theo_ray.asterisk.errors import AmiAuthenticationFailed
 
+    async def plane_and_health() -> None:
+        plane = await start_call_plane(config, handles, say)
+        if config.health.enabled:
+            from theo_ray.runtime.health import readiness_targets, start_health_server
+
+            await start_health_server(config, readiness_targets(config, plane), say=say)
+
     try:
-        asyncio.run(start_call_plane(config, handles, say))
+        asyncio.run(plane_and_health())
     except AmiAuthenticationFailed as exc:
         return _ami_refused(config, str(exc))
     if config.call.use_ami:
@@ -130,7 +137,30 @@ def cmd_status(config: TheoConfig, args: argparse.Namespace) -> int:
             say(f"{state.name} breaker: {state.position} ({state.failures} failures, opened {state.opened} times, "
                 f"{state.fallback_calls} replies sent past it while open)")
     _print_shards(config)
+    _print_readiness()
     return 0
+
+
+def _print_readiness() -> None:
+    """What the health server's /ready says (the same JSON, as a table)."""
+    import ray
+
+    from theo_ray.runtime.health import HEALTH_SERVER, readiness_rows
+
+    try:
+        actor = ray.get_actor(HEALTH_SERVER)
+    except ValueError:
+        return
+    try:
+        readiness = ray.get(actor.readiness.remote(), timeout=10)
+    except Exception as exc:  # noqa: BLE001 - status prints whatever happens
+        say(f"readiness: the health server does not answer ({type(exc).__name__})")
+        return
+    table = Table("readiness check", "state", "ms", "detail")
+    for row in readiness_rows(readiness):
+        table.add_row(*row)
+    console.print(table)
+    say("[green]ready[/green]" if readiness.ready else "[bold red]NOT READY[/bold red] (/ready answers 503)")
 
 
 def _print_tts_breaker(serve) -> None:
