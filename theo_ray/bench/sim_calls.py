@@ -31,6 +31,7 @@ from theo_ray.runtime.call_plane import CallPlane
 from theo_ray.sim.caller_runner import CallFailed, CallRunResult, dial_and_run
 from theo_ray.sim.analysis import Percentiles, percentiles
 from theo_ray.sim.caller_voice import CallerVoice, CallerVoiceSettings
+from theo_ray.sim.impaired_line import ImpairedLine
 from theo_ray.sim.scenario import BargeIn, Hangup, Say, Scenario, Silence, Step, WaitAgent
 
 # A filler plays this long after the turn (never, in a benchmark of the reply's first audio).
@@ -92,15 +93,15 @@ class SimCall(msgspec.Struct):
 
 async def place_call(
     plane: SimCallPlane, scenario: Scenario, voice: CallerVoice, out_dir: Path, session_id: str,
-    answer_timeout_s: float = 15.0, uri: str = "",
+    answer_timeout_s: float = 15.0, uri: str = "", line: ImpairedLine | None = None,
 ) -> SimCall:
-    """Dial ``plane`` (shard ``uri``, default the first) and play ``scenario``; never raises
-    for a failed call (it is reported)."""
+    """Dial ``plane`` (shard ``uri``, default the first) and play ``scenario``, over ``line``
+    when given (loss, jitter, echo); never raises for a failed call (it is reported)."""
     call = SimCall(session_id=session_id, scenario=scenario.name, plane=plane.label, placed_at=time.monotonic())
     try:
         call.run = await dial_and_run(
             uri or plane.uri, scenario, voice, out_dir, headers={"X-Theo-Session": session_id},
-            answer_timeout_s=answer_timeout_s, name=session_id,
+            answer_timeout_s=answer_timeout_s, name=session_id, line=line,
         )
         call.error = call.run.error
     except CallFailed as exc:
