@@ -21,8 +21,14 @@ def cmd_up(config: TheoConfig, args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
-    # Every Theo process writes its spans here (JSON lines), inherited by the cluster it starts.
-    os.environ.setdefault("THEO_TRACE_DIR", str((Path(config.paths.output_dir) / "traces").resolve()))
+    from theo_ray.telemetry.tracing import telemetry_env
+
+    # Every Theo process traces as telemetry.* says (JSON lines under the output folder, OTLP),
+    # inherited by the cluster it starts; the plane's actors and replicas also get it as runtime_env.
+    t = config.telemetry
+    for key, value in telemetry_env(str(Path(config.paths.output_dir) / "traces") if t.jsonl else "",
+                                    t.otlp_endpoint, t.include_transcripts).items():
+        os.environ.setdefault(key, value)
     start_or_join(config.ray, say)
     say("[bold]Deploying models on Ray Serve[/bold]")
     handles = deploy_models(config, say=say)
