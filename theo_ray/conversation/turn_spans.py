@@ -16,7 +16,7 @@ from opentelemetry import trace
 
 from theo_ray.conversation.records import BargeInRecord, CallRecord, TurnRecord
 from theo_ray.messages import TraceContext
-from theo_ray.telemetry.tracing import configure_tracing, extract, inject, tracer
+from theo_ray.telemetry.tracing import configure_tracing, extract, include_transcripts, inject, tracer
 
 
 class TurnTracer:
@@ -49,8 +49,14 @@ class TurnTracer:
         span = tracer().start_span(
             "turn", context=self._ctx, start_time=self._ns(start),
             attributes={"turn.index": turn.index, "turn.interrupted": turn.interrupted,
-                        "turn.endpoint_rule": turn.endpoint_rule, "turn.error": turn.error},
+                        "turn.endpoint_rule": turn.endpoint_rule, "turn.error": turn.error,
+                        "stt.logprob": turn.caller_logprob, "llm.tokens": turn.reply_tokens,
+                        "llm.model": turn.llm_model, "turn.asked_to_repeat": turn.asked_to_repeat},
         )
+        if include_transcripts():  # opt-in: a transcript may hold a CPF or a card number
+            span.set_attribute("turn.caller_text", turn.caller_text)
+            span.set_attribute("turn.agent_text", turn.agent_text)
+            span.set_attribute("turn.heard_text", turn.heard_text)
         ctx = trace.set_span_in_context(span)
         self._segment("endpointing.wait", turn.speech_end_at, turn.end_of_turn_at, ctx, rule=turn.endpoint_rule)
         self._segment("stt.final", turn.end_of_turn_at, turn.stt_final_at, ctx, compute_ms=turn.stt_ms)
