@@ -189,9 +189,9 @@ class CallSupervisor:
                 self.handles.tts, self.tts_voice, self.conversation.greeting, Path(self.model_cache)
             )
         await self.archive.start()
-        await self._fill_pool()
-        if self._reaper_task is None:
+        if self._reaper_task is None:  # before the pool: filling it can take seconds on busy cores
             self._reaper_task = asyncio.create_task(self.reaper.run_forever())
+        await self._fill_pool()
         if self._metrics_task is None and self.telemetry.metrics:
             self._metrics_task = asyncio.create_task(self.metrics.run(self.stats, self.telemetry.metrics_interval_s))
         return await self.stats()

@@ -58,6 +58,9 @@ class OrphanReaper:
         for shard in sorted(self.shards):
             try:
                 gateway = ray.get_actor(shard)
+            except ValueError:
+                continue  # not started yet (the supervisor starts first) or stopped with its plane
+            try:
                 held = set(await asyncio.wait_for(gateway.active_sessions.remote(), 5.0))
             except Exception as exc:  # noqa: BLE001 - an unreachable shard is asked again next round
                 log.warning("orphan reaper: shard %s did not answer (%s)", shard, exc)

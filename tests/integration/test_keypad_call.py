@@ -28,15 +28,21 @@ steps:
   - action: dtmf
     digits: "123#"
   - action: wait_agent
+    until: starts
+    timeout_ms: 20000
+  - action: wait_agent
     until: ends
     timeout_ms: 20000
   - action: dtmf
     digits: "0"
   - action: wait_agent
+    until: starts
+    timeout_ms: 10000
+  - action: wait_agent
     until: ends
     timeout_ms: 15000
   - action: hangup
-    after_ms: 500
+    after_ms: 3000
 """
 )
 

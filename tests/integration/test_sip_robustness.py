@@ -275,3 +275,32 @@ async def test_a_dialog_whose_call_actor_and_supervisor_died_together_is_hung_up
     assert stats.dialogs_reaped == 1 and stats.active == 0, stats
     assert "dialog-orphan" not in await plane.gateways[0].active_sessions.remote()
     print(f"\norphan dialog hung up; the caller's call ended {ended_after:.1f} s after the crash")
+
+
+async def test_a_call_whose_shard_process_dies_gets_a_bye_at_once(plane, voice, tmp_path):
+    """The shard process holding a confirmed dialog is SIGKILLed mid-call: pjsip's dialog
+    state dies with it, but the gateway kept what a BYE takes and sends it, so the caller's
+    leg ends within a second (behind Asterisk: the dialplan's fallback to a human) instead
+    of after the PBX's RTP timeout."""
+    gateway = plane.gateways[1]
+
+    async def kill_when_answered() -> float:
+        while "shard-crash-bye" not in await gateway.active_sessions.remote():
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(3.0)  # confirmed, the greeting under way
+        os.kill((await gateway.status.remote()).pid, signal.SIGKILL)
+        return time.monotonic()
+
+    killer = asyncio.create_task(kill_when_answered())
+    result = await asyncio.wait_for(dial_and_run(
+        plane.uri_for(1), LONG_SILENCE, voice, tmp_path / "crash-bye", headers={"X-Theo-Session": "shard-crash-bye"},
+        caller_settings=CallerSettings(media="external", codecs=["PCMU"]),
+    ), 90)
+    killed_at = await killer
+    assert result.ended_by == "agent", result.steps  # Theo's BYE, not the caller's hang-up at 40 s
+    ended_after = result.started_at_unix + result.duration_ms / 1000.0 - (time.time() - time.monotonic() + killed_at)
+    assert ended_after < 2.0, f"the caller's leg ended {ended_after:.2f} s after the crash"
+    status = await gateway.status.remote()
+    assert status.restarts == 1 and status.dialogs_ended == 1, status
+    await no_active_calls(plane)
+    print(f"\nshard crash: the caller's leg ended {ended_after:.2f} s after SIGKILL (Theo's BYE)")

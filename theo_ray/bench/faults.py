@@ -158,6 +158,17 @@ async def _kill_replica_mid_reply(kind: str, plane: SimCallPlane, session_id: st
     return _kill_replicas(getattr(plane.handles, kind).app_name)
 
 
+async def _kill_llm_replica_streaming(plane: SimCallPlane, session_id: str) -> float | None:
+    """At the answer's first token: the rest of the stream dies with the replica."""
+    def streaming(stats) -> bool:
+        turn = stats.current_turn
+        return turn is not None and bool(turn.llm_first_token_at) and not turn.drained_at
+
+    if await _wait_for(plane, session_id, streaming) is None:
+        return None
+    return _kill_replicas(plane.handles.llm.app_name)
+
+
 async def _kill_stt_replica_at_question(plane: SimCallPlane, session_id: str) -> float | None:
     """The question's final transcription is in flight (or about to be) when the replica dies."""
     if await _wait_for(plane, session_id, lambda s: s.current_turn is not None) is None:
@@ -175,15 +186,15 @@ FAULTS: dict[str, Fault] = {
         Fault("supervisor_mid_reply", "CallSupervisor killed during an answer (Ray restarts it)",
               [*_ask(LONG_QUESTION), *_ask(BILL_QUESTION)], _kill_supervisor_mid_reply),
         Fault("llm_hang", "language model hangs; the fallback model answers",
-              # A patient caller: the fillers leave ~1.2 s pauses, which a 0.9 s settle takes
-              # for the end of the answer (the next question then merges into this turn).
-              [*_ask(PIX_QUESTION, settle_ms=2500), *_ask(BILL_QUESTION)], _hang_at_question),
+              # A patient caller: the fillers leave ~1.2 s pauses (more on busy cores), which a
+              # 0.9 s settle takes for the end of the answer (the next question would then
+              # merge into this turn).
+              [*_ask(PIX_QUESTION, settle_ms=4000), *_ask(BILL_QUESTION)], _hang_at_question),
         Fault("tts_replica_mid_reply", "TextToSpeech replica killed during an answer",
               [*_ask(LONG_QUESTION), *_ask(BILL_QUESTION)],
               lambda plane, sid: _kill_replica_mid_reply("tts", plane, sid)),
         Fault("llm_replica_mid_reply", "LanguageModel replica killed while it streams an answer",
-              [*_ask(LONG_QUESTION), *_ask(BILL_QUESTION)],
-              lambda plane, sid: _kill_replica_mid_reply("llm", plane, sid)),
+              [*_ask(LONG_QUESTION), *_ask(BILL_QUESTION)], _kill_llm_replica_streaming),
         Fault("stt_replica_at_question", "SpeechToText replica killed as the caller's question ends",
               [*_ask(BILL_QUESTION), *_ask(BILL_QUESTION)], _kill_stt_replica_at_question),
     )
@@ -197,6 +208,7 @@ async def run_fault(
     plane: SimCallPlane, fault: Fault, voice: CallerVoice, out_dir: Path, session_id: str, handles: ModelHandles
 ) -> FaultResult:
     """Place the fault's call, strike, and judge from the caller's recording."""
+    await wait_for_deployments(handles)  # a replica an earlier fault killed is back
     scenario = fault_scenario(fault.name, fault.steps)
     injector = asyncio.create_task(fault.inject(plane, session_id))
     call = await place_call(plane, scenario, voice, out_dir, session_id, answer_timeout_s=20.0)
@@ -216,6 +228,31 @@ async def run_fault(
     if fault.name.startswith("call_actor") and stats.last_failover_ms:
         result.recovery_ms = round(stats.last_failover_ms, 1)
     return result
+
+
+async def wait_for_deployments(handles: ModelHandles, timeout_s: float = 120.0) -> bool:
+    """Until every application behind `handles` runs with healthy replicas (bounded)."""
+    from ray import serve
+
+    apps = {h.app_name for h in (handles.stt, handles.llm, handles.tts, handles.llm_fallback) if h is not None}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = serve.status().applications
+        if all(app in status and _healthy(status[app]) for app in apps):
+            return True
+        await asyncio.sleep(0.5)
+    return False
+
+
+def _healthy(app) -> bool:
+    """Running, and every deployment's replicas all RUNNING (a killed one is being replaced)."""
+    def name(value) -> str:
+        return str(getattr(value, "value", value)).split(".")[-1]
+
+    return name(app.status) == "RUNNING" and all(
+        name(d.status) == "HEALTHY" and {name(state) for state in d.replica_states} <= {"RUNNING"}
+        for d in app.deployments.values()
+    )
 
 
 async def _judge(result: FaultResult, call: SimCall, struck_at: float, handles: ModelHandles) -> None:

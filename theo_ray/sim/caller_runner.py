@@ -235,6 +235,7 @@ class _ScenarioRun:
             try:
                 await self._guard(self.media.session.send_dtmf(
                     step.digits, step.duration_ms, step.interval_ms - step.duration_ms))
+                self.last_caller_end = self.clock()  # the caller's turn: a wait for the answer starts here
                 self._note(index, step, "done", started_ms, label=step.digits)
             except ValueError as exc:  # the agent's SDP has no telephone-event
                 self._note(index, step, "unsupported", started_ms, label=step.digits, detail=str(exc))

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import pjsua2 as pj
 
+from theo_ray.sip.dialog_release import DialogRecord
 from theo_ray.sip.invite_screen import message_body
 from theo_ray.sip.messages import CallEnded, CallSetup, EndReason, RemoteMedia
 from theo_ray.sip.pj_objects import GatewayCall, remote_media
@@ -42,6 +43,7 @@ class DialogEvents:
     _graveyard: dict[int, list[GatewayCall]]
     _sessions: dict[str, GatewayCall]
     _opening: dict[str, asyncio.Task]
+    _local_tags: dict[str, str]  # SIP Call-ID -> Theo's To tag (from pjsip's TX log)
 
     # SipUserAgent's methods this half calls (declared for readers and type checkers).
     _spawn: Callable[..., None]
@@ -209,6 +211,7 @@ class DialogEvents:
         if info.state == pj.PJSIP_INV_STATE_CONFIRMED and not call.confirmed:
             call.confirmed = True
             call.last_refresh_at = self._clock()
+            self._dialog_up(call)
             if call.delayed_offer:
                 self._take_ack_answer(call, prm)
         if info.state != pj.PJSIP_INV_STATE_DISCONNECTED:
@@ -226,6 +229,23 @@ class DialogEvents:
             reason = "caller_bye"
         self._finish(call, reason, code)
         self._retire(call)
+
+    def _dialog_up(self, call: GatewayCall) -> None:
+        """Tell a router that outlives this process (the shard link) what ending the dialog
+        takes; in-process routers have no `dialog_confirmed`: they die with the dialog."""
+        confirmed = getattr(self._router, "dialog_confirmed", None)
+        tag = self._local_tags.get(call.setup.sip_call_id) if call.setup is not None else None
+        host, _, port = call.source_address.rpartition(":")
+        if confirmed is None or not tag or not call.invite_text or not port.isdigit():
+            return
+        dialog = DialogRecord(call.setup.session_id, call.invite_text, tag, host.strip("[]"), int(port))
+        self._spawn(self._send_dialog(confirmed, dialog))
+
+    async def _send_dialog(self, confirmed, dialog: DialogRecord) -> None:
+        try:
+            await confirmed(dialog)
+        except Exception as exc:  # noqa: BLE001 - only the crash BYE is lost
+            log.warning("call %s: dialog not handed to the gateway: %s", dialog.session_id, exc)
 
     def _retire(self, call: GatewayCall) -> None:
         """Drop Theo's references to a DISCONNECTED call now, inside its own callback

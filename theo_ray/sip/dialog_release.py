@@ -10,13 +10,22 @@ dialog with BYE at any time after the 2xx); pjsip answers it and frees the slot 
 
 Theo's To tag is not in pjsua2's CallInfo, so it is read from pjsip's own log line of the
 200 OK it sent (``local_tag_from_tx``).
+
+The same record ends a confirmed dialog whose shard process died (`callee_bye`): the shard
+tells the gateway each dialog it confirms (`DialogRecord`), and when the process dies with
+its pjsip state, the gateway sends the PBX the BYE Theo would have sent, so the caller's leg
+ends now (the PBX's dialplan then takes the caller to a human) instead of after the PBX's
+RTP timeout.
 """
 
 from __future__ import annotations
 
 import re
 import socket
+import time
 import uuid
+
+import msgspec
 
 from theo_ray.sip.invite import header_values
 from theo_ray.sip.numbers import ascii_int
@@ -69,6 +78,66 @@ def send_release(invite_text: str, local_tag: str, host: str, port: int) -> bool
             via_port = sock.getsockname()[1]
             uri = f"sip:theo@[{host}]:{port}" if family == socket.AF_INET6 else f"sip:theo@{host}:{port}"
             sock.sendto(release_bye(invite_text, local_tag, uri, host, via_port), (host, port))
+    except OSError:
+        return False
+    return True
+
+
+# Above any CSeq pjsip may have used in the dialog (its session refreshes), below 2**31.
+CALLEE_BYE_CSEQ = 2**31 - 1000
+
+
+class DialogRecord(msgspec.Struct, frozen=True):
+    """What Theo's own BYE needs once the process holding the dialog is gone."""
+
+    session_id: str
+    invite_text: str
+    local_tag: str
+    peer_host: str  # where the INVITE came from (the PBX)
+    peer_port: int
+
+
+def _all_values(text: str, name: str) -> list[str]:
+    head = text.split("\r\n\r\n", 1)[0].replace("\r\n", "\n")
+    return [line.partition(":")[2].strip() for line in head.split("\n")
+            if line.partition(":")[0].strip().lower() == name]
+
+
+def callee_bye(dialog: DialogRecord, via_host: str, via_port: int, reason: str) -> bytes:
+    """The BYE Theo (the callee) sends to end ``dialog``: From/To swapped, the caller's
+    Contact as the target, the INVITE's Record-Route as the route set."""
+    values = header_values(dialog.invite_text)
+    contact = values.get("contact", "")
+    target = re.search(r"<([^>]+)>", contact)
+    uri = target.group(1) if target else contact.split(";", 1)[0].strip()
+    lines = [
+        f"BYE {uri or 'sip:' + dialog.peer_host} SIP/2.0",
+        f"Via: SIP/2.0/UDP {via_host}:{via_port};branch=z9hG4bK-theo-{uuid.uuid4().hex[:16]};rport",
+        "Max-Forwards: 70",
+        f"From: {values.get('to', '')};tag={dialog.local_tag}",
+        f"To: {values.get('from', '')}",
+        f"Call-ID: {values.get('call-id', '')}",
+        f"CSeq: {CALLEE_BYE_CSEQ} BYE",
+        *(f"Route: {route}" for route in _all_values(dialog.invite_text, "record-route")),
+        f"Reason: {reason}",
+        "Content-Length: 0",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
+
+
+def send_callee_bye(dialog: DialogRecord, local_host: str, reason: str, repeats: int = 2) -> bool:
+    """Send Theo's BYE for ``dialog`` to the PBX from an ephemeral port on ``local_host``,
+    twice 0.3 s apart (UDP: a lost BYE would leave the caller to the RTP timeout); the
+    answer is not awaited (a second BYE gets a harmless 481)."""
+    family = socket.AF_INET6 if ":" in dialog.peer_host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.bind((local_host, 0))
+            data = callee_bye(dialog, local_host, sock.getsockname()[1], reason)
+            for n in range(repeats):
+                if n:
+                    time.sleep(0.3)
+                sock.sendto(data, (dialog.peer_host, dialog.peer_port))
     except OSError:
         return False
     return True

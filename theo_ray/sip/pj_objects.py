@@ -78,6 +78,7 @@ class GatewayCall(pj.Call):
         self.reoffered = False  # Theo offered in a re-INVITE's 2xx: the ACK answers
         self.invite_text = ""  # the initial INVITE as received (DialogRelease builds on it)
         self.source_host = ""  # the INVITE's source address (admission counts calls per source)
+        self.source_address = ""  # ... with its port ("host:port"): where a BYE of Theo's goes
         self.nonce = next(_NONCES)  # tells this call from a later one in the same pjsua slot
         self.confirmed = False
         self.setup_failed = False

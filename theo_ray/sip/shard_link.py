@@ -19,6 +19,7 @@ from typing import Union
 
 import msgspec
 
+from theo_ray.sip.dialog_release import DialogRecord
 from theo_ray.sip.messages import CallEnded, CallSetup, ListenAddress, MediaAnswer, RemoteMedia
 from theo_ray.sip.settings import SipSettings
 from theo_ray.sip.stats import GatewayStats
@@ -41,6 +42,12 @@ class CloseCall(msgspec.Struct, tag=True):
     ended: CallEnded
 
 
+class DialogUp(msgspec.Struct, tag=True):
+    """A dialog the shard confirmed: the gateway keeps it to BYE it if the shard dies."""
+
+    dialog: DialogRecord
+
+
 # ---- the gateway asks the shard
 class Hangup(msgspec.Struct, tag=True):
     session_id: str
@@ -58,7 +65,7 @@ class Stop(msgspec.Struct, tag=True):
     pass
 
 
-Call = Union[OpenCall, UpdateCall, CloseCall, Hangup, GetStats, GetSessions, Stop]
+Call = Union[OpenCall, UpdateCall, CloseCall, DialogUp, Hangup, GetStats, GetSessions, Stop]
 
 
 class Request(msgspec.Struct, tag=True):

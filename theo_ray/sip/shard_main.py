@@ -18,9 +18,11 @@ import sys
 
 from theo_ray.sip.datagram_record import DatagramRecord
 from theo_ray.sip.messages import CallEnded, CallSetup, ListenAddress, MediaAnswer, RemoteMedia
+from theo_ray.sip.dialog_release import DialogRecord
 from theo_ray.sip.shard_link import (
     Call,
     CloseCall,
+    DialogUp,
     GetSessions,
     GetStats,
     Hangup,
@@ -57,6 +59,11 @@ class LinkRouter:
         response = await self._link.ask(CloseCall(ended))
         if response.error:
             raise RuntimeError(response.error)
+
+    async def dialog_confirmed(self, dialog: DialogRecord) -> None:
+        """Only this router has it: the gateway outlives this process and can BYE the
+        dialog if the process dies (an in-process gateway dies with its dialogs)."""
+        await self._link.ask(DialogUp(dialog))
 
 
 async def _pipe_link() -> ShardLink:

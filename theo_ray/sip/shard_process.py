@@ -27,7 +27,9 @@ from theo_ray.sip.datagram_record import DatagramRecord
 from theo_ray.sip.messages import CallEnded, ListenAddress, MediaAnswer
 from theo_ray.sip.router import CallRouter
 from theo_ray.sip.settings import SipSettings
+from theo_ray.sip.dialog_release import DialogRecord, send_callee_bye
 from theo_ray.sip.shard_link import (
+    DialogUp,
     Call,
     CloseCall,
     GetSessions,
@@ -60,6 +62,7 @@ class ShardStatus(msgspec.Struct):
     last_crash: str = ""  # exit status and the last datagram the dead process received
     last_restart_ms: float = 0.0  # death noticed -> listening again
     calls_lost: int = 0  # calls closed because their shard process died
+    dialogs_ended: int = 0  # of those, confirmed dialogs Theo sent the PBX a BYE for
     recycles: int = 0  # idle shard processes replaced because pjsua's call slots leaked
     active_calls: int = 0
 
@@ -81,6 +84,7 @@ class ShardProcess:
         self._active: _Child | None = None
         self._standby: asyncio.Task[_Child] | None = None
         self._live: dict[str, float] = {}  # sessions whose open_call went through us
+        self._dialogs: dict[str, DialogRecord] = {}  # confirmed dialogs: BYE'd if the shard dies
         self._status = ShardStatus(name=name, state="starting")
         self._watch: asyncio.Task | None = None
         self._stopping = False
@@ -193,8 +197,13 @@ class ShardProcess:
         if isinstance(call, UpdateCall):
             await self._router.update_call(call.session_id, call.remote)
             return Response(0, done=True)
+        if isinstance(call, DialogUp):
+            if call.dialog.session_id in self._live:
+                self._dialogs[call.dialog.session_id] = call.dialog
+            return Response(0, done=True)
         if isinstance(call, CloseCall):
             self._live.pop(call.ended.session_id, None)
+            self._dialogs.pop(call.ended.session_id, None)
             await self._router.close_call(call.ended)
             return Response(0, done=True)
         raise ValueError(f"the gateway does not serve {type(call).__name__}")
@@ -249,6 +258,14 @@ class ShardProcess:
                           self.name, dead.process.pid, code, last)
             lost = list(self._live)
             self._live.clear()
+            orphaned = [self._dialogs.pop(s) for s in lost if s in self._dialogs]
+            self._dialogs.clear()
+            # The PBX still holds these dialogs: Theo's BYE ends the caller's leg now (its
+            # dialplan then takes the caller to a human), not after its RTP timeout.
+            for dialog in orphaned:
+                asyncio.get_running_loop().run_in_executor(
+                    None, send_callee_bye, dialog, self.settings.host, 'SIP;cause=500;text="Theo gateway restarted"')
+            self._status.dialogs_ended += len(orphaned)
             try:
                 standby = await self._standby if self._standby is not None else await self._spawn()
                 if standby.process.returncode is not None:

@@ -233,6 +233,7 @@ class SipUserAgent(DialogEvents):
             self._pj.submit(lambda: self._reject_id(pj_id, nonce, verdict.code, verdict.headers))
             return
         call.source_host = host
+        call.source_address = source
         info = verdict.info
         call.invite_text = prm.rdata.wholeMsg
         session_id = info.session_header or info.call_id
