@@ -70,34 +70,14 @@ def model_handles(ray_cluster, theo_config):
 def scripted_llm(ray_cluster, theo_config):
     """The LanguageModel deployment with the scripted TEST DOUBLE backend (see
     deployments/backends/scripted_llm.py): same deployment code, deterministic replies."""
-    import msgspec
-    from ray import serve
+    from theo_ray.runtime.serve_apps import deploy_scripted_model
 
-    from theo_ray.runtime.serve_apps import build_application
-
-    config = msgspec.structs.replace(
-        theo_config,
-        llm=msgspec.structs.replace(
-            theo_config.llm, backend="scripted", script=str(FIXTURES / "scripted_llm.toml")
-        ),
-    )
-    serve.run(build_application("llm", config), name=SCRIPTED_LLM_APP, route_prefix=None)
-    return serve.get_deployment_handle("LanguageModel", app_name=SCRIPTED_LLM_APP)
+    return deploy_scripted_model(theo_config, str(FIXTURES / "scripted_llm.toml"), SCRIPTED_LLM_APP)
 
 
 @pytest.fixture(scope="session")
 def scripted_fallback_llm(ray_cluster, theo_config):
     """A second scripted LanguageModel application: the `llm.fallback` model's stand-in."""
-    import msgspec
-    from ray import serve
+    from theo_ray.runtime.serve_apps import deploy_scripted_model
 
-    from theo_ray.runtime.serve_apps import build_application
-
-    config = msgspec.structs.replace(
-        theo_config,
-        llm=msgspec.structs.replace(
-            theo_config.llm, backend="scripted", script=str(FIXTURES / "scripted_llm_fallback.toml")
-        ),
-    )
-    serve.run(build_application("llm", config), name=SCRIPTED_FALLBACK_APP, route_prefix=None)
-    return serve.get_deployment_handle("LanguageModel", app_name=SCRIPTED_FALLBACK_APP)
+    return deploy_scripted_model(theo_config, str(FIXTURES / "scripted_llm_fallback.toml"), SCRIPTED_FALLBACK_APP)

@@ -19,6 +19,7 @@ from theo_ray.bench.faults import FAULTS, FaultResult, fault_scenario, run_fault
 from theo_ray.bench.sim_calls import SimCallPlane, caller_voice
 from theo_ray.config import TheoConfig
 from theo_ray.model_handles import ModelHandles
+from theo_ray.runtime.serve_apps import deploy_scripted_model
 from theo_ray.sim.analysis import Percentiles, percentiles
 from theo_ray.sim.caller_runner import render_utterances
 
@@ -44,16 +45,6 @@ class FaultsBenchReport(msgspec.Struct):
     wall_s: float
 
 
-def _deploy_scripted(config: TheoConfig, rules: Path, app: str):
-    from ray import serve
-
-    from theo_ray.runtime.serve_apps import build_application
-
-    scripted = msgspec.structs.replace(config, llm=msgspec.structs.replace(config.llm, backend="scripted", script=str(rules)))
-    serve.run(build_application("llm", scripted), name=app, route_prefix=None)
-    return serve.get_deployment_handle("LanguageModel", app_name=app)
-
-
 async def run_faults_bench(
     config: TheoConfig,
     handles: ModelHandles,
@@ -67,8 +58,8 @@ async def run_faults_bench(
     say("deploying the scripted language models (a primary that hangs on 'pix', a fallback) ...")
     handles = ModelHandles(
         stt=handles.stt, tts=handles.tts,
-        llm=_deploy_scripted(config, RULES / "scripted_llm.toml", PRIMARY_APP),
-        llm_fallback=_deploy_scripted(config, RULES / "scripted_llm_fallback.toml", FALLBACK_APP),
+        llm=deploy_scripted_model(config, str(RULES / "scripted_llm.toml"), PRIMARY_APP),
+        llm_fallback=deploy_scripted_model(config, str(RULES / "scripted_llm_fallback.toml"), FALLBACK_APP),
     )
     voice = caller_voice(config)
     say("rendering the caller's utterances (cached after the first run) ...")

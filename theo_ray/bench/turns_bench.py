@@ -108,15 +108,9 @@ class TurnsBenchReport(msgspec.Struct):
 
 def deploy_scripted_llm(config: TheoConfig, rules: str) -> object:
     """The LanguageModel deployment with the scripted TEST DOUBLE backend, as its own app."""
-    from ray import serve
+    from theo_ray.runtime.serve_apps import deploy_scripted_model
 
-    from theo_ray.runtime.serve_apps import build_application
-
-    scripted = msgspec.structs.replace(
-        config, llm=msgspec.structs.replace(config.llm, backend="scripted", script=rules)
-    )
-    serve.run(build_application("llm", scripted), name=SCRIPTED_LLM_APP, route_prefix=None)
-    return serve.get_deployment_handle("LanguageModel", app_name=SCRIPTED_LLM_APP)
+    return deploy_scripted_model(config, rules, SCRIPTED_LLM_APP)
 
 
 async def run_turns_bench(

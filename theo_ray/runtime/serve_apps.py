@@ -85,6 +85,18 @@ def build_application(kind: str, config: TheoConfig):
     raise ValueError(f"unknown model kind {kind!r}")
 
 
+def deploy_scripted_model(config: TheoConfig, script: str, app_name: str):
+    """A LanguageModel application on the scripted test-double backend (`script`: its rule
+    file): the same deployment code, deterministic replies (benchmarks, fault injection,
+    tests). Returns its handle."""
+    import msgspec
+    from ray import serve
+
+    scripted = msgspec.structs.replace(config, llm=msgspec.structs.replace(config.llm, backend="scripted", script=script))
+    serve.run(build_application("llm", scripted), name=app_name, route_prefix=None)
+    return serve.get_deployment_handle("LanguageModel", app_name=app_name)
+
+
 def deploy_models(
     config: TheoConfig, kinds: tuple[str, ...] | None = None, say: Callable[[str], None] = print
 ) -> ModelHandles:
