@@ -97,19 +97,23 @@ steps:
   - {action: barge_in, id: bc3, text: "tá", after_ms: 8000, agent_turn: same, expect_agent: continues}
   - {action: barge_in, id: bc4, text: "ok", after_ms: 9000, agent_turn: same, expect_agent: continues}
   - {action: barge_in, id: bc5, text: "sei", after_ms: 30000, agent_turn: same, expect_agent: continues}
+  - {action: barge_in, id: bc6, text: "certo", after_ms: 10000, agent_turn: same, expect_agent: continues}
+  - {action: barge_in, id: bc7, text: "hum", after_ms: 15000, agent_turn: same, expect_agent: continues}
   - {action: hangup}
 """)
 
 
 def test_backchannels_pause_and_resume_is_fine_an_interruption_verdict_or_silence_is_a_false_barge_in():
-    agent = [(3000.0, 5100.0), (5400.0, 8100.0), (8300.0, 11000.0), (11500.0, 12000.0)]
+    agent = [(3000.0, 5100.0), (5400.0, 8100.0), (8300.0, 11000.0), (11500.0, 12000.0), (14500.0, 16000.0)]
     # When each utterance went out (bc1's breath before the "uhum" the detector heard at 5100).
     sent = {"pergunta": (1000.0, 2000.0), "bc1": (5000.0, 5300.0), "bc2": (8000.0, 8300.0),
-            "bc3": (11000.0, 11300.0), "bc4": (11800.0, 12100.0)}
+            "bc3": (11000.0, 11300.0), "bc4": (11800.0, 12100.0), "bc6": (13000.0, 13300.0),
+            "bc7": (18000.0, 18300.0)}
     a = analysis(
         [("pergunta", "turn", 1000.0, 2000.0), ("bc1", "backchannel", 5100.0, 5300.0),
          ("bc2", "backchannel", 8000.0, 8300.0), ("bc3", "backchannel", 11000.0, 11300.0),
-         ("bc4", "backchannel", 11800.0, 12100.0)],
+         ("bc4", "backchannel", 11800.0, 12100.0), ("bc6", "backchannel", 13000.0, 13300.0),
+         ("bc7", "backchannel", 18000.0, 18300.0)],
         agent_regions=agent,
     )
     record = CallRecord("s", barge_ins=[
@@ -120,18 +124,19 @@ def test_backchannels_pause_and_resume_is_fine_an_interruption_verdict_or_silenc
     by = {b.label: b for b in j.barges}
     # bc1: paused 300 ms and resumed; bc2: resumed, but the CallActor called it an interruption;
     # bc3: spoken into a gap between two sentences, the answer went on 500 ms later;
-    # bc4: the agent went quiet and stayed quiet.
-    assert [by[k].stopped for k in ("bc1", "bc2", "bc3", "bc4")] == [False, True, False, True]
+    # bc4: the agent went quiet and stayed quiet (nothing within 2 s of the burst's end);
+    # bc6: spoken into a 2.5 s gap (TTS catching up), the answer went on 1.5 s later.
+    assert [by[k].stopped for k in ("bc1", "bc2", "bc3", "bc4", "bc6")] == [False, True, False, True, False]
     assert by["bc1"].verdict == "backchannel" and by["bc1"].pause_ms == pytest.approx(300.0)
     assert by["bc1"].onset_ms == 5000.0  # the breath, not the detected "uhum"
-    assert by["bc3"].verdict == "" and by["bc3"].pause_ms == pytest.approx(500.0)
+    assert by["bc3"].verdict == "" and by["bc3"].pause_ms is None  # the agent was not talking: no pause of its own
     assert all(b.kind == "backchannel" for b in j.barges)  # the question found the agent silent
-    assert j.not_over_agent == 1  # bc5 was never said over the agent: not judged
+    assert j.not_over_agent == 2  # bc5 never said, bc7 after the answer was over: not judged
     assert j.phantom_stops == 0
     row = summarise("backchannel", [j])
-    assert (row.backchannels, row.backchannels_stopped, row.false_barge_in_rate) == (4, 2, 0.5)
+    assert (row.backchannels, row.backchannels_stopped, row.false_barge_in_rate) == (5, 2, 0.4)
     assert row.targets["false_barge_in"] is False and "missed_barge_in" not in row.targets
-    assert row.backchannel_pause.count == 2
+    assert row.backchannel_pause.count == 1
 
 
 INTERRUPTIONS = decode_scenario("""

@@ -151,12 +151,14 @@ def sent_spans(events_path: str) -> Sent:
     return out
 
 
-def judge_sim_call(call: SimCall, scenario: Scenario, run: Run, settings: JudgeSettings) -> CallJudgement:
+def judge_sim_call(
+    call: SimCall, scenario: Scenario, run: Run, settings: JudgeSettings, origin: float | None = None,
+) -> CallJudgement:
     if call.run is None:
         return CallJudgement(scenario=scenario.name, category=scenario.labels.get("category", ""), voice=run.voice,
                              line=run.line_name, session_id=call.session_id, error=call.error or "no recording")
-    judged = judge_call(scenario, call.run.analysis, call.record, recording_origin(call.run), settings,
-                        sent_spans(call.run.events_path))
+    origin = origin or recording_origin(call.run)
+    judged = judge_call(scenario, call.run.analysis, call.record, origin, settings, sent_spans(call.run.events_path))
     judged.voice, judged.line, judged.session_id, judged.error = run.voice, run.line_name, call.session_id, call.error
     return judged
 
@@ -313,6 +315,35 @@ async def run_turn_taking_bench(
         wall_s=round(time.monotonic() - started, 1),
         errors=errors,
     )
+
+
+def rejudge(config: TheoConfig, report_path: Path, recordings: Path) -> TurnTakingReport:
+    """A finished run judged again from what it saved (each call's result, events and
+    CallActor record in ``recordings``), with this code's judging and the corpus's current
+    labels: a change to the judging is checked without placing the calls again."""
+    from theo_ray.conversation.records import CallRecord
+    from theo_ray.sim.caller_runner import CallRunResult
+
+    old = msgspec.json.decode(report_path.read_bytes(), type=TurnTakingReport)
+    corpus = old.settings.corpus if Path(old.settings.corpus).is_dir() else str(CORPUS_DIR)
+    scenarios = {s.name: s for s in load_scenarios(corpus)}
+    judging = judge_settings(config, old.settings)
+    calls: list[CallJudgement] = []
+    for before in old.calls:
+        scenario = scenarios.get(before.scenario)
+        result = recordings / f"{before.session_id}.result.json"
+        if scenario is None or before.error or not result.is_file():
+            calls.append(before)
+            continue
+        record_path = recordings / f"{before.session_id}.record.json"
+        call = SimCall(session_id=before.session_id, scenario=before.scenario, plane="turn-taking",
+                       run=msgspec.json.decode(result.read_bytes(), type=CallRunResult),
+                       record=msgspec.json.decode(record_path.read_bytes(), type=CallRecord)
+                       if record_path.is_file() else None)
+        call.run = msgspec.structs.replace(call.run, events_path=str(recordings / Path(call.run.events_path).name))
+        calls.append(judge_sim_call(call, scenario, Run(scenario, before.voice, before.line), judging,
+                                    before.origin or None))
+    return msgspec.structs.replace(old, rows=summary_rows(calls), calls=calls, dead_air_ms=judging.dead_air_ms)
 
 
 def describe_call(j: CallJudgement) -> str:

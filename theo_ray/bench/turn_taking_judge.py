@@ -106,6 +106,7 @@ class CallJudgement(msgspec.Struct):
     line: str = "clean"
     session_id: str = ""
     error: str = ""
+    origin: float = 0.0  # the recording's sample 0 on the CallActor's monotonic clock (to judge again)
     turns: list[TurnJudgement] = []
     barges: list[BargeJudgement] = []
     # barge_in steps that found the agent silent (its answer was over or paused): not judged.
@@ -225,29 +226,35 @@ def judge_barges(
             continue
         caller = heard.get(label)
         span = sent.get(label) or ((caller.start_ms, caller.end_ms) if caller is not None else None)
-        group = None if span is None else next((g for g in groups if g[0].start_ms <= span[0] < g[-1].end_ms), None)
-        if span is None or group is None:
-            not_over += kind != "floor"  # a say that found the agent silent is an ordinary turn
+        if span is None:  # never said (the call ended first)
+            not_over += kind != "floor"
             continue
         onset = span[0]
         caller_end = caller.end_ms if caller is not None else span[1]
-        playing = [r for r in group if r.start_ms <= onset]
-        audible = bool(playing) and playing[-1].end_ms > onset
-        stop = playing[-1].end_ms if audible else onset  # in a gap between its sentences: already quiet
-        talked_on = stop - onset > settings.max_reaction_ms
-        resume = next((r.start_ms for r in analysis.agent_regions if r.start_ms > stop), None)
-        j = BargeJudgement(label, kind, round(onset, 1), agent_yielded=not talked_on)
         near = [(abs(_mono_ms(r.onset_at, origin) - onset), k) for k, r in enumerate(records)
                 if k not in used and r.onset_at]
         near = [(gap, k) for gap, k in near if gap <= settings.match_window_ms]
+        group = next((g for g in groups if g[0].start_ms <= onset < g[-1].end_ms), None)
+        playing = [r for r in group or [] if r.start_ms <= onset]
+        audible = bool(playing) and playing[-1].end_ms > onset
+        stop = playing[-1].end_ms if audible else onset  # in a gap between its sentences: already quiet
+        resume = next((r.start_ms for r in analysis.agent_regions if r.start_ms > stop), None)
+        resumed = resume is not None and resume <= caller_end + settings.resume_window_ms
+        # Over the agent: its audio was playing (or in a short gap of one turn), or the
+        # CallActor took it for a barge-in (a reply is "talking" across a gap while TTS
+        # catches up), or, for a backchannel, the answer went on right after it.
+        if not (group or near or (kind == "backchannel" and resumed)):
+            not_over += kind != "floor"  # a say that found the agent silent is an ordinary turn
+            continue
+        talked_on = stop - onset > settings.max_reaction_ms
+        j = BargeJudgement(label, kind, round(onset, 1), agent_yielded=not talked_on)
         if near:
             _, k = min(near)
             used.add(k)
             j.verdict = records[k].verdict
         if kind == "backchannel":
-            resumed = resume is not None and resume <= caller_end + settings.resume_window_ms
             j.stopped = j.verdict == "interruption" or (not talked_on and not resumed)
-            if not talked_on and resumed and not j.stopped:
+            if audible and not talked_on and resumed and not j.stopped:
                 j.pause_ms = round(resume - stop, 1)  # type: ignore[operator]
         else:
             j.agent_yielded = not talked_on and (resume is None or resume >= caller_end + settings.resume_gap_ms)
@@ -309,6 +316,7 @@ def judge_call(
     return CallJudgement(
         scenario=scenario.name,
         category=scenario.labels.get("category", "uncategorised"),
+        origin=origin,
         turns=judge_turns(scenario, analysis, record, origin, settings),
         barges=barges,
         not_over_agent=not_over,

@@ -93,10 +93,19 @@ def cmd_bench_turn_taking(config: TheoConfig, args: argparse.Namespace) -> int:
         return 2
     settings = TurnTakingBenchSettings(voices=voices, categories=categories, limit=args.limit,
                                        impaired=not args.no_impaired)
-    stt, tts = _start_speech_models(config)
-    out = _out_dir(config, "bench-turn-taking")
-    say(f"recordings in {out}")
-    report = asyncio.run(run_turn_taking_bench(config, stt, tts, settings, out, say))
+    if args.rejudge:
+        from theo_ray.bench.turn_taking_bench import describe_call, rejudge
+
+        report_path = Path(args.rejudge)
+        out = Path(args.recordings) if args.recordings else report_path.parent
+        report = rejudge(config, report_path, out)
+        for i, call in enumerate(report.calls, start=1):
+            say(f"[{i}/{len(report.calls)}] {describe_call(call)}")
+    else:
+        stt, tts = _start_speech_models(config)
+        out = _out_dir(config, "bench-turn-taking")
+        say(f"recordings in {out}")
+        report = asyncio.run(run_turn_taking_bench(config, stt, tts, settings, out, say))
     console.print(report_table(report))
     overall = report.row("overall")
     if overall is not None:
@@ -109,7 +118,8 @@ def cmd_bench_turn_taking(config: TheoConfig, args: argparse.Namespace) -> int:
             f"{report.wall_s / 60:.1f} min")
     for error in report.errors:
         say(f"[red]error[/red] {error}")
-    _write_json(Path(args.json) if args.json else out / "bench-turn-taking.json", report)
+    default = out / ("bench-turn-taking.rejudged.json" if args.rejudge else "bench-turn-taking.json")
+    _write_json(Path(args.json) if args.json else default, report)
     return 0 if not (overall and overall.failed_calls) else 1
 
 
@@ -124,4 +134,7 @@ def add_parsers(bsub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=0, help="at most this many scenarios (0: all)")
     p.add_argument("--no-impaired", action="store_true", help="skip the impaired-line (loss, jitter) subset")
     p.add_argument("--json", help="where to write the JSON report")
+    p.add_argument("--rejudge", metavar="REPORT_JSON",
+                   help="judge a finished run again from its saved recordings and records (no calls placed)")
+    p.add_argument("--recordings", help="with --rejudge: the run's recordings folder (default: the report's folder)")
     p.set_defaults(run=cmd_bench_turn_taking)
