@@ -252,3 +252,6 @@ def test_the_corpus_has_forty_labelled_scenarios_in_every_category_and_its_runs_
     assert len(plan_runs(corpus, TurnTakingBenchSettings(voices=["espeak"], impaired=False))) == len(corpus)
     only = load_corpus(TurnTakingBenchSettings(categories=["dictation"], limit=3))
     assert len(only) == 3 and {s.labels["category"] for s in only} == {"dictation"}
+    subset = load_corpus(TurnTakingBenchSettings(per_category=3))
+    assert Counter(s.labels["category"] for s in subset) == {c: 3 for c in CATEGORIES}
+    assert {s.name for s in impaired} <= {s.name for s in subset}  # the impaired subset goes first

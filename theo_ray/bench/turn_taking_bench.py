@@ -47,6 +47,9 @@ class TurnTakingBenchSettings(msgspec.Struct, frozen=True, forbid_unknown_fields
     categories: list[str] = []  # empty: all
     names: list[str] = []  # only these scenarios (empty: all)
     limit: int = 0  # at most this many scenarios (after the category filter); 0: all
+    # At most this many scenarios of each category (0: all): the impaired subset's first,
+    # then by name. A shorter run that still covers every category with every voice.
+    per_category: int = 0
     impaired: bool = True  # play the `impaired: yes` subset once more over the impaired line
     impaired_line: LineSettings = LineSettings(loss_percent=3.0, jitter_ms=40.0)
     # Mutual silence longer than the configured reprompt delay plus this is dead air.
@@ -84,6 +87,13 @@ def load_corpus(settings: TurnTakingBenchSettings) -> list[Scenario]:
         scenarios = [s for s in scenarios if s.labels.get("category") in settings.categories]
     if settings.names:
         scenarios = [s for s in scenarios if s.name in settings.names]
+    if settings.per_category > 0:
+        ranked = sorted(scenarios, key=lambda s: (s.labels.get("impaired") != "yes", s.name))
+        kept: set[str] = set()
+        for category in dict.fromkeys(s.labels.get("category", "") for s in scenarios):
+            kept.update(s.name for s in [r for r in ranked if r.labels.get("category", "") == category][
+                : settings.per_category])
+        scenarios = [s for s in scenarios if s.name in kept]
     return scenarios[: settings.limit] if settings.limit > 0 else scenarios
 
 

@@ -92,7 +92,7 @@ def cmd_bench_turn_taking(config: TheoConfig, args: argparse.Namespace) -> int:
             f"categories: {', '.join(CATEGORIES)}")
         return 2
     settings = TurnTakingBenchSettings(voices=voices, categories=categories, limit=args.limit,
-                                       impaired=not args.no_impaired)
+                                       per_category=args.per_category, impaired=not args.no_impaired)
     if args.rejudge:
         from theo_ray.bench.turn_taking_bench import describe_call, rejudge
 
@@ -132,6 +132,8 @@ def add_parsers(bsub: argparse._SubParsersAction) -> None:
                    help="caller voices, comma separated: Kokoro pm_alex/pf_dora/pm_santa, espeak (default pm_alex,espeak)")
     p.add_argument("--categories", help=f"comma separated (default all: {','.join(CATEGORIES)})")
     p.add_argument("--limit", type=int, default=0, help="at most this many scenarios (0: all)")
+    p.add_argument("--per-category", type=int, default=0,
+                   help="at most this many scenarios of each category, the impaired subset's first (0: all)")
     p.add_argument("--no-impaired", action="store_true", help="skip the impaired-line (loss, jitter) subset")
     p.add_argument("--json", help="where to write the JSON report")
     p.add_argument("--rejudge", metavar="REPORT_JSON",
