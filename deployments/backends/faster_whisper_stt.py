@@ -16,6 +16,7 @@ import concurrent.futures
 import copy
 import dataclasses
 import logging
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -76,6 +77,9 @@ def windowed_whisper_model(settings: SpeechToTextSettings, model_path: str):
 _LOOP_REPEATS = {1: 8, 2: 5, 3: 4, 4: 4}
 
 
+_LETTER_RUN = re.compile(r"(\w)\1{7,}")  # "Éééééééééé": one letter held by the decoder
+
+
 def repeated_run(text: str) -> int | None:
     """Index (in `text.split()`) where a run of the same 1-4 words repeated past
     `_LOOP_REPEATS` starts repeating (after its first instance), or None."""
@@ -94,11 +98,12 @@ def repeated_run(text: str) -> int | None:
 
 
 def looks_like_a_loop(text: str, audio_s: float, max_words_per_s: float) -> bool:
-    """More words than anyone says in that much audio, or the same words over and over:
-    Whisper repeating itself ("o que é o que é o que é...", "9, 9, 9, 9, 9, 9, 9, 9, 9").
+    """More words than anyone says in that much audio, or the same words (or letter) over and
+    over: Whisper repeating itself ("o que é o que é o que é...", "9, 9, 9, 9, 9, 9, 9, 9, 9").
     Word rate, not Whisper's gzip ratio: a dictated "nove nove nove nove oito oito oito oito"
     compresses like a loop but is said at 3 words a second."""
-    return len(text.split()) > max_words_per_s * audio_s + 4 or repeated_run(text) is not None
+    return (len(text.split()) > max_words_per_s * audio_s + 4 or repeated_run(text) is not None
+            or _LETTER_RUN.search(text) is not None)
 
 
 class FasterWhisperBackend:
@@ -164,7 +169,8 @@ class FasterWhisperBackend:
             self.loops_redecoded += 1
             log.warning("STT decoding loop on the fitted window (%r): decoding again on the full window", text[:80])
             segments = self._decode(self.full_window_model, audio, language, prompt, word_timestamps, hint)
-            if repeated_run(" ".join(s.text for s in segments)) is not None:
+            text = " ".join(s.text for s in segments)
+            if repeated_run(text) is not None or _LETTER_RUN.search(text):
                 self.loops_cut += 1
                 segments = cut_repeated_run(segments)
             return segments, True
@@ -182,7 +188,9 @@ class FasterWhisperBackend:
 
 
 def cut_repeated_run(segments: list) -> list:
-    """The faster-whisper segments up to the first instance of their repeated run."""
+    """The faster-whisper segments up to the first instance of their repeated run, a letter
+    held over and over said once."""
+    segments = [dataclasses.replace(s, text=_LETTER_RUN.sub(r"\1", s.text)) for s in segments]
     cut_at = repeated_run(" ".join(s.text for s in segments))
     if cut_at is None:
         return segments

@@ -68,3 +68,27 @@ def test_the_full_window_copy_shares_the_weights():
     silence = np.zeros(16000, np.float32)
     segments, redecoded = backend.transcribe_blocking(silence, "pt", "", False)
     assert isinstance(segments, list) and redecoded is False
+
+
+def test_the_same_words_over_and_over_are_a_loop_at_any_rate():
+    from theo_ray.deployments.backends.faster_whisper_stt import looks_like_a_loop, repeated_run
+
+    digits = "Meu CPF é 4, 5, 2, 3, 1, 8, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9"
+    assert repeated_run(digits) == 10 and looks_like_a_loop(digits, audio_s=6.0, max_words_per_s=6.0)
+    assert looks_like_a_loop("Éééééééééééééé Estão.", audio_s=3.0, max_words_per_s=6.0)
+    for speech in ("nove nove nove nove oito oito oito oito", "não, não, não, não", "Meu CPF é 000.111.222-33",
+                   "o que é, o que é que você quer?"):
+        assert repeated_run(speech) is None and not looks_like_a_loop(speech, audio_s=3.0, max_words_per_s=6.0)
+
+
+def test_a_loop_the_full_window_repeats_too_is_cut_to_its_first_instance():
+    from faster_whisper.transcribe import Segment, Word
+
+    from theo_ray.deployments.backends.faster_whisper_stt import cut_repeated_run
+
+    words = [Word(0.0, 1.0, w, 0.5) for w in " é 4, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9".split()]
+    segments = [Segment(0, 0, 0.0, 1.0, " Meu CPF", [], -0.5, 1.0, 0.1, None, 0.0),
+                Segment(1, 0, 1.0, 2.0, " é 4, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9", [], -0.5, 1.0, 0.1, words, 0.0)]
+    cut = cut_repeated_run(segments)
+    assert [s.text for s in cut] == [" Meu CPF", " é 4, 9,"]
+    assert [w.word for w in cut[1].words] == ["é", "4,", "9,"]

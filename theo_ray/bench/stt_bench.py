@@ -181,6 +181,7 @@ def run_stt_bench(
     conditions: list[str] = list(DEFAULT_CONDITIONS),
     utterances: list[CorpusUtterance] | None = None,
     progress: Callable[[str], None] = print,
+    checkpoint: Callable[[SttBenchReport], None] | None = None,
 ) -> SttBenchReport:
     from theo_ray.deployments.backends.faster_whisper_stt import looks_like_a_loop
 
@@ -214,11 +215,20 @@ def run_stt_bench(
             cells = [summarise(d.name, voice, condition, [t for t in transcripts if (t.setting, t.voice, t.condition) == (d.name, voice, condition)]) for d in decoders]
             progress(f"  {voice} {condition}: " + "; ".join(f"{c.setting} WER {c.wer:.3f} lost {c.meaning_lost:.0%} "
                                                            f"p50 {c.ms_p50:.0f} ms" for c in cells))
-    cells = [summarise(d.name, v, c, [t for t in transcripts if (t.setting, t.voice, t.condition) == (d.name, v, c)])
-             for d in decoders for v in voices for c in conditions]
+            if checkpoint is not None:  # what is done so far, should the run be cut short
+                checkpoint(_report(config, decoders, utterances, transcripts, started))
+    return _report(config, decoders, utterances, transcripts, started)
+
+
+def _report(config: TheoConfig, decoders: list[_Decoder], utterances: list[CorpusUtterance],
+            transcripts: list[Transcript], started: float) -> SttBenchReport:
+    voices = list(dict.fromkeys(t.voice for t in transcripts))
+    conditions = list(dict.fromkeys(t.condition for t in transcripts))
+    cells = [summarise(d.name, v, c, rows)
+             for d in decoders for v in voices for c in conditions
+             if (rows := [t for t in transcripts if (t.setting, t.voice, t.condition) == (d.name, v, c)])]
     totals = [summarise(d.name, "*", "*", [t for t in transcripts if t.setting == d.name]) for d in decoders]
-    model = decoders[0].backend.model_path
-    return SttBenchReport(model, config.stt.cpu_threads, len(utterances),
+    return SttBenchReport(decoders[0].backend.model_path, config.stt.cpu_threads, len(utterances),
                           {d.name: parse_setting(d.name)[0] for d in decoders}, voices, conditions, cells, totals,
                           transcripts, round(time.perf_counter() - started, 1))
 

@@ -109,9 +109,10 @@ def _numbers_to_digits(tokens: list[str]) -> list[str]:
         if tok == "e" and value is not None and not pending_e:
             pending_e = True
             continue
-        if not _is_number_word(tokens, i) or tok.isdigit():
+        numeral = tok.isdigit() and len(tok) <= 4 and not (len(tok) > 1 and tok[0] == "0")
+        if not numeral and (tok.isdigit() or not _is_number_word(tokens, i)):
             flush()
-            out.append(tok)
+            out.append(tok)  # a word, or digits no number word joins ("09122", "98765")
             continue
         if tok == "mil":
             if value is not None and slot < 4 and value < 1000:
@@ -120,11 +121,17 @@ def _numbers_to_digits(tokens: list[str]) -> list[str]:
                 flush()
                 value, slot = 1000, 4
             continue
-        word_value = 6 if tok == "meia" else _VALUE[tok]
-        word_slot = 1 if tok == "meia" else _SLOT[tok]
+        if numeral:  # Whisper mixes: "120 e 9", "1000 e 40", "80 e 8"
+            word_value = int(tok)
+            word_slot = next(k for k, unit in ((4, 1000), (3, 100), (2, 10), (1, 1))
+                             if word_value % unit == 0 and (word_value >= 20 or unit == 1))
+        else:
+            word_value = 6 if tok == "meia" else _VALUE[tok]
+            word_slot = 1 if tok == "meia" else _SLOT[tok]
         joins = value is not None and word_value != 0 and value != 0 and (
-            (slot == 4 and word_slot < 4 and value % 1000 == 0)
-            or (pending_e and slot == 3 and word_slot < 3 and value % 100 == 0 and value % 1000 != 0 and tokens[i - 2] != "cem")
+            (slot == 4 and word_slot < 4 and value % 1000 == 0 and (pending_e or not numeral))
+            or (pending_e and slot == 3 and word_slot < 3 and word_value < 100 and value % 100 == 0
+                and tokens[i - 2] != "cem")
             or (pending_e and slot == 2 and word_slot == 1 and word_value < 10)
         )
         if joins:
@@ -139,8 +146,9 @@ def _numbers_to_digits(tokens: list[str]) -> list[str]:
 def normalise(text: str) -> list[str]:
     """The comparable tokens of `text` (see the module's docstring)."""
     text = _written_numbers(_strip_accents(text.lower()))
-    # No punctuation; every digit a token of its own ("452.318" -> "4 5 2 3 1 8", "14h" -> "1 4 h").
-    text = re.sub(r"(\d)", r" \1 ", re.sub(r"[^\w ]+", " ", text))
+    # No punctuation, numerals apart from letters ("14h" -> "14 h"); every digit becomes a
+    # token of its own at the end ("452.318" -> "4 5 2 3 1 8").
+    text = re.sub(r"(?<=\d)(?=[^\W\d])|(?<=[^\W\d])(?=\d)", " ", re.sub(r"[^\w ]+", " ", text))
     tokens: list[str] = []
     for tok in text.split():
         tokens.extend(_SPELLED.get(tok, tok).split())

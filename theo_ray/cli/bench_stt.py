@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import msgspec
+
 from rich.table import Table
 
 from theo_ray.cli.console import console, say
@@ -67,10 +69,15 @@ def cmd_bench_stt(config: TheoConfig, args: argparse.Namespace) -> int:
     say(f"{len(utterances)} utterances × {len(voices)} voices × {len(conditions)} conditions × "
         f"{len(settings)} settings, in process, one transcription at a time (a shared machine: "
         f"latency is what it measured, with whatever else ran) ...")
-    report = run_stt_bench(config, settings or ["current"], voices, conditions, utterances, progress=say)
+    out = Path(args.json or Path(config.paths.output_dir) / "bench-stt.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_suffix(".partial.json")
+    report = run_stt_bench(config, settings or ["current"], voices, conditions, utterances, progress=say,
+                           checkpoint=lambda r: partial.write_bytes(msgspec.json.encode(r)))
     _print_report(report, window_table=bool(args.windows))
     say(f"model {report.model}, cpu_threads {report.cpu_threads}, {report.wall_s:.0f} s")
-    _write_json(Path(args.json or Path(config.paths.output_dir) / "bench-stt.json"), report)
+    _write_json(out, report)
+    partial.unlink(missing_ok=True)
     return 0
 
 
