@@ -90,9 +90,9 @@ async def _wait_for(plane: SimCallPlane, session_id: str, ready: Callable[[objec
 
 
 def _speaking_reply(n: int) -> Callable[[object], bool]:
-    def ready(stats) -> bool:
+    def ready(stats) -> bool:  # the n-th reply's own audio has started reaching the caller
         turn = stats.current_turn
-        return stats.state == "speaking" and turn is not None and turn.index >= n and bool(turn.first_rtp_at)
+        return turn is not None and turn.index >= n and bool(turn.first_rtp_at)
     return ready
 
 
