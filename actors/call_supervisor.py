@@ -360,9 +360,10 @@ class CallSupervisor:
         if entry is None:
             return self._records.get(ended.session_id)
         actor, _info = entry
+        self._closed += 1  # out of the call map: closed, whatever the actor says below
         record = media = None
         try:
-            media = (await asyncio.wait_for(actor.stats.remote(), timeout=2.0)).media  # before close stops RTP
+            media = (await asyncio.wait_for(actor.stats.remote(), timeout=1.0)).media  # before close stops RTP
         except Exception:  # noqa: BLE001 - a dead actor's call is archived without its media figures
             pass
         try:
@@ -371,7 +372,6 @@ class CallSupervisor:
             log.warning("closing %s failed: %s", ended.session_id, exc)
         finally:
             ray.kill(actor)  # no reuse across calls: a fresh actor has no leftover state
-            self._closed += 1
         self.metrics.call_closed(ended.reason, record, media)
         if record is not None:
             self.archive.archive(record, media)

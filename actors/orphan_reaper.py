@@ -68,8 +68,8 @@ class OrphanReaper:
             for session_id, (call_shard, opened_at) in calls.items():
                 if call_shard == shard and session_id not in held and now - opened_at >= self.settings.orphan_grace_s:
                     log.warning("call %s has no dialog on %s: reaped", session_id, shard)
+                    self.calls_reaped += 1  # counted before the close, which can take seconds
                     await self._on_orphan_call(session_id)
-                    self.calls_reaped += 1
                     reaped.append(session_id)
             reaped += await self._reap_dialogs(gateway, shard, held - set(calls), now)
         return reaped

@@ -259,8 +259,9 @@ async def test_a_dialog_whose_call_actor_and_supervisor_died_together_is_hung_up
         while (actor := await plane.supervisor.call_actor.remote("dialog-orphan")) is None:
             await asyncio.sleep(0.1)
         await asyncio.sleep(3.0)
-        ray.kill(actor, no_restart=True)
+        # The supervisor first: alive, it would replace the dead actor (failover) at once.
         ray.kill(plane.supervisor, no_restart=False)
+        ray.kill(actor, no_restart=True)
         return time.monotonic()
 
     crash = asyncio.create_task(crash_when_answered())
