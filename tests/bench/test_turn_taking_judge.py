@@ -61,7 +61,7 @@ def test_agent_audio_inside_a_dictation_is_a_cut_off_unless_it_is_the_agents_lat
     ])
     j = judge_call(DICTATION, a, record, ORIGIN, SETTINGS)
     (turn,) = j.turns
-    assert turn.cut_off and turn.cut_at_ms == 3000.0 and turn.agent_acks == 0
+    assert turn.cut_off and turn.cut_at_ms == 3000.0 and turn.cut_in_ms == 600.0 and turn.agent_acks == 0
     assert turn.endpoint_wait_ms == pytest.approx(600.0) and turn.endpoint_rule == "dictation"
     assert j.category == "dictation" and not j.dead_air
 

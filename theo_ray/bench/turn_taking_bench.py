@@ -18,6 +18,7 @@ not a test: it reports what it measured and asserts nothing.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -170,6 +171,7 @@ def judge_sim_call(
     origin = origin or recording_origin(call.run)
     judged = judge_call(scenario, call.run.analysis, call.record, origin, settings, sent_spans(call.run.events_path))
     judged.voice, judged.line, judged.session_id, judged.error = run.voice, run.line_name, call.session_id, call.error
+    judged.caller_stalls = sum(1 for step in call.run.steps if re.search(r"in ([2-9]|\d\d+) stretches", step.detail))
     return judged
 
 
@@ -191,6 +193,7 @@ class SummaryRow(msgspec.Struct):
     cut_offs: int = 0
     cut_off_rate: float | None = None
     agent_acks: int = 0
+    cut_in: Percentiles = Percentiles(count=0)  # how long the agent audio that cut in lasted
     endpoint_wait: Percentiles = Percentiles(count=0)
     backchannels: int = 0  # backchannel/noise bursts over agent audio
     backchannels_stopped: int = 0
@@ -205,6 +208,7 @@ class SummaryRow(msgspec.Struct):
     longest_silence_ms: float = 0.0
     noise_utterances: int = 0
     noise_answered: int = 0
+    stalled_calls: int = 0  # calls where the simulator's sending stalled (see CallJudgement.caller_stalls)
     expected_total: int = 0
     expected_ok: int = 0
     targets: dict[str, bool] = {}  # target name -> met (absent: nothing to judge it on)
@@ -225,6 +229,7 @@ def summarise(name: str, calls: list[CallJudgement]) -> SummaryRow:
     row.cut_offs = sum(1 for t in speech if t.cut_off)
     row.cut_off_rate = _rate(row.cut_offs, row.caller_turns)
     row.agent_acks = sum(t.agent_acks for t in speech)
+    row.cut_in = percentiles([t.cut_in_ms for t in speech if t.cut_off])
     row.endpoint_wait = percentiles([t.endpoint_wait_ms for t in speech])
     row.backchannels = len(backchannels)
     row.backchannels_stopped = sum(1 for b in backchannels if b.stopped)
@@ -240,6 +245,7 @@ def summarise(name: str, calls: list[CallJudgement]) -> SummaryRow:
     row.longest_silence_ms = max((c.longest_silence_ms for c in calls), default=0.0)
     row.noise_utterances = sum(1 for t in turns if t.noise_only)
     row.noise_answered = sum(1 for t in turns if t.noise_only and t.noise_answered)
+    row.stalled_calls = sum(1 for c in calls if c.caller_stalls)
     row.expected_total = sum(c.expected_total for c in calls)
     row.expected_ok = sum(c.expected_ok for c in calls)
     targets: dict[str, bool] = {}

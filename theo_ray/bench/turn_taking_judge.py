@@ -76,6 +76,7 @@ class TurnJudgement(msgspec.Struct):
     noise_only: bool = False
     cut_off: bool = False
     cut_at_ms: float | None = None  # where the agent audio that cut in started
+    cut_in_ms: float | None = None  # and how long it lasted (a filler flushed as the caller went on: ~100 ms)
     agent_acks: int = 0
     endpoint_wait_ms: float | None = None
     endpoint_rule: str = ""
@@ -115,6 +116,9 @@ class CallJudgement(msgspec.Struct):
     dead_air: list[Interval] = []
     longest_silence_ms: float = 0.0
     silence_prompts: int | None = None
+    # Utterances the simulator could not send in one go (its event loop stalled on a busy
+    # machine): the caller's pauses were longer than the scenario's. Counted, not corrected.
+    caller_stalls: int = 0
     expected_total: int = 0
     expected_ok: int = 0
     unexpected: list[str] = []  # patterns that failed (agent_says missing, must_not_say heard)
@@ -162,7 +166,7 @@ def judge_turns(
             if ack and not took_turn:
                 j.agent_acks += 1
             elif not j.cut_off:
-                j.cut_off, j.cut_at_ms = True, region.start_ms
+                j.cut_off, j.cut_at_ms, j.cut_in_ms = True, region.start_ms, round(region.duration_ms, 1)
         if j.noise_only:
             j.cut_off = False  # nothing to cut: a knock is not a turn
             limit = turn.end_ms + settings.answer_window_ms

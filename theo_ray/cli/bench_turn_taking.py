@@ -6,6 +6,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 from theo_ray.cli.console import console, say
@@ -100,18 +101,20 @@ def cmd_bench_turn_taking(config: TheoConfig, args: argparse.Namespace) -> int:
         out = Path(args.recordings) if args.recordings else report_path.parent
         report = rejudge(config, report_path, out)
         for i, call in enumerate(report.calls, start=1):
-            say(f"[{i}/{len(report.calls)}] {describe_call(call)}")
+            say(escape(f"[{i}/{len(report.calls)}] {describe_call(call)}"))
     else:
         stt, tts = _start_speech_models(config)
         out = _out_dir(config, "bench-turn-taking")
         say(f"recordings in {out}")
-        report = asyncio.run(run_turn_taking_bench(config, stt, tts, settings, out, say))
+        report = asyncio.run(run_turn_taking_bench(config, stt, tts, settings, out, lambda m: say(escape(m))))
     console.print(report_table(report))
     overall = report.row("overall")
     if overall is not None:
         say("targets: false cut-off ≤ 5 %, false barge-in ≤ 5 %, missed barge-in 0, dead air 0 — "
             + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in overall.targets.items()))
-        say(f"also: agent acknowledgements inside caller turns {overall.agent_acks}, "
+        say(f"also: agent audio that cut in lasted p50 {_pp(overall.cut_in).split(' / ')[0]} ms; agent "
+            f"acknowledgements inside caller turns {overall.agent_acks}; "
+            f"calls where the simulator's sending stalled (busy machine) {overall.stalled_calls}; "
             f"stops with no caller sound {overall.phantom_stops}, barge-ins "
             f"that found the agent silent {overall.not_over_agent}, noise answered {overall.noise_answered}/"
             f"{overall.noise_utterances}, longest mutual silence {overall.longest_silence_ms / 1000:.1f} s; "
