@@ -115,6 +115,7 @@ class FasterWhisperBackend:
         self.full_window_model.fit_window = False
         self.loops_redecoded = 0
         self.loops_cut = 0  # the full window looped too: the repeated words were cut
+        self.tails_dropped = 0  # segments invented after the speech, dropped (without_invented_tail)
         # Lanes (CTranslate2 workers) decoding at once; see SpeechToTextSettings.parallel_requests.
         self._pool = concurrent.futures.ThreadPoolExecutor(settings.parallel_requests, thread_name_prefix="whisper")
 
@@ -149,6 +150,12 @@ class FasterWhisperBackend:
         )
         return list(segments)
 
+    def _decode_kept(self, model, audio: np.ndarray, language: str, prompt: str, word_timestamps: bool, hint: str):
+        decoded = self._decode(model, audio, language, prompt, word_timestamps, hint)
+        kept = without_invented_tail(decoded)
+        self.tails_dropped += len(decoded) - len(kept)
+        return kept
+
     def transcribe_blocking(
         self, audio: np.ndarray, language: str, prompt: str, word_timestamps: bool, hint: str = ""
     ) -> tuple[list, bool]:
@@ -163,12 +170,12 @@ class FasterWhisperBackend:
         check delays nothing; a longer one waits for all its windows (callers use the whole
         text).
         """
-        segments = self._decode(self.model, audio, language, prompt, word_timestamps, hint)
+        segments = self._decode_kept(self.model, audio, language, prompt, word_timestamps, hint)
         text = " ".join(s.text for s in segments)
         if self.model.fit_window and looks_like_a_loop(text, len(audio) / 16000, self.settings.loop_words_per_s):
             self.loops_redecoded += 1
             log.warning("STT decoding loop on the fitted window (%r): decoding again on the full window", text[:80])
-            segments = self._decode(self.full_window_model, audio, language, prompt, word_timestamps, hint)
+            segments = self._decode_kept(self.full_window_model, audio, language, prompt, word_timestamps, hint)
             text = " ".join(s.text for s in segments)
             if repeated_run(text) is not None or _LETTER_RUN.search(text):
                 self.loops_cut += 1
@@ -185,6 +192,33 @@ class FasterWhisperBackend:
         )
         for seg in segments:
             yield to_segment(seg, redecoded)
+
+
+def without_invented_tail(segments: list) -> list:
+    """The segments without a last one Whisper invented after the speech.
+
+    Past the end of the speech (the fitted window's padding most of all, and the more so
+    with a prompt: "O que é isso?", "Jesus Jesus Jesus" after a prompted answer) Whisper
+    base writes a segment whose words have no duration: they are squeezed into the audio's
+    last hundredths of a second, the first of them at a probability of a few hundredths.
+    A word said in no time was not said. Needs word timestamps (calls ask for them); the
+    first segment is always kept. Counted in `tails_dropped`.
+    """
+    kept = list(segments)
+    while len(kept) > 1 and _invented(kept[-1]):
+        kept.pop()
+    return kept
+
+
+def _invented(segment) -> bool:
+    """Opened by a word the decoder did not believe (< 0.2), and either half its words said in
+    no time (≤ 50 ms) or the segment itself unsure and likely silent (the tail segments
+    measured: no-speech probability ~0.5, mean log-probability < -1)."""
+    words = segment.words or []
+    if not words or words[0].probability >= 0.2:
+        return False
+    instant = sum(1 for w in words if w.end - w.start <= 0.05)
+    return instant * 2 >= len(words) or (segment.no_speech_prob > 0.4 and segment.avg_logprob < -0.8)
 
 
 def cut_repeated_run(segments: list) -> list:

@@ -66,8 +66,9 @@ def test_the_full_window_copy_shares_the_weights():
     assert backend.full_window_model.model is backend.model.model
     assert backend.model.fit_window and not backend.full_window_model.fit_window
     silence = np.zeros(16000, np.float32)
-    segments, redecoded = backend.transcribe_blocking(silence, "pt", "", False)
-    assert isinstance(segments, list) and redecoded is False
+    # Beam 5 on digital silence writes "O que é o que é o que é...": decoded again, nothing left.
+    segments, _redecoded = backend.transcribe_blocking(silence, "pt", "", False)
+    assert segments == []
 
 
 def test_the_same_words_over_and_over_are_a_loop_at_any_rate():
@@ -92,3 +93,25 @@ def test_a_loop_the_full_window_repeats_too_is_cut_to_its_first_instance():
     cut = cut_repeated_run(segments)
     assert [s.text for s in cut] == [" Meu CPF", " é 4, 9,"]
     assert [w.word for w in cut[1].words] == ["é", "4,", "9,"]
+
+
+def test_a_segment_invented_after_the_speech_is_dropped():
+    """Measured on Whisper base with a prompt: 'Quero parcelar em três vezes.' then a segment
+    'Jesus Jesus Jesus' squeezed into the audio's last hundredths of a second."""
+    from faster_whisper.transcribe import Segment, Word
+
+    from theo_ray.deployments.backends.faster_whisper_stt import without_invented_tail
+
+    said = Segment(0, 0, 0.0, 1.82, " Quero parcelar em três vezes.", [], -0.1, 1.0, 0.004,
+                   [Word(0.0, 0.4, " Quero", 0.95), Word(0.4, 1.04, " parcelar", 0.65), Word(1.04, 1.82, " vezes.", 0.99)], 0.0)
+    invented = Segment(1, 0, 1.82, 2.46, " Jesus Jesus Jesus", [], -0.6, 1.0, 0.3,
+                       [Word(1.82, 1.94, " Jesus", 0.01), Word(2.46, 2.46, " Jesus", 0.99), Word(2.46, 2.46, " Jesus", 0.99)], 0.0)
+    unsure = Segment(1, 0, 1.96, 2.46, " O que?", [], -1.6, 1.0, 0.54,
+                     [Word(1.96, 2.44, " O", 0.02), Word(2.44, 2.46, " que?", 0.23)], 0.0)
+    real = Segment(1, 0, 1.9, 2.6, " Pode ser.", [], -0.3, 1.0, 0.05,
+                   [Word(1.9, 2.2, " Pode", 0.8), Word(2.2, 2.6, " ser.", 0.9)], 0.0)
+    assert without_invented_tail([said, invented]) == [said]
+    assert without_invented_tail([said, real, unsure]) == [said, real]
+    assert without_invented_tail([invented]) == [invented]  # the first segment always stays
+    no_words = Segment(1, 0, 1.9, 2.6, " Pode ser.", [], -1.5, 1.0, 0.5, None, 0.0)
+    assert without_invented_tail([said, no_words]) == [said, no_words]  # no timestamps: nothing to judge by
