@@ -116,9 +116,10 @@ def test_backchannels_pause_and_resume_is_fine_an_interruption_verdict_or_silenc
          ("bc7", "backchannel", 18000.0, 18300.0)],
         agent_regions=agent,
     )
-    record = CallRecord("s", barge_ins=[
-        BargeInRecord(onset_at=at(5040.0), paused_at=at(5060.0), verdict="backchannel"),
-        BargeInRecord(onset_at=at(8050.0), paused_at=at(8070.0), verdict="interruption"),
+    record = CallRecord("s", turns=[TurnRecord(1, caller_text="me explica o plano", first_rtp_at=at(2950.0))],
+                        barge_ins=[
+        BargeInRecord(onset_at=at(5040.0), paused_at=at(5060.0), verdict="backchannel", decided_at=at(5500.0)),
+        BargeInRecord(onset_at=at(8050.0), paused_at=at(8070.0), verdict="interruption", decided_at=at(8600.0)),
     ])
     j = judge_call(BACKCHANNELS, a, record, ORIGIN, SETTINGS, sent)
     by = {b.label: b for b in j.barges}
@@ -126,6 +127,10 @@ def test_backchannels_pause_and_resume_is_fine_an_interruption_verdict_or_silenc
     # bc3: spoken into a gap between two sentences, the answer went on 500 ms later;
     # bc4: the agent went quiet and stayed quiet (nothing within 2 s of the burst's end);
     # bc6: spoken into a 2.5 s gap (TTS catching up), the answer went on 1.5 s later.
+    # (Judged from the audio: the record says bc2 ended the reply, see below.)
+    j = judge_call(BACKCHANNELS, a, None, ORIGIN, SETTINGS, sent)
+    j.barges[:2] = judge_call(BACKCHANNELS, a, record, ORIGIN, SETTINGS, sent).barges[:2]  # the verdicts
+    by = {b.label: b for b in j.barges}
     assert [by[k].stopped for k in ("bc1", "bc2", "bc3", "bc4", "bc6")] == [False, True, False, True, False]
     assert by["bc1"].verdict == "backchannel" and by["bc1"].pause_ms == pytest.approx(300.0)
     assert by["bc1"].onset_ms == 5000.0  # the breath, not the detected "uhum"
@@ -133,6 +138,12 @@ def test_backchannels_pause_and_resume_is_fine_an_interruption_verdict_or_silenc
     assert all(b.kind == "backchannel" for b in j.barges)  # the question found the agent silent
     assert j.not_over_agent == 2  # bc5 never said, bc7 after the answer was over: not judged
     assert j.phantom_stops == 0
+    # With the record: after bc2's interruption no reply was on its way any more, so bc3, bc4
+    # and bc6 test nothing (not judged), nor does a backchannel over fillers with no answer.
+    with_record = judge_call(BACKCHANNELS, a, record, ORIGIN, SETTINGS, sent)
+    assert [b.label for b in with_record.barges] == ["bc1", "bc2"] and with_record.not_over_agent == 5
+    no_answer = CallRecord("s", turns=[TurnRecord(1, caller_text="", filler_at=at(2500.0))])
+    assert judge_call(BACKCHANNELS, a, no_answer, ORIGIN, SETTINGS, sent).barges == []
     row = summarise("backchannel", [j])
     assert (row.backchannels, row.backchannels_stopped, row.false_barge_in_rate) == (5, 2, 0.4)
     assert row.targets["false_barge_in"] is False and "missed_barge_in" not in row.targets
@@ -160,7 +171,8 @@ def test_interruptions_stop_within_the_reaction_or_are_missed_and_a_say_over_the
          ("correcao", "turn", 15000.0, 16000.0)],
         agent_regions=[(2500.0, 4080.0), (9000.0, 14000.0), (14500.0, 15300.0)],
     )
-    record = CallRecord("s", barge_ins=[
+    record = CallRecord("s", turns=[TurnRecord(1, first_rtp_at=at(2450.0)), TurnRecord(2, first_rtp_at=at(8950.0))],
+                        barge_ins=[
         BargeInRecord(onset_at=at(4030.0), paused_at=at(4050.0), verdict="interruption"),
         BargeInRecord(onset_at=at(11020.0), paused_at=at(11040.0), verdict="backchannel"),
         BargeInRecord(onset_at=at(19000.0), paused_at=at(19010.0), verdict="interruption"),  # nobody spoke

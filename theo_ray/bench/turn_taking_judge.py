@@ -246,8 +246,13 @@ def judge_barges(
         resumed = resume is not None and resume <= caller_end + settings.resume_window_ms
         # Over the agent: its audio was playing (or in a short gap of one turn), or the
         # CallActor took it for a barge-in (a reply is "talking" across a gap while TTS
-        # catches up), or, for a backchannel, the answer went on right after it.
-        if not (group or near or (kind == "backchannel" and resumed)):
+        # catches up), or, for a backchannel, the answer went on right after it. A barge_in
+        # step also needs a reply on its way (the CallActor's record): one over fillers only
+        # (no answer came) or after an earlier interruption tests nothing.
+        over = bool(group or near or (kind == "backchannel" and resumed))
+        if kind != "floor" and not near and record is not None:
+            over = over and _reply_on(record, origin + onset / 1000.0)
+        if not over:
             not_over += kind != "floor"  # a say that found the agent silent is an ordinary turn
             continue
         talked_on = stop - onset > settings.max_reaction_ms
@@ -266,6 +271,20 @@ def judge_barges(
             j.reaction_ms = round(stop - onset, 1) if j.agent_yielded and audible else None
         out.append(j)
     return out, not_over
+
+
+def _reply_on(record: CallRecord, at: float, slack_s: float = 0.7) -> bool:
+    """A reply of the call had sent its first packet by ``at`` (monotonic), had not drained
+    more than ``slack_s`` before it, and no interruption had ended it."""
+    for turn in record.turns:
+        if not turn.first_rtp_at or turn.first_rtp_at > at:
+            continue
+        if turn.drained_at and turn.drained_at + slack_s < at:
+            continue
+        if any(b.verdict == "interruption" and turn.first_rtp_at <= b.decided_at < at for b in record.barge_ins):
+            continue
+        return True
+    return False
 
 
 def phantom_stops(
