@@ -2,9 +2,9 @@
 rendered audio (Kokoro's pt-BR voices, Theo's G.711 line and inbound chain).
 
 Fails when the WER on the clean Kokoro subset exceeds the committed threshold, or when a
-decoding loop reaches the transcript. The threshold is the full benchmark's figure for
-the default setting on these voices and this line plus a margin for the subset's size
-(README, Benchmarks); lower it when the default gets better.
+decoding loop reaches the transcript. The threshold is what the benchmark measured on this
+subset with the default setting, plus a margin for a subset this small (README,
+Benchmarks); lower it when the default gets better.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from theo_ray.bench.stt_judge import load_corpus
 
 pytestmark = pytest.mark.slow
 
-CLEAN_KOKORO_WER_MAX = 0.15
+# This subset (one utterance of each kind, pf_dora and pm_alex, clean G.711) measured 0.034 and
+# 0.079 with beam 5 (the default) in the benchmark runs of the README: twice that, rounded.
+CLEAN_KOKORO_WER_MAX = 0.12
 SUBSET_VOICES = ["pf_dora", "pm_alex"]
 
 
