@@ -17,8 +17,8 @@ from theo_ray.bench.stt_judge import load_corpus
 
 pytestmark = pytest.mark.slow
 
-# This subset (one utterance of each kind, pf_dora and pm_alex, clean G.711) measured 0.034 and
-# 0.079 with beam 5 (the default) in the benchmark runs of the README: twice that, rounded.
+# This subset (one utterance of each kind, pf_dora and pm_alex, clean G.711) measured 0.056
+# with the default (beam 5): about twice that.
 CLEAN_KOKORO_WER_MAX = 0.12
 SUBSET_VOICES = ["pf_dora", "pm_alex"]
 
