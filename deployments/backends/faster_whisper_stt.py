@@ -77,13 +77,19 @@ def windowed_whisper_model(settings: SpeechToTextSettings, model_path: str):
 _LOOP_REPEATS = {1: 8, 2: 5, 3: 4, 4: 4}
 
 
-_LETTER_RUN = re.compile(r"(\w)\1{7,}")  # "Éééééééééé": one letter held by the decoder
+# One letter or syllable held by the decoder: "Éééééééééé", "Githememememememem".
+_LETTER_RUN = re.compile(r"(\w)\1{7,}|(\w{2,3})\2{5,}")
+
+
+def _spaced(text: str) -> str:
+    """Hyphenated runs as words: Whisper writes dictated digits "4-5-2-3-9-9-9-9"."""
+    return re.sub(r"(?<=\w)-(?=\w)", " ", text)
 
 
 def repeated_run(text: str) -> int | None:
     """Index (in `text.split()`) where a run of the same 1-4 words repeated past
     `_LOOP_REPEATS` starts repeating (after its first instance), or None."""
-    tokens = ["".join(c for c in t.lower() if c.isalnum()) for t in text.split()]
+    tokens = ["".join(c for c in t.lower() if c.isalnum()) for t in _spaced(text).split()]
     for n, repeats in _LOOP_REPEATS.items():
         for start in range(0, len(tokens) - n * repeats + 1):
             gram = tokens[start : start + n]
@@ -224,7 +230,8 @@ def _invented(segment) -> bool:
 def cut_repeated_run(segments: list) -> list:
     """The faster-whisper segments up to the first instance of their repeated run, a letter
     held over and over said once."""
-    segments = [dataclasses.replace(s, text=_LETTER_RUN.sub(r"\1", s.text)) for s in segments]
+    segments = [dataclasses.replace(s, text=_spaced(_LETTER_RUN.sub(lambda m: m.group(1) or m.group(2), s.text)))
+                for s in segments]
     cut_at = repeated_run(" ".join(s.text for s in segments))
     if cut_at is None:
         return segments

@@ -77,8 +77,11 @@ def test_the_same_words_over_and_over_are_a_loop_at_any_rate():
     digits = "Meu CPF é 4, 5, 2, 3, 1, 8, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9"
     assert repeated_run(digits) == 10 and looks_like_a_loop(digits, audio_s=6.0, max_words_per_s=6.0)
     assert looks_like_a_loop("Éééééééééééééé Estão.", audio_s=3.0, max_words_per_s=6.0)
+    # Seen on espeak-ng's voice in theo bench stt: hyphenated digits, a syllable held.
+    assert looks_like_a_loop("Messepe, afia 4-5-2-3-8-9-9-9-9-9-9-9-9-9-9-9-9-9 Fiquem.", audio_s=6.0, max_words_per_s=6.0)
+    assert looks_like_a_loop("A Tugamem, Sino Ghiabang, Githememememememememememem", audio_s=4.0, max_words_per_s=6.0)
     for speech in ("nove nove nove nove oito oito oito oito", "não, não, não, não", "Meu CPF é 000.111.222-33",
-                   "o que é, o que é que você quer?"):
+                   "o que é, o que é que você quer?", "Meu telefone é 11-9-8-7-6-5-4-3-2-1.", "sexta-feira"):
         assert repeated_run(speech) is None and not looks_like_a_loop(speech, audio_s=3.0, max_words_per_s=6.0)
 
 
