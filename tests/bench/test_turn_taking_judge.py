@@ -238,7 +238,7 @@ def test_summary_rows_group_by_category_line_and_voice_with_overall_last():
     names = [r.name for r in summary_rows([j1, j2])]
     assert names == ["dictation", "backchannel", "line: clean", "line: impaired", "voice: pm_alex",
                      "voice: espeak", "overall"]
-    j2.caller_stalls = 1  # the simulator's sending stalled in this call: a row without it
+    j2.caller_stall_ms = 250.0  # the simulator's sending stalled in this call: a row without it
     rows = summary_rows([j1, j2])
     assert [r.name for r in rows][-2:] == ["overall", "overall, sent as written"]
     assert rows[-1].calls == 1 and rows[-2].stalled_calls == 1

@@ -116,9 +116,10 @@ class CallJudgement(msgspec.Struct):
     dead_air: list[Interval] = []
     longest_silence_ms: float = 0.0
     silence_prompts: int | None = None
-    # Utterances the simulator could not send in one go (its event loop stalled on a busy
-    # machine): the caller's pauses were longer than the scenario's. Counted, not corrected.
-    caller_stalls: int = 0
+    # How much longer than written the caller's utterances took to go out, in all (the
+    # simulator's event loop stalled on a busy machine: its pauses grew, words were chopped).
+    # Measured, not corrected.
+    caller_stall_ms: float = 0.0
     expected_total: int = 0
     expected_ok: int = 0
     unexpected: list[str] = []  # patterns that failed (agent_says missing, must_not_say heard)

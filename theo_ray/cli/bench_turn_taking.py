@@ -114,7 +114,7 @@ def cmd_bench_turn_taking(config: TheoConfig, args: argparse.Namespace) -> int:
             + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in overall.targets.items()))
         say(f"also: agent audio that cut in lasted p50 {_pp(overall.cut_in).split(' / ')[0]} ms; agent "
             f"acknowledgements inside caller turns {overall.agent_acks}; "
-            f"calls where the simulator's sending stalled (busy machine) {overall.stalled_calls}; "
+            f"calls whose caller audio went out 100 ms or more late (busy machine) {overall.stalled_calls}; "
             f"stops with no caller sound {overall.phantom_stops}, barge-ins "
             f"that found the agent silent {overall.not_over_agent}, noise answered {overall.noise_answered}/"
             f"{overall.noise_utterances}, longest mutual silence {overall.longest_silence_ms / 1000:.1f} s; "
