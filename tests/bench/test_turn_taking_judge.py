@@ -220,13 +220,19 @@ def test_noise_answered_dead_air_and_expected_answers():
     ])
     j = judge_call(NOISE_AND_SILENCE, a, record, ORIGIN, SETTINGS)
     noise = next(t for t in j.turns if t.label == "batida")
-    assert noise.noise_only and noise.noise_answered and not noise.cut_off
+    assert noise.noise_only and not noise.noise_answered and not noise.cut_off  # no turn ended on it
+    # The CallActor ending a turn on the knock is answering it (without a record: the audio after it).
+    answered = CallRecord("s", turns=[*record.turns, TurnRecord(3, end_of_turn_at=at(6700.0))])
+    assert next(t for t in judge_call(NOISE_AND_SILENCE, a, answered, ORIGIN, SETTINGS).turns
+                if t.label == "batida").noise_answered
+    assert next(t for t in judge_call(NOISE_AND_SILENCE, a, None, ORIGIN, SETTINGS).turns
+                if t.label == "batida").noise_answered
     assert [round(d.duration_ms) for d in j.dead_air] == [8400]  # 7.6 -> 16.0 s, over the 7 s limit
     assert j.longest_silence_ms == pytest.approx(8400.0)
     assert (j.expected_total, j.expected_ok) == (3, 1)
     assert set(j.unexpected) == {"fevereiro", "not: cancelamento"}
     row = summarise("noise", [j])
-    assert (row.caller_turns, row.noise_utterances, row.noise_answered, row.dead_air) == (1, 1, 1, 1)
+    assert (row.caller_turns, row.noise_utterances, row.noise_answered, row.dead_air) == (1, 1, 0, 1)
     assert row.targets == {"false_cut_off": True, "dead_air": False}
     assert row.endpoint_wait.p50 == pytest.approx(350.0)
 

@@ -33,8 +33,8 @@ What counts as what (the scenario's steps are the labels):
   audio stops, at the caller; the onset is when the utterance started to go out.
 - **dead air**: a stretch of mutual silence longer than ``dead_air_ms`` (the configured
   reprompt delay plus a grace), whoever owed the next word.
-- **noise answered**: a ``say`` of WAV noise only, with agent audio starting within
-  ``answer_window_ms`` after it.
+- **noise answered**: a ``say`` of WAV noise only that the CallActor ended a turn on within
+  ``answer_window_ms`` (without its record: agent audio starting in that window).
 - **expected answers**: the scenario's ``expect.agent_says`` patterns (any turn) found in what
   the agent said (record), and its ``must_not_say`` label not found in what the caller heard.
 """
@@ -173,7 +173,10 @@ def judge_turns(
             limit = turn.end_ms + settings.answer_window_ms
             later = [t.start_ms for t in analysis.caller_turns if t.start_ms > turn.start_ms]
             limit = min([limit, *later])
-            j.noise_answered = any(turn.end_ms <= r.start_ms < limit for r in analysis.agent_regions)
+            if record is not None:  # the CallActor ended a turn on it (a reprompt for silence is no answer)
+                j.noise_answered = any(turn.start_ms <= at < limit for at, _ in eots)
+            else:
+                j.noise_answered = any(turn.end_ms <= r.start_ms < limit for r in analysis.agent_regions)
         else:
             next_start = says[k + 1].start_ms if k + 1 < len(says) else float("inf")
             following = [(at, t) for at, t in eots if turn.end_ms - settings.tail_guard_ms <= at < next_start]
