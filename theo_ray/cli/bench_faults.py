@@ -15,7 +15,7 @@ from theo_ray.config import TheoConfig
 def cmd_bench_faults(config: TheoConfig, args: argparse.Namespace) -> int:
     from theo_ray.bench.faults import FAULTS
     from theo_ray.bench.faults_bench import run_faults_bench
-    from theo_ray.cli.bench_sim_cmds import _f, _out_dir, _start, _write_json
+    from theo_ray.cli.bench_common import _f, _out_dir, _start, _write_json
 
     names = args.faults.split(",") if args.faults else list(FAULTS)
     unknown = [n for n in names if n not in FAULTS]

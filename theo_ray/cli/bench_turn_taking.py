@@ -82,7 +82,7 @@ def report_table(report) -> Table:
 
 def cmd_bench_turn_taking(config: TheoConfig, args: argparse.Namespace) -> int:
     from theo_ray.bench.turn_taking_bench import CATEGORIES, TurnTakingBenchSettings, run_turn_taking_bench
-    from theo_ray.cli.bench_sim_cmds import _out_dir, _write_json
+    from theo_ray.cli.bench_common import _out_dir, _write_json
     from theo_ray.sim.espeak_voice import CALLER_VOICES
 
     voices = [v.strip() for v in args.voices.split(",") if v.strip()]
