@@ -126,17 +126,6 @@ def plan_runs(scenarios: list[Scenario], settings: TurnTakingBenchSettings) -> l
     return runs
 
 
-def deploy_scripted_llm(config: TheoConfig, rules: str) -> object:
-    """The LanguageModel deployment with the scripted TEST DOUBLE backend and the corpus's rules."""
-    from ray import serve
-
-    from theo_ray.runtime.serve_apps import build_application
-
-    scripted = msgspec.structs.replace(config, llm=msgspec.structs.replace(config.llm, backend="scripted", script=rules))
-    serve.run(build_application("llm", scripted), name=SCRIPTED_LLM_APP, route_prefix=None)
-    return serve.get_deployment_handle("LanguageModel", app_name=SCRIPTED_LLM_APP)
-
-
 def judge_settings(config: TheoConfig, settings: TurnTakingBenchSettings) -> JudgeSettings:
     reprompt_s = config.conversation.silence.reprompt_after_s or 6.0  # reprompts off: judged at 6 s
     return JudgeSettings(dead_air_ms=reprompt_s * 1000.0 + settings.dead_air_grace_ms,
@@ -320,7 +309,9 @@ async def run_turn_taking_bench(
     calls: list[CallJudgement] = []
     errors: list[str] = []
     tag = time.strftime("%H%M%S")
-    llm = deploy_scripted_llm(config, settings.rules)
+    from theo_ray.runtime.serve_apps import deploy_scripted_model
+
+    llm = deploy_scripted_model(config, settings.rules, SCRIPTED_LLM_APP)
     try:
         handles = ModelHandles(stt=stt, llm=llm, tts=tts)
         async with SimCallPlane(config, config.conversation, handles, "turn-taking", warm_pool_size=1) as plane:
