@@ -89,6 +89,8 @@ def test_caller_who_goes_on_talking_before_the_answer_is_one_turn():
     record = result.record
     assert [t.caller_text for t in record.turns] == ["Quero saber do boleto. E o horário também."]
     assert not record.barge_ins
+    # The end of turn the caller talked past is kept, with its rule (a cut-off is traceable).
+    assert len(record.resumed_turns) == 1 and record.resumed_turns[0][1]
 
 
 def test_reply_failure_plays_the_emergency_phrase_and_transfers():

@@ -100,6 +100,9 @@ class CallRecord(msgspec.Struct):
     # Model streams cancelled for going quiet, per stage (stt, llm_first_token, llm_token_gap,
     # tts_first_chunk, tts_chunk_gap).
     model_timeouts: dict[str, int] = {}
+    # Ends of turn the caller went on talking after (the reply dropped, no TurnRecord):
+    # (end_of_turn_at, endpoint_rule), so a cut-off can be traced to the rule that made it.
+    resumed_turns: list[tuple[float, str]] = []
     # Replies moved to the fallback language model (the primary failed, was late or its
     # breaker was open).
     llm_fallbacks: int = 0

@@ -260,6 +260,7 @@ class TurnLoop:
             # utterance, audio included, as one turn. A filler playing stops at once: it must
             # not sound like the agent talking over the caller.
             self.playback.flush()
+            self.record.resumed_turns.append((reply.turn.end_of_turn_at, reply.turn.endpoint_rule))
             self._cancel_reply("caller continued", record_turn=False)
             if reply.utterance is not None and self.user_turn.utterance is None:
                 self.user_turn.resume(reply.utterance)
