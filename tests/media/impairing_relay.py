@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 import struct
 import time
 from collections.abc import Callable
 from typing import Literal
 
 import msgspec
+
+from theo_ray.media.rtp_sockets import bind_even_pair
+from theo_ray.media.settings import MediaSettings
 
 Leg = Literal["to_target", "to_client"]
 
@@ -52,22 +54,6 @@ class _Port(asyncio.DatagramProtocol):
         return None  # a side that went away: keep relaying the other
 
 
-def _bind_even_pair(host: str) -> tuple[socket.socket, socket.socket]:
-    for _ in range(200):
-        rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        rtp.bind((host, 0))
-        port = rtp.getsockname()[1]
-        if port % 2 == 0:
-            rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                rtcp.bind((host, port + 1))
-                return rtp, rtcp
-            except OSError:
-                rtcp.close()
-        rtp.close()
-    raise OSError("no free even port pair for the relay")
-
-
 class ImpairingRelay:
     def __init__(
         self,
@@ -88,7 +74,7 @@ class ImpairingRelay:
         self.impair_rtcp = impair_rtcp
         self._rng = random.Random(seed)
         self._clock = clock
-        self._rtp_sock, self._rtcp_sock = _bind_even_pair(host)
+        self._rtp_sock, self._rtcp_sock = bind_even_pair(host, 0, MediaSettings())
         self.local_address: tuple[str, int] = self._rtp_sock.getsockname()[:2]
         self._client: tuple[str, int] | None = None
         self._client_rtcp: tuple[str, int] | None = None

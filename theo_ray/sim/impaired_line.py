@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 from collections import deque
 
 import msgspec
@@ -33,6 +32,8 @@ import numpy as np
 
 from theo_ray.media.codecs import Codec, create_codec
 from theo_ray.media.rtp import RtpParseError, build_rtp_fast, parse_rtp
+from theo_ray.media.rtp_sockets import bind_even_pair
+from theo_ray.media.settings import MediaSettings
 
 
 class LineSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -80,22 +81,6 @@ class _Port(asyncio.DatagramProtocol):
         return None  # a side that went away: keep relaying the other
 
 
-def _bind_even_pair(host: str, attempts: int = 200) -> tuple[socket.socket, socket.socket]:
-    for _ in range(attempts):
-        rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        rtp.bind((host, 0))
-        port = rtp.getsockname()[1]
-        if port % 2 == 0:
-            rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                rtcp.bind((host, port + 1))
-                return rtp, rtcp
-            except OSError:
-                rtcp.close()
-        rtp.close()
-    raise OSError(f"no even RTP/RTCP port pair free on {host}")
-
-
 class ImpairedLine:
     """One call's relay. ``open`` before dialling, ``connect`` once the agent answered,
     ``close`` at the end (``dial_and_run`` does all three)."""
@@ -121,7 +106,7 @@ class ImpairedLine:
         """Bind the relay's port pair; ``caller`` is the caller session's RTP address.
         Returns the address to offer in the caller's SDP."""
         loop = asyncio.get_running_loop()
-        rtp, rtcp = _bind_even_pair(self.host)
+        rtp, rtcp = bind_even_pair(self.host, 0, MediaSettings())
         for sock, is_rtcp in ((rtp, False), (rtcp, True)):
             transport, _ = await loop.create_datagram_endpoint(lambda r=is_rtcp: _Port(self, r), sock=sock)
             self._transports.append(transport)  # type: ignore[arg-type]
