@@ -11,7 +11,6 @@ held, refusals by reason, INVITE -> 200 OK.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -21,7 +20,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from theo_ray.sip.messages import CallEnded, CallSetup
 from theo_ray.sip.stats import REFUSAL_COUNTERS, GatewayStats
-from theo_ray.telemetry.metrics import DeltaCounter, TheoMetrics
+from theo_ray.telemetry.metrics import DeltaCounter, TheoMetrics, sample_forever
 from theo_ray.telemetry.tracing import configure_tracing, inject, tracer
 
 log = logging.getLogger("theo.sip.gateway")
@@ -93,11 +92,4 @@ class ShardMetrics:
             m.observe("theo_sip_answer_ms", value)
 
     async def run(self, stats: Callable[[], Awaitable[GatewayStats]], interval_s: float) -> None:
-        while True:
-            try:
-                self.sample(await stats())
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - metrics never stop the shard
-                log.debug("shard metrics sample failed: %s", exc)
-            await asyncio.sleep(interval_s)
+        await sample_forever(self.sample, stats, interval_s, "shard")

@@ -11,14 +11,19 @@ media figures at its end, and samples its own counters every `metrics_interval_s
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
 from theo_ray.calldata.build import call_outcome, media_quality, stage_timings
 from theo_ray.conversation.records import BargeInRecord, CallRecord, TurnRecord
 from theo_ray.media.media_stats import MediaStats
-from theo_ray.telemetry.metrics import BREAKER_POSITION, DEAD_AIR_S, DeltaCounter, TheoMetrics
+from theo_ray.telemetry.metrics import (
+    BREAKER_POSITION,
+    DEAD_AIR_S,
+    DeltaCounter,
+    TheoMetrics,
+    sample_forever,
+)
 
 log = logging.getLogger("theo.supervisor")
 
@@ -100,11 +105,4 @@ class PlaneMetrics:
             m.set("theo_breaker_state", BREAKER_POSITION.get(state.position, 0), model=state.name)
 
     async def run(self, stats: Callable[[], Awaitable[object]], interval_s: float) -> None:
-        while True:
-            try:
-                self.sample(await stats())
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - metrics never stop the supervisor
-                log.warning("metrics sample failed: %s", exc)
-            await asyncio.sleep(interval_s)
+        await sample_forever(self.sample, stats, interval_s, "plane")

@@ -205,3 +205,20 @@ class DeltaCounter:
         if last is None:
             return total
         return total - last if total >= last else total  # a reset (restart) counts from 0
+
+
+async def sample_forever(sample, read, interval_s: float, what: str) -> None:
+    """Every `interval_s`, `sample(await read())`; a failed round is logged, never raised
+    (metrics must not stop the actor that keeps them)."""
+    import asyncio
+    import logging
+
+    log = logging.getLogger("theo.metrics")
+    while True:
+        try:
+            sample(await read())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            log.warning("%s metrics sample failed: %s", what, exc)
+        await asyncio.sleep(interval_s)
