@@ -39,6 +39,7 @@ class SupervisorRouter:
         self._supervisor = supervisor
         self._gateway_name = gateway_name
         self._spans = spans
+        self._node_id = ray.get_runtime_context().get_node_id()  # where this shard's calls run
 
     def _handle(self) -> ray.actor.ActorHandle:
         if isinstance(self._supervisor, str):
@@ -47,11 +48,10 @@ class SupervisorRouter:
         return self._supervisor
 
     async def open_call(self, setup: CallSetup) -> MediaAnswer:
-        if self._gateway_name:
-            # The CallActor hangs up through the shard that holds the dialog.
-            setup = msgspec.structs.replace(setup, gateway_name=self._gateway_name)
-        # The CallActor must run where this shard's SIP and RTP addresses are.
-        setup = msgspec.structs.replace(setup, gateway_node_id=ray.get_runtime_context().get_node_id())
+        # The CallActor hangs up through the shard that holds the dialog, and runs on its
+        # node (where this shard's SIP and RTP addresses are).
+        setup = msgspec.structs.replace(setup, gateway_name=self._gateway_name or setup.gateway_name,
+                                        gateway_node_id=self._node_id)
         if self._spans is None:
             return await self._handle().open_call.remote(setup)
         span = self._spans.invite(setup)  # the call's trace starts at the INVITE
