@@ -9,14 +9,9 @@ from pathlib import Path
 import msgspec
 from rich.table import Table
 
+from theo_ray.cli.bench_common import _write_json
 from theo_ray.cli.console import console, say
 from theo_ray.config import TheoConfig
-
-
-def _write_json(path: Path, report: msgspec.Struct) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(msgspec.json.format(msgspec.json.encode(report), indent=2))
-    say(f"JSON written to {path}")
 
 
 def cmd_bench_models(config: TheoConfig, args: argparse.Namespace) -> int:

@@ -50,7 +50,7 @@ def cmd_bench_stt(config: TheoConfig, args: argparse.Namespace) -> int:
     from theo_ray.bench.stt_bench import parse_setting, run_stt_bench, select
     from theo_ray.bench.stt_judge import load_corpus
     from theo_ray.bench.stt_render import DEFAULT_CONDITIONS, DEFAULT_VOICES, check_names
-    from theo_ray.cli.bench_cmds import _write_json
+    from theo_ray.cli.bench_common import _write_json
 
     settings = _csv(args.settings) + [f"window_min_s={float(w):g}" for w in _csv(args.windows)]
     voices = _csv(args.voices) or list(DEFAULT_VOICES)
