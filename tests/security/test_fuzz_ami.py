@@ -61,6 +61,9 @@ def _cut(data: bytes, cuts: list[int]) -> list[bytes]:
                  "Channel: Y"], cuts=[], banner=False, encoding="utf-8")
 def test_hostile_ami_input_is_dropped_and_counted(frames, cuts, banner, encoding, caplog):
     loop = asyncio.new_event_loop()
+    # panoramisk's Action() builds its future with asyncio.Future() (the current loop), as it
+    # does inside Theo's running AMI loop; an earlier test may have left no current loop.
+    asyncio.set_event_loop(loop)
     try:
         client = AmiClient(AmiSettings(), "not-a-secret")
         stats = AmiStats()
@@ -89,4 +92,5 @@ def test_hostile_ami_input_is_dropped_and_counted(frames, cuts, banner, encoding
             future.exception()  # resolved or failed with a typed error, never left broken
         assert client.stats().malformed_frames == 0  # the event path never needed its catch-all
     finally:
+        asyncio.set_event_loop(None)
         loop.close()
