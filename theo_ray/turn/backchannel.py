@@ -23,6 +23,8 @@ BACKCHANNEL_WORDS = frozenset({
     "tá", "ta", "tah", "ok", "okay", "oquei", "certo", "entendi", "sim", "isso", "claro",
     "beleza", "bom", "tá bom", "ótimo", "otimo", "perfeito", "legal", "aha", "uh", "unhum",
     "ahh", "ãhã", "anham", "han", "hã", "uhu", "pois", "pode", "exato", "verdade",
+    # laughter, as Whisper writes it
+    "ha", "haha", "hahaha", "he", "hehe", "hi", "hihi", "rs", "rsrs", "kk", "kkk", "kkkk",
 })
 # Words that mean "stop/wait/no": an interruption even when short.
 INTERRUPTION_WORDS = frozenset({
@@ -67,13 +69,14 @@ class BackchannelDetector:
             )
         return BackchannelVerdict("undecided", f"speech {speech_ms:.0f} ms so far")
 
-    def classify(self, text: str, speech_ms: float) -> BackchannelVerdict:
-        """Final verdict for one burst of caller sound: its transcript and voiced duration."""
-        verdict = self._classify(text, speech_ms)
+    def classify(self, text: str, speech_ms: float, word_probability: float | None = None) -> BackchannelVerdict:
+        """Final verdict for one burst of caller sound: its transcript, voiced duration and
+        the decoder's mean word probability (None when the STT gave no word timestamps)."""
+        verdict = self._classify(text, speech_ms, word_probability)
         setattr(self.stats, verdict.kind, getattr(self.stats, verdict.kind) + 1)
         return verdict
 
-    def _classify(self, text: str, speech_ms: float) -> BackchannelVerdict:
+    def _classify(self, text: str, speech_ms: float, word_probability: float | None) -> BackchannelVerdict:
         s = self.settings
         words = _words(text)
         cleaned = " ".join(words)
@@ -96,4 +99,12 @@ class BackchannelDetector:
             # Whisper often writes a murmured "uhum" as some short word ("onde", "um"): one
             # short word that is not a stop word is an acknowledgement, not a new turn.
             return BackchannelVerdict("backchannel", f"one short word '{cleaned}' ({speech_ms:.0f} ms)")
+        if word_probability is not None and word_probability < s.min_content_word_probability:
+            # Audio first: a burst this short is most often an acknowledgement, and Whisper
+            # turns a murmured "aham"/"entendi" into unsure words ("Nair dos", "Entengue",
+            # mean word probability 0.1-0.45 on the Kokoro voices) where real short
+            # interruptions ("Qual o preço?", "Não é isso.") come out at 0.55-0.95.
+            return BackchannelVerdict(
+                "backchannel", f"'{cleaned}' heard unsure (p={word_probability:.2f}) in a short burst"
+            )
         return BackchannelVerdict("interruption", f"'{cleaned}' is content")
