@@ -58,6 +58,8 @@ class CallActorSettings(msgspec.Struct, frozen=True):
     model_cache: str
     tts_rate: int = 24000
     use_ami: bool = False
+    # Report each turn and barge-in to the supervisor for its metrics (telemetry.metrics).
+    report_metrics: bool = True
 
 
 class CallInfo(msgspec.Struct, frozen=True):
@@ -185,7 +187,8 @@ class CallActor:
             restored = None
             if memory:
                 restored = ConversationMemory.from_checkpoint(memory, self.settings.conversation.turn.memory)
-            tracer = ReportingTurnTracer(setup.session_id, self.supervisor, parent=setup.trace,
+            reports_to = self.supervisor if self.settings.report_metrics else None
+            tracer = ReportingTurnTracer(setup.session_id, reports_to, parent=setup.trace,
                                          attributes={"caller.id": setup.caller_id})
             control = TracedCallControl(self._control(), tracer, via_ami=self.settings.use_ami and bool(self.ami_bridge_name))
             self.loop = TurnLoop(

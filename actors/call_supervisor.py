@@ -131,7 +131,7 @@ class CallSupervisor:
         self._node_id = context.get_node_id()
         self._name = context.get_actor_name() or uuid.uuid4().hex[:8]
         self.telemetry = telemetry or TelemetrySettings()
-        self.metrics = PlaneMetrics(self._name, enabled=self.telemetry.metrics)
+        self.metrics = PlaneMetrics(self._name, enabled=self.telemetry.records_metrics)
         self._metrics_task: asyncio.Task | None = None
         # A restart (Ray re-runs __init__): adopt the CallActors on the first call.
         self._adoption: asyncio.Task | None = None
@@ -192,7 +192,7 @@ class CallSupervisor:
         if self._reaper_task is None:  # before the pool: filling it can take seconds on busy cores
             self._reaper_task = asyncio.create_task(self.reaper.run_forever())
         await self._fill_pool()
-        if self._metrics_task is None and self.telemetry.metrics:
+        if self._metrics_task is None and self.telemetry.records_metrics:
             self._metrics_task = asyncio.create_task(self.metrics.run(self.stats, self.telemetry.metrics_interval_s))
         return await self.stats()
 
@@ -211,7 +211,7 @@ class CallSupervisor:
         return CallActorSettings(
             media=self.media, conversation=self.conversation, rtp_host=self.call.rtp_host,
             model_cache=self.model_cache, tts_rate=self.phrases.sample_rate if self.phrases else 24000,
-            use_ami=self.call.use_ami,
+            use_ami=self.call.use_ami, report_metrics=self.telemetry.records_metrics,
         )
 
     async def _new_actor(self, node_id: str = ""):

@@ -86,9 +86,9 @@ class SipGateway:
         self._shard = ShardProcess(settings, name, SupervisorRouter(supervisor, name, self._spans))
         # Async actors run __init__ on their event loop: listen now, also after a restart.
         self._started = asyncio.get_running_loop().create_task(self._shard.start())
-        self._metrics = ShardMetrics(name, enabled=telemetry.metrics)
+        self._metrics = ShardMetrics(name, enabled=telemetry.records_metrics)
         self._metrics_task = (asyncio.get_running_loop().create_task(
-            self._metrics.run(self.stats, telemetry.metrics_interval_s)) if telemetry.metrics else None)
+            self._metrics.run(self.stats, telemetry.metrics_interval_s)) if telemetry.records_metrics else None)
         if ray.get_runtime_context().was_current_actor_reconstructed:
             log.error("SIP gateway %s restarted by Ray (its actor process died)", name)
 

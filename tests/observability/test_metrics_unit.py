@@ -135,6 +135,37 @@ def test_tracing_environment():
     assert env == {"THEO_TRACE_DIR": "/tmp/t", "THEO__TELEMETRY__OTLP_ENDPOINT": "http://tempo:4318"}
 
 
+def test_telemetry_off_switches_off_spans_and_metrics():
+    """telemetry.enabled = false: processes get an environment that installs no exporter
+    (even with an OTEL_EXPORTER_OTLP_* endpoint inherited), and no metric is recorded."""
+    from theo_ray.telemetry.tracing import telemetry_env_for, tracing_enabled
+
+    on = TelemetrySettings(otlp_endpoint="http://tempo:4318")
+    off = TelemetrySettings(enabled=False, otlp_endpoint="http://tempo:4318")
+    assert telemetry_env_for(on, "/tmp/out") == {"THEO_TRACE_DIR": "/tmp/out/traces",
+                                                 "THEO__TELEMETRY__OTLP_ENDPOINT": "http://tempo:4318"}
+    assert telemetry_env_for(msgspec.structs.replace(on, jsonl=False), "/tmp/out") == {
+        "THEO__TELEMETRY__OTLP_ENDPOINT": "http://tempo:4318"}
+    env = telemetry_env_for(off, "/tmp/out")
+    assert env == {"THEO__TELEMETRY__ENABLED": "false"}
+    assert not tracing_enabled({**env, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://j:4318"})
+    assert tracing_enabled({}) and tracing_enabled({"THEO__TELEMETRY__ENABLED": "true"})
+    assert on.records_metrics and not off.records_metrics
+    assert not TelemetrySettings(metrics=False).records_metrics
+
+
+def test_a_deployment_request_without_a_call_trace_gets_no_span():
+    from opentelemetry import trace
+
+    from theo_ray.messages import TraceContext
+    from theo_ray.telemetry.tracing import deployment_span
+
+    for ctx in (None, TraceContext()):
+        with deployment_span("stt.transcribe", ctx, {"audio.seconds": 1.0}) as span:
+            span.set_attribute("x", 1)  # accepted, recorded nowhere
+            assert span is trace.INVALID_SPAN and not span.is_recording()
+
+
 def test_settings_are_checked():
     from theo_ray.config import config_from_mapping
     from theo_ray.errors import ConfigError

@@ -19,15 +19,11 @@ def cmd_up(config: TheoConfig, args: argparse.Namespace) -> int:
     prepare_models(config, say)
     say("[bold]Ray[/bold]")
     import os
-    from pathlib import Path
-
-    from theo_ray.telemetry.tracing import telemetry_env
+    from theo_ray.telemetry.tracing import telemetry_env_for
 
     # Every Theo process traces as telemetry.* says (JSON lines under the output folder, OTLP),
     # inherited by the cluster it starts; the plane's actors and replicas also get it as runtime_env.
-    t = config.telemetry
-    for key, value in telemetry_env(str(Path(config.paths.output_dir) / "traces") if t.jsonl else "",
-                                    t.otlp_endpoint, t.include_transcripts).items():
+    for key, value in telemetry_env_for(config.telemetry, config.paths.output_dir).items():
         os.environ.setdefault(key, value)
     start_or_join(config.ray, say)
     say("[bold]Deploying models on Ray Serve[/bold]")

@@ -121,11 +121,9 @@ class CallPlane:
 
     def telemetry_env(self) -> dict[str, str]:
         """The tracing environment of this plane's processes (telemetry.*)."""
-        from theo_ray.telemetry.tracing import telemetry_env
+        from theo_ray.telemetry.tracing import telemetry_env_for
 
-        t = self.config.telemetry
-        traces = str(Path(self.config.paths.output_dir).expanduser() / "traces") if t.jsonl else ""
-        return telemetry_env(traces, t.otlp_endpoint, t.include_transcripts)
+        return telemetry_env_for(self.config.telemetry, self.config.paths.output_dir)
 
     async def start(self, say: Callable[[str], None] = _quiet) -> CallPlane:
         """Start (or, for the production plane, find) every actor; returns when calls can come in."""

@@ -44,13 +44,9 @@ def call_prompt_start(config: TheoConfig) -> GenerateRequest:
 def telemetry_options(options: dict, config: TheoConfig) -> dict:
     """`options` with the tracing environment of `telemetry.*` in the replicas' runtime_env
     (JSON-lines spans under the output folder, OTLP when configured)."""
-    from pathlib import Path
+    from theo_ray.telemetry.tracing import telemetry_env_for
 
-    from theo_ray.telemetry.tracing import telemetry_env
-
-    t = config.telemetry
-    env = telemetry_env(str(Path(config.paths.output_dir).expanduser() / "traces") if t.jsonl else "",
-                        t.otlp_endpoint, t.include_transcripts)
+    env = telemetry_env_for(config.telemetry, config.paths.output_dir)
     if env:
         actor = dict(options.get("ray_actor_options") or {})
         actor["runtime_env"] = {"env_vars": {"RAY_AUTH_MODE": "token", **env}}

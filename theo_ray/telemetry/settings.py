@@ -12,6 +12,10 @@ _STRICT = {"forbid_unknown_fields": True, "kw_only": True}
 
 
 class TelemetrySettings(msgspec.Struct, **_STRICT):
+    # The master switch: off, no process traces (not even to the OTEL_EXPORTER_OTLP_*
+    # endpoint of its environment) and no Theo metric is recorded, whatever the keys below
+    # say. `theo bench telemetry-overhead` compares a plane with it on and one with it off.
+    enabled: bool = True
     # Spans as JSON lines under <paths.output_dir>/traces (one file per process): the
     # embedded default the notebooks read. Off: no span is written (OTLP still exports).
     jsonl: bool = True
@@ -26,6 +30,10 @@ class TelemetrySettings(msgspec.Struct, **_STRICT):
     metrics: bool = True
     # How often the CallSupervisor and the gateway shards sample their gauges and counters.
     metrics_interval_s: float = 2.0
+
+    @property
+    def records_metrics(self) -> bool:
+        return self.enabled and self.metrics
 
     def __post_init__(self) -> None:
         if self.otlp_endpoint and not self.otlp_endpoint.startswith(("http://", "https://")):

@@ -8,6 +8,8 @@ names, inherited from `theo up` or given to each actor as its runtime_env
 
 - ``THEO_TRACE_DIR``: JSON lines, one file per process, under the output folder (the
   embedded default; the notebooks group them by trace id);
+- ``THEO__TELEMETRY__ENABLED=false`` (the config key ``telemetry.enabled``): no exporter
+  at all, whatever else is set (spans are then OpenTelemetry's no-op ones);
 - ``THEO__TELEMETRY__OTLP_ENDPOINT`` (the config key ``telemetry.otlp_endpoint``), else the
   standard ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT``: OTLP over
   HTTP/protobuf to Tempo, Jaeger or a collector.
@@ -36,10 +38,12 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from theo_ray.messages import TraceContext
+from theo_ray.telemetry.settings import TelemetrySettings
 
 TRACE_DIR_ENV = "THEO_TRACE_DIR"
 OTLP_ENDPOINT_ENV = "THEO__TELEMETRY__OTLP_ENDPOINT"
 INCLUDE_TRANSCRIPTS_ENV = "THEO__TELEMETRY__INCLUDE_TRANSCRIPTS"
+ENABLED_ENV = "THEO__TELEMETRY__ENABLED"
 _STANDARD_OTLP_ENV = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 _propagator = TraceContextTextMapPropagator()
 _configured = False
@@ -93,8 +97,12 @@ def otlp_traces_url(environ: Mapping[str, str] | None = None) -> str:
     return ""
 
 
-def telemetry_env(jsonl_dir: str = "", otlp_endpoint: str = "", include_transcripts: bool = False) -> dict[str, str]:
-    """The environment that makes a process trace: for a runtime_env or os.environ."""
+def telemetry_env(jsonl_dir: str = "", otlp_endpoint: str = "", include_transcripts: bool = False,
+                  enabled: bool = True) -> dict[str, str]:
+    """The environment that makes a process trace (or, `enabled=False`, that keeps it from
+    tracing): for a runtime_env or os.environ."""
+    if not enabled:
+        return {ENABLED_ENV: "false"}
     env: dict[str, str] = {}
     if jsonl_dir:
         env[TRACE_DIR_ENV] = str(Path(jsonl_dir).expanduser().resolve())
@@ -103,6 +111,17 @@ def telemetry_env(jsonl_dir: str = "", otlp_endpoint: str = "", include_transcri
     if include_transcripts:
         env[INCLUDE_TRANSCRIPTS_ENV] = "true"
     return env
+
+
+def telemetry_env_for(settings: TelemetrySettings, output_dir: str) -> dict[str, str]:
+    """`telemetry_env` as the `[telemetry]` section says, spans under <output_dir>/traces."""
+    traces = str(Path(output_dir).expanduser() / "traces") if settings.jsonl else ""
+    return telemetry_env(traces, settings.otlp_endpoint, settings.include_transcripts, settings.enabled)
+
+
+def tracing_enabled(environ: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if environ is None else environ
+    return env.get(ENABLED_ENV, "true").strip().lower() not in ("0", "false", "no", "off")
 
 
 def include_transcripts() -> bool:
@@ -116,6 +135,8 @@ def configure_tracing(service: str, folder: str | os.PathLike[str] | None = None
         if _configured:
             return
         _configured = True
+        if not tracing_enabled():
+            return
         target = folder or os.environ.get(TRACE_DIR_ENV)
         url = otlp_traces_url()
         if not target and not url:
@@ -161,7 +182,12 @@ def extract(trace_ctx: TraceContext | None) -> otel_context.Context:
 def deployment_span(
     name: str, trace_ctx: TraceContext | None, attributes: Mapping[str, Any] | None = None
 ) -> Iterator[trace.Span]:
-    """A span inside a deployment, child of the call's span carried by the request."""
+    """A span inside a deployment, child of the call's span carried by the request. A
+    request without one (a call on a plane with telemetry off, a benchmark of the model
+    alone) gets a no-op span: no trace is one call's but a call's own."""
+    if not trace_ctx or not trace_ctx.traceparent:
+        yield trace.INVALID_SPAN
+        return
     configure_tracing("theo-deployment")
     with tracer().start_as_current_span(name, context=extract(trace_ctx), attributes=dict(attributes or {})) as span:
         yield span
