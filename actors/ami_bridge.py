@@ -15,11 +15,13 @@ from __future__ import annotations
 import ray
 
 from theo_ray.asterisk.ami_client import AmiClient
+from theo_ray.asterisk.redirect_span import traced_transfer
 from theo_ray.asterisk.errors import AmiAuthenticationFailed
 from theo_ray.asterisk.results import AmiActionResult, AmiHealth, AmiStats, ChannelInfo
 from theo_ray.asterisk.settings import AsteriskSiteSettings, resolve_ami_secret
 from theo_ray.asterisk.transfer import AmiTransferrer, TransferResult, routes_from_settings
 from theo_ray.errors import ConfigError
+from theo_ray.messages import TraceContext
 
 
 class AmiBridge:
@@ -76,8 +78,12 @@ class AmiBridge:
     async def hangup(self, session_id: str, cause: int = 16) -> AmiActionResult:
         return await self._client.hangup(session_id, cause)
 
-    async def transfer(self, session_id: str, destination: str, reason: str) -> TransferResult:
-        return await self._transferrer.transfer(session_id, destination, reason)
+    async def transfer(
+        self, session_id: str, destination: str, reason: str, trace: TraceContext = TraceContext()
+    ) -> TransferResult:
+        """Redirect the caller to `destination`; `trace` (the CallActor's transfer span) makes
+        the Redirect a span of the call's trace (asterisk/redirect_span.py)."""
+        return await traced_transfer(self._transferrer, session_id, destination, reason, trace)
 
 
 # Restarted by Ray if its process dies; the client reconnects and re-learns channels by Status.

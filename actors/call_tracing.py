@@ -47,8 +47,10 @@ class ReportingTurnTracer(TurnTracer):
 
 class TracedCallControl:
     """A CallControl whose transfers and hang-ups are spans of the call's trace:
-    `call.transfer.ami_redirect` behind Asterisk (the AmiBridge's Redirect as the CallActor
-    waits for it), `call.transfer.gateway` / `call.hangup` otherwise."""
+    `call.transfer` (attribute `transfer.via`: `ami_redirect` behind Asterisk, `gateway`
+    otherwise) as the CallActor waits for it, and `call.hangup`. Behind Asterisk the
+    AmiBridge records the Redirect itself as `call.transfer.ami_redirect`, a child of
+    `call.transfer` (the span is current while the request to the bridge is built)."""
 
     def __init__(self, inner, tracer: TurnTracer, via_ami: bool) -> None:
         self._inner = inner
@@ -70,7 +72,7 @@ class TracedCallControl:
             return outcome
 
     async def transfer(self, destination: str, reason: str):
-        return await self._spanned(f"call.transfer.{self._via}", {"transfer.destination": destination},
+        return await self._spanned("call.transfer", {"transfer.destination": destination, "transfer.via": self._via},
                                    lambda: self._inner.transfer(destination, reason))
 
     async def hangup(self, reason: str):

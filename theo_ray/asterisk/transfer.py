@@ -74,6 +74,9 @@ class AmiTransferrer:
     def destinations(self) -> list[str]:
         return sorted(self._routes)
 
+    def target(self, destination: str) -> DialplanTarget | None:
+        return self._routes.get(destination)
+
     async def transfer(self, session_id: str, destination: str, reason: str) -> TransferResult:
         target = self._routes.get(destination)
         if target is None:

@@ -12,6 +12,8 @@ from typing import Protocol
 
 import msgspec
 
+from theo_ray.telemetry.tracing import inject
+
 
 class ControlOutcome(msgspec.Struct, frozen=True):
     ok: bool
@@ -58,7 +60,9 @@ class AmiCallControl:
         if self._bridge is None:
             return ControlOutcome(ok=False, action="transfer", detail="no AMI bridge running")
         try:
-            result = await self._bridge.transfer.remote(self._session_id, destination, reason)
+            # The current span (the CallActor's `call.transfer`) rides in the request, so the
+            # AmiBridge's Redirect span joins the call's trace.
+            result = await self._bridge.transfer.remote(self._session_id, destination, reason, trace=inject())
         except Exception as exc:  # the bridge itself is down (restarting): the turn loop still gets an outcome
             return ControlOutcome(ok=False, action="transfer", detail=f"AmiBridge unavailable: {type(exc).__name__}: {exc}")
         return ControlOutcome(
