@@ -47,6 +47,14 @@ def endpointer():
         ("qual é o horário de funcionamento", 500, 0.5, False, "base"),
         ("qual é o horário de funcionamento", 650, 0.5, True, "base"),
         ("", 700, None, True, "base"),
+        # Thinking aloud waits longest; a question or a plain "É." does not.
+        ("Então, é que assim.", 1800, 0.9, False, "thinking"),
+        ("Eu queria, hum...", 1300, None, False, "thinking"),
+        ("É, deixa eu ver.", 1600, 0.8, False, "thinking"),
+        ("Meu CPF é, peraí.", 2200, None, False, "thinking"),
+        ("Deixa eu ver", 2500, None, True, "thinking"),
+        ("Que tipo?", 400, None, True, "complete"),
+        ("É.", 400, None, True, "complete"),
         # Nothing keeps a turn open forever.
         ("meu cpf é um dois três", 3100, None, True, "max_silence"),
     ],
@@ -111,3 +119,18 @@ def test_cpf_dictated_with_1200ms_pauses_is_not_cut_off(endpointer, speak):
     assert all(d.rule == "dictation" for d in pauses)
     # After the 11th digit the CPF is complete: the turn ends within the second of silence.
     assert final_decision is not None and final_decision.end_of_turn, final_decision
+
+
+def test_a_long_statement_waits_a_pause_between_sentences(endpointer):
+    story = "A internet caiu de novo ontem à noite."
+    short = endpointer.decide(story, 400, 0.9, speech_ms=2500)
+    assert (short.end_of_turn, short.rule) == (True, "turn_marker") or short.end_of_turn, short
+    long = endpointer.decide(story, 1100, 0.9, speech_ms=9000)
+    assert (long.end_of_turn, long.rule) == (False, "long_turn"), long
+    assert endpointer.decide(story, 1900, 0.9, speech_ms=9000).end_of_turn
+    question = endpointer.decide("O que eu faço?", 400, 0.9, speech_ms=9000)
+    assert question.end_of_turn and question.rule != "long_turn", question
+    marker = endpointer.decide("Já tentei de tudo, né", 350, None, speech_ms=9000)
+    assert (marker.end_of_turn, marker.rule) == (True, "turn_marker"), marker
+    off = SmartEndpointer(EndpointingSettings(long_turn_speech_ms=0)).decide(story, 1100, 0.9, speech_ms=9000)
+    assert off.rule != "long_turn", off

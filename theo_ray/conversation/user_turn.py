@@ -265,7 +265,7 @@ class UserTurnTracker:
             # The linguistic rules need words (is the caller dictating digits?): a final that
             # heard nothing (noise) or failed is not guessed at; max_silence ends the turn.
             return
-        decision = self.endpointer.decide(text.strip(), silence_ms, prob)
+        decision = self.endpointer.decide(text.strip(), silence_ms, prob, self._speech_ms_in_turn)
         if not decision.end_of_turn:
             # Decide again the moment this rule's wait is over, not at the next frame (the
             # transcript or the turn model arriving also re-decides: recheck).

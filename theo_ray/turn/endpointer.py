@@ -9,10 +9,17 @@ speaks decides. Priority, and why:
                        complete yet: wait long, people pause between groups and the turn model
                        hears each group as a finished phrase.
 3. ``turn_marker``   — "né", "tá", "é isso", "obrigado"... at the end: short wait.
-4. ``incomplete``    — visibly unfinished ("Eu quero...", "o problema é", "e"): long wait.
-5. ``turn_model``    — Smart Turn is confident either way.
-6. ``complete``      — the transcript ends a sentence (. ! ?): short wait.
-7. ``base``          — otherwise.
+4. ``thinking``      — a filled pause or a "let me think" at the end ("hum", "deixa eu ver",
+                       "é que assim", "peraí"): the longest wait short of max_silence; people
+                       pause longest right after saying they are thinking.
+5. ``incomplete``    — visibly unfinished ("Eu quero...", "o problema é", "e"): long wait.
+6. ``long_turn``     — a caller several seconds into a statement (a story, a complaint) that
+                       does not end in a question: sentences of a story end in full stops, so
+                       a full stop there is no hand-over; wait as long as a pause between
+                       sentences lasts.
+7. ``turn_model``    — Smart Turn is confident either way.
+8. ``complete``      — the transcript ends a sentence (. ! ?): short wait.
+9. ``base``          — otherwise.
 
 Cheap (string rules on a short transcript): fine on the event loop. The turn probability is
 computed elsewhere (`SmartTurn.predict_async`) and passed in.
@@ -35,6 +42,7 @@ class EndpointInput(msgspec.Struct, frozen=True):
     transcript: str  # partial (or stable) transcript of the caller's current turn
     silence_ms: float  # trailing silence from the VAD
     turn_probability: float | None = None  # Smart Turn P(complete), when computed
+    speech_ms: float = 0.0  # the caller's voiced speech in this turn so far
 
 
 class Proposal(msgspec.Struct, frozen=True):
@@ -177,11 +185,62 @@ class IncompleteTailRule:
         words = re.findall(r"\w+", text)
         if not words or words[-1].isdigit():
             return None  # ends with a number: not this rule's business
+        if text.endswith("?") or (len(words) == 1 and text.endswith((".", "!"))):
+            return None  # "Que tipo?", "É." (a yes): finished, whatever the last word
         if words[-1] in _INCOMPLETE_WORDS:
             return Proposal(wait, self.name, f"ends with '{words[-1]}' (needs a continuation)")
         if len(words) >= 2 and words[-1] in _WANT_VERBS and words[-2] in _SUBJECT_PRONOUNS:
             return Proposal(wait, self.name, f"'{words[-2]} {words[-1]}' without a complement")
         return None
+
+
+# Filled pauses and "let me think/look" phrases that end a transcript while the caller thinks.
+_THINKING_TAILS = (
+    # Not "é", "bom" or "assim" alone: "É." is a yes, "Muito bom.", "Como assim?".
+    "hum", "hmm", "humm", "ahn", "hã", "éé", "ééé", "eee", "deixa eu ver", "deixa eu pensar",
+    "deixa eu lembrar", "deixa eu olhar", "deixa eu pegar", "deixa eu achar", "deixa eu procurar",
+    "é que assim", "tipo assim", "assim ó", "tipo", "então", "vamos ver", "como é que é",
+    "como é o nome", "peraí", "pera aí", "espera aí", "um momento", "só um momento",
+    "só um minuto", "só um segundo", "um minutinho", "um segundinho",
+)
+
+
+class ThinkingRule:
+    """The transcript ends with a filled pause or a "let me think" phrase."""
+
+    name = "thinking"
+
+    def __init__(self, settings: EndpointingSettings) -> None:
+        self.settings = settings
+        tails = sorted(_THINKING_TAILS, key=len, reverse=True)
+        self._pattern = re.compile(r"(?:^|[\s,])(" + "|".join(map(re.escape, tails)) + r")$")
+
+    def propose(self, given: EndpointInput) -> Proposal | None:
+        if given.transcript.rstrip().rstrip("\"'”’)").endswith("?"):
+            return None  # "Que tipo?": a question hands the turn over
+        text = " ".join(re.findall(r"[^\W\d_]+", _normalise(given.transcript)))
+        match = self._pattern.search(text)
+        if match is None:
+            return None
+        return Proposal(self.settings.thinking_silence_ms, self.name, f"ends thinking aloud ('{match.group(1)}')")
+
+
+class LongTurnRule:
+    """Several seconds into a statement: a full stop is a pause between sentences of a story."""
+
+    name = "long_turn"
+
+    def __init__(self, settings: EndpointingSettings) -> None:
+        self.settings = settings
+
+    def propose(self, given: EndpointInput) -> Proposal | None:
+        s = self.settings
+        if not s.long_turn_speech_ms or given.speech_ms < s.long_turn_speech_ms:
+            return None
+        if given.transcript.rstrip().rstrip("\"'”’)").endswith("?"):
+            return None  # a question hands the turn over
+        return Proposal(s.long_turn_silence_ms, self.name,
+                        f"{given.speech_ms / 1000:.1f} s into a statement")
 
 
 class TurnModelRule:
@@ -245,15 +304,15 @@ class SmartEndpointer:
         self.settings = settings or EndpointingSettings()
         s = self.settings
         self.rules: list[EndpointRule] = rules or [
-            MaxSilenceRule(s), DictationRule(s), TurnMarkerRule(s), IncompleteTailRule(s),
-            TurnModelRule(s), CompleteSentenceRule(s), BaseRule(s),
+            MaxSilenceRule(s), DictationRule(s), TurnMarkerRule(s), ThinkingRule(s), IncompleteTailRule(s),
+            LongTurnRule(s), TurnModelRule(s), CompleteSentenceRule(s), BaseRule(s),
         ]
         self.stats = EndpointerStats()
 
     def decide(
-        self, transcript: str, silence_ms: float, turn_probability: float | None = None
+        self, transcript: str, silence_ms: float, turn_probability: float | None = None, speech_ms: float = 0.0
     ) -> Decision:
-        given = EndpointInput(transcript, silence_ms, turn_probability)
+        given = EndpointInput(transcript, silence_ms, turn_probability, speech_ms)
         proposal = None
         for rule in self.rules:
             proposal = rule.propose(given)

@@ -74,6 +74,14 @@ class EndpointingSettings(msgspec.Struct, forbid_unknown_fields=True):
     hesitation_silence_ms: int = 1200  # sentence visibly unfinished ("Eu quero...")
     dictation_silence_ms: int = 1600  # caller dictating digits (CPF, phone, protocol)
     max_silence_ms: int = 3000  # end the turn after this much silence whatever the rules say
+    # "hum", "deixa eu ver", "peraí" at the end: the caller is thinking or looking something up
+    # (the turn-taking corpus pauses 1.2-2.2 s there).
+    thinking_silence_ms: int = 2400
+    # A caller this far into a statement (voiced speech in the turn) is telling a story: a
+    # full stop waits long_turn_silence_ms (pauses between its sentences run 0.8-2 s); a
+    # question still ends the turn at once. 0 turns the rule off.
+    long_turn_speech_ms: int = 5000
+    long_turn_silence_ms: int = 1800
     turn_complete_threshold: float = 0.7  # Smart Turn probability above which the turn ended
     turn_incomplete_threshold: float = 0.2  # ... and below which the caller is mid-thought
     # Words that close a turn when they end the transcript.
