@@ -135,6 +135,61 @@ def test_tracing_environment():
     assert env == {"THEO_TRACE_DIR": "/tmp/t", "THEO__TELEMETRY__OTLP_ENDPOINT": "http://tempo:4318"}
 
 
+def test_otlp_protocol_and_endpoint_from_the_environment():
+    from theo_ray.telemetry.otlp import otlp_target
+    from theo_ray.telemetry.tracing import telemetry_env_for
+
+    assert otlp_target({}) == ("http/protobuf", "")
+    assert otlp_target({"THEO__TELEMETRY__OTLP_ENDPOINT": "http://tempo:4318"}) == (
+        "http/protobuf", "http://tempo:4318/v1/traces")
+    # gRPC dials the endpoint itself: no /v1/traces path.
+    grpc = {"THEO__TELEMETRY__OTLP_ENDPOINT": "http://tempo:4317", "THEO__TELEMETRY__OTLP_PROTOCOL": "grpc"}
+    assert otlp_target(grpc) == ("grpc", "http://tempo:4317")
+    assert otlp_target({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://j:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}) == (
+        "grpc", "http://j:4317")
+    assert otlp_target({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://j:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+                        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"}) == ("http/protobuf",
+                                                                                  "http://j:4317/v1/traces")
+    # Unsupported (http/json): HTTP/protobuf, logged, not a crash.
+    assert otlp_target({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://j:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})[0] \
+        == "http/protobuf"
+    settings = TelemetrySettings(otlp_endpoint="http://tempo:4317", otlp_protocol="grpc", jsonl=False)
+    assert telemetry_env_for(settings, "/tmp/out") == grpc
+    from theo_ray.config import config_from_mapping
+    from theo_ray.errors import ConfigError
+
+    with pytest.raises((ConfigError, msgspec.ValidationError)):
+        config_from_mapping({"telemetry": {"otlp_protocol": "http/json"}})
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_spans_reach_an_otlp_receiver_over_each_protocol(protocol):
+    """The exporter Theo builds for each protocol, against a receiver on loopback that
+    decodes the protobuf: both spans arrive, with the parent link."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from tests.observability.otlp_receiver import OtlpGrpcReceiver, OtlpReceiver
+    from theo_ray.telemetry.otlp import otlp_exporter, otlp_target
+
+    with (OtlpGrpcReceiver() if protocol == "grpc" else OtlpReceiver()) as receiver:
+        target = otlp_target({"THEO__TELEMETRY__OTLP_ENDPOINT": receiver.endpoint,
+                              "THEO__TELEMETRY__OTLP_PROTOCOL": protocol})
+        provider = TracerProvider(resource=Resource.create({"service.name": "theo-test"}))
+        provider.add_span_processor(BatchSpanProcessor(otlp_exporter(*target)))
+        tracer = provider.get_tracer("theo")
+        with tracer.start_as_current_span("call") as call:
+            with tracer.start_as_current_span("turn", attributes={"turn.index": 1}):
+                pass
+        assert provider.force_flush(10_000)
+        provider.shutdown()
+        spans = {s.name: s for s in receiver.snapshot()}
+    assert set(spans) == {"call", "turn"}, spans
+    assert spans["turn"].parent_id == spans["call"].span_id == f"{call.get_span_context().span_id:016x}"
+    assert spans["turn"].service == "theo-test" and spans["turn"].attributes["turn.index"] == 1
+
+
 def test_telemetry_off_switches_off_spans_and_metrics():
     """telemetry.enabled = false: processes get an environment that installs no exporter
     (even with an OTEL_EXPORTER_OTLP_* endpoint inherited), and no metric is recorded."""

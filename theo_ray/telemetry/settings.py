@@ -19,11 +19,13 @@ class TelemetrySettings(msgspec.Struct, **_STRICT):
     # Spans as JSON lines under <paths.output_dir>/traces (one file per process): the
     # embedded default the notebooks read. Off: no span is written (OTLP still exports).
     jsonl: bool = True
-    # OTLP/HTTP traces endpoint, e.g. "http://tempo:4318" (".../v1/traces" is added when the
-    # path is empty). "" = none; the standard OTEL_EXPORTER_OTLP_TRACES_ENDPOINT /
-    # OTEL_EXPORTER_OTLP_ENDPOINT variables are honoured when this is empty.
+    # OTLP traces endpoint, e.g. "http://tempo:4318" over HTTP (".../v1/traces" is added when
+    # the path is empty) or "http://tempo:4317" over gRPC. "" = none; the standard
+    # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT variables are honoured
+    # when this is empty.
     otlp_endpoint: str = ""
-    otlp_protocol: Literal["http/protobuf"] = "http/protobuf"
+    # The standard OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL is honoured while this is the default.
+    otlp_protocol: Literal["http/protobuf", "grpc"] = "http/protobuf"
     # Caller and agent words in span attributes (privacy: off by default).
     include_transcripts: bool = False
     # Theo's own metrics through ray.util.metrics (Ray's Prometheus endpoint, the dashboard).

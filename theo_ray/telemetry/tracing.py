@@ -12,7 +12,8 @@ names, inherited from `theo up` or given to each actor as its runtime_env
   at all, whatever else is set (spans are then OpenTelemetry's no-op ones);
 - ``THEO__TELEMETRY__OTLP_ENDPOINT`` (the config key ``telemetry.otlp_endpoint``), else the
   standard ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT``: OTLP over
-  HTTP/protobuf to Tempo, Jaeger or a collector.
+  HTTP/protobuf or gRPC (``telemetry.otlp_protocol``, else ``OTEL_EXPORTER_OTLP_*PROTOCOL``;
+  see telemetry/otlp.py) to Tempo, Jaeger or a collector.
 
 Trace context crosses Ray boundaries inside the typed requests (``TraceContext.traceparent``),
 not through Ray's own tracing hooks. A process about to be killed (a CallActor at the end of
@@ -28,7 +29,6 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -38,13 +38,19 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from theo_ray.messages import TraceContext
+from theo_ray.telemetry.otlp import (  # noqa: F401 - otlp_traces_url: also imported from here
+    DEFAULT_PROTOCOL,
+    OTLP_ENDPOINT_ENV,
+    OTLP_PROTOCOL_ENV,
+    otlp_exporter,
+    otlp_target,
+    otlp_traces_url,
+)
 from theo_ray.telemetry.settings import TelemetrySettings
 
 TRACE_DIR_ENV = "THEO_TRACE_DIR"
-OTLP_ENDPOINT_ENV = "THEO__TELEMETRY__OTLP_ENDPOINT"
 INCLUDE_TRANSCRIPTS_ENV = "THEO__TELEMETRY__INCLUDE_TRANSCRIPTS"
 ENABLED_ENV = "THEO__TELEMETRY__ENABLED"
-_STANDARD_OTLP_ENV = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 _propagator = TraceContextTextMapPropagator()
 _configured = False
 _provider: TracerProvider | None = None
@@ -84,21 +90,8 @@ class JsonLinesSpanExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def otlp_traces_url(environ: Mapping[str, str] | None = None) -> str:
-    """The OTLP/HTTP traces URL from the environment ("" when none is set)."""
-    env = os.environ if environ is None else environ
-    endpoint = env.get(OTLP_ENDPOINT_ENV, "").strip().strip('"')
-    if endpoint:
-        return endpoint.rstrip("/") + "/v1/traces" if urlsplit(endpoint).path in ("", "/") else endpoint
-    if env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
-        return env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
-    if env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-        return env["OTEL_EXPORTER_OTLP_ENDPOINT"].rstrip("/") + "/v1/traces"
-    return ""
-
-
 def telemetry_env(jsonl_dir: str = "", otlp_endpoint: str = "", include_transcripts: bool = False,
-                  enabled: bool = True) -> dict[str, str]:
+                  enabled: bool = True, otlp_protocol: str = DEFAULT_PROTOCOL) -> dict[str, str]:
     """The environment that makes a process trace (or, `enabled=False`, that keeps it from
     tracing): for a runtime_env or os.environ."""
     if not enabled:
@@ -108,6 +101,8 @@ def telemetry_env(jsonl_dir: str = "", otlp_endpoint: str = "", include_transcri
         env[TRACE_DIR_ENV] = str(Path(jsonl_dir).expanduser().resolve())
     if otlp_endpoint:
         env[OTLP_ENDPOINT_ENV] = otlp_endpoint
+    if otlp_protocol != DEFAULT_PROTOCOL:
+        env[OTLP_PROTOCOL_ENV] = otlp_protocol
     if include_transcripts:
         env[INCLUDE_TRANSCRIPTS_ENV] = "true"
     return env
@@ -116,7 +111,8 @@ def telemetry_env(jsonl_dir: str = "", otlp_endpoint: str = "", include_transcri
 def telemetry_env_for(settings: TelemetrySettings, output_dir: str) -> dict[str, str]:
     """`telemetry_env` as the `[telemetry]` section says, spans under <output_dir>/traces."""
     traces = str(Path(output_dir).expanduser() / "traces") if settings.jsonl else ""
-    return telemetry_env(traces, settings.otlp_endpoint, settings.include_transcripts, settings.enabled)
+    return telemetry_env(traces, settings.otlp_endpoint, settings.include_transcripts, settings.enabled,
+                         settings.otlp_protocol)
 
 
 def tracing_enabled(environ: Mapping[str, str] | None = None) -> bool:
@@ -138,7 +134,7 @@ def configure_tracing(service: str, folder: str | os.PathLike[str] | None = None
         if not tracing_enabled():
             return
         target = folder or os.environ.get(TRACE_DIR_ENV)
-        url = otlp_traces_url()
+        protocol, url = otlp_target()
         if not target and not url:
             return
         provider = TracerProvider(resource=Resource.create({"service.name": service, "process.pid": os.getpid()}))
@@ -147,9 +143,7 @@ def configure_tracing(service: str, folder: str | os.PathLike[str] | None = None
         if target:
             provider.add_span_processor(BatchSpanProcessor(JsonLinesSpanExporter(Path(target)), schedule_delay_millis=delay))
         if url:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=url, timeout=5), schedule_delay_millis=delay))
+            provider.add_span_processor(BatchSpanProcessor(otlp_exporter(protocol, url), schedule_delay_millis=delay))
         trace.set_tracer_provider(provider)
         _provider = provider
 
