@@ -15,8 +15,10 @@ import time
 import msgspec
 import ray
 
+from theo_ray.actors.call_recording import finish_recording, start_recording
 from theo_ray.actors.call_tracing import ReportingTurnTracer, TracedCallControl
 from theo_ray.actors.supervisor_breakers import SupervisorBreakers
+from theo_ray.calldata.settings import RecordingSettings
 from theo_ray.conversation.call_control import AmiCallControl, CallControl, GatewayCallControl
 from theo_ray.conversation.model_client import ModelClient
 from theo_ray.conversation.phrase_book import PhraseBook
@@ -58,6 +60,7 @@ class CallActorSettings(msgspec.Struct, frozen=True):
     model_cache: str
     tts_rate: int = 24000
     use_ami: bool = False
+    recording: RecordingSettings | None = None  # the folder resolved; None = not recorded
     # Report each turn and barge-in to the supervisor for its metrics (telemetry.metrics).
     report_metrics: bool = True
 
@@ -109,6 +112,7 @@ class CallActor:
         self._smart_turn = None
         self._echo_task: asyncio.Task | None = None
         self.record: CallRecord | None = None
+        self.recorder = None  # media.call_recorder.CallRecorder while the call is recorded
 
     async def prepare(self) -> MediaAnswer:
         """Bind the RTP socket pair and load the per-call models: the warm part of a call."""
@@ -177,6 +181,7 @@ class CallActor:
             remote.codec, (remote.host, remote.port) if remote.port else None, remote.payload_type,
             remote.telephone_event_pt, remote.direction,
         )
+        self.recorder = start_recording(self.rtp, self.settings.recording, setup.session_id)
         if self.settings.conversation.mode == "echo":
             self._echo_task = asyncio.create_task(self._echo())
         else:
@@ -248,6 +253,7 @@ class CallActor:
             self._echo_task.cancel()
         if self.rtp is not None:
             await self.rtp.stop()
+        await finish_recording(self.recorder, self.rtp, record)
         self.record = record
         self._ended.set()
         # The supervisor kills this process next: the batched spans (the call's, its last

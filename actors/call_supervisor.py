@@ -211,6 +211,7 @@ class CallSupervisor:
         return CallActorSettings(
             media=self.media, conversation=self.conversation, rtp_host=self.call.rtp_host,
             model_cache=self.model_cache, tts_rate=self.phrases.sample_rate if self.phrases else 24000,
+            recording=self.archive.recording,
             use_ami=self.call.use_ami, report_metrics=self.telemetry.records_metrics,
         )
 

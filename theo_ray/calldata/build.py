@@ -236,6 +236,7 @@ def build_call_documents(
     media: MediaStatsLike | None = None,
     redactor: Redactor = NO_REDACTION,
     recording_path: str = "",
+    recording_duration_ms: float | None = None,
     node: str = "",
 ) -> CallDocuments:
     """The call's summary and per-turn documents. `ended_wall_time` is `time.time()` at the
@@ -296,6 +297,7 @@ def build_call_documents(
         errors=[redactor(e) for e in record.errors],
         media=media_quality(media) if media is not None else None,
         recording_path=recording_path,
+        recording_duration_ms=recording_duration_ms if recording_path else None,
         node=node,
     )
     return CallDocuments(call=call, turns=turns)

@@ -140,7 +140,8 @@ class CallDocument(msgspec.Struct, kw_only=True, rename={"timestamp": "@timestam
     model_timeouts: list[StageCount] = []  # per stage (stt, llm_first_token, ...)
     errors: list[str] = []
     media: MediaQuality | None = None
-    recording_path: str = ""  # the call's stereo WAV, when one was written
+    recording_path: str = ""  # the call's stereo WAV (left caller, right agent), when one was written
+    recording_duration_ms: float | None = None  # the audio in it (None: not recorded)
     node: str = ""  # where the call ran (host name)
     schema_version: int = SCHEMA_VERSION
 

@@ -95,6 +95,7 @@ CALL_PROPERTIES: dict[str, Any] = {
         "remote_loss_fraction": FLOAT, "remote_jitter_ms": FLOAT, "send_interval_error_p99_ms": FLOAT,
     }),
     "recording_path": KEYWORD,
+    "recording_duration_ms": FLOAT,
     "node": KEYWORD,
     "schema_version": INT,
 }

@@ -2,9 +2,9 @@
 
 Owns the typed settings only (no I/O): the local JSON-lines call log, the Elasticsearch
 sink (cluster address, auth, TLS, index/alias names, bulk and retry knobs, the disk spool)
-with its ILM policy numbers, and the transcript redaction patterns. `theo_ray.config`
-embeds `CallDataSettings` as `TheoConfig.call_data`; every key can be overridden from the
-environment, e.g. ``THEO__CALL_DATA__ELASTICSEARCH__URL=https://es.example:9200``.
+with its ILM policy numbers, the transcript redaction patterns and call recording (folder,
+retention). `theo_ray.config` embeds `CallDataSettings` as `TheoConfig.call_data`; every
+key can be overridden from the environment, e.g. ``THEO__CALL_DATA__ELASTICSEARCH__URL=https://es.example:9200``.
 
 Secrets never live in the file: the API key or the basic-auth password come from the
 environment variable or the secret file named here (read by `es_client.resolve_auth`).
@@ -161,14 +161,43 @@ DEFAULT_PATTERNS: dict[str, str] = {
 }
 
 
+class RecordingSettings(msgspec.Struct, **_STRICT):
+    """Per-call stereo WAV recordings (left caller, right agent) written by each CallActor on
+    its RTP clock; off by default. The CallSupervisor sweeps the folder for retention."""
+
+    enabled: bool = False
+    directory: str = ""  # "" = <paths.output_dir>/recordings
+    # Retention, enforced by a sweep at start and every sweep_interval_s: recordings older
+    # than retention_days go, then the oldest until the folder holds max_total_bytes (0 = no cap).
+    retention_days: float = 30.0
+    max_total_bytes: int = 20 << 30
+    sweep_interval_s: float = 3600.0
+    # Audio per disk write, and how many writes may wait for the writer thread (bounded
+    # memory: at 8 kHz stereo a second is 32 kB); beyond that a chunk is dropped and counted.
+    chunk_s: float = 1.0
+    queue_chunks: int = 32
+
+    def __post_init__(self) -> None:
+        if self.retention_days <= 0 or self.sweep_interval_s <= 0 or self.max_total_bytes < 0:
+            raise ConfigError("call_data.recording.retention_days",
+                              "retention_days and sweep_interval_s must be > 0, max_total_bytes >= 0")
+        if not 0.02 <= self.chunk_s <= 60 or self.queue_chunks < 1:
+            raise ConfigError("call_data.recording.chunk_s", "chunk_s must be within 0.02..60 s and queue_chunks >= 1")
+
+
 class CallDataSettings(msgspec.Struct, **_STRICT):
     jsonl: JsonlLogSettings = msgspec.field(default_factory=JsonlLogSettings)
     elasticsearch: ElasticsearchSettings = msgspec.field(default_factory=ElasticsearchSettings)
     redaction: RedactionSettings = msgspec.field(default_factory=RedactionSettings)
+    recording: RecordingSettings = msgspec.field(default_factory=RecordingSettings)
 
 
 def jsonl_dir(settings: CallDataSettings, output_dir: str) -> Path:
     return Path(settings.jsonl.dir or Path(output_dir) / "call-data").expanduser()
+
+
+def recording_dir(settings: CallDataSettings, output_dir: str) -> Path:
+    return Path(settings.recording.directory or Path(output_dir) / "recordings").expanduser()
 
 
 def spool_dir(settings: CallDataSettings, output_dir: str) -> Path:

@@ -106,6 +106,10 @@ class CallRecord(msgspec.Struct):
     # Replies moved to the fallback language model (the primary failed, was late or its
     # breaker was open).
     llm_fallbacks: int = 0
+    # The call's stereo WAV (left caller, right agent) when call_data.recording is on, and
+    # the audio in it, ms (CallActor, media/call_recorder.py).
+    recording_path: str = ""
+    recording_ms: float = 0.0
 
     def count_timeout(self, stage: str) -> None:
         self.model_timeouts[stage] = self.model_timeouts.get(stage, 0) + 1

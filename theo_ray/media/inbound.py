@@ -66,6 +66,8 @@ class InboundPath:
         # stateful codec's (G.722) main decoder never sees a packet twice.
         self._arrival_probe: Callable[[float, float], None] | None = None
         self._probe_decoder: Codec | None = None
+        # A call recording's caller tap: `recorder.caller(pcm at the codec rate, at)` per frame.
+        self.recorder = None
         # Filled by configure():
         self.decoder: Codec | None = None
         self.jitter: JitterBuffer | None = None
@@ -180,6 +182,8 @@ class InboundPath:
                     self._probe(decoded, frame.received_at)
                 pcm = self.plc.good(decoded)
                 concealed = False
+        if self.recorder is not None:
+            self.recorder.caller(pcm, at)
         out = self._resampler.process(pcm)
         fifo = np.concatenate((self._fifo, out)) if self._fifo.size else out
         if not self._primed and fifo.size:

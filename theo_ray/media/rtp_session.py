@@ -105,6 +105,7 @@ class RtpSession:
             s, model_rate, self.ssrc, self._stats, self._timing, self._rtcp.note_sent, clock, sleep
         )
         self.codec: Codec | None = None  # filled by start()
+        self._recorder = None  # set_recorder()
 
     # ------------------------------------------------------------ setup
 
@@ -325,12 +326,19 @@ class RtpSession:
         echo reference for the turn loop's EchoGate."""
         return self._outbound.last_sent_pcm
 
+    def set_recorder(self, recorder) -> None:
+        """Record both directions on this session's clock (a media.call_recorder.CallRecorder,
+        or None to stop): each decoded caller frame and each tick's played frame, codec rate."""
+        self._recorder = self._inbound.recorder = recorder
+
     # ------------------------------------------------------------ the clock
 
     def _on_tick(self, now: float, deadline: float, k: int) -> None:
         self._timing.lateness(now - deadline)
         held = self._direction not in ("sendrecv", "sendonly")  # nothing goes out on hold
         self._outbound.tick(now, k, None if held else self._latch.peer)
+        if self._recorder is not None:
+            self._recorder.agent(self._outbound.last_sent_pcm, deadline)
         self._inbound.tick(deadline)
 
     def _on_stall(self, skipped: list[float]) -> None:
