@@ -321,3 +321,22 @@ def test_theo_host_name_needs_an_explicit_ami_permit(tmp_path):
     _, files = render(tmp_path, overrides=["theo.host=theo.example.net", 'ami.permit=["10.20.0.0/24"]'])
     user = next(s for s in parse_conf(files["manager.conf"].read_text()) if s.name == "theo")
     assert user.get_all("permit") == ["10.20.0.0/24"]
+
+
+def test_asterisk_side_recording_is_off_by_default_and_a_mixmonitor_step_when_on(tmp_path):
+    def inbound_steps(overrides, out):
+        _, files = render(out, overrides)
+        plan = parse_dialplan(parse_conf(files["extensions.conf"].read_text()))
+        return plan["theo-inbound"]["8000"]
+
+    assert "MixMonitor" not in [s.app for s in inbound_steps([], tmp_path / "off")]
+    steps = inbound_steps(["dialplan.mixmonitor=true"], tmp_path / "wav")
+    apps = [s.app for s in steps]
+    # From the answer on (before Theo is dialled), named after the session id Theo is given.
+    assert apps.index("Answer") < apps.index("MixMonitor") < apps.index("Dial")
+    assert apps.index("MixMonitor") > [s.args for s in steps].index("__THEO_SESSION_ID=${UNIQUEID}")
+    assert steps[apps.index("MixMonitor")].args == "/var/spool/asterisk/monitor/theo/${THEO_SESSION_ID}.wav"
+    assert [s.priority for s in steps] == list(range(1, len(steps) + 1))
+    stereo = inbound_steps(["dialplan.mixmonitor=true", "dialplan.mixmonitor_format=stereo-raw",
+                            "dialplan.mixmonitor_dir=/srv/rec/"], tmp_path / "raw")
+    assert next(s.args for s in stereo if s.app == "MixMonitor") == "/srv/rec/${THEO_SESSION_ID}.raw,D"

@@ -217,7 +217,21 @@ def _extensions_values(settings: AsteriskSiteSettings, tdir: Path) -> dict[str, 
         "theo_last_port": settings.theo.sip_port + settings.theo.shards - 1,
         "dial_transport_param": _transport_param(settings.theo.transport),
         "transfer_routes": routes,
+        "mixmonitor_lines": _mixmonitor_lines(dialplan, tdir),
     }
+
+
+def _mixmonitor_lines(dialplan, tdir: Path) -> str:
+    """The inbound context's MixMonitor step, or nothing (dialplan.mixmonitor off)."""
+    if not dialplan.mixmonitor:
+        return ""
+    stereo = dialplan.mixmonitor_format == "stereo-raw"
+    folder = dialplan.mixmonitor_dir.rstrip("/") or "/"
+    return _render(tdir, "extensions.mixmonitor.conf.tmpl", {
+        # THEO_SESSION_ID is ${UNIQUEID}: nothing the caller controls goes into the name.
+        "mixmonitor_file": f"{folder}/${{THEO_SESSION_ID}}.{'raw' if stereo else 'wav'}",
+        "mixmonitor_options": ",D" if stereo else "",
+    })
 
 
 def _manager_values(settings: AsteriskSiteSettings, secret: str | None) -> dict[str, object]:

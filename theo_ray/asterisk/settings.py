@@ -97,6 +97,14 @@ class DialplanSettings(msgspec.Struct, forbid_unknown_fields=True):
     # Where the caller goes when the AI leg fails, times out or ends without a transfer.
     fallback_route: Name = "atendimento"
     moh_class: Name = "default"
+    # Asterisk-side recording, the alternative to Theo's own (call_data.recording): MixMonitor
+    # on the caller's channel from Answer() to hang-up, named `<THEO_SESSION_ID>.<ext>`.
+    mixmonitor: bool = False
+    mixmonitor_dir: FilePath = "/var/spool/asterisk/monitor/theo"
+    # "wav": both directions mixed into one mono WAV. "stereo-raw": MixMonitor's D option,
+    # the two directions interleaved as 2-channel 16-bit PCM at the channel's rate in a .raw
+    # file (the D option only writes .raw correctly).
+    mixmonitor_format: Literal["wav", "stereo-raw"] = "wav"
 
 
 class AmiSettings(msgspec.Struct, forbid_unknown_fields=True):
