@@ -43,8 +43,11 @@ async def caller_speech(handles: ModelHandles, text: str, voice: str = "jm_kumo"
 
 
 class AgentCall:
-    def __init__(self, config, handles: ModelHandles, ami_bridge_name: str = "", session_id: str = "") -> None:
+    def __init__(self, config, handles: ModelHandles, ami_bridge_name: str = "", session_id: str = "",
+                 call_data=None, output_dir: str = "") -> None:
         self.config = config
+        # [call_data] for the supervisor (None: records kept in memory only, nothing archived).
+        self.call_data, self.output_dir = call_data, output_dir
         self.handles = handles
         self.session_id = session_id or f"test-{next(_ids)}"
         self.ami_bridge_name = ami_bridge_name
@@ -62,6 +65,7 @@ class AgentCall:
         self.supervisor = CallSupervisorRemote.options(name=f"sup-{self.session_id}").remote(
             msgspec.structs.replace(cfg.call, warm_pool_size=1), cfg.media, cfg.conversation,
             str(cfg.model_cache()), self.handles, cfg.tts.voice, "", self.ami_bridge_name,
+            call_data=self.call_data, output_dir=self.output_dir,
         )
         await self.supervisor.start.remote()
         self.caller = RtpSession(cfg.media, host="127.0.0.1", model_rate=24000)
