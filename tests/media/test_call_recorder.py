@@ -160,6 +160,21 @@ async def test_a_disk_slower_than_the_call_drops_chunks_but_keeps_the_timeline(t
     assert data[:, 1].reshape(-1, SLOT).any(axis=1).sum() < 250
 
 
+async def test_a_disk_that_hangs_does_not_hold_the_close_of_the_call(tmp_path, monkeypatch):
+    from theo_ray.media import wav_chunk_writer
+
+    never = threading.Event()
+    real_open = wav_chunk_writer.wave.open
+    monkeypatch.setattr(wav_chunk_writer.wave, "open", lambda *a, **k: (never.wait(5), real_open(*a, **k))[1])
+    recorder = CallRecorder(tmp_path / "hung.wav", RATE, 20, chunk_s=0.2, queue_chunks=2, close_timeout_s=0.3)
+    for k in range(100):
+        recorder.agent(tone(1000, 0.02), T0 + k * PTIME)
+    started = time.monotonic()
+    result = await recorder.close()
+    assert time.monotonic() - started < 1.5 and "TimeoutError" in result.error
+    never.set()  # let the stuck thread finish
+
+
 async def test_a_recording_that_cannot_be_written_is_reported_and_never_raises(tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the recordings folder should be")

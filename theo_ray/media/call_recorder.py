@@ -58,6 +58,7 @@ class CallRecorder:
         chunk_s: float = 1.0,
         queue_chunks: int = 32,
         max_caller_lead_ms: float = 1000.0,
+        close_timeout_s: float = 3.0,  # a disk stuck longer is left behind (the error says so)
     ) -> None:
         self.path = path
         self.sample_rate = sample_rate
@@ -65,6 +66,7 @@ class CallRecorder:
         self._slot_samples = sample_rate * ptime_ms // 1000
         self._chunk_slots = max(1, round(chunk_s / self._ptime))
         self._max_lead = max(HOLD_SLOTS, round(max_caller_lead_ms / ptime_ms))
+        self._close_timeout_s = close_timeout_s
         self._writer = WavChunkWriter(path, sample_rate, channels=2, max_chunks=queue_chunks)
         self._origin: float | None = None  # the first tick's deadline = slot 0
         self._pending: dict[int, np.ndarray] = {}  # slot -> (samples, 2), not final yet
@@ -122,7 +124,7 @@ class CallRecorder:
             self._finalize(last + 1)
             self._flush_chunk()
             total = self._final * self._slot_samples
-            await asyncio.get_running_loop().run_in_executor(None, self._writer.close, total, 5.0)
+            await asyncio.get_running_loop().run_in_executor(None, self._writer.close, total, self._close_timeout_s)
         return self.result()
 
     def result(self) -> RecordingResult:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 import wave
 from pathlib import Path
 
@@ -53,19 +54,21 @@ class WavChunkWriter:
             return False
         return True
 
-    def close(self, total_frames: int = 0, timeout_s: float = 5.0) -> None:
+    def close(self, total_frames: int = 0, timeout_s: float = 3.0) -> None:
         """Write what is queued, pad with silence to `total_frames` (chunks dropped at the end
         keep their time too), fix the header and close the file. Blocking: run it in an
-        executor. A writer stuck on its disk past `timeout_s` is left behind (daemon thread)."""
+        executor. A writer stuck on its disk past `timeout_s` in all is left behind (daemon
+        thread): the CallActor's close must stay well inside the supervisor's wait for it."""
         if self._closed:
             return
         self._closed = True
+        deadline = time.monotonic() + timeout_s
         try:
             self._queue.put((total_frames, None), timeout=timeout_s)
         except queue.Full:
             self._fail(TimeoutError(f"the writer did not drain its queue in {timeout_s} s"))
             return
-        self._thread.join(timeout_s)
+        self._thread.join(max(0.0, deadline - time.monotonic()))
         if self._thread.is_alive():
             self._fail(TimeoutError(f"the writer did not finish in {timeout_s} s"))
 
