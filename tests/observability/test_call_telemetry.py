@@ -121,7 +121,9 @@ def _total(text: str, name: str, **labels: str) -> float:
 async def test_one_trace_from_the_invite_through_the_call_actor_to_every_deployment(placed_call, receiver):
     trace_id = placed_call.record.trace_id
     assert trace_id, "the CallActor's record names no trace"
-    wanted = {"sip.dialog", "sip.invite", "call", "turn", "stt.transcribe", "llm.generate", "tts.synthesize"}
+    wanted = {"sip.dialog", "sip.invite", "call", "turn", "stt.transcribe", "llm.generate", "tts.synthesize",
+              "endpointing.wait", "stt.final", "llm.first_token", "llm.first_sentence", "tts.first_chunk",
+              "rtp.first_packet"}
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         spans = [s for s in receiver.snapshot() if s.trace_id == trace_id]
@@ -137,11 +139,29 @@ async def test_one_trace_from_the_invite_through_the_call_actor_to_every_deploym
     call = next(s for s in spans if s.name == "call")
     assert dialog.parent_id == "" and call.parent_id == dialog.span_id  # INVITE span is the root
     assert dialog.attributes["theo.session_id"] == SESSION and dialog.attributes["sip.end_reason"] == "caller_bye"
+    invite = next(s for s in spans if s.name == "sip.invite")
+    assert invite.parent_id == dialog.span_id and invite.end_ns <= call.end_ns
     for span in spans:
         if span.name == "turn":
             assert span.parent_id == call.span_id
         if span.name in ("stt.transcribe", "llm.generate", "tts.synthesize"):
-            assert span.parent_id in by_id, f"{span} has no parent in the trace"
+            # Each model request carries the call's context: the replica's span is its child.
+            assert span.parent_id == call.span_id, f"{span} is not a child of the call span"
+    # The seed's tree under each answered turn: its stages as child spans, with attributes.
+    answered = [s for s in spans if s.name == "turn" and s.attributes.get("llm.tokens", 0) > 0]
+    assert answered, [s.attributes for s in spans if s.name == "turn"]
+    stages = {"endpointing.wait", "stt.final", "llm.first_token", "llm.first_sentence", "tts.first_chunk",
+              "rtp.first_packet"}
+    for turn in answered:
+        children = {s.name for s in spans if s.parent_id == turn.span_id}
+        assert stages <= children, f"turn {turn.attributes.get('turn.index')}: missing {stages - children}"
+        assert "turn.caller_text" not in turn.attributes  # privacy: transcripts are off by default
+    stt = [s for s in spans if s.name == "stt.transcribe"]
+    assert all(s.attributes["audio.seconds"] > 0 for s in stt)
+    llm = [s for s in spans if s.name == "llm.generate" and s.attributes.get("llm.completion_tokens")]
+    assert llm and all(s.attributes["llm.first_token_ms"] > 0 for s in llm)
+    tts = [s for s in spans if s.name == "tts.synthesize"]
+    assert any(s.attributes.get("tts.first_chunk_ms", 0) > 0 for s in tts)
     assert dialog.start_ns <= call.start_ns and dialog.end_ns >= call.start_ns
     # Every span in this trace belongs to this call: no other call's span leaked in.
     assert all(s.attributes.get("theo.session_id", SESSION) == SESSION for s in spans)
