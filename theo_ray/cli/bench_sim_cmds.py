@@ -216,7 +216,8 @@ def add_parsers(sub: argparse._SubParsersAction, bsub: argparse._SubParsersActio
     load.add_argument("--json", help="where to write the JSON report")
     load.set_defaults(run=cmd_loadtest)
 
-    from theo_ray.cli import bench_faults, bench_turn_taking
+    from theo_ray.cli import bench_faults, bench_telemetry, bench_turn_taking
 
     bench_faults.add_parsers(bsub)
     bench_turn_taking.add_parsers(bsub)
+    bench_telemetry.add_parsers(bsub)
