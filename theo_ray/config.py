@@ -276,6 +276,12 @@ class TheoConfig(msgspec.Struct, **_STRICT):
                     f"sip_port={theo.sip_port}, shards={theo.shards} must match sip.port={self.sip.port}, "
                     f"sip.shards={self.sip.shards}: the PBX dials ports sip_port..sip_port+shards-1",
                 )
+            if theo.transport == "tls" and not (self.sip.tls.enabled and theo.tls_port == self.sip.tls.port):
+                raise ConfigError(
+                    "asterisk.theo.transport",
+                    f"tls needs sip.tls.enabled and asterisk.theo.tls_port={theo.tls_port} equal to "
+                    f"sip.tls.port={self.sip.tls.port}: the PBX dials Theo's TLS listeners",
+                )
             routes = set(self.asterisk.dialplan.transfer_routes)
             for name in self.conversation.turn.tools.transfer_destinations:
                 if name not in routes:

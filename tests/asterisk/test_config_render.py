@@ -262,8 +262,7 @@ def test_nat_lines_only_when_asked(tmp_path):
         ("pbx.rtp_port_start=30000", "pbx.rtp_port_start"),
         ("sip.bogus=1", "sip"),
         ("theo.transport=sctp", "theo.transport"),
-        # Theo's gateway has neither TLS nor SRTP, nor Opus: settings it could not honour.
-        ("theo.transport=tls", "theo.transport"),
+        # Theo's gateway has no SRTP (SDES) nor Opus yet: settings it could not honour.
         ("pbx.media_encryption=sdes", "pbx"),
         ('sip.codecs=["opus"]', "sip.codecs[0]"),
         ("dialplan.dial_total_timeout_s=3", "dialplan.dial_total_timeout_s"),
@@ -340,3 +339,25 @@ def test_asterisk_side_recording_is_off_by_default_and_a_mixmonitor_step_when_on
     stereo = inbound_steps(["dialplan.mixmonitor=true", "dialplan.mixmonitor_format=stereo-raw",
                             "dialplan.mixmonitor_dir=/srv/rec/"], tmp_path / "raw")
     assert next(s.args for s in stereo if s.app == "MixMonitor") == "/srv/rec/${THEO_SESSION_ID}.raw,D"
+
+
+def test_tls_transport_toward_theo(tmp_path):
+    """theo.transport = tls: a TLS transport with the certificate lines, and every contact
+    and the Dial() on Theo's TLS ports with ;transport=tls."""
+    _, files = render(tmp_path, ["theo.transport=tls", "theo.tls_port=5090", "pbx.tls.port=5061",
+                                 "pbx.tls.ca_list_file=/etc/asterisk/keys/theo-ca.crt"])
+    sections = parse_conf(files["pjsip.conf"].read_text())
+    endpoint = typed_section(sections, "theo", "endpoint")
+    transport = typed_section(sections, endpoint.get("transport"), "transport")
+    assert transport.get("protocol") == "tls" and transport.get("bind") == "10.20.0.2:5061"
+    assert transport.get("ca_list_file") == "/etc/asterisk/keys/theo-ca.crt"
+    assert transport.get("verify_server") == "yes" and transport.get("method") == "tlsv1_2"
+    aor = typed_section(sections, "theo", "aor")
+    assert aor.get_all("contact") == [f"sip:theo@10.20.0.5:{5090 + k};transport=tls" for k in range(4)]
+    extensions = files["extensions.conf"].read_text()
+    assert "@10.20.0.5:$[5090+${THEO_SHARD}]\\;transport=tls," in extensions
+
+
+def test_udp_transport_has_no_tls_lines(tmp_path):
+    _, files = render(tmp_path)
+    assert "ca_list_file" not in files["pjsip.conf"].read_text()

@@ -116,6 +116,27 @@ def _transport_param(transport: str) -> str:
     return "" if transport == "udp" else f"\\;transport={transport}"
 
 
+def _theo_port(theo) -> int:
+    """Shard 0's port for the PBX: Theo's TLS listeners have ports of their own (sip.tls.port)."""
+    return theo.tls_port if theo.transport == "tls" else theo.sip_port
+
+
+def _tls_lines(settings: AsteriskSiteSettings) -> str:
+    """The TLS transport's certificate lines (nothing for UDP/TCP)."""
+    if settings.theo.transport != "tls":
+        return ""
+    tls = settings.pbx.tls
+    return "\n".join([
+        "; TLS toward Theo: Theo's certificate is checked against ca_list_file; the PBX's own",
+        "; certificate is what Theo checks when it has sip.tls.verify_client.",
+        "method=tlsv1_2",
+        f"ca_list_file={tls.ca_list_file}",
+        f"cert_file={tls.cert_file}",
+        f"priv_key_file={tls.priv_key_file}",
+        f"verify_server={'yes' if tls.verify_server else 'no'}",
+    ])
+
+
 def _uri_host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
@@ -151,7 +172,8 @@ def _pjsip_values(settings: AsteriskSiteSettings, tdir: Path) -> dict[str, objec
     transport = _render(
         tdir,
         "pjsip.transport.conf.tmpl",
-        common | {"transport_protocol": theo.transport, "pbx_sip_port": pbx.sip_port},
+        common | {"transport_protocol": theo.transport, "tls_lines": _tls_lines(settings),
+                  "pbx_sip_port": pbx.tls.port if theo.transport == "tls" else pbx.sip_port},
     )
     return {
         "transport_section": transport,
@@ -159,10 +181,10 @@ def _pjsip_values(settings: AsteriskSiteSettings, tdir: Path) -> dict[str, objec
         "theo_endpoint": theo.endpoint,
         "theo_host": theo.host,
         "theo_host_uri": _uri_host(theo.host),
-        "theo_sip_port": theo.sip_port,
+        "theo_sip_port": _theo_port(theo),
         # One static contact per gateway shard: each is qualified (OPTIONS) on its own.
         "aor_contacts": "\n".join(
-            f"contact=sip:{theo.endpoint}@{_uri_host(theo.host)}:{theo.sip_port + k}{_transport_param(theo.transport)}"
+            f"contact=sip:{theo.endpoint}@{_uri_host(theo.host)}:{_theo_port(theo) + k}{_transport_param(theo.transport)}"
             for k in range(theo.shards)
         ),
         "theo_shards": theo.shards,
@@ -211,10 +233,10 @@ def _extensions_values(settings: AsteriskSiteSettings, tdir: Path) -> dict[str, 
         "moh_class": dialplan.moh_class,
         "theo_endpoint": settings.theo.endpoint,
         "theo_host_uri": _uri_host(settings.theo.host),
-        "theo_sip_port": settings.theo.sip_port,
+        "theo_sip_port": _theo_port(settings.theo),
         "theo_shards": settings.theo.shards,
         "theo_last_shard": settings.theo.shards - 1,
-        "theo_last_port": settings.theo.sip_port + settings.theo.shards - 1,
+        "theo_last_port": _theo_port(settings.theo) + settings.theo.shards - 1,
         "dial_transport_param": _transport_param(settings.theo.transport),
         "transfer_routes": routes,
         "mixmonitor_lines": _mixmonitor_lines(dialplan, tdir),

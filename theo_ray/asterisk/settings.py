@@ -38,12 +38,25 @@ class TheoGatewaySettings(msgspec.Struct, forbid_unknown_fields=True):
 
     host: Host = "127.0.0.1"  # address Asterisk sends INVITEs and OPTIONS to (no NAT between)
     sip_port: Port = 5080
-    # Theo's gateway listens on UDP and TCP (sip.transports); it has no TLS/SRTP, so the link
-    # between the PBX and Theo belongs on a private network (asterisk/README.md §8).
-    transport: Literal["udp", "tcp"] = "udp"
+    # How the PBX reaches Theo's gateway: UDP or TCP (sip.transports), or TLS (sip.tls,
+    # on tls_port + k); without TLS the link belongs on a private network (asterisk/README.md §8).
+    transport: Literal["udp", "tcp", "tls"] = "udp"
+    tls_port: Port = 5090  # Theo's sip.tls.port: the PBX dials tls_port .. tls_port + shards - 1
     endpoint: Name = "theo"  # PJSIP endpoint/aor/identify name on the PBX
     # Gateway processes Theo runs (its `sip.shards`), on sip_port .. sip_port + shards - 1.
     shards: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
+
+
+class PbxTlsSettings(msgspec.Struct, forbid_unknown_fields=True):
+    """The PBX's TLS transport toward Theo (asterisk.theo.transport = "tls")."""
+
+    port: Port = 5061
+    # The CA (bundle) that signed Theo's sip.tls.cert_file: Asterisk verifies Theo with it.
+    ca_list_file: FilePath = "/etc/asterisk/keys/theo-ca.crt"
+    # The PBX's own certificate and key, presented to Theo when it has sip.tls.verify_client.
+    cert_file: FilePath = "/etc/asterisk/keys/asterisk.crt"
+    priv_key_file: FilePath = "/etc/asterisk/keys/asterisk.key"
+    verify_server: bool = True  # Asterisk checks Theo's certificate (and its name: theo.host)
 
 
 class PbxSettings(msgspec.Struct, forbid_unknown_fields=True):
@@ -56,6 +69,7 @@ class PbxSettings(msgspec.Struct, forbid_unknown_fields=True):
     local_nets: list[Cidr] = msgspec.field(default_factory=list)
     rtp_port_start: Port = 10000
     rtp_port_end: Port = 20000
+    tls: PbxTlsSettings = msgspec.field(default_factory=PbxTlsSettings)
 
 
 class SipTrunkSettings(msgspec.Struct, forbid_unknown_fields=True):

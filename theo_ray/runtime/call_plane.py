@@ -91,6 +91,7 @@ class CallPlane:
         self.gateways: list = []
         self.ami_bridge = None
         self.uris: list[str] = []  # one per shard, UDP
+        self.tls_uris: list[str] = []  # one per shard when sip.tls.enabled
         self.sip_addresses: list[str] = []  # "transport:host:port" of every shard
 
     @property
@@ -110,8 +111,10 @@ class CallPlane:
         sip = self.config.sip
         if self.label:
             host = self.config.call.rtp_host
-            return msgspec.structs.replace(sip, host=host, port=free_sip_port(host), allowed_peers=[host])
-        return msgspec.structs.replace(sip, port=sip.port + shard if sip.port else 0)
+            tls = msgspec.structs.replace(sip.tls, port=0)  # pjsip picks a free TLS port
+            return msgspec.structs.replace(sip, host=host, port=free_sip_port(host), allowed_peers=[host], tls=tls)
+        tls = msgspec.structs.replace(sip.tls, port=sip.tls.port + shard if sip.tls.port else 0)
+        return msgspec.structs.replace(sip, port=sip.port + shard if sip.port else 0, tls=tls)
 
     def _call_data_dir(self) -> str:
         """Where this plane's call data goes: the output folder, or (a private plane of a
@@ -178,6 +181,8 @@ class CallPlane:
             self.sip_addresses += [f"{a.transport}:{a.host}:{a.port}" for a in addresses]
             udp = next(a for a in addresses if a.transport == "udp")
             self.uris.append(f"sip:{cfg.sip.account_user}@{udp.host}:{udp.port}")
+            self.tls_uris += [f"sip:{cfg.sip.account_user}@{a.host}:{a.port};transport=tls"
+                              for a in addresses if a.transport == "tls"]
         say(f"  SIP gateway: {self.shards} shard(s) x {cfg.sip.max_calls} calls, listening on "
             f"{', '.join(self.sip_addresses)}")
         return self

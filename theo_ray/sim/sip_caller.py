@@ -59,7 +59,12 @@ class CallerSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     host: str = "127.0.0.1"  # SIP bind address (127.0.0.2 etc. to appear as another host)
     port: int = 0  # 0: any free port
-    transport: Literal["udp", "tcp"] = "udp"
+    transport: Literal["udp", "tcp", "tls"] = "udp"  # tls: dial sips: or ;transport=tls URIs
+    # With transport "tls": the CA that signed the gateway's certificate (verified when set),
+    # and a client certificate for a gateway with sip.tls.verify_client.
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
     user: str = "caller"
     display_name: str = "Simulated Caller"
     media: MediaMode = "pjsua"
@@ -412,7 +417,12 @@ class _CallerAgent:
         tcfg = pj.TransportConfig()
         tcfg.port = s.port
         tcfg.boundAddress = s.host
-        kind = pj.PJSIP_TRANSPORT_UDP if s.transport == "udp" else pj.PJSIP_TRANSPORT_TCP
+        if s.transport == "tls":
+            tcfg.tlsConfig.CaListFile = s.tls_ca_file
+            tcfg.tlsConfig.verifyServer = bool(s.tls_ca_file)
+            tcfg.tlsConfig.certFile = s.tls_cert_file
+            tcfg.tlsConfig.privKeyFile = s.tls_key_file
+        kind = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP, "tls": pj.PJSIP_TRANSPORT_TLS}[s.transport]
         tid = ep.transportCreate(kind, tcfg)
         host, _, port = ep.transportGetInfo(tid).localName.rpartition(":")
         self.address = (host.strip("[]"), int(port))

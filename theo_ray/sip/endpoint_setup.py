@@ -2,8 +2,8 @@
 
 Owns how Theo's pjsua is set up: one poller thread (the PjsuaThread), log level and
 writer, the null audio device, which codecs pjsua may stream (hence answer), the SIP
-transports, and the account's session timers and loop media transport (pjsua opens no
-RTP socket: media belongs to the CallActors).
+transports (TLS beside UDP/TCP when sip.tls.enabled), and the account's session timers
+and loop media transport (pjsua opens no RTP socket: media belongs to the CallActors).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pjsua2 as pj
 
 from theo_ray.sip.pj_thread import PjLogWriter
 from theo_ray.sip.settings import PJSUA_MAX_CALLS, SipSettings
+from theo_ray.sip.tls import tls_transport_config
 
 log = logging.getLogger("theo_ray.sip.user_agent")  # its logger before the split: filters keep working
 
@@ -26,10 +27,11 @@ _TIMER_USE = {
 
 
 def start_endpoint(
-    ep: pj.Endpoint, s: SipSettings, log_writer: PjLogWriter
+    ep: pj.Endpoint, s: SipSettings, log_writer: PjLogWriter, tls_passphrase: str = ""
 ) -> tuple[dict[str, tuple[str, int]], list[str]]:
     """libInit, codecs, transports, libStart. Returns the bound address of each transport
-    and the codec preference narrowed to what this pjsua build can stream."""
+    and the codec preference narrowed to what this pjsua build can stream. The TLS files
+    were checked by the caller (check_tls_files), which also read `tls_passphrase`."""
     cfg = pj.EpConfig()
     cfg.uaConfig.threadCnt = 0
     cfg.uaConfig.mainThreadOnly = False
@@ -62,12 +64,16 @@ def start_endpoint(
     dropped = [n for n in s.codec_preference if n not in preference]
     if dropped:
         log.warning("codecs %s left out of answers: this pjsua build cannot stream them", dropped)
-    kinds = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP}
-    addresses: dict[str, tuple[str, int]] = {}
+    kinds = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP, "tls": pj.PJSIP_TRANSPORT_TLS}
+    configs: dict[str, pj.TransportConfig] = {}
     for name in s.transports:
-        tcfg = pj.TransportConfig()
-        tcfg.port = s.port
-        tcfg.boundAddress = s.host
+        configs[name] = pj.TransportConfig()
+        configs[name].port = s.port
+        configs[name].boundAddress = s.host
+    if s.tls.enabled:
+        configs["tls"] = tls_transport_config(pj, s.tls, s.host, s.tls.port, tls_passphrase)
+    addresses: dict[str, tuple[str, int]] = {}
+    for name, tcfg in configs.items():
         tid = ep.transportCreate(kinds[name], tcfg)
         local = ep.transportGetInfo(tid).localName
         host, _, port = local.rpartition(":")

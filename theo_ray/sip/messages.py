@@ -81,6 +81,6 @@ class CallEnded(msgspec.Struct, frozen=True):
 class ListenAddress(msgspec.Struct, frozen=True):
     """One SIP transport the gateway listens on (what a PBX's pjsip.conf points at)."""
 
-    transport: str  # "udp" | "tcp"
+    transport: str  # "udp" | "tcp" | "tls"
     host: str
     port: int

@@ -8,6 +8,7 @@ import msgspec
 
 from theo_ray.errors import ConfigError
 from theo_ray.sip.admission import AdmissionSettings
+from theo_ray.sip.tls import SipTlsSettings
 
 # pjsua.h's default, which the pjsua2-python 2.15.1 wheel keeps (measured, see max_calls).
 PJSUA_MAX_CALLS = 4
@@ -48,6 +49,8 @@ class SipSettings(msgspec.Struct, forbid_unknown_fields=True):
     # INVITE rate and concurrent calls per source and per shard, refused with 503 +
     # Retry-After (theo_ray/sip/admission.py).
     admission: AdmissionSettings = msgspec.field(default_factory=AdmissionSettings)
+    # SIP over TLS beside the transports above (theo_ray/sip/tls.py; README "Security").
+    tls: SipTlsSettings = msgspec.field(default_factory=SipTlsSettings)
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_calls <= PJSUA_MAX_CALLS:
@@ -59,3 +62,5 @@ class SipSettings(msgspec.Struct, forbid_unknown_fields=True):
             raise ConfigError("sip.shards", "must be 1..64 gateway processes per node")
         if self.port and self.port + self.shards - 1 > 65535:
             raise ConfigError("sip.shards", f"ports {self.port}..{self.port + self.shards - 1} exceed 65535")
+        if self.tls.enabled and self.tls.port and self.tls.port + self.shards - 1 > 65535:
+            raise ConfigError("sip.tls.port", f"ports {self.tls.port}..{self.tls.port + self.shards - 1} exceed 65535")

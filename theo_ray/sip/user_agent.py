@@ -32,6 +32,7 @@ from theo_ray.sip.datagram_record import DatagramRecord, summarise_rx
 from theo_ray.sip.dialog_events import DialogEvents
 from theo_ray.sip.dialog_release import local_tag_from_tx, send_release
 from theo_ray.sip.endpoint_setup import account_config, start_endpoint
+from theo_ray.sip.tls import check_tls_files
 from theo_ray.sip.admission import AdmissionControl
 from theo_ray.sip.invite import PeerFilter, parse_invite, source_host
 from theo_ray.sip.invite_screen import Admitted, Refusal, screen_invite
@@ -103,11 +104,15 @@ class SipUserAgent(DialogEvents):
         self._tasks: set[asyncio.Task] = set()
         self._opening: dict[str, asyncio.Task] = {}
         self.addresses: dict[str, tuple[str, int]] = {}  # transport -> bound (host, port)
+        self._tls_passphrase = ""  # the TLS key's, read at start; only pjsip gets it
 
     # ------------------------------------------------------------------ public API
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        if self.settings.tls.enabled:
+            # Before pjsua starts: a ConfigError naming the bad file instead of pjsip's EINVAL.
+            self._tls_passphrase = await asyncio.to_thread(check_tls_files, self.settings.tls)
         await asyncio.to_thread(self._pj.start)
         log.info("SIP gateway listening on %s", self.addresses)
 
@@ -134,7 +139,7 @@ class SipUserAgent(DialogEvents):
 
     def _setup_endpoint(self, ep: pj.Endpoint) -> None:
         # The dict is filled in place: shard_main reads agent.addresses once start() returns.
-        addresses, self._preference = start_endpoint(ep, self.settings, self._log_writer)
+        addresses, self._preference = start_endpoint(ep, self.settings, self._log_writer, self._tls_passphrase)
         self.addresses.update(addresses)
         self._account = GatewayAccount(self)
         self._account.create(account_config(self.settings, self.addresses), True)

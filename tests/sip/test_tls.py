@@ -1,0 +1,123 @@
+"""SIP over TLS on loopback: a real gateway (SipUserAgent) with a TLS listener beside UDP,
+pjsua2 callers dialling `;transport=tls` with certificates made in the test, and the
+start-up checks of the certificate settings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from tests.sip.conftest import free_port
+from tests.sip.tls_certs import make_pki
+from theo_ray.errors import ConfigError
+from theo_ray.sim.sip_caller import CallerSettings, SipCaller
+from theo_ray.sip.settings import SipSettings
+from theo_ray.sip.tls import SipTlsSettings, check_tls_files
+from theo_ray.sip.user_agent import SipUserAgent
+
+PASSPHRASE = "canary-7c1e-tls-passphrase"
+
+
+@pytest.fixture
+def pki(tmp_path):
+    return make_pki(tmp_path / "pki", passphrase=PASSPHRASE)
+
+
+@pytest.fixture
+async def tls_gateway(router, pki, monkeypatch):
+    monkeypatch.setenv("THEO_SIP_TLS_KEY_PASSPHRASE", PASSPHRASE)
+    tls = SipTlsSettings(enabled=True, port=0, cert_file=pki.cert_file, key_file=pki.key_file)
+    agent = SipUserAgent(SipSettings(port=free_port(), transports=["udp"], tls=tls, log_level=1), router)
+    await agent.start()
+    yield agent
+    await agent.stop()
+
+
+async def _call(caller: SipCaller, uri: str, session: str, router, tone_wav: str) -> None:
+    await caller.dial(uri, headers={"X-Theo-Session": session}, play_wav=tone_wav)
+    answered = await caller.wait_for("answered", 10)
+    assert answered.status == 200
+    await caller.wait_for("media_active", 5)
+    await router.wait(lambda: router.rtp_count(session) >= 10, 5)  # the caller's audio reached the call socket
+    await caller.hangup()
+    await caller.wait_for("disconnected", 5)
+
+
+async def test_a_call_over_tls_and_a_udp_call_on_the_same_shard(tls_gateway, router, pki, tone_wav, caplog):
+    caplog.set_level(logging.DEBUG)
+    assert set(tls_gateway.addresses) == {"udp", "tls"}
+    host, port = tls_gateway.addresses["tls"]
+    assert port > 0
+    # The caller verifies the gateway's certificate against the test CA.
+    settings = CallerSettings(transport="tls", tls_ca_file=pki.ca_file, codecs=["PCMU"])
+    async with SipCaller(settings) as caller:
+        await _call(caller, f"sip:theo@{host}:{port};transport=tls", "tls-1", router, tone_wav)
+    udp_host, udp_port = tls_gateway.addresses["udp"]
+    async with SipCaller(CallerSettings(codecs=["PCMU"])) as caller:
+        await _call(caller, f"sip:theo@{udp_host}:{udp_port}", "udp-1", router, tone_wav)
+    await router.wait(lambda: len(router.closed) == 2, 5)
+    assert [s.session_id for s in router.setups] == ["tls-1", "udp-1"]
+    stats = tls_gateway.stats()
+    assert (stats.invites, stats.answered) == (2, 2)
+    assert PASSPHRASE not in caplog.text
+
+
+async def test_a_caller_that_does_not_trust_the_certificate_gets_no_call(tls_gateway, router, tmp_path, tone_wav):
+    other_ca = make_pki(tmp_path / "other")
+    host, port = tls_gateway.addresses["tls"]
+    async with SipCaller(CallerSettings(transport="tls", tls_ca_file=other_ca.ca_file)) as caller:
+        await caller.dial(f"sip:theo@{host}:{port};transport=tls", play_wav=tone_wav)
+        ended = await caller.wait_for("disconnected", 10)
+    assert ended.status >= 400 and not router.setups  # the handshake failed, nothing reached Theo
+
+
+def test_missing_or_unreadable_files_are_named(pki, tmp_path):
+    def error(**fields) -> str:
+        tls = SipTlsSettings(**{"enabled": True, "cert_file": pki.cert_file, "key_file": pki.key_file} | fields)
+        with pytest.raises(ConfigError) as info:
+            check_tls_files(tls, {"THEO_SIP_TLS_KEY_PASSPHRASE": PASSPHRASE})
+        return str(info.value)
+
+    assert "sip.tls.cert_file" in error(cert_file=str(tmp_path / "absent.pem"))
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate")
+    assert "sip.tls.key_file" in error(key_file=str(garbage))
+    assert "sip.tls.ca_file" in error(ca_file=str(tmp_path / "absent-ca.pem"))
+    with pytest.raises(ConfigError, match="sip.tls.key_file"):  # encrypted key, no passphrase
+        check_tls_files(SipTlsSettings(enabled=True, cert_file=pki.cert_file, key_file=pki.key_file), {})
+    with pytest.raises(ConfigError, match="cert_file and key_file"):
+        SipTlsSettings(enabled=True)
+
+
+def test_the_passphrase_file_is_read_and_must_not_be_world_readable(pki, tmp_path):
+    secret = tmp_path / "passphrase"
+    secret.write_text(PASSPHRASE + "\n")
+    secret.chmod(0o600)
+    tls = SipTlsSettings(enabled=True, cert_file=pki.cert_file, key_file=pki.key_file,
+                         key_passphrase_file=str(secret))
+    assert check_tls_files(tls, {}) == PASSPHRASE
+    secret.chmod(0o644)
+    with pytest.raises(ConfigError, match="every user") as info:
+        check_tls_files(tls, {})
+    assert PASSPHRASE not in str(info.value)
+
+
+async def test_the_gateway_refuses_to_start_without_its_key(router, pki, tmp_path):
+    tls = SipTlsSettings(enabled=True, port=0, cert_file=pki.cert_file, key_file=str(tmp_path / "no-key.pem"))
+    agent = SipUserAgent(SipSettings(port=free_port(), transports=["udp"], tls=tls), router)
+    with pytest.raises(ConfigError, match="sip.tls.key_file"):
+        await asyncio.wait_for(agent.start(), 20)
+    await agent.stop()
+
+
+def test_the_pbx_is_told_tls_only_where_theo_listens_for_it(pki):
+    from theo_ray.asterisk.settings import AsteriskSiteSettings, TheoGatewaySettings
+    from theo_ray.config import CallSettings, TheoConfig
+
+    asterisk = AsteriskSiteSettings(theo=TheoGatewaySettings(transport="tls", tls_port=5090))
+    with pytest.raises(ConfigError, match="sip.tls.enabled"):
+        TheoConfig(call=CallSettings(use_ami=True), asterisk=asterisk)
+    tls = SipTlsSettings(enabled=True, port=5090, cert_file=pki.cert_file, key_file=pki.key_file)
+    TheoConfig(call=CallSettings(use_ami=True), asterisk=asterisk, sip=SipSettings(tls=tls))
