@@ -127,3 +127,29 @@ def test_stats_add_up_across_shard_processes():
                       GatewayStats(invites=4, too_large=1, active_calls=2, answer_ms=[7.0]))
     assert (total.invites, total.answered, total.too_large) == (7, 2, 1)
     assert total.active_calls == 2 and total.answer_ms == [5.0, 7.0]  # live calls: the current process's
+
+
+async def test_a_call_whose_open_outlasts_the_answer_timeout_is_closed_after_it_opens(router):
+    """The router (the CallSupervisor) opens the call slower than sip.answer_timeout_s: the
+    caller gets 503 and the shard process sends CloseCall at once, while open_call still
+    runs. The close must reach the router after the open returns, or the router finds
+    nothing to close and then keeps the call (its CallActor and RTP socket) for ever."""
+    from tests.sip.raw_sip import send_and_read_final
+    from tests.sip.test_gateway import SDP
+
+    router.delay = 1.5
+    process = ShardProcess(SipSettings(port=free_port(), answer_timeout_s=0.4, ring_before_answer=False),
+                           "shard-slow-open", router)
+    await process.start()
+    try:
+        port = process.status().addresses[0].port
+        status_line = await asyncio.to_thread(send_and_read_final, "INVITE", port, body=SDP)
+        assert status_line.startswith("SIP/2.0 503"), status_line
+        await router.wait(lambda: router.closed, 5)
+        [ended] = router.closed
+        assert ended.reason == "setup_failed"
+        await asyncio.sleep(router.delay)  # past the open, however the two were ordered
+        assert router.sockets == {}, "the call opened after its close: its socket is held for ever"
+        assert process.status().active_calls == 0
+    finally:
+        await process.stop()
