@@ -19,7 +19,12 @@ from theo_ray.actors.call_recording import finish_recording, start_recording
 from theo_ray.actors.call_tracing import ReportingTurnTracer, TracedCallControl
 from theo_ray.actors.supervisor_breakers import SupervisorBreakers
 from theo_ray.calldata.settings import RecordingSettings
-from theo_ray.conversation.call_control import AmiCallControl, CallControl, GatewayCallControl
+from theo_ray.conversation.call_control import (
+    AmiCallControl,
+    AmiWithDialplanFallback,
+    CallControl,
+    GatewayCallControl,
+)
 from theo_ray.conversation.model_client import ModelClient
 from theo_ray.conversation.phrase_book import PhraseBook
 from theo_ray.conversation.records import CallRecord, TurnRecord
@@ -47,10 +52,12 @@ def _named_actor(name: str):
 
 
 def call_control_for(session_id: str, use_ami: bool, ami_bridge_name: str, gateway_name: str) -> CallControl:
-    """Behind Asterisk the AmiBridge transfers and hangs up; without a PBX the gateway does."""
+    """Behind Asterisk the AmiBridge transfers and hangs up (the gateway's BYE when the AMI
+    cannot: the dialplan's fallback route then takes the caller); without a PBX the gateway."""
+    gateway = GatewayCallControl(_named_actor(gateway_name), session_id)
     if use_ami and ami_bridge_name:
-        return AmiCallControl(_named_actor(ami_bridge_name), session_id)
-    return GatewayCallControl(_named_actor(gateway_name), session_id)
+        return AmiWithDialplanFallback(AmiCallControl(_named_actor(ami_bridge_name), session_id), gateway)
+    return gateway
 
 
 class CallActorSettings(msgspec.Struct, frozen=True):

@@ -153,8 +153,8 @@ class AmiConnection:
     # ------------------------------------------------------------------ actions
 
     async def ready(self) -> None:
-        """Wait (up to the action timeout) for a logged-in session, else AmiNotConnected."""
-        if not await self.wait_logged_in(self._settings.action_timeout_s):
+        """Wait (up to `reconnect_wait_s`) for a logged-in session, else AmiNotConnected."""
+        if not await self.wait_logged_in(self._settings.reconnect_wait_s):
             raise AmiNotConnected(self.last_error)
 
     async def call(self, fields: dict[str, str], timeout_s: float) -> Any:

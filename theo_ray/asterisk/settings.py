@@ -147,6 +147,10 @@ class AmiSettings(msgspec.Struct, forbid_unknown_fields=True):
     permit: list[Cidr] = msgspec.field(default_factory=list)
     connect_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 3.0
     action_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 2.0
+    # How long a Redirect/Hangup waits for a session being re-established before it fails: the
+    # caller is waiting in silence after the goodbye, and a failure is not the end (the
+    # CallActor's BYE sends them to the dialplan's fallback route, a human).
+    reconnect_wait_s: Annotated[float, msgspec.Meta(ge=0)] = 0.5
     ping_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 0.5
     unhealthy_after_s: Annotated[float, msgspec.Meta(gt=0)] = 2.0
     backoff_initial_s: Annotated[float, msgspec.Meta(gt=0)] = 0.2

@@ -69,10 +69,11 @@ class SimCallPlane(CallPlane):
         label: str = "sim",
         warm_pool_size: int = 2,
         shards: int = 1,
+        use_ami: bool = False,
     ) -> None:
         super().__init__(
             config, handles, label=f"bench-{label}", conversation=conversation,
-            warm_pool_size=warm_pool_size, shards=shards,
+            warm_pool_size=warm_pool_size, shards=shards, use_ami=use_ami,
         )
         self.label = label  # what SimCall.plane reports ("turns", "streaming", ...)
 

@@ -53,8 +53,10 @@ class CallPlane:
 
     `label=""` is the production plane (detached, found by name if it runs already, ports
     and peers from the config). Any other label makes a private plane: names unique to this
-    instance, free loopback SIP ports, only loopback peers, no AMI; `conversation`, `media`,
-    `warm_pool_size` and `shards` override the config for it. Ray must be initialised.
+    instance, free loopback SIP ports, only loopback peers, no AMI unless `use_ami` (then
+    an AmiBridge of its own, to `config.asterisk.ami`: a test's AMI double); `conversation`,
+    `media`, `warm_pool_size` and `shards` override the config for it. Ray must be
+    initialised.
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class CallPlane:
         media: MediaSettings | None = None,
         warm_pool_size: int | None = None,
         shards: int | None = None,
+        use_ami: bool | None = None,
     ) -> None:
         self.config = config
         self.handles = handles
@@ -81,11 +84,13 @@ class CallPlane:
             tag = uuid.uuid4().hex[:8]
             self.supervisor_name = f"{label}-supervisor-{tag}"
             self._gateway_prefix = f"{label}-gateway-{tag}-"
-            self.use_ami = False
+            self.ami_bridge_name = f"{label}-ami-bridge-{tag}"
+            self.use_ami = bool(use_ami)
         else:
             self.supervisor_name = SUPERVISOR
             self._gateway_prefix = GATEWAY_PREFIX
-            self.use_ami = config.call.use_ami
+            self.ami_bridge_name = AMI_BRIDGE
+            self.use_ami = config.call.use_ami if use_ami is None else use_ami
         self.gateway_names = [gateway_name(k, self._gateway_prefix) for k in range(self.shards)]
         self.supervisor = None
         self.gateways: list = []
@@ -146,8 +151,8 @@ class CallPlane:
         if self.use_ami:
             from theo_ray.actors.ami_bridge import AmiBridgeActor
 
-            ami_name = AMI_BRIDGE
-            self.ami_bridge = _get(AMI_BRIDGE) or AmiBridgeActor.options(name=AMI_BRIDGE, **detached).remote(
+            ami_name = self.ami_bridge_name
+            self.ami_bridge = _get(ami_name) or AmiBridgeActor.options(name=ami_name, **detached).remote(
                 cfg.asterisk
             )
             health = await self.ami_bridge.start.remote()
@@ -237,12 +242,17 @@ class CallPlane:
             await asyncio.gather(*(g.stop.remote() for g in self.gateways), return_exceptions=True)
             if self.supervisor is not None:
                 await self.supervisor.shutdown.remote()
+            if self.label and self.ami_bridge is not None:
+                await asyncio.gather(self.ami_bridge.stop.remote(), return_exceptions=True)
         finally:
-            for actor in (*self.gateways, self.supervisor):
+            private_bridge = self.ami_bridge if self.label else None  # the production one: stop_call_plane
+            for actor in (*self.gateways, self.supervisor, private_bridge):
                 if actor is not None:
                     ray.kill(actor)
             self.gateways = []
             self.supervisor = None
+            if private_bridge is not None:
+                self.ami_bridge = None
             _kill_named(f"{CALL_ACTOR_PREFIX}{self.supervisor_name}-")  # detached: none may outlive the plane
 
     async def __aenter__(self) -> CallPlane:
