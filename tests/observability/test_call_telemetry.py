@@ -134,7 +134,6 @@ async def test_one_trace_from_the_invite_through_the_call_actor_to_every_deploym
     assert wanted <= names, f"missing {wanted - names}; got {sorted(names)}"
     services = {s.service for s in spans}
     assert {"theo-sip-gateway", "theo-call", "theo-deployment"} <= services, services
-    by_id = {s.span_id: s for s in spans}
     dialog = next(s for s in spans if s.name == "sip.dialog")
     call = next(s for s in spans if s.name == "call")
     assert dialog.parent_id == "" and call.parent_id == dialog.span_id  # INVITE span is the root
@@ -205,16 +204,26 @@ async def test_theo_metrics_on_the_node_metrics_export(placed_call, plane):
 
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="Debian package prometheus not installed")
 async def test_a_real_prometheus_scrapes_theo_metrics(placed_call, plane, tmp_path):
-    """Prometheus scrapes the node through a file_sd target file in the format of Ray's
-    service-discovery file (the test cluster runs without the dashboard that writes Ray's
-    own: the targets come from ray.nodes())."""
+    """Prometheus scrapes the cluster through Ray's own service-discovery file, written by
+    Ray's own writer (the PrometheusServiceDiscoveryWriter the dashboard runs; the test
+    cluster runs without a dashboard, so a subprocess runs the writer once against its GCS)
+    and read by file_sd exactly as Ray wrote it."""
+    import os
+    import sys
+
     import ray
 
-    targets = [f"{n['NodeManagerAddress']}:{n['MetricsExportPort']}" for n in ray.nodes() if n["Alive"]]
-    # Ray advertises the node address; this test scrapes the same port on loopback.
-    targets = [f"127.0.0.1:{t.rpartition(':')[2]}" for t in targets]
-    sd = tmp_path / "prom_metrics_service_discovery.json"
-    sd.write_text(json.dumps([{"labels": {"job": "ray"}, "targets": targets}]))
+    writer = ("import sys\nfrom ray._private.metrics_agent import PrometheusServiceDiscoveryWriter\n"
+              "w = PrometheusServiceDiscoveryWriter(sys.argv[1], sys.argv[2])\nw.write()\n"
+              "print(w.get_target_file_name())")
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", writer, ray.get_runtime_context().gcs_address, str(tmp_path)],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "RAY_AUTH_MODE": "token"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    sd = Path(done.stdout.strip().splitlines()[-1])
+    assert sd.name == "prom_metrics_service_discovery.json"
+    node_targets = {f"{n['NodeManagerAddress']}:{n['MetricsExportPort']}" for n in ray.nodes() if n["Alive"]}
+    assert node_targets <= set(json.loads(sd.read_text())[0]["targets"]), sd.read_text()
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
