@@ -62,4 +62,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     from theo_ray.cli import bench_calldata
 
     bench_calldata.add_parsers(bsub)
+    from theo_ray.cli import bench_sip_torture
+
+    bench_sip_torture.add_parsers(bsub)
     return bsub
