@@ -81,3 +81,48 @@ def scripted_fallback_llm(ray_cluster, theo_config):
     from theo_ray.runtime.serve_apps import deploy_scripted_model
 
     return deploy_scripted_model(theo_config, str(FIXTURES / "scripted_llm_fallback.toml"), SCRIPTED_FALLBACK_APP)
+
+
+_PLANE_ACTOR_MARKS = ("-supervisor-", "-gateway-", "-ami-bridge-")
+
+
+def _plane_actors_alive() -> list[str]:
+    """Call-plane actors (supervisors, gateway shards, AMI bridges, CallActors) still named in
+    this test session's namespace."""
+    import ray
+    from ray.util import list_named_actors
+
+    from theo_ray.actor_names import AMI_BRIDGE, CALL_ACTOR_PREFIX, GATEWAY_PREFIX, SUPERVISOR
+
+    namespace = ray.get_runtime_context().namespace
+    names = [e["name"] for e in list_named_actors(all_namespaces=True) if e["namespace"] == namespace]
+    return sorted(
+        n for n in names
+        if n.startswith((CALL_ACTOR_PREFIX, GATEWAY_PREFIX)) or n in (SUPERVISOR, AMI_BRIDGE)
+        or any(mark in n for mark in _PLANE_ACTOR_MARKS)
+    )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_call_plane_actor_outlives_its_module():
+    """Zero zombies: once a test module is done (its planes stopped), no call-plane actor it
+    started is left (a killed actor may take a few seconds to leave the name table)."""
+    yield
+    import ray
+
+    if not ray.is_initialized():
+        return
+    import time
+
+    deadline = time.monotonic() + 15.0
+    left = _plane_actors_alive()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = _plane_actors_alive()
+    if left:
+        for name in left:  # the next module must not inherit them either
+            try:
+                ray.kill(ray.get_actor(name), no_restart=True)
+            except Exception:  # noqa: BLE001 - gone meanwhile
+                pass
+        pytest.fail(f"call-plane actors outlived their test module: {left}")
