@@ -183,6 +183,7 @@ class CallActor:
         if setup.gateway_name:
             self.gateway_name = setup.gateway_name
         remote = setup.remote
+        self.rtp.set_srtp(remote.srtp)  # SDES keys from the gateway's answer, or plain RTP
         # port 0: a delayed offer, on hold until the ACK's answer arrives as update_media.
         await self.rtp.start(
             remote.codec, (remote.host, remote.port) if remote.port else None, remote.payload_type,
@@ -242,6 +243,7 @@ class CallActor:
 
     async def update_media(self, remote: RemoteMedia) -> None:
         assert self.rtp is not None
+        self.rtp.set_srtp(remote.srtp)  # unchanged keys keep the running SRTP contexts
         if self.rtp.codec is None or remote.codec != self.rtp.codec.name:
             await self.rtp.start(remote.codec, (remote.host, remote.port), remote.payload_type,
                                  remote.telephone_event_pt, remote.direction)

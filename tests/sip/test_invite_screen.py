@@ -70,7 +70,8 @@ def test_no_usable_body_is_a_delayed_offer(text):
         (invite(method="invite"), 501, "malformed_invite"),
         (invite(extra=()).replace("Max-Forwards: 70", "Max-Forwards: 0"), 483, "malformed_invite"),
         (invite(SDP.replace("c=IN IP4 127.0.0.1", "c=IN IP6 ::1")), 488, "malformed_sdp"),
-        (invite(SDP.replace("RTP/AVP 0", "RTP/SAVP 0")), 488, "malformed_sdp"),
+        # SRTP over plain SIP: its SDES keys would travel in clear (sip.srtp, tests/sip/test_srtp.py).
+        (invite(SDP.replace("RTP/AVP 0", "RTP/SAVP 0")), 488, "srtp_refused"),
         (invite(SDP.replace("m=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000", "m=audio 4000 RTP/AVP 18")), 488,
          "no_common_codec"),
         (invite(SDP + "".join(f"m=video {5000 + i} RTP/AVP 96\r\n" for i in range(16))), 488, "malformed_sdp"),

@@ -80,7 +80,7 @@ def test_no_common_codec_is_typed():
         ("v=0\r\nm=audio 4000 RTP/AVP 0\r\n", "bad_connection"),
         ("v=0\r\nc=IN IP4 1.2.3.4\r\nm=video 4000 RTP/AVP 96\r\n", "no_audio"),
         ("v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 0 RTP/AVP 0\r\n", "no_audio"),
-        ("v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/SAVP 0\r\n", "unsupported_profile"),
+        ("v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 UDP/TLS/RTP/SAVPF 0\r\n", "unsupported_profile"),
         ("v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP zz\r\n", "syntax"),
         ("v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 96\r\na=rtpmap:96 L16\r\n", "syntax"),
         ("v=0\r\ngarbage line\r\n", "syntax"),

@@ -32,6 +32,9 @@ import numpy as np
 from theo_ray.bench.stats import pct
 from theo_ray.config import TheoConfig
 from theo_ray.media.rtp_session import InboundFrame, MediaStats, RtpSession
+from theo_ray.media.srtp import new_key
+from theo_ray.sip.sdes import keys_from_answer
+from theo_ray.sip.sdp import parse_offer
 from theo_ray.media.settings import MediaSettings
 from theo_ray.runtime.call_plane import CallPlane
 from theo_ray.sim.sip_caller import CallerEvent, CallerSettings, SipCaller
@@ -103,13 +106,17 @@ class LoopbackCall:
         media: MediaSettings | None = None,
         codec: str = "PCMU",
         keep_frames: bool = True,
+        srtp: bool = False,
+        caller_settings: CallerSettings | None = None,
     ) -> None:
         self.session_id = session_id
+        # SRTP (SDES): the caller offers RTP/SAVP with this key; Theo's comes in the answer.
+        self.srtp_key = new_key() if srtp else b""
         self.codec = codec
         # A phone plays what it receives: one frame per tick after its jitter buffer.
         self.media = msgspec.structs.replace(media or MediaSettings(), inbound_delivery="clock")
         self.keep_frames = keep_frames
-        self.caller = SipCaller(CallerSettings(media="external", codecs=[codec]))
+        self.caller = SipCaller(caller_settings or CallerSettings(media="external", codecs=[codec], srtp=srtp))
         self.rtp: RtpSession | None = None
         self.answered: CallerEvent | None = None
         self.answer_ms = 0.0
@@ -144,9 +151,11 @@ class LoopbackCall:
         dialled = time.monotonic()
         await self.caller.dial(
             uri, headers={"X-Theo-Session": self.session_id},
-            local_rtp_host="127.0.0.1", local_rtp_port=self.rtp.local_address[1],
+            local_rtp_host="127.0.0.1", local_rtp_port=self.rtp.local_address[1], srtp_key=self.srtp_key,
         )
         self.answered = await self._answer(before, timeout)
+        if self.srtp_key:
+            self.rtp.set_srtp(keys_from_answer(parse_offer(self.answered.sdp), self.srtp_key))
         self.answer_ms = (self.answered.at - dialled) * 1000.0
         send_to = await via(self.call_rtp_address) if via is not None else self.call_rtp_address
         await self.rtp.start(self.answered.codec or self.codec, send_to, self.answered.payload_type)

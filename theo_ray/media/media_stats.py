@@ -35,6 +35,11 @@ class DropCounters(msgspec.Struct):
     bad_telephone_event: int = 0  # RFC 4733 payload not whole 4-byte blocks, or not a DTMF event (0-15)
     not_started: int = 0  # arrived before start() chose a codec
     not_receiving: int = 0  # direction is sendonly/inactive (hold)
+    # SRTP calls (media/srtp.py): RTP/RTCP whose authentication tag is wrong (tampered, or
+    # not the negotiated key), that the replay window refused, or not SRTP at all.
+    srtp_auth: int = 0
+    srtp_replay: int = 0
+    srtp_other: int = 0
 
 
 class MediaStats(msgspec.Struct):
@@ -43,6 +48,7 @@ class MediaStats(msgspec.Struct):
     local_port: int = 0
     remote: str = ""
     direction: str = "sendrecv"
+    srtp: bool = False  # SRTP/SRTCP (SDES) on this call's media
     ssrc: int = 0
     packets_in: int = 0
     bytes_in: int = 0

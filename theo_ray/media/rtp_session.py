@@ -47,6 +47,7 @@ from theo_ray.media.rtp import RtpParseError, looks_like_rtcp, parse_rtp
 from theo_ray.media.rtp_sockets import DatagramHandler
 from theo_ray.media.rtp_sockets import bind_even_pair as _bind_even_pair
 from theo_ray.media.settings import MediaSettings
+from theo_ray.media.srtp import ProtectingTransport, SrtpContext, SrtpKeys
 from theo_ray.media.tick_clock import TickClock
 
 # Importable from here as before: the session's public types, and the pair binding tests use.
@@ -106,6 +107,7 @@ class RtpSession:
         )
         self.codec: Codec | None = None  # filled by start()
         self._recorder = None  # set_recorder()
+        self._srtp: SrtpContext | None = None  # set_srtp(): SRTP/SRTCP both ways
 
     # ------------------------------------------------------------ setup
 
@@ -163,7 +165,8 @@ class RtpSession:
         )
         self._running = True
         seq = self._rng.getrandbits(16)  # drawn before the timestamp origin, as always
-        self._outbound.begin(self._rtp_transport, seq, self._rng.getrandbits(32))
+        self._outbound.begin(ProtectingTransport(self._rtp_transport, self._protect_rtp), seq,
+                             self._rng.getrandbits(32))
         self._tasks = [
             asyncio.create_task(
                 self._ticks.run(lambda: self._running, self._on_tick, self._on_stall),
@@ -174,6 +177,18 @@ class RtpSession:
                 name=f"rtcp-{self.local_address[1]}",
             ),
         ]
+
+    def set_srtp(self, keys: SrtpKeys | None) -> None:
+        """SRTP (SDES keys from the SDP) from the next packet on, both ways; None: plain RTP.
+        The same keys again (a session refresh) keep the running contexts and their indexes."""
+        if keys is None:
+            self._srtp = None
+        elif self._srtp is None or self._srtp.keys != keys:
+            self._srtp = SrtpContext(keys, self._stats.drops)
+        self._stats.srtp = keys is not None
+
+    def _protect_rtp(self, data: bytes) -> bytes:
+        return data if self._srtp is None else self._srtp.protect(data)
 
     def update_remote(self, host: str, port: int, rtcp_port: int | None = None) -> None:
         """New media address from SDP (first answer or re-INVITE): re-latches on the next
@@ -212,6 +227,10 @@ class RtpSession:
         if looks_like_rtcp(data):  # rtcp-mux peer (RFC 5761)
             self._handle_rtcp(data, addr)
             return
+        if self._srtp is not None:
+            data = self._srtp.unprotect(data)  # None: tampered, replayed or not SRTP (counted)
+            if data is None:
+                return
         try:
             packet = parse_rtp(data, self.settings.max_datagram_bytes)
         except RtpParseError as err:
@@ -362,6 +381,10 @@ class RtpSession:
             # Only the peer's RTCP port (RTP port + 1, the SDP's a=rtcp) or its RTP port (mux).
             self._stats.drops.foreign_rtcp += 1
             return False
+        if self._srtp is not None:
+            data = self._srtp.unprotect_rtcp(data)
+            if data is None:
+                return False
         return self._rtcp.receive(data, self.codec.clock_rate if self.codec is not None else None)
 
     def _rtp_timestamp_at(self, now: float) -> int:
@@ -377,6 +400,8 @@ class RtpSession:
     def _send_rtcp(self, data: bytes) -> None:
         remote = self._latch.rtcp_peer
         if self._rtcp_transport is not None and remote is not None:
+            if self._srtp is not None:
+                data = self._srtp.protect_rtcp(data)
             self._rtcp_transport.sendto(data, remote)
             self._stats.rtcp_out += 1
 

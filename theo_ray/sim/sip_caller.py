@@ -76,6 +76,9 @@ class CallerSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # INVITE without SDP (RFC 3261 delayed offer): the callee offers in its 200 OK and
     # the caller answers in the ACK, as some PBXs and carriers do.
     delayed_offer: bool = False
+    # External mode: Dials may offer SRTP (Dial.srtp_key); pjsua must then accept an
+    # RTP/SAVP answer (its own SRTP wraps only its loop transport).
+    srtp: bool = False
 
 
 # ------------------------------------------------------------------ pipe protocol
@@ -89,6 +92,8 @@ class Dial(msgspec.Struct, tag=True, frozen=True):
     record_wav: str = ""  # pjsua mode: WAV of what the caller receives
     local_rtp_host: str = ""  # external mode: where the parent's RTP socket listens
     local_rtp_port: int = 0
+    # External mode: offer SRTP (RTP/SAVP, SDES) keyed with this master key + salt (30 bytes).
+    srtp_key: bytes = b""
 
 
 class Hold(msgspec.Struct, tag=True, frozen=True):
@@ -202,10 +207,11 @@ class SipCaller:
         record_wav: str = "",
         local_rtp_host: str = "",
         local_rtp_port: int = 0,
+        srtp_key: bytes = b"",
     ) -> None:
         """Send the INVITE; follow with wait_for("answered") / ("disconnected")."""
         await self._command(
-            Dial(uri, headers or {}, play_wav, play_loop, record_wav, local_rtp_host, local_rtp_port)
+            Dial(uri, headers or {}, play_wav, play_loop, record_wav, local_rtp_host, local_rtp_port, srtp_key)
         )
 
     async def hold(self) -> None:
@@ -440,6 +446,9 @@ class _CallerAgent:
         acfg.callConfig.timerMinSESec = s.min_se
         acfg.sipConfig.transportId = tid
         acfg.mediaConfig.useLoopMedTp = s.media == "external"
+        if s.srtp:
+            acfg.mediaConfig.srtpUse = pj.PJMEDIA_SRTP_OPTIONAL
+            acfg.mediaConfig.srtpSecureSignaling = 0
         acfg.mediaConfig.transportConfig.boundAddress = s.host
         acfg.mediaConfig.transportConfig.port = 0
         self.account = pj.Account()
@@ -502,6 +511,10 @@ class _CallerAgent:
             prm.sdp.wholeSdp = retarget_audio(
                 prm.sdp.wholeSdp, dial.local_rtp_host or self.settings.host, dial.local_rtp_port
             )
+            if dial.srtp_key and not prm.remSdp.wholeSdp:
+                from theo_ray.sip.sdes import secure_offer
+
+                prm.sdp.wholeSdp = secure_offer(prm.sdp.wholeSdp, dial.srtp_key)
             if prm.remSdp.wholeSdp:
                 try:
                     self.answer_codec = parse_offer(prm.sdp.wholeSdp).formats[0]

@@ -20,6 +20,8 @@ from theo_ray.sip.dialog_release import DialogRecord
 from theo_ray.sip.invite_screen import message_body
 from theo_ray.sip.messages import CallEnded, CallSetup, EndReason, RemoteMedia
 from theo_ray.sip.pj_objects import GatewayCall, remote_media
+from theo_ray.media.srtp import SrtpKeys
+from theo_ray.sip.sdes import SrtpRefused, answer_crypto, negotiate_srtp
 from theo_ray.sip.sdp import NoCommonCodec, RtpFormat, SdpError, SdpOffer, build_answer, build_offer, choose_codec, parse_offer
 
 if TYPE_CHECKING:
@@ -77,6 +79,12 @@ class DialogEvents:
         try:
             offer = parse_offer(prm.offer.wholeSdp)
             call.codec = self._keep_or_choose(call, offer)
+            self._srtp_for(call, offer)
+        except SrtpRefused as exc:
+            self._stats.srtp_refused += 1
+            log.warning("re-offer on %s refused: %s", call.setup and call.setup.session_id, str(exc))
+            prm.statusCode = 488
+            return
         except NoCommonCodec as exc:
             self._stats.no_common_codec += 1
             log.warning("re-offer on %s refused: %s", call.setup and call.setup.session_id, str(exc))
@@ -88,6 +96,11 @@ class DialogEvents:
             prm.statusCode = 488
             return
         call.pending_offer = offer
+
+    def _srtp_for(self, call: GatewayCall, offer: SdpOffer) -> SrtpKeys | None:
+        """The keys for a re-offer: Theo keeps its own key, the peer's may change."""
+        local = call.srtp.local_key if call.srtp is not None else None
+        return negotiate_srtp(offer, self.settings.srtp, call.over_tls, self.settings.srtp_over_udp, local)
 
     def _keep_or_choose(self, call: GatewayCall, offer: SdpOffer) -> RtpFormat:
         """Keep the running codec when the re-offer still has it (no media restart)."""
@@ -118,6 +131,7 @@ class DialogEvents:
                 preference = sorted(self._preference, key=lambda name: name.upper() != running)
                 prm.sdp.wholeSdp = build_offer(
                     preference, call.media.host, call.media.port, call.origin, ptime=self.settings.ptime_ms,
+                    crypto=answer_crypto(call.srtp) if call.srtp is not None else "",
                 )
                 call.reoffered = True
                 self._stats.reinvites += 1
@@ -131,12 +145,16 @@ class DialogEvents:
                 return  # already refused in onCallRxOffer
         call.pending_offer = None
         assert call.codec is not None
+        try:
+            call.srtp = self._srtp_for(call, offer)
+        except SrtpRefused:
+            return  # already refused in onCallRxOffer
         prm.sdp.wholeSdp = build_answer(
             offer, call.codec, call.media.host, call.media.port, call.origin,
-            ptime=self.settings.ptime_ms,
+            ptime=self.settings.ptime_ms, crypto=answer_crypto(call.srtp) if call.srtp is not None else "",
         )
         self._stats.reinvites += 1
-        remote = remote_media(offer, call.codec, self.settings.ptime_ms)
+        remote = remote_media(offer, call.codec, self.settings.ptime_ms, call.srtp)
         if remote != call.setup.remote:
             call.setup = _replace_remote(call.setup, remote)
             self._stats.media_updates += 1
@@ -162,6 +180,9 @@ class DialogEvents:
             payload_type=info.txPt, clock_rate=8000,
             telephone_event_pt=info.audTxEventPt if info.audTxEventPt > 0 else None,
             direction=directions.get(info.dir, "inactive"), ptime_ms=self.settings.ptime_ms,
+            # Theo's own re-offer carried its key again; the peer's is taken as unchanged
+            # (pjsua's stream info has no SDES key; a changed one would show as srtp_auth drops).
+            srtp=call.srtp,
         )
         if remote.port and remote != call.setup.remote:
             call.setup = _replace_remote(call.setup, remote)

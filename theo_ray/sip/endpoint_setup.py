@@ -91,4 +91,10 @@ def account_config(s: SipSettings, addresses: dict[str, tuple[str, int]]) -> pj.
     acfg.callConfig.timerSessExpiresSec = s.session_expires
     acfg.callConfig.timerMinSESec = s.min_se
     acfg.mediaConfig.useLoopMedTp = True
+    if s.srtp != "off":
+        # Without it pjsua refuses an RTP/SAVP offer itself (488) before Theo answers it;
+        # the keys and the SRTP are Theo's (sdes.py, the CallActor's RtpSession): pjsua's
+        # own SRTP only wraps its loop transport, which carries no packets.
+        acfg.mediaConfig.srtpUse = pj.PJMEDIA_SRTP_OPTIONAL
+        acfg.mediaConfig.srtpSecureSignaling = 0  # Theo's sdes.py applies sip.srtp_over_udp
     return acfg

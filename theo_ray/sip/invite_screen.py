@@ -17,6 +17,8 @@ import msgspec
 
 from theo_ray.sip.invite import InviteInfo, PeerFilter, header_values, parse_invite, source_host
 from theo_ray.sip.numbers import ascii_int
+from theo_ray.media.srtp import SrtpKeys
+from theo_ray.sip.sdes import SrtpMode, SrtpRefused, came_over_tls, negotiate_srtp
 from theo_ray.sip.sdp import NoCommonCodec, RtpFormat, SdpError, SdpOffer, choose_codec, parse_offer
 
 # pjsip's compile-time PJSIP_MAX_PKT_LEN in the pjsua2-python wheel: a longer UDP datagram
@@ -46,6 +48,7 @@ class Admitted(msgspec.Struct, frozen=True):
     info: InviteInfo
     offer: SdpOffer | None
     codec: RtpFormat | None
+    srtp: SrtpKeys | None = None  # SRTP keys of the answer (sdes.negotiate_srtp)
 
     @property
     def delayed_offer(self) -> bool:
@@ -92,6 +95,8 @@ def screen_invite(
     media_family: int = 4,
     free_slots: int = 1,
     retry_after_s: int = 2,
+    srtp: SrtpMode = "off",
+    srtp_over_udp: bool = False,
 ) -> Refusal | Admitted:
     """The rule for one initial INVITE; ``source`` is pjsip's "host:port" string."""
     if not peers.allows(source_host(source)):
@@ -133,6 +138,8 @@ def screen_invite(
     if not info.call_id:
         return Refusal(400, "malformed_invite", "no Call-ID")
     if not body.strip():
+        if srtp == "required":  # Theo's own offer is plain RTP
+            return Refusal(488, "srtp_refused", "no offer (delayed offer) and sip.srtp is required")
         return Admitted(info, None, None)  # delayed offer
     if content_type != "application/sdp":
         return Refusal(
@@ -152,4 +159,8 @@ def screen_invite(
     family = ipaddress.ip_address(offer.connection_host).version
     if family != media_family:
         return Refusal(488, "malformed_sdp", f"media on IPv{family}; Theo's RTP is IPv{media_family}")
-    return Admitted(info, offer, codec)
+    try:
+        keys = negotiate_srtp(offer, srtp, came_over_tls(text), srtp_over_udp)
+    except SrtpRefused as exc:
+        return Refusal(488, "srtp_refused", str(exc))
+    return Admitted(info, offer, codec, keys)

@@ -13,6 +13,7 @@ from typing import Literal
 import msgspec
 
 from theo_ray.media.direction import Direction
+from theo_ray.media.srtp import SrtpKeys
 from theo_ray.messages import TraceContext
 
 EndReason = Literal[
@@ -46,6 +47,7 @@ class RemoteMedia(msgspec.Struct, frozen=True):
     telephone_event_pt: int | None = None
     direction: Direction = "sendrecv"
     ptime_ms: int = 20
+    srtp: SrtpKeys | None = None  # SRTP keys negotiated in the SDP (SDES); None: plain RTP
 
 
 class CallSetup(msgspec.Struct, frozen=True):

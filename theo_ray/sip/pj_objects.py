@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import pjsua2 as pj
 
+from theo_ray.media.srtp import SrtpKeys
 from theo_ray.sip.messages import CallSetup, EndReason, MediaAnswer, RemoteMedia
 from theo_ray.sip.sdp import RtpFormat, SdpOffer, SdpOrigin, answer_direction
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 _NONCES = itertools.count(1)
 
 
-def remote_media(offer: SdpOffer, codec: RtpFormat, ptime_ms: int) -> RemoteMedia:
+def remote_media(offer: SdpOffer, codec: RtpFormat, ptime_ms: int, srtp: SrtpKeys | None = None) -> RemoteMedia:
     event = offer.telephone_event_for(codec)
     return RemoteMedia(
         host=offer.connection_host,
@@ -35,6 +36,7 @@ def remote_media(offer: SdpOffer, codec: RtpFormat, ptime_ms: int) -> RemoteMedi
         direction=answer_direction(offer),
         # a=ptime is a hint; a nonsense one (0, negative, minutes) keeps Theo's own.
         ptime_ms=offer.ptime if offer.ptime and 10 <= offer.ptime <= 120 else ptime_ms,
+        srtp=srtp,
     )
 
 
@@ -74,6 +76,8 @@ class GatewayCall(pj.Call):
         self.media: MediaAnswer | None = None
         self.origin = SdpOrigin(session_id=random.randrange(1, 2**31))
         self.pending_offer: SdpOffer | None = None
+        self.srtp: SrtpKeys | None = None  # the call's SRTP keys (SDES), None: plain RTP
+        self.over_tls = False  # the INVITE came over SIP over TLS (SDES keys may be taken)
         self.delayed_offer = False  # INVITE without SDP: Theo offers, the ACK answers
         self.reoffered = False  # Theo offered in a re-INVITE's 2xx: the ACK answers
         self.invite_text = ""  # the initial INVITE as received (DialogRelease builds on it)

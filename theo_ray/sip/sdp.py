@@ -92,6 +92,10 @@ class SdpOffer(msgspec.Struct, frozen=True):
     direction: Direction
     ptime: int | None
     sections: list[MediaSection]
+    # RTP/SAVP (SRTP) offered, and the audio stream's a=crypto values (SDES, RFC 4568),
+    # read by theo_ray/sip/sdes.py.
+    secure: bool = False
+    crypto: list[str] = []
 
     def telephone_event_for(self, codec: RtpFormat) -> RtpFormat | None:
         """The offer's telephone-event type at the codec's RTP clock, else its first one."""
@@ -152,7 +156,7 @@ def parse_offer(text: str) -> SdpOffer:
                     session_dir = name
                 else:
                     target["dir"] = name
-            elif target is not None and name in ("rtpmap", "fmtp", "ptime"):
+            elif target is not None and name in ("rtpmap", "fmtp", "ptime", "crypto"):
                 target["attrs"].append((name, attr_value))
 
     if not any(s["kind"] == "audio" for s in sections):
@@ -200,7 +204,8 @@ def _parse_connection(value: str) -> str:
 def _audio_offer(
     index: int, section: dict, sections: list[dict], session_conn: str, session_dir: str | None
 ) -> SdpOffer:
-    if not section["proto"].startswith("RTP/AVP"):
+    secure = section["proto"] == "RTP/SAVP"
+    if not (secure or section["proto"].startswith("RTP/AVP")):
         raise SdpError("unsupported_profile", section["proto"])
     host = section["conn"] or session_conn
     if not host:
@@ -208,7 +213,11 @@ def _audio_offer(
     rtpmaps: dict[int, tuple[str, int, int]] = {}
     fmtps: dict[int, str] = {}
     ptime: int | None = None
+    crypto: list[str] = []
     for name, attr in section["attrs"]:
+        if name == "crypto":
+            crypto.append(attr)
+            continue
         if name == "ptime":
             ptime = _parse_ptime(attr)
             continue
@@ -251,6 +260,8 @@ def _audio_offer(
         sections=[
             MediaSection(s["kind"], s["port"], s["proto"], list(s["formats"])) for s in sections
         ],
+        secure=secure,
+        crypto=crypto,
     )
 
 
@@ -324,14 +335,16 @@ def build_answer(
     origin: SdpOrigin,
     *,
     ptime: int = 20,
+    crypto: str = "",
 ) -> str:
     """Whole answer SDP: our audio stream at ``host:port`` and every other stream rejected.
+    ``crypto`` (the value of Theo's a=crypto, sdes.answer_crypto) makes it RTP/SAVP.
 
     ``origin`` is the call's o= state: its version is bumped only when the body changes,
     as RFC 3264 section 8 asks, so a PBX can tell a real change from a refresh.
     """
     family = "IP6" if ":" in host else "IP4"
-    audio: list[str] = [f"m=audio {port} RTP/AVP {codec.payload_type}"]
+    audio: list[str] = [f"m=audio {port} {'RTP/SAVP' if crypto else 'RTP/AVP'} {codec.payload_type}"]
     event = offer.telephone_event_for(codec)
     if event is not None:
         audio[0] += f" {event.payload_type}"
@@ -346,6 +359,8 @@ def build_answer(
     audio.append(f"a=ptime:{ptime}")
     audio.append(f"a=rtcp:{port + 1}")  # the CallActor binds RTCP on the next port
     audio.append(f"a={answer_direction(offer)}")
+    if crypto:
+        audio.append(f"a=crypto:{crypto}")
 
     media_lines: list[str] = []
     for index, section in enumerate(offer.sections):
@@ -377,7 +392,9 @@ _OFFER_FORMATS: dict[str, RtpFormat] = {
 OFFER_TELEPHONE_EVENT_PT = 101
 
 
-def build_offer(preference: list[str], host: str, port: int, origin: SdpOrigin, *, ptime: int = 20) -> str:
+def build_offer(
+    preference: list[str], host: str, port: int, origin: SdpOrigin, *, ptime: int = 20, crypto: str = ""
+) -> str:
     """Theo's own offer, for an INVITE that came without one (delayed offer, RFC 3261
     section 13.2.1): the 200 OK carries it and the caller's ACK carries the answer.
 
@@ -395,7 +412,7 @@ def build_offer(preference: list[str], host: str, port: int, origin: SdpOrigin, 
         "s=theo",
         f"c=IN {family} {host}",
         "t=0 0",
-        f"m=audio {port} RTP/AVP {pts} {OFFER_TELEPHONE_EVENT_PT}",
+        f"m=audio {port} {'RTP/SAVP' if crypto else 'RTP/AVP'} {pts} {OFFER_TELEPHONE_EVENT_PT}",
     ]
     lines += [f"a=rtpmap:{f.payload_type} {f.encoding}/{f.clock_rate}" for f in formats]
     lines += [
@@ -404,6 +421,7 @@ def build_offer(preference: list[str], host: str, port: int, origin: SdpOrigin, 
         f"a=ptime:{ptime}",
         f"a=rtcp:{port + 1}",
         "a=sendrecv",
+        *([f"a=crypto:{crypto}"] if crypto else []),
     ]
     body = "\r\n".join(lines) + "\r\n"
     origin.last_body = body

@@ -51,6 +51,12 @@ class SipSettings(msgspec.Struct, forbid_unknown_fields=True):
     admission: AdmissionSettings = msgspec.field(default_factory=AdmissionSettings)
     # SIP over TLS beside the transports above (theo_ray/sip/tls.py; README "Security").
     tls: SipTlsSettings = msgspec.field(default_factory=SipTlsSettings)
+    # SRTP keyed in the SDP (SDES, RFC 4568; theo_ray/sip/sdes.py): "optional" answers an
+    # RTP/SAVP offer with SRTP and a plain one with RTP; "required" refuses plain offers
+    # (488); "off" refuses SRTP offers (488). SDES keys travel in the SDP, so an SRTP offer
+    # is taken only over SIP over TLS unless srtp_over_udp.
+    srtp: Literal["off", "optional", "required"] = "optional"
+    srtp_over_udp: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_calls <= PJSUA_MAX_CALLS:

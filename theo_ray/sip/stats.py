@@ -12,6 +12,8 @@ class GatewayStats(msgspec.Struct):
     rejected_403: int = 0  # source not in allowed_peers
     malformed_sdp: int = 0  # offer we could not parse (initial or re-INVITE)
     no_common_codec: int = 0  # well-formed offer without a codec we decode (488)
+    srtp_refused: int = 0  # media security against sip.srtp / srtp_over_udp (488)
+    srtp_calls: int = 0  # calls answered with SRTP (SDES)
     rejected_by_stack: int = 0  # INVITEs pjsip refused before the application saw them
     busy_while_free: int = 0  # pjsua's own 486 while Theo held fewer than max_calls calls
     too_large: int = 0  # INVITE cut by the transport or shorter than its Content-Length (513)

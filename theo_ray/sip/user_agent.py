@@ -45,6 +45,7 @@ from theo_ray.sip.pj_objects import (
 )
 from theo_ray.sip.pj_thread import PjLogWriter, PjsuaThread
 from theo_ray.sip.router import CallRouter
+from theo_ray.sip.sdes import answer_crypto, came_over_tls
 from theo_ray.sip.sdp import SdpError, build_answer, parse_offer
 from theo_ray.sip.settings import PJSUA_MAX_CALLS, SipSettings
 from theo_ray.sip.stats import GatewayStats
@@ -231,6 +232,7 @@ class SipUserAgent(DialogEvents):
                 media_family=self._media_family,
                 free_slots=self.settings.max_calls - len(self._sessions),
                 retry_after_s=self.settings.retry_after_s,
+                srtp=self.settings.srtp, srtp_over_udp=self.settings.srtp_over_udp,
             )
         if isinstance(verdict, Refusal):
             setattr(self._stats, verdict.counter, getattr(self._stats, verdict.counter) + 1)
@@ -241,6 +243,7 @@ class SipUserAgent(DialogEvents):
         call.source_address = source
         info = verdict.info
         call.invite_text = prm.rdata.wholeMsg
+        call.over_tls = came_over_tls(call.invite_text)
         session_id = info.session_header or info.call_id
         if session_id in self._sessions:
             self._stats.duplicate_session += 1
@@ -254,7 +257,8 @@ class SipUserAgent(DialogEvents):
             assert verdict.offer is not None and verdict.codec is not None
             call.codec = verdict.codec
             call.pending_offer = verdict.offer
-            remote = remote_media(verdict.offer, verdict.codec, self.settings.ptime_ms)
+            call.srtp = verdict.srtp
+            remote = remote_media(verdict.offer, verdict.codec, self.settings.ptime_ms, verdict.srtp)
         call.delayed_offer = verdict.delayed_offer
         call.session_expires = info.session_expires or (
             self.settings.session_expires if self.settings.session_timers == "always" else 0
@@ -332,8 +336,10 @@ class SipUserAgent(DialogEvents):
             assert call.pending_offer is not None and call.codec is not None
             prm.sdp.wholeSdp = build_answer(
                 call.pending_offer, call.codec, media.host, media.port, call.origin,
-                ptime=self.settings.ptime_ms,
+                ptime=self.settings.ptime_ms, crypto=answer_crypto(call.srtp) if call.srtp else "",
             )
+            if call.srtp is not None:
+                self._stats.srtp_calls += 1
             call.pending_offer = None
         # A delayed offer is answered without an SDP here: pjsua creates its offer while it
         # sends the 200 OK and _on_sdp_created replaces it with Theo's (build_offer).
