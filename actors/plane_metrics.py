@@ -59,6 +59,8 @@ class PlaneMetrics:
         m = self.metrics
         if turn.caller_text or turn.end_of_turn_at:
             m.inc("theo_turns_total", rule=turn.endpoint_rule or "none")
+        if turn.read_back:  # as it happens: a run of read-backs shows while the calls go on
+            m.inc("theo_readbacks_total")
         stages = turn_stages(turn)
         for stage, value in stages.items():
             m.observe("theo_turn_stage_ms", value, stage=stage)

@@ -52,8 +52,9 @@ def test_the_corpus_covers_what_callers_say():
 
 
 def test_settings_are_presets_and_stt_keys():
-    assert parse_setting("beam5+hotwords") == ({"beam_size": 5, "vocabulary": "hotwords"}, False)
-    assert parse_setting("window_min_s=30+hints") == ({"window_min_s": 30}, True)
+    assert parse_setting("beam5+hotwords") == ({"beam_size": 5, "vocabulary": "hotwords"}, "")
+    assert parse_setting("window_min_s=30+hints") == ({"window_min_s": 30}, "hints")
+    assert parse_setting("beam5+asked") == ({"beam_size": 5}, "asked")
     for bad in ("beam7", "no_such_key=1"):
         with pytest.raises(ValueError):
             parse_setting(bad)

@@ -428,3 +428,69 @@ def test_an_unsure_transcript_is_not_answered_but_the_caller_asked_to_repeat_onc
     assert not second.asked_to_repeat and second.agent_text.startswith("Atendemos")
     assert record.repeat_requests == 1
     assert not any("horário?" == m.content for m in result.models.generated[0].messages if m.role == "user")
+
+
+CPF_RULES = [
+    Rule(match="segunda via", reply="Claro. Qual é o seu CPF?"),
+    Rule(match="452", reply="Obrigada, CPF anotado."),
+]
+DICTATION = [Line(3.0, "Quero a segunda via.", 1.2), Line(8.0, "Meu CPF é 452.318.990-17.", 2.0)]
+
+
+def test_what_the_agent_asked_goes_to_stt_as_the_hint_with_digits_expected_after_a_cpf_question():
+    from theo_ray.conversation.stt_hint import DIGITS_CUE
+
+    result = run_virtual(lambda: fake_call(DICTATION, CPF_RULES, seconds=16))
+    hinted = result.models.hinted
+    # The first answer follows the greeting (no question in it: the whole of it).
+    assert {h for text, h in hinted if text == "Quero a segunda via."} == {"Olá! Aqui é a Theo."}
+    # The CPF, partials and final alike: the agent's last question, then the digits cue.
+    assert {h for text, h in hinted if "452" in text} == {f"Qual é o seu CPF? {DIGITS_CUE}"}
+    assert result.record.turns[1].agent_text == "Obrigada, CPF anotado."  # heard sure: answered
+    assert result.record.readbacks == 0
+
+    off = run_virtual(lambda: fake_call(DICTATION, CPF_RULES, seconds=16, settings=ConversationSettings(stt_hint="off")))
+    assert off.models.hinted and {h for _, h in off.models.hinted} == {""}
+    digits = run_virtual(lambda: fake_call(DICTATION, CPF_RULES, seconds=16, settings=ConversationSettings(stt_hint="digits")))
+    assert {h for text, h in digits.models.hinted if text == "Quero a segunda via."} == {""}  # no digits asked for
+    assert {h for text, h in digits.models.hinted if "452" in text} == {f"Qual é o seu CPF? {DIGITS_CUE}"}
+
+
+def test_an_unsure_dictated_digit_is_read_back_and_a_yes_hands_the_model_the_number():
+    lines = [*DICTATION, Line(17.5, "Sim.", 0.5)]
+    result = run_virtual(lambda: fake_call(lines, CPF_RULES, seconds=24, stt_digit_probability=0.3))
+    record = result.record
+    first, readback, confirmed = record.turns
+    assert readback.read_back == "45231899017" and record.readbacks == 1
+    assert readback.agent_text == "Só confirmando: quatro cinco dois, três um oito, nove nove zero, um sete. Está certo?"
+    # The guess never reached the model: it was asked twice (the request, then the confirmed number).
+    assert len(result.models.generated) == 2
+    assert result.models.generated[1].messages[-1].content == "Meu CPF é 452.318.990-17."
+    assert confirmed.readback_confirmed and confirmed.caller_text == "Sim." and confirmed.agent_text == "Obrigada, CPF anotado."
+    # The caller's "sim" was decoded with the read-back's question as the hint.
+    assert {h for text, h in result.models.hinted if text == "Sim."} == {"Está certo?"}
+    assert not record.repeat_requests and not record.errors
+
+
+def test_a_no_to_a_read_back_asks_for_the_number_again_and_read_backs_stop_after_the_limit():
+    settings = ConversationSettings(readback_max_in_a_row=1)
+    lines = [*DICTATION, Line(17.5, "Não.", 0.5), Line(22.0, "É 452.318.990-17.", 2.0)]
+    result = run_virtual(lambda: fake_call(lines, CPF_RULES, seconds=30, settings=settings, stt_digit_probability=0.3))
+    record = result.record
+    assert [t.read_back for t in record.turns] == ["", "45231899017", "", ""]
+    assert record.turns[2].asked_to_repeat and record.repeat_requests == 1 and record.readbacks == 1
+    marks = result.line.marks_heard()
+    assert sum(1 for m in marks if m.startswith("prompt")) == 1, marks  # "Pode repetir o número…"
+    # The number said again, as unsure, is not read back a second time: the model has it.
+    assert record.turns[3].agent_text == "Obrigada, CPF anotado."
+    assert result.models.generated[-1].messages[-1].content == "É 452.318.990-17."
+
+
+def test_read_back_off_and_money_are_answered_as_heard():
+    rules = [*CPF_RULES, Rule(match="reais", reply="Vou verificar esse valor.")]
+    lines = [Line(3.0, "A conta veio 1290 reais.", 1.5)]
+    result = run_virtual(lambda: fake_call(lines, rules, seconds=10, stt_digit_probability=0.3))
+    assert result.record.readbacks == 0 and result.record.turns[0].agent_text == "Vou verificar esse valor."
+    off = ConversationSettings(readback_word_probability=0.0)
+    result = run_virtual(lambda: fake_call(DICTATION, CPF_RULES, seconds=16, settings=off, stt_digit_probability=0.3))
+    assert result.record.readbacks == 0 and result.record.turns[1].agent_text == "Obrigada, CPF anotado."

@@ -5,6 +5,8 @@ tests/conversation). Same interface as `theo_ray.conversation.model_client.Model
 streams are async iterators with `cancel()`, as Ray Serve's response generators are, and
 every delay runs on the loop's clock (virtual time in the fast tests).
 - STT: the scripted caller's decoder (a perfect ear) after `stt_delay_s`; `stt_down` raises.
+  Every request's (text heard, hint) is kept (`hinted`); words carry probability 0.95, and the words with a
+  digit in them `stt_digit_probability` (a dictated number the decoder is unsure of).
 - LLM: the first rule whose regex matches the last caller message gives the reply (and
   optionally a tool call), one word every `token_delay_s`; `hang` never answers; `fail`
   raises after the first words. With `fallback_rules`, a second model (`llm.fallback`).
@@ -23,7 +25,8 @@ import msgspec
 import numpy as np
 
 from theo_ray.conversation.model_client import FALLBACK_LLM, PRIMARY_LLM, LocalBreakers
-from theo_ray.messages import GenerateRequest, LlmDelta, Segment, SynthesizeRequest, ToolCall, TraceContext, TtsChunk
+from theo_ray.messages import (GenerateRequest, LlmDelta, Segment, SynthesizeRequest, ToolCall, TraceContext, TtsChunk,
+                               Word)
 from tests.fakes.scripted_caller import RATE, ScriptedCaller
 
 
@@ -74,6 +77,7 @@ class ScriptedModels:
         breakers=None,
         stt_down: bool = False,
         stt_logprob: float = -0.1,  # Whisper's avg_logprob for every segment (confidence)
+        stt_digit_probability: float = 0.95,  # the probability of every word with a digit in it
     ) -> None:
         self.caller = caller
         self.rules = [(re.compile(r.match, re.IGNORECASE), r) for r in rules]
@@ -88,18 +92,29 @@ class ScriptedModels:
         self.breakers = breakers or LocalBreakers()
         self.stt_down = stt_down  # every transcription raises (a dead STT replica)
         self.stt_logprob = stt_logprob
+        self.stt_digit_probability = stt_digit_probability
+        self.hinted: list[tuple[str, str]] = []  # every transcription's (text, hint), in order
         self.transcribed: list[str] = []
         self.generated: list[GenerateRequest] = []
         self.generated_by: list[str] = []  # which model each request went to
         self.synthesized: list[str] = []
 
-    async def transcribe(self, audio16: np.ndarray, prompt: str = "", trace: TraceContext = TraceContext()) -> list[Segment]:
+    async def transcribe(
+        self, audio16: np.ndarray, prompt: str = "", trace: TraceContext = TraceContext(), hint: str = ""
+    ) -> list[Segment]:
         await asyncio.sleep(self.stt_delay_s)
         if self.stt_down:
             raise RuntimeError("scripted STT replica died")
         text = self.caller.decode_text(audio16)
         self.transcribed.append(text)
-        return [Segment(text=text, start=0.0, end=len(audio16) / RATE, avg_logprob=self.stt_logprob, no_speech_prob=0.01)] if text else []
+        self.hinted.append((text, hint))
+        if not text:
+            return []
+        end = len(audio16) / RATE
+        words = [Word(w, 0.0, end, self.stt_digit_probability if any(c.isdigit() for c in w) else 0.95)
+                 for w in text.split()]
+        return [Segment(text=text, start=0.0, end=end, avg_logprob=self.stt_logprob, no_speech_prob=0.01, words=words,
+                        min_word_probability=min(w.probability for w in words))]
 
     def language_models(self) -> list[str]:
         return [PRIMARY_LLM] if self.fallback_rules is None else [PRIMARY_LLM, FALLBACK_LLM]

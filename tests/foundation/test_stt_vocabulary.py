@@ -95,3 +95,38 @@ def test_bad_decoding_settings_are_config_errors():
     for stt in ({"beam_size": 0}, {"temperature_fallback": [1.5]}, {"vocabulary": "always"}):
         with pytest.raises(ConfigError):
             config_from_mapping({"stt": stt})
+
+
+def test_the_agents_question_reaches_the_decoder_through_the_calls_transcriber():
+    """The call's own path: the Transcriber's hint (what the agent asked, from stt_hint) ->
+    ModelClient's TranscribeRequest -> the SpeechToText deployment -> faster-whisper's
+    initial prompt; real Whisper base on a caller's CPF dictated by a Kokoro voice over G.711."""
+    from types import SimpleNamespace
+
+    from theo_ray.bench.stt_render import LineRenderer
+    from theo_ray.conversation.model_client import ModelClient
+    from theo_ray.conversation.readback import dictated_runs
+    from theo_ray.conversation.records import CallRecord
+    from theo_ray.conversation.stt_hint import DIGITS_CUE, hint_for
+    from theo_ray.conversation.transcriber import Transcriber
+    from theo_ray.messages import TraceContext
+
+    deployment, calls = _deployment({})
+
+    class _SttHandle:  # what ModelClient calls on a Serve handle, in process
+        def options(self, stream: bool):
+            return SimpleNamespace(transcribe=SimpleNamespace(remote=deployment.transcribe))
+
+    config = config_from_mapping({})
+    renderer = LineRenderer(config.model_cache() / "stt-bench", config.model_cache())
+    audio = asyncio.run(renderer.render("pf_dora", "g711-clean",
+                                        "Meu CPF é quatro cinco dois, três um oito, nove nove zero, dezessete."))
+    asked = "Certo, vou puxar a sua fatura. Qual é o seu CPF?"
+    transcriber = Transcriber(ModelClient(SimpleNamespace(stt=_SttHandle())), 60.0, CallRecord(session_id="s"),
+                              TraceContext, hint=lambda: hint_for(asked).text)
+    transcript = asyncio.run(transcriber.transcribe(audio, final=True))
+    (kwargs,) = calls
+    assert kwargs["initial_prompt"] == f"Qual é o seu CPF? {DIGITS_CUE}"  # the question, digits expected
+    assert transcript.words and all(0.0 < w.probability <= 1.0 for w in transcript.words)
+    runs = dictated_runs(transcript.words, 4)  # the dictation came back as digits, with their confidence
+    assert runs and runs[0].digits.startswith("452"), transcript.text

@@ -57,6 +57,13 @@ def test_turn_stages_from_a_record():
     assert turn_stages(_turn(first_rtp_at=0.0, filler_at=0.0))["first_audio"] is None
 
 
+def test_a_read_back_is_counted_as_its_turn_is_done():
+    pm = PlaneMetrics("plane-a", backend="memory")
+    pm.turn_done(_turn())
+    pm.turn_done(_turn(index=2, read_back="45231899017"))  # a dictated CPF read back, not answered
+    assert pm.metrics.value("theo_readbacks_total") == 1
+
+
 def test_plane_metrics_from_turns_barge_ins_and_the_call_end():
     pm = PlaneMetrics("plane-a", backend="memory")
     pm.turn_done(_turn())

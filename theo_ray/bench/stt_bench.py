@@ -30,6 +30,8 @@ from theo_ray.bench.stats import pct
 from theo_ray.bench.stt_judge import Corpus, CorpusUtterance, Judgement, judge, load_corpus, wer
 from theo_ray.bench.stt_render import DEFAULT_CONDITIONS, DEFAULT_VOICES, KOKORO_VOICES, LineRenderer, check_names
 from theo_ray.config import SpeechToTextSettings, TheoConfig
+from theo_ray.conversation.readback import dictated_runs
+from theo_ray.conversation.stt_hint import hint_for
 
 PRESETS: dict[str, dict] = {
     "current": {},
@@ -44,9 +46,13 @@ PRESETS: dict[str, dict] = {
     "hotwords": {"vocabulary": "hotwords"},
     "prompt": {"vocabulary": "prompt"},
     "novocab": {"vocabulary": "off"},
-    # Not an [stt] key: each utterance's `asked` (what the agent just asked) sent as the hint.
+    # Not [stt] keys: each utterance's `asked` (what the agent just asked) sent as the hint —
+    # as a call sends it (the question, and the digits cue after a question asking for
+    # digits: theo_ray/conversation/stt_hint.py), or "asked": the bare question.
     "hints": {},
+    "asked": {},
 }
+HINT_PRESETS = ("hints", "asked")
 
 
 def _value(raw: str):
@@ -58,10 +64,11 @@ def _value(raw: str):
         return raw
 
 
-def parse_setting(name: str) -> tuple[dict, bool]:
-    """A setting's `[stt]` overrides and whether it sends hints; ValueError if unknown."""
+def parse_setting(name: str) -> tuple[dict, str]:
+    """A setting's `[stt]` overrides and the hints it sends ("", "hints" or "asked");
+    ValueError if unknown."""
     overrides: dict = {}
-    hints = False
+    hints = ""
     for part in filter(None, (p.strip() for p in name.split("+"))):
         if "=" in part:
             key, raw = part.split("=", 1)
@@ -70,13 +77,13 @@ def parse_setting(name: str) -> tuple[dict, bool]:
             overrides[key] = _value(raw)
         elif part in PRESETS:
             overrides.update(PRESETS[part])
-            hints = hints or part == "hints"
+            hints = part if part in HINT_PRESETS else hints
         else:
             raise ValueError(f"unknown setting {part!r}: a preset ({', '.join(PRESETS)}) or key=value")
     return overrides, hints
 
 
-def settings_for(config: TheoConfig, corpus: Corpus, name: str) -> tuple[SpeechToTextSettings, bool]:
+def settings_for(config: TheoConfig, corpus: Corpus, name: str) -> tuple[SpeechToTextSettings, str]:
     overrides, hints = parse_setting(name)
     terms = list(dict.fromkeys([*config.stt.domain_terms, *corpus.domain_terms]))
     raw = msgspec.to_builtins(config.stt) | {"domain_terms": terms} | overrides
@@ -97,6 +104,9 @@ class Transcript(msgspec.Struct):
     loop_passed_on: bool
     min_avg_logprob: float | None
     min_word_probability: float | None
+    # The least sure word of the dictated digit runs (readback.py), None without one: what
+    # `conversation.readback_word_probability` is compared with.
+    digit_probability: float | None = None
 
 
 class Cell(msgspec.Struct):
@@ -138,7 +148,7 @@ class _Decoder(msgspec.Struct):
 
     name: str
     backend: object
-    hints: bool
+    hints: str  # "", "hints" (as a call sends them) or "asked" (the bare question)
 
 
 def _decoders(config: TheoConfig, corpus: Corpus, names: list[str]) -> list[_Decoder]:
@@ -183,7 +193,7 @@ def run_stt_bench(
     progress: Callable[[str], None] = print,
     checkpoint: Callable[[SttBenchReport], None] | None = None,
 ) -> SttBenchReport:
-    from theo_ray.deployments.backends.faster_whisper_stt import looks_like_a_loop
+    from theo_ray.deployments.backends.faster_whisper_stt import looks_like_a_loop, to_segment
 
     started = time.perf_counter()
     check_names(voices, conditions)
@@ -201,17 +211,19 @@ def run_stt_bench(
             audios = asyncio.run(_render_all(renderer, voice, condition, utterances))
             for utt, audio in zip(utterances, audios):
                 for d in decoders:
-                    hint = utt.asked if d.hints else ""
+                    hint = _hint(utt.asked, d.hints)
                     t0 = time.perf_counter()
                     segments, redecoded = d.backend.transcribe_blocking(audio, d.backend.settings.language, "", True, hint)
                     ms = (time.perf_counter() - t0) * 1000
                     text = " ".join(s.text.strip() for s in segments).strip()
                     j = judge(utt.text, utt.keys, text)
                     probs = [float(w.probability) for s in segments for w in (s.words or [])]
+                    runs = dictated_runs([w for s in segments for w in to_segment(s).words], config.conversation.readback_min_digits)
                     transcripts.append(Transcript(
                         utt.id, voice, condition, d.name, text, round(ms, 1), j.errors, j.reference_words, j.missed,
                         redecoded, looks_like_a_loop(text, len(audio) / 16000, d.backend.settings.loop_words_per_s),
-                        min((float(s.avg_logprob) for s in segments), default=None), min(probs, default=None)))
+                        min((float(s.avg_logprob) for s in segments), default=None), min(probs, default=None),
+                        min((r.probability for r in runs), default=None)))
             cells = [summarise(d.name, voice, condition, [t for t in transcripts if (t.setting, t.voice, t.condition) == (d.name, voice, condition)]) for d in decoders]
             progress(f"  {voice} {condition}: " + "; ".join(f"{c.setting} WER {c.wer:.3f} lost {c.meaning_lost:.0%} "
                                                            f"p50 {c.ms_p50:.0f} ms" for c in cells))
@@ -231,6 +243,12 @@ def _report(config: TheoConfig, decoders: list[_Decoder], utterances: list[Corpu
     return SttBenchReport(decoders[0].backend.model_path, config.stt.cpu_threads, len(utterances),
                           {d.name: parse_setting(d.name)[0] for d in decoders}, voices, conditions, cells, totals,
                           transcripts, round(time.perf_counter() - started, 1))
+
+
+def _hint(asked: str, mode: str) -> str:
+    if not asked or not mode:
+        return ""
+    return asked if mode == "asked" else hint_for(asked).text
 
 
 async def _render_all(renderer: LineRenderer, voice: str, condition: str, utterances: list[CorpusUtterance]) -> list[np.ndarray]:

@@ -91,7 +91,8 @@ def add_parsers(bsub: argparse._SubParsersAction) -> None:
         p.add_argument("--settings", default="" if window else "current",
                        help="comma-separated settings, each presets and [stt] key=value joined by '+' "
                             "(presets: current, beam3, beam5, window30, window15, vad, fallback, hotwords, prompt, "
-                            "novocab, hints), e.g. current,beam5+hotwords")
+                            "novocab, hints: the agent's question as a call sends it, asked: the bare question), "
+                            "e.g. current,beam5+hotwords")
         p.add_argument("--windows", default="30,15,10" if window else "",
                        help="add one setting per encoder window (stt.window_min_s, seconds; 30 = Whisper's own)")
         p.add_argument("--voices", default="pm_alex" if window else "",

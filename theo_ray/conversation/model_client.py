@@ -49,8 +49,10 @@ class ModelClient:
         """The LLMs a reply may use, in order: the primary, then the fallback if one runs."""
         return [PRIMARY_LLM, FALLBACK_LLM] if self.handles.llm_fallback is not None else [PRIMARY_LLM]
 
-    async def transcribe(self, audio16: np.ndarray, prompt: str = "", trace: TraceContext = TraceContext()) -> list[Segment]:
-        request = TranscribeRequest(audio=audio16.astype(np.int16).tobytes(), prompt=prompt, trace=trace)
+    async def transcribe(
+        self, audio16: np.ndarray, prompt: str = "", trace: TraceContext = TraceContext(), hint: str = ""
+    ) -> list[Segment]:
+        request = TranscribeRequest(audio=audio16.astype(np.int16).tobytes(), prompt=prompt, hint=hint, trace=trace)
         return [s async for s in self.handles.stt.options(stream=True).transcribe.remote(request)]
 
     def generate(self, request: GenerateRequest, model: str = PRIMARY_LLM):

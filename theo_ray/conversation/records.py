@@ -60,6 +60,11 @@ class TurnRecord(msgspec.Struct):
     # Whisper's confidence in caller_text (duration-weighted avg_logprob; 0.0 typed or none).
     caller_logprob: float = 0.0
     asked_to_repeat: bool = False  # too unsure of caller_text to answer it: asked to repeat
+    # The dictated digits read back for confirmation instead of answered (caller_gate.py),
+    # space-separated runs; "" if none. readback_confirmed: this turn was a yes to one (the
+    # model was given the turn read back).
+    read_back: str = ""
+    readback_confirmed: bool = False
     # The words the model kept repeating when the reply was stopped as a loop (bad model
     # output, counted here; nothing of it after the loop was found was spoken).
     reply_loop: str = ""
@@ -90,6 +95,7 @@ class CallRecord(msgspec.Struct):
     fillers_played: int = 0
     silence_prompts: int = 0  # reprompts and goodbyes said because nobody spoke
     repeat_requests: int = 0  # turns answered with "could you repeat?" (low STT confidence)
+    readbacks: int = 0  # dictated numbers read back for confirmation (a digit heard unsure)
     keys_pressed: int = 0  # DTMF keys the caller pressed (entries are turns, endpoint_rule "keypad")
     keypad_shortcuts: list[str] = []  # shortcut keys that acted ("0" -> a human)
     # Playout pauses taken at packet arrival (the barge-in fast path), confirmed or undone.

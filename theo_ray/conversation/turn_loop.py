@@ -11,10 +11,12 @@
   emergencies; `Cues` (cues.py): filler, "uhum"; `CallLimits` (call_limits.py): silence,
   time limit, lost media.
 - `KeypadListener` (keypad_listener.py): DTMF keys as typed entries and shortcuts.
+- `CallerGate` (caller_gate.py): a final transcript answered, asked to repeat or read back;
+  the STT hint (stt_hint.py): what the caller is answering.
 Only `_enter()` writes the state and announces each change (`StateChange`); the media plane
 is reached through a `PlaybackPort` and the `CallLine`'s inbound frames and keys.
 
-Why ~440 lines: every transition (speech start, interruption, keys, end of turn, a reply
+Why ~460 lines: every transition (speech start, interruption, keys, end of turn, a reply
 done, cancelled or failed) writes the one state and the one reply slot; split apart, each
 piece would reach into the others' state.
 """
@@ -33,6 +35,7 @@ from theo_ray.conversation.after_speech import AfterSpeechActions
 from theo_ray.conversation.barge_in import BargeInController
 from theo_ray.conversation.call_limits import CallLimits
 from theo_ray.conversation.call_control import CallControl
+from theo_ray.conversation.caller_gate import CallerGate
 from theo_ray.conversation.cues import Cues
 from theo_ray.conversation.echo_gate import EchoGate
 from theo_ray.conversation.keypad_listener import KeypadListener
@@ -104,7 +107,9 @@ class TurnLoop:
         self._done = asyncio.Event()
         barge = settings.barge_in
         self.line_level = LineLevel(barge.energy_pause_rms, barge.energy_pause_rise_db)
-        transcriber = Transcriber(models, settings.timeouts.stt_s, self.record, self.tracer.context)
+        self.gate = CallerGate(settings, self.record)
+        transcriber = Transcriber(models, settings.timeouts.stt_s, self.record, self.tracer.context,
+                                  hint=lambda: self.gate.stt_hint(self.memory.turns))
         self.user_turn = UserTurnTracker(
             settings, self.vad, self.line_level, transcriber, smart_turn, clock, ptime_ms,
             blocked=lambda: self.barge_in.active or self._state is TurnState.ENDED,
@@ -366,6 +371,7 @@ class TurnLoop:
         if self.settings.pipeline == "streaming":
             filler = asyncio.create_task(self.cues.filler_after_delay(reply))
         try:
+            words = ()
             if reply.typed:
                 turn.stamp("stt_final", self.clock())
                 turn.caller_text = reply.typed
@@ -373,17 +379,21 @@ class TurnLoop:
                 final = await self.user_turn.final_text(reply.utterance)
                 turn.stamp("stt_final", self.clock())
                 turn.stt_ms = (turn.stt_final_at - final.waited_from) * 1000.0
-                turn.caller_text, turn.caller_logprob = final.text, final.logprob
+                turn.caller_text, turn.caller_logprob, words = final.text, final.logprob, final.words
             if not turn.caller_text:
                 self._finish_reply(reply)  # noise that looked like speech: nothing to answer
                 return
-            if self._unsure_of(turn):  # not a guess answered: "could you repeat?" (once in a row)
-                turn.asked_to_repeat = True
-                self.record.repeat_requests += 1
+            verdict = self.gate.judge(turn, words)  # not a guess answered: repeat, or read back
+            if verdict.action == "repeat":
                 self._finish_reply(reply)
-                await self.actions.ask_to_repeat("didnt_catch")
+                await self.actions.ask_to_repeat(verdict.key)
                 return
-            self.memory.add_caller(turn.caller_text)
+            if verdict.action == "read_back":
+                await self.pipeline.speak(reply, verdict.text)
+                turn.stamp("drained", await reply.wait_for_playout())
+                self._finish_reply(reply)
+                return
+            self.memory.add_caller(verdict.text)
             await self.pipeline.run(reply, self._request(turn))
             if filler is not None:
                 filler.cancel()
@@ -421,10 +431,6 @@ class TurnLoop:
             if self.memory.needs_summary:
                 asyncio.create_task(self.memory.summarise())
 
-    def _unsure_of(self, turn: TurnRecord) -> bool:
-        previous = self.record.turns[-1] if self.record.turns else None
-        low = turn.caller_logprob < self.settings.low_confidence_logprob < 0.0
-        return low and not (previous is not None and previous.asked_to_repeat)
 
     def _quiet_since(self) -> float | None:
         """Since when neither side has made a sound; None while one is (or may be) busy."""

@@ -51,7 +51,8 @@ class TurnTracer:
             attributes={"turn.index": turn.index, "turn.interrupted": turn.interrupted,
                         "turn.endpoint_rule": turn.endpoint_rule, "turn.error": turn.error,
                         "stt.logprob": turn.caller_logprob, "llm.tokens": turn.reply_tokens,
-                        "llm.model": turn.llm_model, "turn.asked_to_repeat": turn.asked_to_repeat},
+                        "llm.model": turn.llm_model, "turn.asked_to_repeat": turn.asked_to_repeat,
+                        "turn.read_back": bool(turn.read_back)},
         )
         if include_transcripts():  # opt-in: a transcript may hold a CPF or a card number
             span.set_attribute("turn.caller_text", turn.caller_text)

@@ -23,6 +23,7 @@ from theo_ray.conversation.line_level import LineLevel
 from theo_ray.conversation.partials import StablePartial
 from theo_ray.conversation.settings import ConversationSettings
 from theo_ray.conversation.transcriber import Transcriber
+from theo_ray.messages import Word
 from theo_ray.turn.endpointer import SmartEndpointer
 from theo_ray.turn.turn_model import SmartTurn
 from theo_ray.turn.vad import SileroVad
@@ -82,6 +83,7 @@ class FinalTranscript:
     text: str
     waited_from: float  # when the turn machine started waiting for it
     logprob: float = 0.0  # Whisper's confidence (Transcript.logprob)
+    words: tuple[Word, ...] = ()  # with the decoder's probability of each (Transcript.words)
 
 
 class UserTurnTracker:
@@ -286,7 +288,9 @@ class UserTurnTracker:
     def _decide_again_in(self, utt: Utterance, delay_ms: float) -> None:
         if utt.end_check is not None:
             utt.end_check.cancel()
-        utt.end_check = asyncio.get_running_loop().call_later(max(0.0, delay_ms / 1000.0), self.recheck, utt)
+        # At least 1 ms: a wait that is over but for float rounding (silence 1599.9999999 ms of
+        # a 1600 ms rule) would otherwise re-decide at the same instant, forever.
+        utt.end_check = asyncio.get_running_loop().call_later(max(0.001, delay_ms / 1000.0), self.recheck, utt)
 
     def recheck(self, utt: Utterance) -> None:
         """Endpointing between frames: the speculative transcript or the turn model is in, or
@@ -311,4 +315,4 @@ class UserTurnTracker:
             utt.final_task = asyncio.create_task(self.transcriber.transcribe(utt.audio(), final=True))
         waited_from = self.clock()
         transcript = await utt.final_task
-        return FinalTranscript(transcript.text, waited_from, transcript.logprob)
+        return FinalTranscript(transcript.text, waited_from, transcript.logprob, tuple(transcript.words))

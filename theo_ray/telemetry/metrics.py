@@ -74,6 +74,7 @@ DEFINITIONS: dict[str, MetricDef] = {d.name: d for d in (
     MetricDef("theo_barge_in_reaction_ms", "histogram", "ms", "caller onset -> agent playout paused", _P, LATENCY_MS),
     MetricDef("theo_fillers_total", "counter", "events", "fillers played while a reply was prepared"),
     MetricDef("theo_repeat_requests_total", "counter", "events", "turns answered with 'could you repeat?'"),
+    MetricDef("theo_readbacks_total", "counter", "events", "dictated numbers read back for confirmation (a digit heard unsure)"),
     MetricDef("theo_silence_prompts_total", "counter", "events", "reprompts/goodbyes said because nobody spoke"),
     MetricDef("theo_dead_air_total", "counter", "turns", f"turns whose first audio came over {DEAD_AIR_S:g} s late"),
     MetricDef("theo_model_timeouts_total", "counter", "events", "model streams cut for going quiet, by stage",

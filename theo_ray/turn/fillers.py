@@ -32,6 +32,8 @@ EMERGENCY_PHRASES: dict[str, str] = {
     "bad_line": "Desculpa, a ligação tá ruim. Pode repetir, por favor?",
     # The caller's words came through, but speech-to-text is too unsure of them to answer.
     "didnt_catch": "Desculpa, não entendi direito. Pode repetir, por favor?",
+    # The caller said no to a dictated number read back to them (conversation/readback.py).
+    "readback_denied": "Desculpa. Pode repetir o número bem devagar, por favor?",
     "goodbye": "Obrigado pela ligação. Tchau!",
     # A replacement CallActor took the call over (the first one died): what was being said
     # or heard at that moment may be lost, so the caller is asked to repeat.
