@@ -282,6 +282,15 @@ class TheoConfig(msgspec.Struct, **_STRICT):
                     f"tls needs sip.tls.enabled and asterisk.theo.tls_port={theo.tls_port} equal to "
                     f"sip.tls.port={self.sip.tls.port}: the PBX dials Theo's TLS listeners",
                 )
+            sdes = self.asterisk.sip.media_encryption == "sdes"
+            if sdes and (self.sip.srtp == "off" or not (theo.transport == "tls" or self.sip.srtp_over_udp)):
+                raise ConfigError(
+                    "asterisk.sip.media_encryption",
+                    "sdes needs sip.srtp optional/required and SIP over TLS (asterisk.theo.transport = tls) "
+                    "or sip.srtp_over_udp: Theo refuses SDES keys sent in clear",
+                )
+            if self.sip.srtp == "required" and not sdes:
+                raise ConfigError("sip.srtp", "required, but the PBX is told media_encryption = no: every call would get 488")
             routes = set(self.asterisk.dialplan.transfer_routes)
             for name in self.conversation.turn.tools.transfer_destinations:
                 if name not in routes:

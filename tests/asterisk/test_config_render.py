@@ -361,3 +361,11 @@ def test_tls_transport_toward_theo(tmp_path):
 def test_udp_transport_has_no_tls_lines(tmp_path):
     _, files = render(tmp_path)
     assert "ca_list_file" not in files["pjsip.conf"].read_text()
+    endpoint = typed_section(parse_conf(files["pjsip.conf"].read_text()), "theo", "endpoint")
+    assert endpoint.get("media_encryption") == "no"
+
+
+def test_srtp_toward_theo(tmp_path):
+    _, files = render(tmp_path, ["theo.transport=tls", "sip.media_encryption=sdes"])
+    endpoint = typed_section(parse_conf(files["pjsip.conf"].read_text()), "theo", "endpoint")
+    assert endpoint.get("media_encryption") == "sdes"

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import msgspec
+
 import pytest
 
 from tests.sip.conftest import free_port
@@ -121,3 +123,13 @@ def test_the_pbx_is_told_tls_only_where_theo_listens_for_it(pki):
         TheoConfig(call=CallSettings(use_ami=True), asterisk=asterisk)
     tls = SipTlsSettings(enabled=True, port=5090, cert_file=pki.cert_file, key_file=pki.key_file)
     TheoConfig(call=CallSettings(use_ami=True), asterisk=asterisk, sip=SipSettings(tls=tls))
+    # SRTP: SDES keys only over TLS, and "required" only when the PBX is told to offer it.
+    sdes = msgspec.structs.replace(asterisk, sip=msgspec.structs.replace(asterisk.sip, media_encryption="sdes"))
+    TheoConfig(call=CallSettings(use_ami=True), asterisk=sdes, sip=SipSettings(tls=tls, srtp="required"))
+    with pytest.raises(ConfigError, match="media_encryption"):
+        TheoConfig(call=CallSettings(use_ami=True), asterisk=sdes, sip=SipSettings(tls=tls, srtp="off"))
+    with pytest.raises(ConfigError, match="sip.srtp"):
+        TheoConfig(call=CallSettings(use_ami=True), asterisk=asterisk, sip=SipSettings(tls=tls, srtp="required"))
+    plain = msgspec.structs.replace(sdes, theo=TheoGatewaySettings())
+    with pytest.raises(ConfigError, match="media_encryption"):
+        TheoConfig(call=CallSettings(use_ami=True), asterisk=plain)

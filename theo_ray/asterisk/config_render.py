@@ -192,6 +192,7 @@ def _pjsip_values(settings: AsteriskSiteSettings, tdir: Path) -> dict[str, objec
         "session_min_se_s": sip.session_min_se_s,
         "session_expires_s": sip.session_expires_s,
         "rtp_timeout_s": sip.rtp_timeout_s,
+        "media_encryption": sip.media_encryption,
         "qualify_frequency_s": sip.qualify_frequency_s,
         "qualify_timeout_s": f"{sip.qualify_timeout_s:g}",
     }

@@ -84,6 +84,9 @@ class SipTrunkSettings(msgspec.Struct, forbid_unknown_fields=True):
     # Hang up the AI leg when Theo sent no RTP for this long (a crashed Theo sends no BYE);
     # the caller then falls back to a human. Theo sends RTP every 20 ms while a call is up.
     rtp_timeout_s: Annotated[int, msgspec.Meta(ge=1, le=600)] = 5
+    # "sdes": the PBX offers SRTP to Theo (RTP/SAVP, keys in the SDP: Theo's sip.srtp), which
+    # needs theo.transport = "tls" (or Theo's sip.srtp_over_udp); "no": plain RTP.
+    media_encryption: Literal["no", "sdes"] = "no"
 
 
 class TransferRoute(msgspec.Struct, forbid_unknown_fields=True):
