@@ -80,6 +80,20 @@ def test_backchannel_does_not_stop_the_answer():
     assert all(p is not None and p.complete for p in progress)
 
 
+def test_a_misheard_acknowledgement_heard_unsure_does_not_stop_the_answer():
+    # Whisper turns a murmured "aham" into unsure words ("Nair dos", mean word probability
+    # ~0.16 measured): no stop word, a short burst -> a backchannel, the answer goes on.
+    lines = [Line(2.5, "Quanto custa o plano?", 1.2), Line(7.5, "Nair dos", 0.5)]
+    result = run_virtual(lambda: fake_call(lines, RULES, seconds=20, stt_word_probability=0.16))
+    record = result.record
+    assert [b.verdict for b in record.barge_ins] == ["backchannel"], record.barge_ins
+    assert len(record.turns) == 1 and not record.turns[0].interrupted
+    assert record.turns[0].agent_text == LONG_ANSWER
+    # The same words heard sure are content: the caller is answered instead.
+    sure = run_virtual(lambda: fake_call(lines, RULES, seconds=20, stt_word_probability=0.9)).record
+    assert [b.verdict for b in sure.barge_ins] == ["interruption"], sure.barge_ins
+
+
 def test_caller_who_goes_on_talking_before_the_answer_is_one_turn():
     # A 0.7 s pause after a complete-looking sentence ends the turn; the caller goes on
     # before any reply audio: one turn holding both parts, one answer.

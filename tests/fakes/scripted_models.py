@@ -78,11 +78,13 @@ class ScriptedModels:
         stt_down: bool = False,
         stt_logprob: float = -0.1,  # Whisper's avg_logprob for every segment (confidence)
         stt_digit_probability: float = 0.95,  # the probability of every word with a digit in it
+        stt_word_probability: float = 0.95,  # ... and of every other word
     ) -> None:
         self.caller = caller
         self.rules = [(re.compile(r.match, re.IGNORECASE), r) for r in rules]
         self.default_reply = default_reply
         self.stt_delay_s = stt_delay_s
+        self.stt_word_probability = stt_word_probability
         self.token_delay_s = token_delay_s
         self.tts_first_delay_s = tts_first_delay_s
         self.ms_per_char = ms_per_char
@@ -111,7 +113,7 @@ class ScriptedModels:
         if not text:
             return []
         end = len(audio16) / RATE
-        words = [Word(w, 0.0, end, self.stt_digit_probability if any(c.isdigit() for c in w) else 0.95)
+        words = [Word(w, 0.0, end, self.stt_digit_probability if any(c.isdigit() for c in w) else self.stt_word_probability)
                  for w in text.split()]
         return [Segment(text=text, start=0.0, end=end, avg_logprob=self.stt_logprob, no_speech_prob=0.01, words=words,
                         min_word_probability=min(w.probability for w in words))]

@@ -184,8 +184,10 @@ class BargeInController:
         if not self._verdict_pending or task is None or not task.done():
             return "open"
         self._verdict_pending = False
-        text = "" if task.cancelled() or task.exception() else task.result().text
-        verdict = self.detector.classify(text, self.vad.speech_ms)
+        heard = None if task.cancelled() or task.exception() else task.result()
+        text = heard.text if heard else ""
+        probs = [w.probability for w in heard.words] if heard else []
+        verdict = self.detector.classify(text, self.vad.speech_ms, sum(probs) / len(probs) if probs else None)
         barge.caller_text = text
         if verdict.kind in ("backchannel", "noise"):
             barge.verdict, barge.decided_at = verdict.kind, now
