@@ -44,6 +44,7 @@ class FakeLine:
         self._frames: asyncio.Queue[InboundFrame | None] = asyncio.Queue()
         self._keys: asyncio.Queue[TelephoneEvent] = asyncio.Queue()
         self.presses: list[tuple[float, str]] = []  # (offset s, keys) the caller types
+        self.keys_sent: list[tuple[float, str]] = []  # (offset s, keys) the agent sends
         self._probe: Callable[[float, float], None] | None = None
         self._last_sent: np.ndarray | None = None
         self._sent_pcm: list[np.ndarray] = []
@@ -103,6 +104,16 @@ class FakeLine:
     async def telephone_events(self) -> AsyncIterator[TelephoneEvent]:
         while True:
             yield await self._keys.get()
+
+    def send_dtmf(self, digits: str) -> asyncio.Future:
+        """Keys the agent sends: recorded with the instant (offset s) they were sent."""
+        if not digits or any(k not in "0123456789*#ABCD" for k in digits):
+            raise ValueError(f"not DTMF keys: {digits!r}")
+        loop = asyncio.get_running_loop()
+        self.keys_sent.append((loop.time() - self.t0, digits))
+        done = loop.create_future()
+        loop.call_later(0.16 * len(digits), done.set_result, None)  # ~100 ms a key + 60 ms gap
+        return done
 
     def set_arrival_probe(self, probe: Callable[[float, float], None] | None) -> None:
         self._probe = probe

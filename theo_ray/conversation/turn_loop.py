@@ -37,6 +37,7 @@ from theo_ray.conversation.call_limits import CallLimits
 from theo_ray.conversation.call_control import CallControl
 from theo_ray.conversation.caller_gate import CallerGate
 from theo_ray.conversation.cues import Cues
+from theo_ray.conversation.dtmf_tool import DtmfTool
 from theo_ray.conversation.echo_gate import EchoGate
 from theo_ray.conversation.keypad_listener import KeypadListener
 from theo_ray.conversation.line_level import LineLevel
@@ -58,7 +59,7 @@ from theo_ray.messages import GenerateRequest
 from theo_ray.turn.keypad import TYPED_ENTRY, KeypadInput, KeypadShortcut
 from theo_ray.turn.memory import ConversationMemory
 from theo_ray.turn.prompt import PromptBuilder
-from theo_ray.turn.tools import ToolRegistry
+from theo_ray.turn.tools import SEND_DTMF, ToolRegistry
 from theo_ray.turn.turn_model import SmartTurn
 from theo_ray.turn.vad import SileroVad
 
@@ -123,6 +124,8 @@ class TurnLoop:
         self.actions = AfterSpeechActions(
             settings, self.tools, self.memory, control, self.record, self.playback, phrases, clock, self._next_mark,
         )
+        if ts.tools.send_dtmf:
+            self.actions.bind(SEND_DTMF, DtmfTool(rtp, self.record))
         self.pipeline = ReplyPipeline(
             session_id, self.record, models, self.playback, settings, clock, self.tracer.context, self._next_mark,
             accept_tool=self.actions.accept, on_audible=self._on_audible,

@@ -13,6 +13,7 @@ greeting, a filler, a backchannel, a reprompt and an emergency phrase are not ba
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -100,6 +101,8 @@ class CallLine(Protocol):
     def frames(self) -> AsyncIterator[InboundFrame]: ...
 
     def telephone_events(self) -> AsyncIterator[TelephoneEvent]: ...
+
+    def send_dtmf(self, digits: str) -> asyncio.Future: ...
 
     def last_sent_pcm(self) -> np.ndarray | None: ...
 

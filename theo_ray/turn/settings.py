@@ -141,6 +141,10 @@ class ToolSettings(msgspec.Struct, forbid_unknown_fields=True):
         default_factory=lambda: {"atendimento": "um atendente humano para qualquer assunto"}
     )
     tools: list[DeclaredTool] = []
+    # The `send_dtmf` tool: the agent may press keys towards the far end (an IVR or a PBX
+    # menu after a transfer, a conference PIN) as RFC 4733 events. Off by default: on an
+    # inbound contact-centre call there is usually nothing to press keys at.
+    send_dtmf: bool = False
 
 
 class FillerSettings(msgspec.Struct, forbid_unknown_fields=True):

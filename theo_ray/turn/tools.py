@@ -21,6 +21,7 @@ from theo_ray.turn.settings import ToolSettings
 
 TRANSFER_CALL = "transfer_call"
 END_CALL = "end_call"
+SEND_DTMF = "send_dtmf"
 
 
 class RegisteredTool(msgspec.Struct, frozen=True):
@@ -78,7 +79,24 @@ def _builtin_tools(settings: ToolSettings) -> list[RegisteredTool]:
             "additionalProperties": False,
         },
     )
-    return [RegisteredTool(transfer, True, True), RegisteredTool(end, True, True)]
+    builtin = [RegisteredTool(transfer, True, True), RegisteredTool(end, True, True)]
+    if settings.send_dtmf:
+        keys = ToolSchema(
+            name=SEND_DTMF,
+            description=(
+                "Digita teclas no telefone (tons DTMF) para navegar num menu automático do outro "
+                "lado, depois do que você disser antes."
+            ),
+            parameters={
+                "type": "object",
+                "properties": {"digits": {"type": "string", "pattern": "^[0-9*#A-D]{1,32}$",
+                                          "description": "As teclas, em ordem: 0-9, * e #."}},
+                "required": ["digits"],
+                "additionalProperties": False,
+            },
+        )
+        builtin.append(RegisteredTool(keys, True, True))
+    return builtin
 
 
 class ToolRegistry:
