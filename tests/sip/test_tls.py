@@ -133,3 +133,25 @@ def test_the_pbx_is_told_tls_only_where_theo_listens_for_it(pki):
     plain = msgspec.structs.replace(sdes, theo=TheoGatewaySettings())
     with pytest.raises(ConfigError, match="media_encryption"):
         TheoConfig(call=CallSettings(use_ami=True), asterisk=plain)
+
+
+async def test_verify_client_takes_only_a_pbx_with_a_certificate_from_the_ca(router, pki, monkeypatch, tone_wav):
+    monkeypatch.setenv("THEO_SIP_TLS_KEY_PASSPHRASE", PASSPHRASE)
+    tls = SipTlsSettings(enabled=True, port=0, cert_file=pki.cert_file, key_file=pki.key_file,
+                         ca_file=pki.ca_file, verify_client=True)
+    agent = SipUserAgent(SipSettings(port=free_port(), transports=["udp"], tls=tls, log_level=1), router)
+    await agent.start()
+    try:
+        host, port = agent.addresses["tls"]
+        uri = f"sip:theo@{host}:{port};transport=tls"
+        async with SipCaller(CallerSettings(transport="tls", tls_ca_file=pki.ca_file)) as caller:
+            await caller.dial(uri, play_wav=tone_wav)  # no client certificate
+            ended = await caller.wait_for("disconnected", 10)
+        assert ended.status >= 400 and not router.setups
+        # The PBX's own certificate, from the CA Theo trusts (sip.tls.ca_file).
+        settings = CallerSettings(transport="tls", tls_ca_file=pki.ca_file, tls_cert_file=pki.client_cert_file,
+                                  tls_key_file=pki.client_key_file, codecs=["PCMU"])
+        async with SipCaller(settings) as caller:
+            await _call(caller, uri, "mtls-1", router, tone_wav)
+    finally:
+        await agent.stop()

@@ -31,6 +31,8 @@ import msgspec
 import numpy as np
 import soxr
 
+from theo_ray.media.srtp import SrtpKeys, new_key
+from theo_ray.sip.sdes import SrtpRefused, keys_from_answer
 from theo_ray.sip.sdp import SdpError, parse_offer
 from theo_ray.errors import TheoError
 from theo_ray.media.codecs import find_codec
@@ -406,9 +408,14 @@ async def dial_and_run(
     try:
         rtp_port = session.local_address[1] if line is None else (await line.open(session.local_address))[1]
         await caller.start()
-        await caller.dial(target_uri, headers=dict(headers or {}), local_rtp_host=host, local_rtp_port=rtp_port)
+        # caller_settings.srtp: offer SRTP (SDES) with a key of our own; Theo's is in the answer.
+        srtp_key = new_key() if caller_settings.srtp else b""
+        await caller.dial(target_uri, headers=dict(headers or {}), local_rtp_host=host, local_rtp_port=rtp_port,
+                          srtp_key=srtp_key)
         answer = await _answer(caller, answer_timeout_s)
         codec, payload_type, telephone_event_pt = _media_of(answer)
+        if srtp_key:
+            session.set_srtp(_srtp_of(answer, srtp_key))
         remote = (answer.remote_host, answer.remote_port)
         send_to = remote if line is None else line.connect(remote, codec, payload_type)
         await session.start(codec, remote=send_to, payload_type=payload_type, telephone_event_pt=telephone_event_pt)
@@ -450,6 +457,13 @@ async def _answer(caller: SipCaller, timeout_s: float) -> CallerEvent:
         with contextlib.suppress(TimeoutError):
             # Any new event ends the wait; the loop above then looks at it.
             await caller.wait_for("answered", timeout=min(remaining, 0.1), after=seen)
+
+
+def _srtp_of(answer: CallerEvent, key: bytes) -> SrtpKeys:
+    try:
+        return keys_from_answer(parse_offer(answer.sdp), key)
+    except (SdpError, SrtpRefused) as exc:
+        raise CallFailed(f"SRTP offered, answer unusable: {exc}") from None
 
 
 def _media_of(answer: CallerEvent) -> tuple[str, int, int | None]:
