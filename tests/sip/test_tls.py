@@ -155,3 +155,20 @@ async def test_verify_client_takes_only_a_pbx_with_a_certificate_from_the_ca(rou
             await _call(caller, uri, "mtls-1", router, tone_wav)
     finally:
         await agent.stop()
+
+
+def test_theo_call_dials_tls_when_the_uri_asks_for_it(pki):
+    import argparse
+
+    from theo_ray.cli.call_cmds import add_parsers, caller_settings_for
+
+    parser = argparse.ArgumentParser()
+    add_parsers(parser.add_subparsers())
+    args = parser.parse_args(["call", "--scenario", "x.yaml", "--srtp", "--tls-ca", pki.ca_file])
+    settings = caller_settings_for("sip:theo@127.0.0.1:5090;transport=tls", args)
+    assert (settings.transport, settings.tls_ca_file, settings.srtp) == ("tls", pki.ca_file, True)
+    assert caller_settings_for("sips:theo@127.0.0.1:5090", args).transport == "tls"
+    with pytest.raises(ConfigError, match="TLS options"):
+        caller_settings_for("sip:theo@127.0.0.1:5080", args)
+    plain = parser.parse_args(["call", "--scenario", "x.yaml"])
+    assert caller_settings_for("sip:theo@127.0.0.1:5080", plain).transport == "udp"

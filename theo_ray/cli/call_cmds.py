@@ -35,6 +35,20 @@ def parse_headers(items: list[str]) -> dict[str, str]:
     return headers
 
 
+def caller_settings_for(target: str, args: argparse.Namespace):
+    """The simulator's settings for `theo call`: SIP over TLS when the URI asks for it (sips:
+    or ;transport=tls), with --tls-ca/--tls-cert/--tls-key; SRTP (SDES) offered on --srtp."""
+    from theo_ray.sim.sip_caller import CallerSettings
+
+    tls = target.lower().startswith("sips:") or ";transport=tls" in target.lower()
+    if (args.tls_ca or args.tls_cert or args.tls_key) and not tls:
+        raise ConfigError("--tls-ca", "TLS options need a sips: or ;transport=tls URI")
+    return CallerSettings(media="external", codecs=args.codec or ["G722", "PCMU"], host=args.bind,
+                          delayed_offer=args.delayed_offer, transport="tls" if tls else "udp",
+                          tls_ca_file=args.tls_ca or "", tls_cert_file=args.tls_cert or "",
+                          tls_key_file=args.tls_key or "", srtp=args.srtp)
+
+
 async def _call(config: TheoConfig, args: argparse.Namespace) -> int:
     from theo_ray.cli.agent_side import AgentSide
     from theo_ray.sim.analysis import transcribe_agent_turns
@@ -64,8 +78,7 @@ async def _call(config: TheoConfig, args: argparse.Namespace) -> int:
 
     # Names the call on a Theo plane, so its record (what the agent meant) can be asked for.
     session_id = headers.setdefault(SESSION_HEADER, f"call-{out.name}")
-    caller = CallerSettings(media="external", codecs=args.codec or ["G722", "PCMU"], host=args.bind,
-                            delayed_offer=args.delayed_offer)
+    caller = caller_settings_for(target, args)
 
     say(f"calling [bold]{target}[/bold] with scenario [bold]{scenario.name}[/bold] …")
     result = await dial_and_run(target, scenario, voice, out, headers=headers, caller_settings=caller)
@@ -128,6 +141,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bind", default="127.0.0.1", help="local address for the caller's SIP and RTP")
     p.add_argument("--voice", default="pm_alex", help="Kokoro voice of the caller (not the agent's)")
     p.add_argument("--no-transcribe", action="store_true", help="skip transcribing the agent's words")
+    p.add_argument("--srtp", action="store_true", help="offer SRTP (RTP/SAVP, SDES keys): dial over TLS, "
+                   "e.g. sip:theo@127.0.0.1:5090;transport=tls, unless Theo has sip.srtp_over_udp")
+    p.add_argument("--tls-ca", metavar="FILE", help="with a TLS URI: the CA of Theo's certificate (verified when given)")
+    p.add_argument("--tls-cert", metavar="FILE", help="with a TLS URI: the caller's certificate (sip.tls.verify_client)")
+    p.add_argument("--tls-key", metavar="FILE", help="with a TLS URI: the key of --tls-cert (unencrypted)")
     p.add_argument("--delayed-offer", action="store_true",
                    help="send the INVITE without SDP (the callee offers, the ACK answers)")
     p.set_defaults(run=cmd_call)
