@@ -162,3 +162,17 @@ def msgspec_replace(struct_, **fields):
     import msgspec
 
     return msgspec.structs.replace(struct_, **fields)
+
+
+def test_the_screen_applies_the_policy_to_the_initial_invite():
+    from tests.sip.test_invite_screen import invite, screen
+    from theo_ray.sip.invite_screen import Admitted, Refusal
+
+    over_tls = invite(savp(inline())).replace("SIP/2.0/UDP", "SIP/2.0/TLS")
+    verdict = screen(over_tls, srtp="optional")
+    assert isinstance(verdict, Admitted) and verdict.srtp is not None and verdict.srtp.remote_key == KEY
+    verdict = screen(invite(savp(inline())), srtp="optional")  # the same offer over UDP
+    assert isinstance(verdict, Refusal) and (verdict.code, verdict.counter) == (488, "srtp_refused")
+    verdict = screen(invite(body="", ctype=None), srtp="required")  # delayed offer: Theo's offer is plain
+    assert isinstance(verdict, Refusal) and (verdict.code, verdict.counter) == (488, "srtp_refused")
+    assert isinstance(screen(invite(PLAIN), srtp="optional"), Admitted)
