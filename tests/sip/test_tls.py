@@ -172,3 +172,32 @@ def test_theo_call_dials_tls_when_the_uri_asks_for_it(pki):
         caller_settings_for("sip:theo@127.0.0.1:5080", args)
     plain = parser.parse_args(["call", "--scenario", "x.yaml"])
     assert caller_settings_for("sip:theo@127.0.0.1:5080", plain).transport == "udp"
+
+
+async def test_a_shard_process_names_a_bad_key_and_keeps_its_tls_port_across_a_restart(router, pki, monkeypatch):
+    import os
+    import signal
+
+    from tests.sip.test_shard_process import wait_standby
+    from theo_ray.sip.shard_process import ShardProcess
+
+    bad = SipTlsSettings(enabled=True, port=0, cert_file=pki.cert_file, key_file=pki.key_file)
+    with pytest.raises(ConfigError, match="sip.tls.key_file"):  # no passphrase in the environment
+        await ShardProcess(SipSettings(port=free_port(), tls=bad), "shard-bad-key", router).start()
+    monkeypatch.setenv("THEO_SIP_TLS_KEY_PASSPHRASE", PASSPHRASE)  # the shard process inherits it
+    shard = ShardProcess(SipSettings(port=free_port(), transports=["udp"], tls=bad), "shard-tls", router)
+    await shard.start()
+    try:
+        [tls] = [a for a in shard.status().addresses if a.transport == "tls"]
+        assert tls.port > 0  # asked for port 0: pjsip chose one
+        await wait_standby(shard)
+        dead = shard.status().pid
+        os.kill(dead, signal.SIGKILL)
+        for _ in range(100):
+            if shard.status().pid != dead and shard.status().state == "listening":
+                break
+            await asyncio.sleep(0.05)
+        assert shard.status().restarts == 1
+        assert [a for a in shard.status().addresses if a.transport == "tls"] == [tls]
+    finally:
+        await shard.stop()

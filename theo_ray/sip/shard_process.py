@@ -28,6 +28,7 @@ from theo_ray.sip.messages import CallEnded, ListenAddress, MediaAnswer
 from theo_ray.sip.router import CallRouter
 from theo_ray.sip.settings import SipSettings
 from theo_ray.sip.dialog_release import DialogRecord, send_callee_bye
+from theo_ray.sip.tls import check_tls_files
 from theo_ray.sip.shard_link import (
     DialogUp,
     Call,
@@ -100,6 +101,10 @@ class ShardProcess:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> list[ListenAddress]:
+        if self.settings.tls.enabled:
+            # Here, in the gateway actor, so that ready() (and `theo up`) raise the ConfigError
+            # naming the bad file, instead of a shard process that exits before Ready.
+            await asyncio.to_thread(check_tls_files, self.settings.tls)
         child = await self._spawn()
         await self._activate(child, self.settings)
         self._standby = asyncio.create_task(self._spawn())
@@ -248,7 +253,9 @@ class ShardProcess:
         self._status.addresses = ready.addresses
         # A restart must bind the same ports (a first start may have asked for port 0).
         port = ready.addresses[0].port if ready.addresses else settings.port
-        self.settings = msgspec.structs.replace(settings, port=port)
+        tls_port = next((a.port for a in ready.addresses if a.transport == "tls"), settings.tls.port)
+        self.settings = msgspec.structs.replace(
+            settings, port=port, tls=msgspec.structs.replace(settings.tls, port=tls_port))
         self._watch = asyncio.create_task(self._watch_child(child))
 
     async def _watch_child(self, child: _Child) -> None:
