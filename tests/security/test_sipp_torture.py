@@ -36,7 +36,8 @@ ATTACKS = [
     Attack("malformed_sdp", "SDP that does not parse", [SippRun(scenario="malformed_sdp.xml", calls=10, rate=10, timeout_s=20)]),
     Attack("bye_unknown", "BYEs for dialogs that never existed",
            [SippRun(scenario="bye_unknown_dialog.xml", calls=20, rate=20, timeout_s=20)]),
-    Attack("never_ack", "200 OKs never ACKed", [SippRun(scenario="never_ack.xml", calls=2, rate=2, timeout_s=25)]),
+    Attack("never_ack", "200 OKs never ACKed", [SippRun(scenario="never_ack.xml", calls=2, rate=2, timeout_s=25,
+                                                                default_behaviors=False)]),
 ]
 
 

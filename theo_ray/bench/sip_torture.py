@@ -77,7 +77,7 @@ def attacks(scale: float = 1.0) -> dict[str, Attack]:
         Attack("reinvite_storm", "calls each sent 20 re-INVITEs back to back, 2 calls/s",
                one("reinvite_storm.xml", 6, 2, concurrent=3)),
         Attack("never_ack", "200 OKs never ACKed (retransmissions absorbed 12 s), 3/s",
-               one("never_ack.xml", 6, 3)),
+               one("never_ack.xml", 6, 3, default_behaviors=False)),
         Attack("cancel_race", "CANCEL as soon as 100 Trying arrives, 20/s", one("cancel_race.xml", 60, 20)),
         Attack("bye_unknown_dialog", "BYEs for dialogs that never existed, 50/s",
                one("bye_unknown_dialog.xml", 200, 50)),

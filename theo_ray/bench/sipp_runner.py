@@ -38,6 +38,9 @@ class SippRun(msgspec.Struct, frozen=True, kw_only=True):
     hold_ms: int = 1000  # -d: the <pause/> of an answered call
     timeout_s: float = 30.0  # SIPp's -timeout; the process is killed 5 s after it
     keys: dict[str, str] = {}  # -key name value
+    # SIPp's own BYE/CANCEL when a call ends unexpected ("-nd" turns them off: an attack
+    # that never ACKs must not be tidied up by SIPp at its end).
+    default_behaviors: bool = True
 
 
 class SippResult(msgspec.Struct):
@@ -126,6 +129,8 @@ async def run_sipp(run: SippRun, target: str, work_dir: Path, local_port: int, m
     ]
     if run.concurrent:
         argv += ["-l", str(run.concurrent)]
+    if not run.default_behaviors:
+        argv.append("-nd")
     for key, value in run.keys.items():
         argv += ["-key", key, value]
     process = await asyncio.create_subprocess_exec(
