@@ -60,7 +60,7 @@ async def test_a_call_over_tls_with_srtp_hears_the_greeting_and_is_heard(
         ray_cluster, model_handles, scripted_llm, theo_config, tmp_path):
     pki = make_pki(tmp_path / "pki")  # no passphrase: the shard runs in a Ray worker
     tls = SipTlsSettings(enabled=True, port=0, cert_file=pki.cert_file, key_file=pki.key_file)
-    config = msgspec.structs.replace(theo_config, sip=msgspec.structs.replace(theo_config.sip, tls=tls))
+    config = msgspec.structs.replace(theo_config, sip=msgspec.structs.replace(theo_config.sip, tls=tls, srtp="optional"))
     handles = ModelHandles(stt=model_handles.stt, llm=scripted_llm, tts=model_handles.tts)
     voice = CallerVoice(tmp_path / "voice", CallerVoiceSettings(voice="jf_alpha"),
                         model_cache_dir=theo_config.paths.model_cache)

@@ -55,7 +55,7 @@ def rms(pcm: np.ndarray) -> float:
 async def test_an_srtp_call_over_tls_echoes_and_counts_bad_packets(ray_cluster, theo_config, tmp_path):
     pki = make_pki(tmp_path / "pki")  # a key without passphrase: the shard runs in a Ray worker
     tls = SipTlsSettings(enabled=True, port=0, cert_file=pki.cert_file, key_file=pki.key_file)
-    config = msgspec.structs.replace(theo_config, sip=msgspec.structs.replace(theo_config.sip, tls=tls))
+    config = msgspec.structs.replace(theo_config, sip=msgspec.structs.replace(theo_config.sip, tls=tls, srtp="optional"))
     caller_settings = CallerSettings(media="external", codecs=["PCMU"], transport="tls",
                                      tls_ca_file=pki.ca_file, srtp=True)
     async with EchoCallPlane(config, warm_pool_size=1) as plane:

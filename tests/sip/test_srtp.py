@@ -109,7 +109,8 @@ async def srtp_gateway(router, tmp_path, monkeypatch):
     pki = make_pki(tmp_path / "pki", passphrase=PASSPHRASE)
     monkeypatch.setenv("THEO_SIP_TLS_KEY_PASSPHRASE", PASSPHRASE)
     tls = SipTlsSettings(enabled=True, port=0, cert_file=pki.cert_file, key_file=pki.key_file)
-    agent = SipUserAgent(SipSettings(port=free_port(), transports=["udp"], tls=tls, log_level=1), router)
+    agent = SipUserAgent(SipSettings(port=free_port(), transports=["udp"], tls=tls, srtp="optional", log_level=1),
+                         router)
     await agent.start()
     yield agent, pki
     await agent.stop()

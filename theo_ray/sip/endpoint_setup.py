@@ -97,4 +97,7 @@ def account_config(s: SipSettings, addresses: dict[str, tuple[str, int]]) -> pj.
         # own SRTP only wraps its loop transport, which carries no packets.
         acfg.mediaConfig.srtpUse = pj.PJMEDIA_SRTP_OPTIONAL
         acfg.mediaConfig.srtpSecureSignaling = 0  # Theo's sdes.py applies sip.srtp_over_udp
+        keyings = pj.IntVector()
+        keyings.append(pj.PJMEDIA_SRTP_KEYING_SDES)  # never DTLS-SRTP
+        acfg.mediaConfig.srtpOpt.keyings = keyings
     return acfg

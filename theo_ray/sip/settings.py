@@ -54,8 +54,10 @@ class SipSettings(msgspec.Struct, forbid_unknown_fields=True):
     # SRTP keyed in the SDP (SDES, RFC 4568; theo_ray/sip/sdes.py): "optional" answers an
     # RTP/SAVP offer with SRTP and a plain one with RTP; "required" refuses plain offers
     # (488); "off" refuses SRTP offers (488). SDES keys travel in the SDP, so an SRTP offer
-    # is taken only over SIP over TLS unless srtp_over_udp.
-    srtp: Literal["off", "optional", "required"] = "optional"
+    # is taken only over SIP over TLS unless srtp_over_udp. Off by default: turning it on
+    # puts pjsua's own SRTP code in every INVITE's path, and pjsua 2.15.1 crashes on a
+    # DTLS-SRTP offer then (README "SIP over TLS and SRTP").
+    srtp: Literal["off", "optional", "required"] = "off"
     srtp_over_udp: bool = False
 
     def __post_init__(self) -> None:
