@@ -201,3 +201,19 @@ async def test_a_shard_process_names_a_bad_key_and_keeps_its_tls_port_across_a_r
         assert [a for a in shard.status().addresses if a.transport == "tls"] == [tls]
     finally:
         await shard.stop()
+
+
+async def test_a_tls_only_gateway_listens_on_nothing_else_and_answers(router, pki, monkeypatch, tone_wav):
+    with pytest.raises(ConfigError, match="sip.transports"):
+        SipSettings(transports=[])
+    monkeypatch.setenv("THEO_SIP_TLS_KEY_PASSPHRASE", PASSPHRASE)
+    tls = SipTlsSettings(enabled=True, port=0, cert_file=pki.cert_file, key_file=pki.key_file)
+    agent = SipUserAgent(SipSettings(port=free_port(), transports=[], tls=tls, log_level=1), router)
+    await agent.start()
+    try:
+        assert list(agent.addresses) == ["tls"]
+        host, port = agent.addresses["tls"]
+        async with SipCaller(CallerSettings(transport="tls", tls_ca_file=pki.ca_file, codecs=["PCMU"])) as caller:
+            await _call(caller, f"sip:theo@{host}:{port};transport=tls", "tls-only-1", router, tone_wav)
+    finally:
+        await agent.stop()

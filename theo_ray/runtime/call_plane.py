@@ -184,8 +184,9 @@ class CallPlane:
         listening = await asyncio.gather(*(g.ready.remote() for g in self.gateways))
         for addresses in listening:
             self.sip_addresses += [f"{a.transport}:{a.host}:{a.port}" for a in addresses]
-            udp = next(a for a in addresses if a.transport == "udp")
-            self.uris.append(f"sip:{cfg.sip.account_user}@{udp.host}:{udp.port}")
+            udp = next((a for a in addresses if a.transport == "udp"), None)
+            if udp is not None:  # none on a TLS-only gateway (sip.transports = [])
+                self.uris.append(f"sip:{cfg.sip.account_user}@{udp.host}:{udp.port}")
             self.tls_uris += [f"sip:{cfg.sip.account_user}@{a.host}:{a.port};transport=tls"
                               for a in addresses if a.transport == "tls"]
         say(f"  SIP gateway: {self.shards} shard(s) x {cfg.sip.max_calls} calls, listening on "

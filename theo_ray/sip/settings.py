@@ -17,6 +17,7 @@ PJSUA_MAX_CALLS = 4
 class SipSettings(msgspec.Struct, forbid_unknown_fields=True):
     host: str = "127.0.0.1"  # address the SIP transports bind (and advertise in Contact)
     port: int = 5080  # the PBX keeps 5060; Theo's gateway shards listen on 5080, 5081, ...
+    # [] with sip.tls.enabled: a TLS-only gateway (nothing listens in clear).
     transports: list[Literal["udp", "tcp"]] = msgspec.field(default_factory=lambda: ["udp", "tcp"])
     # PBX addresses (IPs or CIDR networks) allowed to send INVITEs; others get 403.
     allowed_peers: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1"])
@@ -70,5 +71,7 @@ class SipSettings(msgspec.Struct, forbid_unknown_fields=True):
             raise ConfigError("sip.shards", "must be 1..64 gateway processes per node")
         if self.port and self.port + self.shards - 1 > 65535:
             raise ConfigError("sip.shards", f"ports {self.port}..{self.port + self.shards - 1} exceed 65535")
+        if not self.transports and not self.tls.enabled:
+            raise ConfigError("sip.transports", "empty: a TLS-only gateway needs sip.tls.enabled")
         if self.tls.enabled and self.tls.port and self.tls.port + self.shards - 1 > 65535:
             raise ConfigError("sip.tls.port", f"ports {self.tls.port}..{self.tls.port + self.shards - 1} exceed 65535")
