@@ -282,6 +282,10 @@ class TheoConfig(msgspec.Struct, **_STRICT):
                     f"tls needs sip.tls.enabled and asterisk.theo.tls_port={theo.tls_port} equal to "
                     f"sip.tls.port={self.sip.tls.port}: the PBX dials Theo's TLS listeners",
                 )
+            listening = [*self.sip.transports, *(["tls"] if self.sip.tls.enabled else [])]
+            if theo.transport not in listening:
+                raise ConfigError("asterisk.theo.transport",
+                                  f"{theo.transport}, but Theo's gateway listens on {listening} (sip.transports, sip.tls)")
             sdes = self.asterisk.sip.media_encryption == "sdes"
             if sdes and (self.sip.srtp == "off" or not (theo.transport == "tls" or self.sip.srtp_over_udp)):
                 raise ConfigError(

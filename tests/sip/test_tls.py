@@ -130,6 +130,8 @@ def test_the_pbx_is_told_tls_only_where_theo_listens_for_it(pki):
         TheoConfig(call=CallSettings(use_ami=True), asterisk=sdes, sip=SipSettings(tls=tls, srtp="off"))
     with pytest.raises(ConfigError, match="sip.srtp"):
         TheoConfig(call=CallSettings(use_ami=True), asterisk=asterisk, sip=SipSettings(tls=tls, srtp="required"))
+    with pytest.raises(ConfigError, match="listens on"):  # a TLS-only gateway, a PBX told UDP
+        TheoConfig(call=CallSettings(use_ami=True), sip=SipSettings(transports=[], tls=tls))
     plain = msgspec.structs.replace(sdes, theo=TheoGatewaySettings())
     with pytest.raises(ConfigError, match="media_encryption"):
         TheoConfig(call=CallSettings(use_ami=True), asterisk=plain)
