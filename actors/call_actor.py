@@ -51,6 +51,18 @@ def _named_actor(name: str):
         return None
 
 
+async def retire_call_actor(actor, flush_timeout_s: float = 2.5) -> None:
+    """Kill a closed CallActor once its spans have left: killed at once, a busy machine lost
+    the call's last spans on their way to OTLP (the JSON-lines file had them). Bounded: a
+    stuck exporter costs the process 2.5 s more of life, never the call anything."""
+    try:
+        await asyncio.wait_for(actor.flush_telemetry.remote(), flush_timeout_s)
+    except Exception:  # noqa: BLE001 - a dead or stuck actor is killed all the same
+        pass
+    finally:
+        ray.kill(actor)
+
+
 def call_control_for(session_id: str, use_ami: bool, ami_bridge_name: str, gateway_name: str) -> CallControl:
     """Behind Asterisk the AmiBridge transfers and hangs up (the gateway's BYE when the AMI
     cannot: the dialplan's fallback route then takes the caller); without a PBX the gateway."""
@@ -266,11 +278,16 @@ class CallActor:
         self.record = record
         self._ended.set()
         # The supervisor kills this process next: the batched spans (the call's, its last
-        # turn's) leave now, from a worker thread.
+        # turn's) start leaving now, from a worker thread; the supervisor waits for them
+        # (`flush_telemetry`, bounded) before the kill, off the close path.
         # Not awaited: a close that waited for the exporter held calls up on a busy machine
         # (tests/conversation/test_turn_loop.py failed with it awaited; passes without).
         asyncio.get_running_loop().run_in_executor(None, flush_spans, 1.0)
         return record
+
+    async def flush_telemetry(self, timeout_s: float = 2.0) -> bool:
+        """Export every batched span now (the call's last ones to OTLP as well as to the files)."""
+        return await asyncio.get_running_loop().run_in_executor(None, flush_spans, timeout_s)
 
     async def stats(self) -> CallStats:
         assert self.rtp is not None

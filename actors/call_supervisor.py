@@ -34,7 +34,8 @@ import msgspec
 import ray
 
 from theo_ray.actor_names import CALL_ACTOR_PREFIX
-from theo_ray.actors.call_actor import CallActorRemote, CallActorSettings, CallInfo, call_control_for
+from theo_ray.actors.call_actor import (CallActorRemote, CallActorSettings, CallInfo, call_control_for,
+                                        retire_call_actor)
 from theo_ray.actors.call_archive import CallArchive
 from theo_ray.actors.orphan_reaper import OrphanReaper
 from theo_ray.actors.plane_metrics import PlaneMetrics
@@ -126,6 +127,7 @@ class CallSupervisor:
         self._failovers = self._failover_failures = 0
         self._last_failover_ms = 0.0
         self._adopted = 0
+        self._retiring: set[asyncio.Task] = set()  # closed CallActors flushing their spans, then killed
         self._shutting_down = False
         context = ray.get_runtime_context()
         self._node_id = context.get_node_id()
@@ -372,7 +374,10 @@ class CallSupervisor:
         except Exception as exc:  # a crashed actor still has to go
             log.warning("closing %s failed: %s", ended.session_id, exc)
         finally:
-            ray.kill(actor)  # no reuse across calls: a fresh actor has no leftover state
+            # No reuse across calls (a fresh actor has no leftover state): killed once its spans left.
+            task = asyncio.create_task(retire_call_actor(actor))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
         self.metrics.call_closed(ended.reason, record, media)
         if record is not None:
             self.archive.archive(record, media)
@@ -441,6 +446,8 @@ class CallSupervisor:
             await self.close_call(CallEnded(session_id=session_id, reason="gateway_shutdown"))
         while self._warm:
             ray.kill(self._warm.popleft())
+        if self._retiring:  # every closed CallActor gone before this supervisor is
+            await asyncio.gather(*self._retiring, return_exceptions=True)
         await self.archive.close()
 
 
