@@ -31,7 +31,7 @@ def test_turns_pair_by_call_index_and_question():
 def test_span_cost_times_both_paths_and_writes_the_spans(tmp_path):
     cost = span_cost(tmp_path, requests=400, block=100)
     assert cost.requests == 400 and cost.on_us > 0 and cost.off_us > 0
-    assert cost.per_turn_us == round((cost.on_us - cost.off_us) * 3, 1)
+    assert abs(cost.per_turn_us - (cost.on_us - cost.off_us) * 3) < 0.1  # from the unrounded medians
     # The "on" spans really went through the batch exporter to JSON lines.
     lines = [line for path in tmp_path.glob("*.jsonl") for line in path.read_text().splitlines()]
     assert len(lines) == 401  # 400 tts.synthesize + the call span
