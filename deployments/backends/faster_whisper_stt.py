@@ -122,6 +122,7 @@ class FasterWhisperBackend:
         self.loops_redecoded = 0
         self.loops_cut = 0  # the full window looped too: the repeated words were cut
         self.tails_dropped = 0  # segments invented after the speech, dropped (without_invented_tail)
+        self.hint_cut_short = 0  # a hinted decode stopped before the speech did: decoded again without
         # Lanes (CTranslate2 workers) decoding at once; see SpeechToTextSettings.parallel_requests.
         self._pool = concurrent.futures.ThreadPoolExecutor(settings.parallel_requests, thread_name_prefix="whisper")
 
@@ -177,6 +178,14 @@ class FasterWhisperBackend:
         text).
         """
         segments = self._decode_kept(self.model, audio, language, prompt, word_timestamps, hint)
+        if hint and speech_left_out(segments, audio):
+            # Prompted with the agent's question, Whisper sometimes ends its transcript after
+            # the first sentence of a long answer (measured: an 18 s complaint came back as its
+            # first 4 s); the hint is worth less than the rest of what the caller said.
+            self.hint_cut_short += 1
+            log.warning("STT with the hint stopped at %.1f s of %.1f s: decoding again without it",
+                        segments[-1].end if segments else 0.0, len(audio) / 16000)
+            segments = self._decode_kept(self.model, audio, language, prompt, word_timestamps, "")
         text = " ".join(s.text for s in segments)
         if self.model.fit_window and looks_like_a_loop(text, len(audio) / 16000, self.settings.loop_words_per_s):
             self.loops_redecoded += 1
@@ -265,3 +274,18 @@ def to_segment(seg, redecoded: bool = False) -> Segment:
         temperature=float(seg.temperature or 0.0),
         redecoded=redecoded,
     )
+
+
+def speech_left_out(segments: list, audio: np.ndarray, rate: int = 16000, min_speech_s: float = 0.5) -> bool:
+    """True when `audio` (float32) holds at least `min_speech_s` of loud 20 ms frames after
+    the last decoded segment's end (+0.3 s): the transcript stopped before the caller did.
+    Loud: within 20 dB of the utterance's loudest frame, and above -45 dBFS."""
+    frame = rate // 50
+    n = len(audio) // frame
+    if n == 0:
+        return False
+    rms = np.sqrt(np.mean(audio[: n * frame].reshape(n, frame).astype(np.float64) ** 2, axis=1))
+    floor = max(float(rms.max()) * 0.1, 10 ** (-45 / 20))
+    covered = (segments[-1].end if segments else 0.0) + 0.3
+    first = int(covered * 50)
+    return int((rms[first:] > floor).sum()) >= int(min_speech_s * 50)

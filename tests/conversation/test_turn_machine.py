@@ -454,7 +454,8 @@ DICTATION = [Line(3.0, "Quero a segunda via.", 1.2), Line(8.0, "Meu CPF é 452.3
 def test_what_the_agent_asked_goes_to_stt_as_the_hint_with_digits_expected_after_a_cpf_question():
     from theo_ray.conversation.stt_hint import DIGITS_CUE
 
-    result = run_virtual(lambda: fake_call(DICTATION, CPF_RULES, seconds=16))
+    always = ConversationSettings(stt_hint="always")
+    result = run_virtual(lambda: fake_call(DICTATION, CPF_RULES, seconds=16, settings=always))
     hinted = result.models.hinted
     # The first answer follows the greeting (no question in it: the whole of it).
     assert {h for text, h in hinted if text == "Quero a segunda via."} == {"Olá! Aqui é a Theo."}
@@ -472,7 +473,8 @@ def test_what_the_agent_asked_goes_to_stt_as_the_hint_with_digits_expected_after
 
 def test_an_unsure_dictated_digit_is_read_back_and_a_yes_hands_the_model_the_number():
     lines = [*DICTATION, Line(17.5, "Sim.", 0.5)]
-    result = run_virtual(lambda: fake_call(lines, CPF_RULES, seconds=24, stt_digit_probability=0.3))
+    result = run_virtual(lambda: fake_call(lines, CPF_RULES, seconds=24, settings=ConversationSettings(stt_hint="always"),
+                                           stt_digit_probability=0.3))
     record = result.record
     first, readback, confirmed = record.turns
     assert readback.read_back == "45231899017" and record.readbacks == 1

@@ -52,7 +52,7 @@ def test_domain_terms_from_config_reach_the_decoder(vocabulary):
     terms = ["Conecta Telecom", "Fibra Max", "segunda via", "boleto", "Pix", "portabilidade"]
     deployment, calls = _deployment({"domain_terms": terms, "vocabulary": vocabulary})
     _transcribe(deployment, TranscribeRequest(audio=_speech(), hint="Qual é o seu CPF?", prompt="Oi, boa tarde."))
-    (kwargs,) = calls
+    kwargs = calls[0]  # (a tone is no words: the hint guard may decode it again without the hint)
     joined = ", ".join(terms)
     assert kwargs["initial_prompt"].endswith("Qual é o seu CPF? Oi, boa tarde.")  # the agent's question, then the caller's
     if vocabulary == "hotwords":
