@@ -99,7 +99,12 @@ def start_or_join(settings: RaySettings, say: Callable[[str], None] = print) -> 
         command.append(f"--num-cpus={settings.num_cpus or max(4, os.cpu_count() or 1)}")
         result = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
         if result.returncode != 0:
-            raise TheoError(f"`ray start` failed:\n{result.stderr[-2000:]}")
+            # A head that did not come up in time (a loaded machine) leaves its GCS, dashboard
+            # and monitor running, holding the ports the next start needs: stop them here.
+            address = f"127.0.0.1:{port}"
+            left = _stop_session_processes("", address, extra_marks=(f"--gcs_server_port={port}",))
+            _forget_current_cluster(address)
+            raise TheoError(f"`ray start` failed (stopped the {left} process(es) it left):\n{result.stderr[-2000:]}")
         state = ClusterState(
             address=f"127.0.0.1:{port}",
             started_by_theo=True,
@@ -148,7 +153,9 @@ def _forget_current_cluster(address: str) -> None:
         pass
 
 
-def _stop_session_processes(session_dir: str, address: str = "", timeout_s: float = 2.0) -> int:
+def _stop_session_processes(
+    session_dir: str, address: str = "", timeout_s: float = 2.0, extra_marks: tuple[str, ...] = ()
+) -> int:
     """SIGTERM, then SIGKILL, every process of one Ray session: those whose command line
     names the session folder (GCS, raylet, dashboard, log monitor) or the GCS address (the
     Ray client server, which names no folder) and their children (the workers: actors,
@@ -157,7 +164,7 @@ def _stop_session_processes(session_dir: str, address: str = "", timeout_s: floa
     rest get SIGKILL after 2 s: the session is being thrown away either way."""
     import psutil
 
-    marks = [m for m in (session_dir, f"={address}" if address else "") if m]
+    marks = [m for m in (session_dir, f"={address}" if address else "", *extra_marks) if m]
     roots = []
     for proc in psutil.process_iter(["cmdline"]):
         try:
