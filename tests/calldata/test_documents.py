@@ -40,6 +40,20 @@ def test_a_call_becomes_one_summary_and_one_document_per_turn():
     assert call.media is not None and call.media.mos == 4.31 and call.media.loss_fraction == pytest.approx(4 / 2004, abs=1e-4)
 
 
+def test_the_conversation_metrics_of_gap_16_come_from_the_record():
+    record = demo_call()
+    record.model_timeouts = {}  # no emergency: the conversation itself ended the call
+    record.repeat_requests = 1
+    record.readbacks = 1
+    m = _build(record).call.metrics
+    assert (m.task_completed, m.turns_to_resolution) == (True, 3)
+    assert (m.repeat_requests, m.repeat_rate, m.readbacks) == (1, pytest.approx(1 / 3, abs=1e-4), 1)
+    assert m.slow_responses == 3  # every reply's first sound came 3.24 s after the caller's turn
+    # A model timeout (the emergency phrase and a human) is no completed task.
+    stalled = _build().call.metrics
+    assert (stalled.task_completed, stalled.turns_to_resolution) == (False, None)
+
+
 def test_turn_documents_carry_what_the_caller_heard_the_stage_timings_and_the_barge_in():
     first, second, third = _build().turns
     assert first.interrupted and first.agent_text_heard.endswith("89 reais—")

@@ -25,6 +25,7 @@ from theo_ray.calldata.documents import (
 from theo_ray.calldata.redaction import NO_REDACTION, Redactor
 
 # End reasons that mean Theo (not the conversation) ended the call.
+SLOW_RESPONSE_MS = 2000.0  # a caller left this long without a sound after their turn: GAP 16's "silence > 2 s"
 FAILURE_REASONS = frozenset({"gateway_crash", "call_actor_lost", "orphaned", "ack_timeout", "gateway_shutdown", "error"})
 
 
@@ -275,7 +276,16 @@ def build_call_documents(
         response_ms_p50=_percentile(responses, 0.5),
         response_ms_p95=_percentile(responses, 0.95),
         response_ms_max=max(responses) if responses else None,
+        slow_responses=sum(1 for r in responses if r > SLOW_RESPONSE_MS),
+        repeat_requests=getattr(record, "repeat_requests", 0),
+        repeat_rate=round(getattr(record, "repeat_requests", 0) / len(turns), 4) if turns else 0.0,
+        readbacks=getattr(record, "readbacks", 0),
     )
+    outcome = call_outcome(record)
+    metrics.task_completed = outcome in ("completed", "transferred") and not record.model_timeouts and all(
+        not t.error for t in turns
+    )
+    metrics.turns_to_resolution = len(turns) if metrics.task_completed else None
     started = wall(record.started_at) if record.started_at else ended_wall_time
     call = CallDocument(
         doc_id=call_doc_id(record.session_id),
@@ -286,7 +296,7 @@ def build_call_documents(
         ended_at=iso_utc(ended_wall_time),
         duration_ms=round(max(0.0, ended_wall_time - started) * 1000.0, 1),
         caller_id=record.caller_id,
-        outcome=call_outcome(record),  # type: ignore[arg-type]
+        outcome=outcome,  # type: ignore[arg-type]
         end_reason=record.end_reason,
         transferred_to=record.transferred_to,
         transfer_reason=redactor(record.transfer_reason),

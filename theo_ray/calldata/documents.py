@@ -119,6 +119,17 @@ class ConversationMetrics(msgspec.Struct, kw_only=True):
     response_ms_p50: float | None = None  # caller's speech end -> first reply packet
     response_ms_p95: float | None = None
     response_ms_max: float | None = None
+    # The caller waited more than 2 s after their turn for the reply's first sound: the
+    # "silence > 2 s" of GAP 16 as the CallActor knows it (mutual silence needs the caller's ear).
+    slow_responses: int = 0
+    repeat_requests: int = 0  # "pode repetir?" (an unsure or failed transcript)
+    repeat_rate: float = 0.0  # per caller turn
+    readbacks: int = 0  # dictated numbers read back for confirmation
+    # Task completion as Theo can tell it: the call ended in the conversation (the agent's
+    # goodbye or the caller's) with every caller turn answered and no emergency, or reached a
+    # human it asked for; turns_to_resolution = caller turns until then (None otherwise).
+    task_completed: bool = False
+    turns_to_resolution: int | None = None
 
 
 class CallDocument(msgspec.Struct, kw_only=True, rename={"timestamp": "@timestamp"}):

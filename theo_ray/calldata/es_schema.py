@@ -86,6 +86,8 @@ CALL_PROPERTIES: dict[str, Any] = {
         "fillers_played": INT, "silence_prompts": INT, "early_pauses": INT, "model_timeouts": INT, "llm_fallbacks": INT,
         "reply_loops": INT, "tool_calls": INT, "errors": INT,
         "response_ms_p50": FLOAT, "response_ms_p95": FLOAT, "response_ms_max": FLOAT,
+        "slow_responses": INT, "repeat_requests": INT, "repeat_rate": FLOAT, "readbacks": INT,
+        "task_completed": BOOL, "turns_to_resolution": INT,
     }),
     "model_timeouts": _object({"stage": KEYWORD, "count": INT}),
     "errors": TEXT_PT_KEYWORD,
