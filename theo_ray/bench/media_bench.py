@@ -37,7 +37,8 @@ from theo_ray.sip.sdes import keys_from_answer
 from theo_ray.sip.sdp import parse_offer
 from theo_ray.media.settings import MediaSettings
 from theo_ray.runtime.call_plane import CallPlane
-from theo_ray.sim.sip_caller import CallerEvent, CallerSettings, SipCaller
+from theo_ray.sim.sip_caller import CallerSettings, SipCaller
+from theo_ray.sim.sip_caller_protocol import CallerEvent
 from theo_ray.sip.free_port import free_sip_port  # noqa: F401 - re-exported for tests
 
 # Calls one benchmark places at most; the plane gets ceil(N / sip.max_calls) gateway shards.

@@ -45,7 +45,8 @@ from theo_ray.sim.caller_voice import CallerVoice
 from theo_ray.sim.conversation_metrics import CallOutcome
 from theo_ray.sim.impaired_line import ImpairedLine
 from theo_ray.sim.recording import CallRecording
-from theo_ray.sim.sip_caller import CallerEvent, CallerSettings, SipCaller
+from theo_ray.sim.sip_caller import CallerSettings, SipCaller
+from theo_ray.sim.sip_caller_protocol import CallerEvent
 from theo_ray.sim.scenario import BargeIn, Dtmf, Hangup, Say, Scenario, Silence, Step, WaitAgent, utterance_label
 
 EndedBy = Literal["caller", "agent", "timeout", "error"]
