@@ -44,6 +44,7 @@ from theo_ray.circuit_breaker import BreakerBoard, BreakerState
 from theo_ray.conversation.phrase_book import PhraseBook, load_or_render_phrase_book
 from theo_ray.conversation.records import BargeInRecord, CallRecord, TurnRecord
 from theo_ray.conversation.call_settings import CallSettings
+from theo_ray.conversation.overload_guard import OverloadGuard
 from theo_ray.conversation.settings import ConversationSettings
 from theo_ray.errors import TheoError
 from theo_ray.media.settings import MediaSettings
@@ -81,6 +82,8 @@ class SupervisorStats(msgspec.Struct):
     failover_failures: int = 0  # takeovers that failed (the caller went to a human or was hung up)
     last_failover_ms: float = 0.0  # death noticed -> replacement answering, the latest one
     breakers: list[BreakerState] = []  # the language models' breakers on this node
+    overload_refusals: dict[str, int] = {}  # calls refused by call.overload, by rule (cpu, pool)
+    cpu_percent: float = 0.0  # the overload guard's moving mean of this node's CPU
 
 
 class CallSupervisor:
@@ -135,6 +138,8 @@ class CallSupervisor:
         self.telemetry = telemetry or TelemetrySettings()
         self.metrics = PlaneMetrics(self._name, enabled=self.telemetry.records_metrics)
         self._metrics_task: asyncio.Task | None = None
+        self.overload = OverloadGuard(call.overload)
+        self._overload_task: asyncio.Task | None = None
         # A restart (Ray re-runs __init__): adopt the CallActors on the first call.
         self._adoption: asyncio.Task | None = None
         self._needs_adoption = context.was_current_actor_reconstructed
@@ -193,6 +198,8 @@ class CallSupervisor:
         await self.archive.start()
         if self._reaper_task is None:  # before the pool: filling it can take seconds on busy cores
             self._reaper_task = asyncio.create_task(self.reaper.run_forever())
+        if self._overload_task is None:
+            self._overload_task = asyncio.create_task(self.overload.sample_cpu_forever())
         await self._fill_pool()
         if self._metrics_task is None and self.telemetry.records_metrics:
             self._metrics_task = asyncio.create_task(self.metrics.run(self.stats, self.telemetry.metrics_interval_s))
@@ -264,6 +271,13 @@ class CallSupervisor:
         started = time.monotonic()
         if setup.session_id in self._active:
             raise TheoError(f"session {setup.session_id} is already open")
+        node = setup.gateway_node_id or self._node_id  # the guard sees this node's CPU and pool only
+        live = sum(1 for s in self._setups.values() if (s.gateway_node_id or self._node_id) == node)
+        refused = self.overload.check(live, len(self._warm) if node == self._node_id else 0,
+                                      cpu_known=node == self._node_id)
+        if refused is not None:  # answered, not raised: the gateway sends 503 + Retry-After
+            log.warning("call %s refused: %s", setup.session_id[:80], refused.detail)
+            return MediaAnswer("", 0, refusal=refused.rule, retry_after_s=refused.retry_after_s)
         actor = await self._actor_for(setup.gateway_node_id)
         self._schedule_refill()
         try:
@@ -434,12 +448,13 @@ class CallSupervisor:
             closed=self._closed, open_failures=self._failures, phrase_book_ready=self.phrases is not None,
             reaped=self.reaper.calls_reaped, dialogs_reaped=self.reaper.dialogs_reaped, archived=self.archive.archived, failovers=self._failovers, failover_failures=self._failover_failures,
             last_failover_ms=self._last_failover_ms, adopted=self._adopted, breakers=self._breakers.states(),
+            overload_refusals=dict(self.overload.refused), cpu_percent=self.overload.cpu_percent,
         )
 
     async def shutdown(self) -> None:
         await self._ready()
         self._shutting_down = True
-        for task in (self._reaper_task, self._refill, self._metrics_task):
+        for task in (self._reaper_task, self._refill, self._metrics_task, self._overload_task):
             if task is not None:
                 task.cancel()
         for session_id in list(self._active):

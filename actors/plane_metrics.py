@@ -103,6 +103,9 @@ class PlaneMetrics:
         m.inc("theo_failovers_total", d(("failover_failures",), stats.failover_failures), result="failed")
         m.inc("theo_orphans_reaped_total", d(("reaped",), stats.reaped), kind="call")
         m.inc("theo_orphans_reaped_total", d(("dialogs_reaped",), stats.dialogs_reaped), kind="dialog")
+        m.set("theo_node_cpu_percent", stats.cpu_percent)
+        for rule, count in stats.overload_refusals.items():
+            m.inc("theo_calls_refused_overload_total", d(("overload", rule), count), rule=rule)
         for state in stats.breakers:
             m.set("theo_breaker_state", BREAKER_POSITION.get(state.position, 0), model=state.name)
 

@@ -102,6 +102,8 @@ class _Stats(msgspec.Struct):
     reaped: int = 0
     dialogs_reaped: int = 1
     breakers: list[BreakerState] = []
+    overload_refusals: dict[str, int] = {}
+    cpu_percent: float = 0.0
 
 
 def test_sampled_counters_count_increments_once():
@@ -115,6 +117,11 @@ def test_sampled_counters_count_increments_once():
     assert m.value("theo_orphans_reaped_total", kind="dialog") == 1
     assert m.value("theo_warm_pool_size") == 0 and m.value("theo_calls_active") == 1
     assert m.value("theo_breaker_state", model="llm") == 2
+    pm.sample(_Stats(overload_refusals={"cpu": 2, "pool": 1}, cpu_percent=97.0))
+    pm.sample(_Stats(overload_refusals={"cpu": 3, "pool": 1}, cpu_percent=50.0))
+    assert m.value("theo_calls_refused_overload_total", rule="cpu") == 3
+    assert m.value("theo_calls_refused_overload_total", rule="pool") == 1
+    assert m.value("theo_node_cpu_percent") == 50.0
     d = DeltaCounter()
     assert [d.delta(("x",), v) for v in (3, 5, 2)] == [3, 2, 2]  # 5 -> 2: a restart counts from 0
 

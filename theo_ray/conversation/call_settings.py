@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
+from theo_ray.conversation.overload_guard import OverloadSettings
+
 
 class CallSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # Address CallActors bind their RTP sockets on and put in the SDP answer (the address
@@ -34,3 +36,6 @@ class CallSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # restores its last memory checkpoint and apologises. A takeover not done in this long
     # gives up: the caller goes to a human (AMI Redirect behind Asterisk) or is hung up.
     failover_timeout_s: float = 1.0
+    # New calls refused (503 + Retry-After) while the node's CPU or an empty warm pool says
+    # one more would degrade the calls in progress (theo_ray/conversation/overload_guard.py).
+    overload: OverloadSettings = msgspec.field(default_factory=OverloadSettings)

@@ -71,6 +71,10 @@ class MediaAnswer(msgspec.Struct, frozen=True):
 
     host: str
     port: int
+    # Set (to why, e.g. "cpu") when the supervisor refused the call instead (no CallActor,
+    # nothing listens): the gateway answers 503 + this Retry-After, counted as rejected_overload.
+    refusal: str = ""
+    retry_after_s: int = 0
 
 
 class CallEnded(msgspec.Struct, frozen=True):

@@ -21,6 +21,7 @@ class GatewayStats(msgspec.Struct):
     refused_source_rate: int = 0  # a source over sip.admission.invites_per_s_per_source (503)
     refused_global_rate: int = 0  # the shard over sip.admission.invites_per_s (503)
     refused_source_calls: int = 0  # a source holding sip.admission.max_calls_per_source calls (503)
+    rejected_overload: int = 0  # the supervisor's call.overload guard refused the call (503)
     malformed_invite: int = 0  # a body without Content-Type, no Call-ID (400)
     unsupported_body: int = 0  # a body that is not application/sdp (415)
     delayed_offers: int = 0  # INVITEs without SDP: Theo offered in the 200 OK
@@ -44,7 +45,7 @@ class GatewayStats(msgspec.Struct):
 
 REFUSAL_COUNTERS = (
     "rejected_403", "rejected_full", "refused_source_rate", "refused_global_rate", "refused_source_calls",
-    "too_large", "malformed_invite", "malformed_sdp", "unsupported_body", "no_common_codec", "duplicate_session",
+    "rejected_overload", "too_large", "malformed_invite", "malformed_sdp", "unsupported_body", "no_common_codec", "duplicate_session",
     "rejected_by_stack", "refused_methods", "setup_failed", "ack_timeouts",
 )
 

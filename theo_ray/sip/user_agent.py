@@ -306,6 +306,9 @@ class SipUserAgent(DialogEvents):
             log.warning("open_call(%s) failed: %s", setup.session_id, repr(exc))
             await self._pj.run(lambda: self._setup_failure(pj_id, setup))
             return
+        if media.refusal:
+            await self._pj.run(lambda: self._overload_refusal(pj_id, setup, media))
+            return
         await self._pj.run(lambda: self._answer_ok(pj_id, setup, media))
 
     def _live_call(self, pj_id: int, setup: CallSetup) -> GatewayCall | None:
@@ -324,6 +327,17 @@ class SipUserAgent(DialogEvents):
             return
         call.setup_failed = True
         self._reject(call, 503)
+
+    def _overload_refusal(self, pj_id: int, setup: CallSetup, media: MediaAnswer) -> None:
+        """The supervisor's overload guard refused the call: 503 + Retry-After, never a 486."""
+        self._stats.rejected_overload += 1
+        call = self._live_call(pj_id, setup)
+        self._log_refusal(call.source_address if call else "?", Refusal(
+            503, "rejected_overload", f"node overloaded ({media.refusal[:80]})"), self._clock())
+        if call is None:
+            return
+        call.setup_failed = True  # no CallActor holds it; close_call still follows, as for any setup
+        self._reject(call, 503, {"Retry-After": str(max(1, media.retry_after_s))})
 
     def _answer_ok(self, pj_id: int, setup: CallSetup, media: MediaAnswer) -> None:
         call = self._live_call(pj_id, setup)
