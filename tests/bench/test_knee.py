@@ -4,7 +4,9 @@ analysis (no Ray, no SIP: the figures are built here and the functions judged on
 from __future__ import annotations
 
 from theo_ray.bench.loadtest import LoadtestReport, LoadtestSettings, echo_round_trips, find_knee
-from theo_ray.sim.analysis import CallAnalysis, CallerTurn, SpeechRegion, TrackLevels, percentiles
+from theo_ray.sim.analysis import CallAnalysis, CallerTurn
+from theo_ray.sim.percentiles import percentiles
+from theo_ray.sim.speech_regions import SpeechRegion, TrackLevels
 
 
 def _report(calls: int, p95_values: list[float]) -> LoadtestReport:

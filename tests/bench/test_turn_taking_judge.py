@@ -14,7 +14,8 @@ from theo_ray.bench.turn_taking_bench import (
 )
 from theo_ray.bench.turn_taking_judge import JudgeSettings, judge_call
 from theo_ray.conversation.records import BargeInRecord, CallRecord, TurnRecord
-from theo_ray.sim.analysis import CallAnalysis, CallerTurn, SpeechRegion, TrackLevels
+from theo_ray.sim.analysis import CallAnalysis, CallerTurn
+from theo_ray.sim.speech_regions import SpeechRegion, TrackLevels
 from theo_ray.sim.scenario import BargeIn, decode_scenario
 
 ORIGIN = 1000.0  # the recording's sample 0 on the CallActor's monotonic clock

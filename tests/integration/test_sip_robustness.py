@@ -197,7 +197,7 @@ async def test_theo_call_reads_the_agent_side_from_the_plane(plane, voice, model
     X-Theo-Session it sent) gives intelligibility and first content audio; the plane's
     LanguageModel (the embedded llama.cpp one) gives a sentiment for every answered turn."""
     from theo_ray.cli.agent_side import AgentSide
-    from theo_ray.sim.analysis import transcribe_agent_turns
+    from theo_ray.sim.turn_transcripts import transcribe_agent_turns
     from theo_ray.sim.call_summary import outcome_of, stt_transcriber, with_agent_side_figures
     from theo_ray.sim.conversation_metrics import caller_texts_from_scenario, summarise_call
     from theo_ray.sim.recording import CallRecording

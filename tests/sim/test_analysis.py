@@ -7,16 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from theo_ray.sim.analysis import (
-    dead_air_over,
-    silences_over,
-    AnalysisSettings,
-    VadSettings,
-    analyse,
-    detect_speech,
-    percentiles,
-    transcribe_agent_turns,
-)
+from theo_ray.sim.analysis import dead_air_over, silences_over, AnalysisSettings, analyse
+from theo_ray.sim.percentiles import percentiles
+from theo_ray.sim.speech_regions import VadSettings, detect_speech
+from theo_ray.sim.turn_transcripts import transcribe_agent_turns
 from theo_ray.sim.recording import CallRecording
 from tests.sim.synthetic import RATE, SyntheticCall, agent_speech, ms, noise, speech, voiced_point
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from theo_ray.sim.analysis import CallAnalysis, TurnText, analyse, transcribe_agent_turns
+from theo_ray.sim.analysis import CallAnalysis, analyse
+from theo_ray.sim.turn_transcripts import TurnText, transcribe_agent_turns
 from theo_ray.sim.conversation_metrics import (
     CallOutcome,
     SentimentRequest,

@@ -26,7 +26,7 @@ import msgspec
 
 from theo_ray.bench.sim_calls import SimCall, SimCallPlane, place_call, recording_origin
 from theo_ray.model_handles import ModelHandles
-from theo_ray.sim.analysis import SpeechRegion
+from theo_ray.sim.speech_regions import SpeechRegion
 from theo_ray.sim.call_summary import stt_transcriber
 from theo_ray.sim.caller_voice import CallerVoice
 from theo_ray.sim.recording import CallRecording

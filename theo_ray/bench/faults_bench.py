@@ -20,7 +20,7 @@ from theo_ray.bench.sim_calls import SimCallPlane, caller_voice
 from theo_ray.config import TheoConfig
 from theo_ray.model_handles import ModelHandles
 from theo_ray.runtime.serve_apps import deploy_scripted_model
-from theo_ray.sim.analysis import Percentiles, percentiles
+from theo_ray.sim.percentiles import Percentiles, percentiles
 from theo_ray.sim.caller_runner import render_utterances
 
 RULES = Path(__file__).resolve().parents[2] / "tests" / "fixtures"

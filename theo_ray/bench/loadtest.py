@@ -45,7 +45,8 @@ from theo_ray.bench.sim_calls import (
 )
 from theo_ray.config import TheoConfig
 from theo_ray.model_handles import ModelHandles
-from theo_ray.sim.analysis import CallAnalysis, Percentiles, percentiles
+from theo_ray.sim.analysis import CallAnalysis
+from theo_ray.sim.percentiles import Percentiles, percentiles
 from theo_ray.sim.caller_runner import render_utterances
 from theo_ray.sim.scenario import Scenario, WaitAgent, load_scenario
 

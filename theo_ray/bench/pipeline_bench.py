@@ -39,7 +39,7 @@ from theo_ray.bench.turns_bench import QUESTIONS, SCRIPTED_LLM_APP, SCRIPTED_LLM
 from theo_ray.config import TheoConfig
 from theo_ray.conversation.settings import ConversationSettings
 from theo_ray.model_handles import ModelHandles
-from theo_ray.sim.analysis import Percentiles, percentiles
+from theo_ray.sim.percentiles import Percentiles, percentiles
 from theo_ray.sim.caller_runner import render_utterances
 
 TARGET_RATIO = 0.35

@@ -30,7 +30,7 @@ from theo_ray.bench.turn_taking_judge import CallJudgement, JudgeSettings, Sent,
 from theo_ray.config import TheoConfig
 from theo_ray.model_handles import ModelHandles
 from theo_ray.sim.caller_runner import render_utterances
-from theo_ray.sim.analysis import Percentiles, percentiles
+from theo_ray.sim.percentiles import Percentiles, percentiles
 from theo_ray.sim.caller_voice import CallerVoice
 from theo_ray.sim.espeak_voice import caller_voice_named
 from theo_ray.sim.impaired_line import ImpairedLine, LineSettings

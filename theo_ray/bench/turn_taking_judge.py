@@ -47,7 +47,8 @@ from typing import Literal
 import msgspec
 
 from theo_ray.conversation.records import CallRecord, TurnRecord
-from theo_ray.sim.analysis import CallAnalysis, Interval, SpeechRegion, silences_over
+from theo_ray.sim.analysis import CallAnalysis, Interval, silences_over
+from theo_ray.sim.speech_regions import SpeechRegion
 from theo_ray.sim.scenario import BargeIn, Say, Scenario, utterance_label
 
 

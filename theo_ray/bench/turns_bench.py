@@ -46,7 +46,7 @@ from theo_ray.bench.sim_calls import (
 )
 from theo_ray.config import TheoConfig
 from theo_ray.model_handles import ModelHandles
-from theo_ray.sim.analysis import Percentiles, percentiles
+from theo_ray.sim.percentiles import Percentiles, percentiles
 from theo_ray.sim.caller_runner import render_utterances
 
 TARGET_BARGE_IN_P95_MS = 100.0

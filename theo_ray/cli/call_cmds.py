@@ -51,7 +51,7 @@ def caller_settings_for(target: str, args: argparse.Namespace):
 
 async def _call(config: TheoConfig, args: argparse.Namespace) -> int:
     from theo_ray.cli.agent_side import AgentSide
-    from theo_ray.sim.analysis import transcribe_agent_turns
+    from theo_ray.sim.turn_transcripts import transcribe_agent_turns
     from theo_ray.sim.call_summary import outcome_of, with_agent_side_figures
     from theo_ray.sim.intelligibility import Intelligibility
     from theo_ray.sim.caller_runner import dial_and_run

@@ -2,7 +2,7 @@
 arrival time, and an energy detector follows the agent's speech and turns as they happen, so
 the scenario can wait for the agent to start or finish and barge in N ms into its turn.
 
-The detector is the streaming form of :func:`theo_ray.sim.analysis.detect_speech`: the same
+The detector is the streaming form of :func:`theo_ray.sim.speech_regions.detect_speech`: the same
 :class:`VadSettings` (10 ms level frames, threshold = noise floor + margin clamped to
 [min, max] dBFS, digital silence left out of the floor, bursts under ``min_speech_ms`` ignored,
 gaps under ``merge_gap_ms`` bridged) and the same ``agent_turn_gap_ms`` grouping of regions into
@@ -30,7 +30,8 @@ import msgspec
 import numpy as np
 
 from theo_ray.media.rtp_session import InboundFrame, RtpSession
-from theo_ray.sim.analysis import AnalysisSettings, VadSettings, frame_levels_dbfs
+from theo_ray.sim.analysis import AnalysisSettings
+from theo_ray.sim.speech_regions import VadSettings, frame_levels_dbfs
 from theo_ray.sim.recording import CallRecording
 
 # Matches analysis.py: frames at or below this are digital silence, not a noise floor.

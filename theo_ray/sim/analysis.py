@@ -1,52 +1,23 @@
 """Caller-side measurements of a call, from its recording alone (never from Theo's internals).
 
-Speech is found per track with an energy detector whose threshold is relative to that track's
-own noise floor, so the agent's comfort noise (~-60 dBFS) is not agent audio. From the speech
-regions and the simulator's marked events it measures, per caller turn, end of caller speech ->
-first agent audio; per barge-in, caller speech onset while the agent speaks -> agent audio stops;
-stretches over 2 s with both sides silent; and overlap. ``transcribe_*`` get the words of each
-turn through an injected async STT callable.
-
-Why a hand-written energy detector and not Silero VAD: the question here is "is there agent
-*audio* on the line", not "is this human speech" — a tone or a click the agent sends counts
-too — and it must be exact to the sample on synthetic test signals, with no model to load.
-The work is numpy over a whole call (milliseconds); async callers run :func:`analyse` in an
-executor.
-
-Why ~560 lines in one module: detection, turn pairing, latencies, barge-ins, silences (and
-the dead air among them) and overlap fill one CallAnalysis from the same regions and events;
-split apart they would hand a half-built analysis between modules.
+From the speech regions of each track (:mod:`theo_ray.sim.speech_regions`) and the
+simulator's marked events it measures, per caller turn, end of caller speech -> first agent
+audio; per barge-in, caller speech onset while the agent speaks -> agent audio stops;
+stretches over 2 s with both sides silent (and the dead air among them); and overlap.
+Turn pairing, latencies, barge-ins, silences and overlap fill one :class:`CallAnalysis` from
+the same regions and events, so they stay together here. The work is numpy over a whole
+call (milliseconds); async callers run :func:`analyse` in an executor. The words of each
+turn are :mod:`theo_ray.sim.turn_transcripts`' job.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal
 
 import msgspec
-import numpy as np
 
 from theo_ray.sim.recording import CallRecording, RecordingEvent
-
-# Frames with no signal at all (digital silence) are left out of the noise-floor estimate.
-_DIGITAL_SILENCE_DBFS = -90.0
-
-
-class VadSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Energy speech detector. Threshold = noise floor + ``snr_margin_db``, clamped to
-    [``min_threshold_dbfs``, ``max_threshold_dbfs``]; the floor is the ``noise_percentile``-th
-    percentile of the track's frame levels (digital silence excluded)."""
-
-    frame_ms: int = 10
-    noise_percentile: float = 10.0
-    snr_margin_db: float = 15.0
-    min_threshold_dbfs: float = -55.0
-    # A track that is nearly all speech has a "floor" at speech level; this keeps speech detectable.
-    max_threshold_dbfs: float = -40.0
-    # Bursts shorter than this are clicks, not speech.
-    min_speech_ms: int = 40
-    # Gaps inside speech (stop consonants, short breaths) shorter than this do not split a region.
-    merge_gap_ms: int = 200
+from theo_ray.sim.speech_regions import SpeechRegion, TrackLevels, VadSettings, detect_speech, sample_ms
 
 
 class AnalysisSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -66,24 +37,6 @@ class AnalysisSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     resume_gap_ms: int = 300
     # An utterance's speech may trail its utterance_end event by this much (frame in flight).
     utterance_slack_ms: int = 200
-
-
-class SpeechRegion(msgspec.Struct, frozen=True):
-    start_ms: float
-    end_ms: float
-
-    @property
-    def duration_ms(self) -> float:
-        return self.end_ms - self.start_ms
-
-
-class TrackLevels(msgspec.Struct, frozen=True):
-    """What the detector decided for one track."""
-
-    noise_floor_dbfs: float
-    threshold_dbfs: float
-    # 95th percentile frame level of detected speech (None: no speech).
-    speech_level_dbfs: float | None
 
 
 CallerTurnKind = Literal["turn", "barge_in", "backchannel"]
@@ -167,98 +120,6 @@ class CallAnalysis(msgspec.Struct, frozen=True):
     overlap_ms: float
 
 
-class Percentiles(msgspec.Struct, frozen=True):
-    """Summary of a list of figures; the statistics are None when ``count`` is 0."""
-
-    count: int
-    p50: float | None = None
-    p95: float | None = None
-    p99: float | None = None
-    mean: float | None = None
-    max: float | None = None
-
-
-def percentiles(values: Sequence[float | None]) -> Percentiles:
-    """p50/p95/p99/mean/max of the values that are not None (linear interpolation)."""
-    data = np.asarray([v for v in values if v is not None], dtype=np.float64)
-    if data.size == 0:
-        return Percentiles(count=0)
-    p50, p95, p99 = np.percentile(data, [50, 95, 99])
-    return Percentiles(
-        count=int(data.size),
-        p50=round(float(p50), 1),
-        p95=round(float(p95), 1),
-        p99=round(float(p99), 1),
-        mean=round(float(data.mean()), 1),
-        max=round(float(data.max()), 1),
-    )
-
-
-# ---------------------------------------------------------------- speech detection
-
-
-def frame_levels_dbfs(samples: np.ndarray, frame_len: int) -> np.ndarray:
-    """RMS level of each whole frame in dBFS (int16 full scale = 0 dBFS); digital silence ~ -120."""
-    n = len(samples) // frame_len
-    if n == 0:
-        return np.zeros(0)
-    frames = samples[: n * frame_len].astype(np.float64).reshape(n, frame_len) / 32768.0
-    return 10.0 * np.log10(np.mean(frames * frames, axis=1) + 1e-12)
-
-
-def detect_speech(
-    samples: np.ndarray, sample_rate: int, vad: VadSettings = VadSettings()
-) -> tuple[list[SpeechRegion], TrackLevels]:
-    """Speech regions of one int16 track and the levels the decision used."""
-    frame_len = max(1, sample_rate * vad.frame_ms // 1000)
-    levels = frame_levels_dbfs(samples, frame_len)
-    audible = levels[levels > _DIGITAL_SILENCE_DBFS]
-    floor = float(np.percentile(audible, vad.noise_percentile)) if audible.size else -120.0
-    threshold = min(max(floor + vad.snr_margin_db, vad.min_threshold_dbfs), vad.max_threshold_dbfs)
-    active = levels > threshold
-
-    # Runs of active frames, as [start_frame, end_frame).
-    edges = np.diff(np.concatenate([[0], active.astype(np.int8), [0]]))
-    runs = list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
-    merge_frames = vad.merge_gap_ms / vad.frame_ms
-    merged: list[list[int]] = []
-    for start, end in runs:
-        if merged and start - merged[-1][1] < merge_frames:
-            merged[-1][1] = end
-        else:
-            merged.append([int(start), int(end)])
-
-    # Refine each edge to the sample: the first/last sample whose amplitude reaches the
-    # threshold's RMS level, searched within the edge frames (and the frame before the onset).
-    amp = 32768.0 * 10 ** (threshold / 20.0)
-    regions: list[SpeechRegion] = []
-    speech_levels: list[np.ndarray] = []
-    for start_f, end_f in merged:
-        if (end_f - start_f) * vad.frame_ms < vad.min_speech_ms:
-            continue
-        lo = max(0, (start_f - 1) * frame_len)
-        head = np.flatnonzero(np.abs(samples[lo : (start_f + 1) * frame_len].astype(np.int32)) >= amp)
-        start_s = lo + int(head[0]) if head.size else start_f * frame_len
-        tail_lo = (end_f - 1) * frame_len
-        tail = np.flatnonzero(np.abs(samples[tail_lo : end_f * frame_len].astype(np.int32)) >= amp)
-        end_s = tail_lo + int(tail[-1]) + 1 if tail.size else end_f * frame_len
-        regions.append(SpeechRegion(_ms(start_s, sample_rate), _ms(end_s, sample_rate)))
-        speech_levels.append(levels[start_f:end_f])
-    speech = np.concatenate(speech_levels) if speech_levels else np.zeros(0)
-    return regions, TrackLevels(
-        noise_floor_dbfs=round(floor, 1),
-        threshold_dbfs=round(threshold, 1),
-        speech_level_dbfs=round(float(np.percentile(speech, 95)), 1) if speech.size else None,
-    )
-
-
-def _ms(sample: int, rate: int) -> float:
-    return round(float(sample) * 1000.0 / rate, 2)
-
-
-# ---------------------------------------------------------------- the call
-
-
 def analyse(recording: CallRecording, settings: AnalysisSettings = AnalysisSettings()) -> CallAnalysis:
     """Measure a finished call from its two tracks and its events."""
     rate = recording.sample_rate
@@ -286,9 +147,9 @@ def analyse(recording: CallRecording, settings: AnalysisSettings = AnalysisSetti
     barge_ins = _barge_ins(caller_turns, caller_regions, agent_regions, agent_turns, intent, settings)
     latencies = _latencies(caller_turns, agent_regions)
 
-    call_start = next((_ms(e.sample, rate) for e in events if e.kind == "call_answered"), 0.0)
+    call_start = next((sample_ms(e.sample, rate) for e in events if e.kind == "call_answered"), 0.0)
     call_end = next(
-        (_ms(e.sample, rate) for e in reversed(events) if e.kind in ("hangup", "call_ended")),
+        (sample_ms(e.sample, rate) for e in reversed(events) if e.kind in ("hangup", "call_ended")),
         recording.duration_ms,
     )
     call_end = min(call_end, recording.duration_ms)
@@ -368,9 +229,9 @@ def _caller_turns_from_events(
         if e.track not in (None, "tx"):
             continue
         if e.kind == "utterance_start":
-            open_at[e.label] = _ms(e.sample, rate)
+            open_at[e.label] = sample_ms(e.sample, rate)
         elif e.kind == "utterance_end" and e.label in open_at:
-            spans.append((e.label, open_at.pop(e.label), _ms(e.sample, rate)))
+            spans.append((e.label, open_at.pop(e.label), sample_ms(e.sample, rate)))
     # An utterance cut short by the hang-up has no end event: it ends at the last speech.
     for label, start in open_at.items():
         spans.append((label, start, regions[-1].end_ms if regions else start))
@@ -512,49 +373,3 @@ def _intersections(a: list[SpeechRegion], b: list[SpeechRegion]) -> list[Interva
     return out
 
 
-# ---------------------------------------------------------------- words
-
-
-Transcriber = Callable[[np.ndarray, int], Awaitable[str]]
-"""async (int16 mono samples, sample rate) -> text; the simulator passes our STT deployment here."""
-
-
-class TurnText(msgspec.Struct, frozen=True):
-    index: int
-    start_ms: float
-    end_ms: float
-    text: str
-
-
-async def transcribe_agent_turns(
-    recording: CallRecording, analysis: CallAnalysis, transcribe: Transcriber, pad_ms: int = 150
-) -> list[TurnText]:
-    """The agent's words per agent turn (rx track), for expectation checks and the transcript."""
-    spans = [(t.index, t.start_ms, t.end_ms) for t in analysis.agent_turns]
-    return await _transcribe(recording, "rx", spans, transcribe, pad_ms)
-
-
-async def transcribe_caller_turns(
-    recording: CallRecording, analysis: CallAnalysis, transcribe: Transcriber, pad_ms: int = 150
-) -> list[TurnText]:
-    """The caller's words per caller turn (tx track), when the scenario played WAVs without text."""
-    spans = [(t.index, t.start_ms, t.end_ms) for t in analysis.caller_turns]
-    return await _transcribe(recording, "tx", spans, transcribe, pad_ms)
-
-
-async def _transcribe(
-    recording: CallRecording,
-    track: Literal["tx", "rx"],
-    spans: list[tuple[int, float, float]],
-    transcribe: Transcriber,
-    pad_ms: int,
-) -> list[TurnText]:
-    samples = recording.track(track)
-    rate = recording.sample_rate
-    out: list[TurnText] = []
-    for index, start, end in spans:
-        lo = max(0, int((start - pad_ms) * rate / 1000))
-        hi = min(len(samples), int((end + pad_ms) * rate / 1000))
-        text = await transcribe(samples[lo:hi], rate)
-        out.append(TurnText(index, start, end, text.strip()))
-    return out

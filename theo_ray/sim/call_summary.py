@@ -15,7 +15,8 @@ import soxr
 from theo_ray.conversation.records import CallRecord
 from theo_ray.messages import ChatMessage, GenerateRequest, TranscribeRequest
 from theo_ray.model_handles import ModelHandles
-from theo_ray.sim.analysis import percentiles, transcribe_agent_turns
+from theo_ray.sim.percentiles import percentiles
+from theo_ray.sim.turn_transcripts import transcribe_agent_turns
 from theo_ray.sim.caller_runner import CallRunResult
 from theo_ray.sim.intelligibility import Intelligibility, intelligibility
 from theo_ray.sim.conversation_metrics import (

@@ -23,7 +23,9 @@ from typing import Literal
 
 import msgspec
 
-from theo_ray.sim.analysis import CallAnalysis, Percentiles, TurnText, dead_air_over, percentiles, silences_over
+from theo_ray.sim.analysis import CallAnalysis, dead_air_over, silences_over
+from theo_ray.sim.percentiles import Percentiles, percentiles
+from theo_ray.sim.turn_transcripts import TurnText
 from theo_ray.sim.intelligibility import Intelligibility
 from theo_ray.sim.scenario import BargeIn, Scenario
 
