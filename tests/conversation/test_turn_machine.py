@@ -206,6 +206,7 @@ def test_the_call_time_limit_lets_the_answer_finish_then_says_why_and_hangs_up()
     assert [c.action for c in result.control.calls] == ["hangup"]
     hangup = result.control.calls[0]
     assert hangup.reason == "max_call_seconds" and record.end_reason == "max_call_seconds"
+    assert record.limits_hit == {"call_seconds": 1}  # the cap, named in the call record
     marks = result.line.marks_heard()
     assert marks[-1].startswith("prompt")  # the closing phrase is the last thing heard
     assert hangup.at > record.turns[0].drained_at - result.line.t0

@@ -24,6 +24,19 @@ CLOSING_REPLY_WAIT_S = 30.0  # at the call's time limit, how long the answer in 
 MEDIA_CHECK_S = 1.0
 
 
+def caps_hit(end_reason: str, memory_stats, tool_stats) -> dict[str, int]:
+    """The per-call caps (issue 18 item 6) this call ran into, for `CallRecord.limits_hit`;
+    only those hit. `memory_stats`: turn.memory.MemoryStats; `tool_stats`: ToolRegistryStats.
+    The media caps are counted in the call's MediaStats (drops.oversized, jitter_overflow_dropped)."""
+    found = {
+        "call_seconds": int(end_reason == "max_call_seconds"),  # conversation.max_call_seconds
+        "caller_chars": memory_stats.caller_text_truncated,  # turn.memory.max_caller_chars
+        "memory_token_budget": memory_stats.summaries,  # history folded into the summary
+        "tool_argument_bytes": tool_stats.rejected_too_large,  # turn.tools.max_argument_bytes
+    }
+    return {cap: count for cap, count in found.items() if count}
+
+
 class CallLimits:
     def __init__(
         self,

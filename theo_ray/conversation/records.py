@@ -116,6 +116,9 @@ class CallRecord(msgspec.Struct):
     # the audio in it, ms (CallActor, media/call_recorder.py).
     recording_path: str = ""
     recording_ms: float = 0.0
+    # Per-call caps hit (conversation/call_limits.py caps_hit): call_seconds, caller_chars,
+    # memory_token_budget, tool_argument_bytes; only those hit.
+    limits_hit: dict[str, int] = {}
 
     def count_timeout(self, stage: str) -> None:
         self.model_timeouts[stage] = self.model_timeouts.get(stage, 0) + 1

@@ -33,7 +33,7 @@ import numpy as np
 
 from theo_ray.conversation.after_speech import AfterSpeechActions
 from theo_ray.conversation.barge_in import BargeInController
-from theo_ray.conversation.call_limits import CallLimits
+from theo_ray.conversation.call_limits import CallLimits, caps_hit
 from theo_ray.conversation.call_control import CallControl
 from theo_ray.conversation.caller_gate import CallerGate
 from theo_ray.conversation.cues import Cues
@@ -183,6 +183,7 @@ class TurnLoop:
         self._enter(TurnState.ENDED, reason)
         self.record.end_reason = self.record.end_reason or reason
         self.record.ended_at = self.clock()
+        self.record.limits_hit = caps_hit(self.record.end_reason, self.memory.stats, self.tools.stats)
         reply = self._reply
         if reply is not None:
             # Its streams fail with "cancelled" from here on: that is the hang-up, not an error.

@@ -65,6 +65,7 @@ class MediaStats(msgspec.Struct):
     jitter_mean_ms: float = 0.0  # RFC 3550 A.8, averaged over the call
     jitter_buffer_target_ms: float = 0.0
     jitter_buffer_depth_ms: float = 0.0
+    jitter_overflow_dropped: int = 0  # frames dropped: the buffer held more than media.jitter_max_ms
     inbound_frames: int = 0
     inbound_frames_dropped: int = 0  # consumer too slow
     comfort_noise_packets: int = 0
@@ -140,6 +141,7 @@ def fill_reception(
     stats.jitter_mean_ms = reception.mean_jitter_ms
     stats.late = jb.late
     stats.duplicates = jb.duplicates
+    stats.jitter_overflow_dropped = jb.overflow_dropped
     stats.concealed_frames = plc.concealed_frames
     stats.jitter_buffer_target_ms = jitter.target_ms
     stats.jitter_buffer_depth_ms = jitter.depth_ms(now)

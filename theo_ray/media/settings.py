@@ -6,6 +6,8 @@ from typing import Literal
 
 import msgspec
 
+from theo_ray.errors import ConfigError
+
 
 class MediaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Packetisation. Every codec here sends one ptime frame per packet.
@@ -52,3 +54,13 @@ class MediaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_catchup_frames: int = 5
     # Send-interval error samples kept for the p50/p99 in stats().
     send_error_window: int = 3000
+
+    def __post_init__(self) -> None:
+        # The per-call bounds of issue 18 item 6: a config typo must not make one call's
+        # buffers unbounded. 65507 is the largest UDP payload over IPv4.
+        if not 12 <= self.max_datagram_bytes <= 65507:
+            raise ConfigError("media.max_datagram_bytes", "must be 12..65507 (an RTP header is 12 bytes)")
+        if not 0 < self.jitter_min_ms <= self.jitter_max_ms <= 1000:
+            raise ConfigError("media.jitter_max_ms", "needs 0 < jitter_min_ms <= jitter_max_ms <= 1000")
+        if self.inbound_queue_frames < 1:
+            raise ConfigError("media.inbound_queue_frames", "must be >= 1")

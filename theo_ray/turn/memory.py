@@ -52,6 +52,7 @@ class MemoryStats(msgspec.Struct):
     summaries: int = 0
     summary_fallbacks: int = 0  # extractive summary used (summarizer missing, failed, slow)
     entities_found: int = 0
+    caller_text_truncated: int = 0  # caller turns cut to memory.max_caller_chars
 
 
 Summarizer = Callable[[str, list[Turn]], Awaitable[str]]
@@ -109,6 +110,9 @@ class ConversationMemory:
 
     def add_caller(self, text: str) -> list[Entity]:
         """Record what the caller said; return the entities that are new in it."""
+        if len(text) > self.settings.max_caller_chars:
+            text = text[: self.settings.max_caller_chars] + "…"
+            self.stats.caller_text_truncated += 1
         self.turns.append(Turn("user", text, self._clock()))
         new = []
         for entity in extract_entities(text, turn=self.caller_turns):

@@ -112,6 +112,13 @@ class MemorySettings(msgspec.Struct, forbid_unknown_fields=True):
     keep_recent_turns: int = 6  # turns never summarised
     summary_max_chars: int = 900
     summary_timeout_s: float = 8.0
+    # What one caller turn may put into the LLM's context: longer transcripts (a monologue
+    # with the endpointer never firing) keep their first this many characters (counted).
+    max_caller_chars: int = 2000
+
+    def __post_init__(self) -> None:
+        if not 100 <= self.max_caller_chars <= 100_000:
+            raise ConfigError("conversation.turn.memory.max_caller_chars", "must be 100..100000")
 
 
 class PromptSettings(msgspec.Struct, forbid_unknown_fields=True):
@@ -145,6 +152,13 @@ class ToolSettings(msgspec.Struct, forbid_unknown_fields=True):
     # menu after a transfer, a conference PIN) as RFC 4733 events. Off by default: on an
     # inbound contact-centre call there is usually nothing to press keys at.
     send_dtmf: bool = False
+    # A tool call whose arguments, as JSON, are longer than this is rejected (and counted)
+    # before validation: every tool here takes a destination, a reason or a few keys.
+    max_argument_bytes: int = 2048
+
+    def __post_init__(self) -> None:
+        if not 64 <= self.max_argument_bytes <= 1_000_000:
+            raise ConfigError("conversation.turn.tools.max_argument_bytes", "must be 64..1000000")
 
 
 class FillerSettings(msgspec.Struct, forbid_unknown_fields=True):

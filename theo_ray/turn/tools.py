@@ -45,6 +45,7 @@ class ToolRegistryStats(msgspec.Struct):
     rejected: int = 0
     rejected_unknown_tool: int = 0
     rejected_bad_arguments: int = 0
+    rejected_too_large: int = 0  # arguments over tools.max_argument_bytes as JSON
 
 
 def _builtin_tools(settings: ToolSettings) -> list[RegisteredTool]:
@@ -143,6 +144,15 @@ class ToolRegistry:
             known = ", ".join(self._tools)
             return RejectedToolCall(call, f"unknown tool '{call.name}'; available: {known}")
         arguments: Any = call.arguments
+        try:
+            size = len(msgspec.json.encode(arguments))
+        except (TypeError, msgspec.EncodeError):
+            size = 0  # not JSON: the schema validation below names what is wrong
+        if size > self.settings.max_argument_bytes:  # before validation: its cost grows with them
+            self.stats.rejected += 1
+            self.stats.rejected_too_large += 1
+            return RejectedToolCall(call, f"arguments for '{call.name}' too large: {size} bytes "
+                                          f"(at most {self.settings.max_argument_bytes})")
         errors = sorted(self._validators[call.name].iter_errors(arguments), key=lambda e: e.path)
         if errors:
             self.stats.rejected += 1
