@@ -15,7 +15,7 @@ import pytest
 from tests.sip.tls_certs import make_pki
 from theo_ray.runtime.call_plane import CallPlane
 from theo_ray.runtime.serve_apps import ModelHandles
-from theo_ray.sim.caller_runner import dial_and_run
+from theo_ray.sim.call_dialer import dial_and_run
 from theo_ray.sim.caller_voice import CallerVoice, CallerVoiceSettings
 from theo_ray.sim.scenario import decode_scenario
 from theo_ray.sim.sip_caller import CallerSettings

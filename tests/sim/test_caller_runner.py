@@ -482,7 +482,7 @@ class ScriptedAgentRouter:
 
 async def test_dial_and_run_over_real_sip(tmp_path):
     from tests.sip.conftest import free_port
-    from theo_ray.sim.caller_runner import dial_and_run
+    from theo_ray.sim.call_dialer import dial_and_run
     from theo_ray.sim.sip_caller import CallerSettings
     from theo_ray.sip.settings import SipSettings
     from theo_ray.sip.user_agent import SipUserAgent

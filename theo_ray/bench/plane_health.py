@@ -23,7 +23,7 @@ import psutil
 
 from theo_ray.actor_names import CALL_ACTOR_PREFIX
 from theo_ray.runtime.call_plane import CallPlane
-from theo_ray.sim.caller_runner import CallFailed, dial_and_run
+from theo_ray.sim.call_dialer import CallFailed, dial_and_run
 from theo_ray.sim.caller_voice import CallerVoice
 from theo_ray.sim.scenario import Hangup, Scenario, WaitAgent
 from theo_ray.sim.sip_caller import CallerSettings

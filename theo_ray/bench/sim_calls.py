@@ -28,7 +28,8 @@ from theo_ray.conversation.records import CallRecord, TurnRecord
 from theo_ray.conversation.settings import ConversationSettings
 from theo_ray.model_handles import ModelHandles
 from theo_ray.runtime.call_plane import CallPlane
-from theo_ray.sim.caller_runner import CallFailed, CallRunResult, dial_and_run
+from theo_ray.sim.call_dialer import CallFailed, dial_and_run
+from theo_ray.sim.caller_runner import CallRunResult
 from theo_ray.sim.percentiles import Percentiles, percentiles
 from theo_ray.sim.caller_voice import CallerVoice, CallerVoiceSettings
 from theo_ray.sim.impaired_line import ImpairedLine

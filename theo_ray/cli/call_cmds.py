@@ -54,7 +54,7 @@ async def _call(config: TheoConfig, args: argparse.Namespace) -> int:
     from theo_ray.sim.turn_transcripts import transcribe_agent_turns
     from theo_ray.sim.call_summary import outcome_of, with_agent_side_figures
     from theo_ray.sim.intelligibility import Intelligibility
-    from theo_ray.sim.caller_runner import dial_and_run
+    from theo_ray.sim.call_dialer import dial_and_run
     from theo_ray.sim.caller_voice import CallerVoice, CallerVoiceSettings
     from theo_ray.sim.conversation_metrics import caller_texts_from_scenario, summarise_call, write_summary
     from theo_ray.sim.recording import CallRecording

@@ -53,7 +53,7 @@ async def run_call(plane, scenario_path: Path, out_dir: Path, session_id: str):
     """One call from the caller simulator to `plane` (a started CallPlane); writes the
     summary and the call record into `out_dir`; returns (run, summary, span splits)."""
     from theo_ray.sim.call_summary import span_splits, summarise_simulated_call
-    from theo_ray.sim.caller_runner import dial_and_run
+    from theo_ray.sim.call_dialer import dial_and_run
     from theo_ray.bench.sim_calls import caller_voice
     from theo_ray.sim.conversation_metrics import write_summary
     from theo_ray.sim.scenario import load_scenario
