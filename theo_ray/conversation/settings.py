@@ -116,13 +116,14 @@ class ConversationSettings(msgspec.Struct, **_STRICT):
     # hint, with a digits cue after a question asking for digits (stt_hint.py). `theo bench
     # stt` on the answers the corpus knows the question of (2 Kokoro voices, clean G.711,
     # beam 5): WER 8.3 % -> 6.5 %, meaning lost 36 % -> 29 %, for 1.4-2x the time per
-    # transcription (README, *Caller understanding*); it also helped the hesitations of
-    # `theo bench turn-taking` ("Então é que assim." with it, "então é que é assim" without,
-    # so the thinking rule saw its tail). A hint can cut a long answer short (an 18 s
-    # complaint decoded as its first sentence): the backend then decodes again without it.
-    # "digits": only after a question asking for digits (WER 7.4 % on the same answers, the
-    # extra time on those answers alone); "off": never.
-    stt_hint: Literal["always", "digits", "off"] = "always"
+    # transcription (README, *Caller understanding*). 20 of those 21 answers were
+    # dictations, and "digits" (the default) keeps the hint for exactly those: WER 7.4 %.
+    # Elsewhere a hint costs time on every turn's final (the greeting's question as the hint:
+    # 404 -> 709 ms per transcription of a short answer, measured in process), and it can cut
+    # a long answer short (an 18 s complaint decoded as its first sentence; the backend then
+    # decodes again without it). "always": every answer (it kept "Então é que assim." whole
+    # for the endpointer's thinking rule in `theo bench turn-taking`); "off": never.
+    stt_hint: Literal["always", "digits", "off"] = "digits"
     stt_hint_max_chars: int = 160
     # A dictated number (a run of at least readback_min_digits digits: CPF, phone, protocol,
     # CEP; not money) with a word heard at a probability under this is read back for
