@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from theo_ray.bench.loadtest import DEFAULT_MIX, LoadtestSettings, LoadtestTick, run_loadtest
+from theo_ray.bench.load_mix import DEFAULT_MIX
+from theo_ray.bench.loadtest import LoadtestSettings, LoadtestTick, run_loadtest
 
 pytestmark = pytest.mark.slow
 

@@ -23,7 +23,6 @@ whose reply-audio p95 (echo: round-trip p95) is at least twice that at the small
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
 from collections.abc import Callable
@@ -32,6 +31,8 @@ from pathlib import Path
 import msgspec
 import psutil
 
+from theo_ray.bench.load_mix import DEFAULT_MIX, patient, resolve_scenario
+from theo_ray.bench.load_resources import CallResourceSampler, simulator_cpu_s
 from theo_ray.bench.sim_calls import (
     SimCall,
     SimCallPlane,
@@ -48,12 +49,7 @@ from theo_ray.model_handles import ModelHandles
 from theo_ray.sim.analysis import CallAnalysis
 from theo_ray.sim.percentiles import Percentiles, percentiles
 from theo_ray.sim.caller_runner import render_utterances
-from theo_ray.sim.scenario import Scenario, WaitAgent, load_scenario
 
-_ROOT = Path(__file__).resolve().parents[2]
-# Where a scenario named without a path is looked up, in order.
-SCENARIO_DIRS = (_ROOT / "theo_ray" / "sim" / "scenarios", _ROOT / "tests" / "scenarios")
-DEFAULT_MIX = ("greeting_simple_question", "invoice_follow_up_memory", "interruption_mid_sentence")
 KNEE_FACTOR = 2.0
 
 
@@ -164,28 +160,6 @@ class LoadSweepReport(msgspec.Struct):
     knee_factor: float = KNEE_FACTOR
 
 
-def resolve_scenario(name: str) -> Scenario:
-    """A scenario by YAML path, or by name in SCENARIO_DIRS."""
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        return load_scenario(path)
-    for folder in SCENARIO_DIRS:
-        candidate = folder / f"{name}.yaml"
-        if candidate.is_file():
-            return load_scenario(candidate)
-    raise FileNotFoundError(f"scenario {name!r}: no such YAML file or name in {[str(d) for d in SCENARIO_DIRS]}")
-
-
-def patient(scenario: Scenario, settle_ms: int) -> Scenario:
-    """The scenario with every wait for the end of the agent's turn settling at least ``settle_ms``."""
-    steps = [
-        msgspec.structs.replace(s, settle_ms=max(s.settle_ms, settle_ms))
-        if isinstance(s, WaitAgent) and s.until == "ends" else s
-        for s in scenario.steps
-    ]
-    return msgspec.structs.replace(scenario, steps=steps)
-
-
 def echo_round_trips(analysis: CallAnalysis, window_ms: float = 1000.0) -> list[float]:
     """Per caller turn, caller speech onset -> onset of the agent audio that echoes it."""
     out = []
@@ -205,68 +179,6 @@ def _ended_on_purpose(call: SimCall) -> bool:
     if call.record.transferred_to:
         return True
     return any(t.call.name in ("end_call", "transfer_call") and t.ok for turn in call.record.turns for t in turn.tools)
-
-
-class _Resources:
-    """psutil samples of the machine and of each call's CallActor process."""
-
-    def __init__(self) -> None:
-        self.cpu: list[float] = []
-        self.pids: dict[str, int] = {}
-        self.rss: dict[str, float] = {}
-        self.uss: dict[str, float] = {}
-        self.cpu_s: dict[str, float] = {}  # CPU time while the call was seen (not the warm-up's)
-        self._cpu_first: dict[str, float] = {}
-        self.first_seen: dict[str, float] = {}
-        self.last_seen: dict[str, float] = {}
-        self.max_active = 0
-        psutil.cpu_percent(None)  # starts the machine-wide measuring interval
-
-    async def sample(self, plane: SimCallPlane) -> int:
-        from theo_ray.bench.media_bench import actor_process
-
-        self.cpu.append(psutil.cpu_percent(None))
-        active = await plane.supervisor.active_calls.remote()
-        self.max_active = max(self.max_active, len(active))
-        now = time.monotonic()
-        for info in active:
-            sid = info.session_id
-            if sid not in self.pids:
-                handle = await plane.supervisor.call_actor.remote(sid)
-                if handle is None:
-                    continue
-                self.pids[sid] = actor_process(handle)
-                self.first_seen[sid] = now
-            pid = self.pids[sid]
-            if not pid:
-                continue
-            try:
-                proc = psutil.Process(pid)
-                with proc.oneshot():
-                    mem = proc.memory_full_info()
-                    times = proc.cpu_times()
-            except psutil.Error:
-                continue
-            self.rss[sid] = max(self.rss.get(sid, 0.0), mem.rss / 2**20)
-            self.uss[sid] = max(self.uss.get(sid, 0.0), mem.uss / 2**20)
-            used = times.user + times.system
-            self._cpu_first.setdefault(sid, used)
-            self.cpu_s[sid] = used - self._cpu_first[sid]
-            self.last_seen[sid] = now
-        return len(active)
-
-    def cpu_percent_of(self, sid: str) -> float | None:
-        span = self.last_seen.get(sid, 0.0) - self.first_seen.get(sid, 0.0)
-        return round(100.0 * self.cpu_s[sid] / span, 1) if sid in self.cpu_s and span > 1.0 else None
-
-
-def _simulator_cpu_s() -> float:
-    me = psutil.Process()
-    total = sum(me.cpu_times()[:2])
-    for child in me.children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            total += sum(child.cpu_times()[:2])
-    return total
 
 
 async def run_loadtest(
@@ -299,11 +211,11 @@ async def run_loadtest(
     calls: list[SimCall] = []
     placed = itertools.count(1)
     order = itertools.count()
-    resources = _Resources()
+    resources = CallResourceSampler()
     tag = time.strftime("%H%M%S")
     state = {"placed": 0, "draining": False}
     await plane.start()
-    sim_cpu0 = _simulator_cpu_s()
+    sim_cpu0 = simulator_cpu_s()
     started = time.monotonic()
     stop_at = started + settings.duration_s
 
@@ -343,14 +255,14 @@ async def run_loadtest(
         sampling.cancel()
         await asyncio.gather(sampling, return_exceptions=True)
         wall = time.monotonic() - started
-        sim_cpu = _simulator_cpu_s() - sim_cpu0
+        sim_cpu = simulator_cpu_s() - sim_cpu0
         await plane.stop()
     cut = state["placed"] - len(calls)
     return _report(settings, config, calls, resources, cut, wall, sim_cpu)
 
 
 def _report(
-    settings: LoadtestSettings, config: TheoConfig, calls: list[SimCall], res: _Resources, cut: int,
+    settings: LoadtestSettings, config: TheoConfig, calls: list[SimCall], res: CallResourceSampler, cut: int,
     wall: float, sim_cpu_s: float,
 ) -> LoadtestReport:
     rows: list[CallRow] = []

@@ -179,7 +179,7 @@ def cmd_loadtest(config: TheoConfig, args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction, bsub: argparse._SubParsersAction) -> None:
-    from theo_ray.bench.loadtest import DEFAULT_MIX
+    from theo_ray.bench.load_mix import DEFAULT_MIX
 
     turns = bsub.add_parser("turns", help="first-audio latency split by segment, and barge-in reaction, at the caller")
     turns.add_argument("--trials", type=int, default=20, help="answered turns, and interruptions (default 20 each)")
