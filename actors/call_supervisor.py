@@ -139,7 +139,8 @@ class CallSupervisor:
         self.metrics = PlaneMetrics(self._name, enabled=self.telemetry.records_metrics)
         self._metrics_task: asyncio.Task | None = None
         self.overload = OverloadGuard(call.overload)
-        self._overload_task: asyncio.Task | None = None
+        # From __init__ (async actors run it on their loop), so a restarted supervisor samples too.
+        self._overload_task = asyncio.get_running_loop().create_task(self.overload.sample_cpu_forever())
         # A restart (Ray re-runs __init__): adopt the CallActors on the first call.
         self._adoption: asyncio.Task | None = None
         self._needs_adoption = context.was_current_actor_reconstructed
@@ -198,8 +199,6 @@ class CallSupervisor:
         await self.archive.start()
         if self._reaper_task is None:  # before the pool: filling it can take seconds on busy cores
             self._reaper_task = asyncio.create_task(self.reaper.run_forever())
-        if self._overload_task is None:
-            self._overload_task = asyncio.create_task(self.overload.sample_cpu_forever())
         await self._fill_pool()
         if self._metrics_task is None and self.telemetry.records_metrics:
             self._metrics_task = asyncio.create_task(self.metrics.run(self.stats, self.telemetry.metrics_interval_s))
