@@ -152,7 +152,7 @@ def test_wideband_event_type_follows_codec_clock():
 
 
 def test_retarget_audio_moves_connection_port_and_rtcp():
-    from theo_ray.sip.sdp import retarget_audio
+    from theo_ray.sip.sdp_retarget import retarget_audio
 
     pjsua_offer = (
         "v=0\r\no=- 3 2 IN IP4 127.0.0.1\r\ns=pjmedia\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"

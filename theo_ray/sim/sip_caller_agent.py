@@ -228,7 +228,8 @@ class _CallerAgent:
         if self.settings.media == "external" and dial is not None:
             # Our offer, or (delayed offer) our answer in the ACK: either way the audio
             # address must be the parent's RTP socket, not pjsua's loop transport.
-            from theo_ray.sip.sdp import SdpError, parse_offer, retarget_audio
+            from theo_ray.sip.sdp import SdpError, parse_offer
+            from theo_ray.sip.sdp_retarget import retarget_audio
 
             prm.sdp.wholeSdp = retarget_audio(
                 prm.sdp.wholeSdp, dial.local_rtp_host or self.settings.host, dial.local_rtp_port

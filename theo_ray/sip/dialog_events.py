@@ -22,7 +22,16 @@ from theo_ray.sip.messages import CallEnded, CallSetup, EndReason, RemoteMedia
 from theo_ray.sip.pj_objects import GatewayCall, remote_media
 from theo_ray.media.srtp import SrtpKeys
 from theo_ray.sip.sdes import SrtpRefused, answer_crypto, negotiate_srtp
-from theo_ray.sip.sdp import NoCommonCodec, RtpFormat, SdpError, SdpOffer, build_answer, build_offer, choose_codec, parse_offer
+from theo_ray.sip.sdp import (
+    NoCommonCodec,
+    RtpFormat,
+    SdpError,
+    SdpOffer,
+    build_answer,
+    choose_codec,
+    parse_offer,
+)
+from theo_ray.sip.sdp_offer import build_offer
 
 if TYPE_CHECKING:
     from theo_ray.sip.pj_thread import PjsuaThread

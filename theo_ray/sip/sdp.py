@@ -3,9 +3,10 @@
 The gateway never lets pjsua describe media: every answer it sends is built here from the
 PBX's offer and the CallActor's RTP socket. Hand-written because only the audio section
 matters and the Python SDP libraries either come with a WebRTC stack (aiortc) or are
-unmaintained ports; this module stays small and fully tested instead. (Just over 400 lines: parsing, the
-answer and Theo's own offer for a delayed offer are one SDP model; split, they would
-share the format tables across files.)
+unmaintained ports; this module stays small and fully tested instead. It owns the SDP
+model (offer, formats, errors), parsing, codec choice and the answer; Theo's own offer for
+a delayed-offer INVITE is :mod:`theo_ray.sip.sdp_offer`, re-pointing an SDP's audio at
+another RTP socket :mod:`theo_ray.sip.sdp_retarget`.
 """
 
 from __future__ import annotations
@@ -381,79 +382,3 @@ def build_answer(
         "s=theo",
     ]
     return "\r\n".join([*head, body_tail]) + "\r\n"
-
-
-# Static RTP payload types of the codecs Theo offers (RFC 3551); telephone-event is dynamic.
-_OFFER_FORMATS: dict[str, RtpFormat] = {
-    "G722": RtpFormat(9, "G722", 8000),
-    "PCMU": RtpFormat(0, "PCMU", 8000),
-    "PCMA": RtpFormat(8, "PCMA", 8000),
-}
-OFFER_TELEPHONE_EVENT_PT = 101
-
-
-def build_offer(
-    preference: list[str], host: str, port: int, origin: SdpOrigin, *, ptime: int = 20, crypto: str = ""
-) -> str:
-    """Theo's own offer, for an INVITE that came without one (delayed offer, RFC 3261
-    section 13.2.1): the 200 OK carries it and the caller's ACK carries the answer.
-
-    Only the static-payload codecs of ``preference`` are offered (L16 has no static
-    type at 8/16 kHz), plus telephone-event for DTMF.
-    """
-    family = "IP6" if ":" in host else "IP4"
-    formats = [_OFFER_FORMATS[n.upper()] for n in preference if n.upper() in _OFFER_FORMATS]
-    if not formats:
-        raise NoCommonCodec(f"nothing to offer from {', '.join(preference)}")
-    pts = " ".join(str(f.payload_type) for f in formats)
-    lines = [
-        "v=0",
-        f"o=theo {origin.session_id} {origin.version} IN {family} {host}",
-        "s=theo",
-        f"c=IN {family} {host}",
-        "t=0 0",
-        f"m=audio {port} {'RTP/SAVP' if crypto else 'RTP/AVP'} {pts} {OFFER_TELEPHONE_EVENT_PT}",
-    ]
-    lines += [f"a=rtpmap:{f.payload_type} {f.encoding}/{f.clock_rate}" for f in formats]
-    lines += [
-        f"a=rtpmap:{OFFER_TELEPHONE_EVENT_PT} telephone-event/8000",
-        f"a=fmtp:{OFFER_TELEPHONE_EVENT_PT} 0-16",
-        f"a=ptime:{ptime}",
-        f"a=rtcp:{port + 1}",
-        "a=sendrecv",
-        *([f"a=crypto:{crypto}"] if crypto else []),
-    ]
-    body = "\r\n".join(lines) + "\r\n"
-    origin.last_body = body
-    return body
-
-
-def retarget_audio(sdp: str, host: str, port: int) -> str:
-    """Point an SDP's audio stream (c=, m=audio port, a=rtcp) at ``host:port``.
-
-    Used where pjsua writes the SDP but another engine owns the RTP socket (the caller
-    simulator's "external" media mode).
-    """
-    family = "IP6" if ":" in host else "IP4"
-    out: list[str] = []
-    in_audio = False
-    for line in sdp.replace("\r\n", "\n").split("\n"):
-        if not line:
-            continue
-        if line.startswith("m="):
-            in_audio = line.startswith("m=audio ")
-            if in_audio:
-                parts = line.split(" ")
-                parts[1] = str(port)
-                line = " ".join(parts)
-        elif line.startswith("c="):
-            line = f"c=IN {family} {host}"
-        elif in_audio and line.startswith("a=rtcp:"):
-            line = f"a=rtcp:{port + 1}"
-        elif line.startswith("o="):
-            parts = line.split(" ")
-            if len(parts) == 6:
-                parts[4], parts[5] = family, host
-                line = " ".join(parts)
-        out.append(line)
-    return "\r\n".join(out) + "\r\n"
