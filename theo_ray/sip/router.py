@@ -12,7 +12,8 @@ class CallRouter(Protocol):
         """Give the call a CallActor and return where its RTP socket listens.
 
         The 200 OK waits for this; raising (or taking longer than the gateway's
-        ``answer_timeout_s``) makes the gateway answer 503.
+        ``answer_timeout_s``) makes the gateway answer 503. A MediaAnswer with ``refusal``
+        set (the overload guard said no) is answered 503 + its ``retry_after_s``.
         """
         ...
 
