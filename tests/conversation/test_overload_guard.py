@@ -32,9 +32,14 @@ def _fill(guard: OverloadGuard, n: int = 20) -> None:
 
 
 def test_defaults_never_refuse_an_idle_node_even_at_full_cpu():
+    # The CPU rule is off by default (the models share an embedded node's cores); on, it
+    # still never refuses a node with no call in progress.
+    assert CallSettings().overload.enabled and CallSettings().overload.cpu_percent == 0.0
     guard, _ = _guard(100.0)
     _fill(guard)
-    assert CallSettings().overload.enabled
+    assert guard.check(live_calls=3, warm=2) is None
+    guard, _ = _guard(100.0, cpu_percent=95.0)
+    _fill(guard)
     assert guard.check(live_calls=0, warm=0) is None  # nothing in progress to degrade
     assert guard.check(live_calls=3, warm=2) is not None
     guard, _ = _guard(30.0)
@@ -100,7 +105,7 @@ def test_settings_refuse_nonsense(key, value):
 
 
 async def test_sampling_task_reads_off_the_loop_at_its_interval():
-    guard, cpu = _guard(97.0, cpu_window_s=0.2, cpu_sample_interval_s=0.05)
+    guard, cpu = _guard(97.0, cpu_percent=95.0, cpu_window_s=0.2, cpu_sample_interval_s=0.05)
     task = asyncio.create_task(guard.sample_cpu_forever())
     await asyncio.sleep(0.3)
     task.cancel()
