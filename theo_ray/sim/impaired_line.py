@@ -101,6 +101,12 @@ class ImpairedLine:
         self._echo: deque[tuple[float, np.ndarray]] = deque(maxlen=200)
         self._gain = 0.0 if settings.echo_gain_db is None else 10.0 ** (settings.echo_gain_db / 20.0)
         self.address: tuple[str, int] | None = None
+        self._blackholed = False
+
+    def blackhole(self) -> None:
+        """From now on the line carries nothing either way (RTP and RTCP): a network that
+        died mid-call without a BYE. Dropped packets are counted as losses."""
+        self._blackholed = True
 
     async def open(self, caller: tuple[str, int]) -> tuple[str, int]:
         """Bind the relay's port pair; ``caller`` is the caller session's RTP address.
@@ -140,6 +146,12 @@ class ImpairedLine:
         if self._caller is None or self._agent is None:
             return  # not answered yet: nothing to relay to
         from_caller = addr[1] in (self._caller[1], self._caller[1] + 1) and addr[0] == self._caller[0]
+        if self._blackholed:
+            if from_caller:
+                self.stats.dropped_to_agent += 1
+            else:
+                self.stats.dropped_to_caller += 1
+            return
         dest = self._agent if from_caller else self._caller
         dest = (dest[0], dest[1] + 1) if rtcp else dest
         transport = self._transports[1 if rtcp else 0]
