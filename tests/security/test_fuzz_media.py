@@ -131,7 +131,7 @@ def test_a_live_session_counts_every_hostile_datagram(live_session, datagrams):
     for data, socket_kind, addr in datagrams:
         before = _counted(session)
         if socket_kind == "rtp":
-            session._on_rtp(data, addr)
+            session._ingress.on_rtp(data, addr)
         else:
-            session._on_rtcp_socket(data, addr)
+            session._ingress.on_rtcp_socket(data, addr)
         assert _counted(session) > before, (data, socket_kind, addr)

@@ -18,9 +18,9 @@
 The two directions share one clock task per call: one wake-up per 20 ms per call.
 Every malformed or unexpected datagram is dropped and counted; none raises.
 
-Here: the sockets, direction, latch checks and the routing of each datagram, and the clock's
-two hands. The jobs: ``inbound``, ``outbound``, ``rtcp_reporter``, ``media_stats``,
-``tick_clock``, ``rtp_sockets``, ``media_latch``.
+Here: the sockets, the SDP-driven setup (codec, remote, direction, SRTP) and the clock's
+two hands. The jobs: ``rtp_ingress`` (the checks and routing of each datagram), ``inbound``,
+``outbound``, ``rtcp_reporter``, ``media_stats``, ``tick_clock``, ``rtp_sockets``, ``media_latch``.
 """
 
 from __future__ import annotations
@@ -38,12 +38,12 @@ from theo_ray.media.codecs import Codec
 from theo_ray.media.direction import DIRECTIONS, Direction
 from theo_ray.media.inbound import InboundFrame, InboundPath, TelephoneEvent
 from theo_ray.media.jitter_buffer import JitterBuffer
-from theo_ray.media.media_latch import DROP, SWITCH, MediaLatch
+from theo_ray.media.media_latch import MediaLatch
 from theo_ray.media.media_stats import DropCounters, MediaStats, SendTiming
 from theo_ray.media.outbound import OutboundPath
 from theo_ray.media.playout import FlushResult, MarkProgress, PlayoutQueue
 from theo_ray.media.rtcp_reporter import RtcpReporter
-from theo_ray.media.rtp import RtpParseError, looks_like_rtcp, parse_rtp
+from theo_ray.media.rtp_ingress import RtpIngress
 from theo_ray.media.rtp_sockets import DatagramHandler
 from theo_ray.media.rtp_sockets import bind_even_pair as _bind_even_pair
 from theo_ray.media.settings import MediaSettings
@@ -51,10 +51,8 @@ from theo_ray.media.srtp import ProtectingTransport, SrtpContext, SrtpKeys
 from theo_ray.media.tick_clock import TickClock
 
 # Importable from here as before: the session's public types, and the pair binding tests use.
-__all__ = ["COMFORT_NOISE_PT", "Direction", "DropCounters", "InboundFrame", "MediaStats", "RtpSession",
+__all__ = ["Direction", "DropCounters", "InboundFrame", "MediaStats", "RtpSession",
            "TelephoneEvent", "_bind_even_pair"]
-
-COMFORT_NOISE_PT = 13  # RFC 3389
 
 
 class RtpSession:
@@ -79,8 +77,6 @@ class RtpSession:
         self._rng = rng or random.Random()
         self.ssrc = ssrc if ssrc is not None else self._rng.getrandbits(32)
         self.cname = cname
-        self._explicit_allowed = allowed_remote_hosts is not None
-        self._allowed: frozenset[str] | None = frozenset(allowed_remote_hosts) if allowed_remote_hosts else None
         self._rtp_sock, self._rtcp_sock = _bind_even_pair(host, port, self.settings)
         self.local_address: tuple[str, int] = self._rtp_sock.getsockname()[:2]
         self._rtp_transport: asyncio.DatagramTransport | None = None
@@ -92,22 +88,20 @@ class RtpSession:
             # Enough for a newcomer that starts right as the stream stops, plus some slack.
             min(64, s.ssrc_switch_packets + s.ssrc_switch_silence_ms // s.ptime_ms + 2),
         )
-        self._direction: Direction = "sendrecv"
         self._running = False
         self._tasks: list[asyncio.Task] = []
         # One MediaStats the parts count into; stats() completes and copies it.
         self._stats = MediaStats(local_port=self.local_address[1], ssrc=self.ssrc)
         self._timing = SendTiming(s.send_error_window, s.ptime_ms)
         self._ticks = TickClock(s.ptime_ms, s.max_catchup_frames, clock, sleep)
-        self._telephone_event_pt: int | None = None
         self._rtcp = RtcpReporter(self.ssrc, cname, self._stats, clock, wallclock, sleep, self._rng)
         self._inbound = InboundPath(s, self._stats, clock)
+        self._ingress = RtpIngress(s, self._stats, self._latch, self._inbound, self._rtcp, clock, allowed_remote_hosts)
         self._outbound = OutboundPath(
             s, model_rate, self.ssrc, self._stats, self._timing, self._rtcp.note_sent, clock, sleep
         )
         self.codec: Codec | None = None  # filled by start()
         self._recorder = None  # set_recorder()
-        self._srtp: SrtpContext | None = None  # set_srtp(): SRTP/SRTCP both ways
 
     # ------------------------------------------------------------ setup
 
@@ -117,7 +111,7 @@ class RtpSession:
 
     @property
     def direction(self) -> Direction:
-        return self._direction
+        return self._ingress.direction
 
     @property
     def playout(self) -> PlayoutQueue | None:
@@ -149,7 +143,8 @@ class RtpSession:
         self._inbound.configure(self.codec, codec, payload_type)
         self._outbound.configure(self.codec)
         self._stats.codec, self._stats.payload_type = self.codec.name, self.codec.payload_type
-        self._telephone_event_pt = telephone_event_pt
+        self._ingress.codec_clock_rate = self.codec.clock_rate
+        self._ingress.telephone_event_pt = telephone_event_pt
         self._outbound.telephone_event_pt = telephone_event_pt
         self.set_direction(direction)
         if remote is not None:
@@ -158,10 +153,10 @@ class RtpSession:
             return
         loop = asyncio.get_running_loop()
         self._rtp_transport, _ = await loop.create_datagram_endpoint(
-            lambda: DatagramHandler(self._on_rtp), sock=self._rtp_sock
+            lambda: DatagramHandler(self._ingress.on_rtp), sock=self._rtp_sock
         )
         self._rtcp_transport, _ = await loop.create_datagram_endpoint(
-            lambda: DatagramHandler(self._on_rtcp_socket), sock=self._rtcp_sock
+            lambda: DatagramHandler(self._ingress.on_rtcp_socket), sock=self._rtcp_sock
         )
         self._running = True
         seq = self._rng.getrandbits(16)  # drawn before the timestamp origin, as always
@@ -181,101 +176,32 @@ class RtpSession:
     def set_srtp(self, keys: SrtpKeys | None) -> None:
         """SRTP (SDES keys from the SDP) from the next packet on, both ways; None: plain RTP.
         The same keys again (a session refresh) keep the running contexts and their indexes."""
+        ingress = self._ingress
         if keys is None:
-            self._srtp = None
-        elif self._srtp is None or self._srtp.keys != keys:
-            self._srtp = SrtpContext(keys, self._stats.drops)
+            ingress.srtp = None
+        elif ingress.srtp is None or ingress.srtp.keys != keys:
+            ingress.srtp = SrtpContext(keys, self._stats.drops)
         self._stats.srtp = keys is not None
 
     def _protect_rtp(self, data: bytes) -> bytes:
-        return data if self._srtp is None else self._srtp.protect(data)
+        srtp = self._ingress.srtp
+        return data if srtp is None else srtp.protect(data)
 
     def update_remote(self, host: str, port: int, rtcp_port: int | None = None) -> None:
         """New media address from SDP (first answer or re-INVITE): re-latches on the next
         packet, and takes the next SSRC at once."""
         self._latch.expect(host, port, rtcp_port)
-        if not self._explicit_allowed:
-            self._allowed = frozenset({host})
+        self._ingress.expect_sdp_host(host)
         self._stats.remote = f"{host}:{port}"
 
     def set_direction(self, direction: Direction) -> None:
         """Our SDP direction: recvonly/inactive stop sending (hold), sendonly/inactive stop receiving."""
         if direction not in DIRECTIONS:
             raise ValueError(f"unknown direction {direction!r}")
-        self._direction = direction
+        self._ingress.direction = direction
         self._stats.direction = direction
 
-    # ------------------------------------------------------------ inbound
-
-    def _address_allowed(self, addr: tuple) -> bool:
-        return self._allowed is None or addr[0] in self._allowed
-
-    def _on_rtp(self, data: bytes, addr: tuple) -> None:
-        drops = self._stats.drops
-        latch = self._latch
-        relatch = not latch.latched
-        if relatch:
-            if not self._address_allowed(addr):
-                drops.foreign_address += 1
-                return
-        elif addr[1] != latch.port or addr[0] != latch.host:
-            # Symmetric RTP: only the latched address, or the SDP's own one taking it back.
-            if not (latch.is_sdp(addr[0], addr[1]) and self._address_allowed(addr)):
-                drops.foreign_address += 1
-                return
-            relatch = True
-        if looks_like_rtcp(data):  # rtcp-mux peer (RFC 5761)
-            self._handle_rtcp(data, addr)
-            return
-        if self._srtp is not None:
-            data = self._srtp.unprotect(data)  # None: tampered, replayed or not SRTP (counted)
-            if data is None:
-                return
-        try:
-            packet = parse_rtp(data, self.settings.max_datagram_bytes)
-        except RtpParseError as err:
-            reason = err.reason
-            if reason in ("short", "bad_version", "oversized"):
-                setattr(drops, reason, getattr(drops, reason) + 1)
-            else:
-                drops.garbage += 1
-            return
-        codec = self._inbound.decoder
-        if codec is None:
-            drops.not_started += 1
-            return
-        if self._direction in ("sendonly", "inactive"):
-            drops.not_receiving += 1
-            return
-        if packet.payload_type != codec.payload_type:
-            if packet.ssrc == latch.ssrc:
-                latch.ssrc_heard_at = self._clock()  # comfort noise / DTMF: the stream is alive
-            if packet.payload_type == self._telephone_event_pt:
-                self._inbound.telephone_event(packet.timestamp, packet.payload)
-            elif packet.payload_type == COMFORT_NOISE_PT:
-                self._stats.comfort_noise_packets += 1
-            else:
-                drops.bad_payload_type += 1
-            return
-        now = self._clock()
-        if relatch:
-            # Symmetric RTP: from now on we send to, and only accept from, this address.
-            latch.latch(addr[0], addr[1])
-            self._stats.remote = f"{addr[0]}:{addr[1]}"
-        if packet.ssrc == latch.ssrc:
-            latch.ssrc_heard_at = now
-        else:
-            verdict = latch.other_ssrc(packet.ssrc, packet, len(data), now)
-            if verdict == DROP:
-                drops.foreign_ssrc += 1  # never reaches the jitter buffer: no reset
-                return
-            if verdict == SWITCH:
-                # The stream really changed source (silence, then a sustained newcomer):
-                # its held-back first packets go in first, so the switch loses no audio.
-                self._stats.ssrc_switches += 1
-                for held, size, arrival in latch.take_held():
-                    self._inbound.accept_audio(held, size, arrival)
-        self._inbound.accept_audio(packet, len(data), now)
+    # ------------------------------------------------------------ inbound (routing: RtpIngress)
 
     @property
     def ptime_ms(self) -> int:
@@ -312,7 +238,7 @@ class RtpSession:
         """Send `digits` as RFC 4733 telephone events in the outbound stream (the audio
         waits while a key is on the wire); the future is done when the last was sent.
         ValueError when the peer negotiated no telephone-event or a key is not DTMF."""
-        if self._telephone_event_pt is None or self._outbound.dtmf is None:
+        if self._ingress.telephone_event_pt is None or self._outbound.dtmf is None:
             raise ValueError("the peer negotiated no telephone-event: DTMF cannot be sent")
         return self._outbound.dtmf.queue(digits, event_ms, gap_ms)
 
@@ -354,7 +280,7 @@ class RtpSession:
 
     def _on_tick(self, now: float, deadline: float, k: int) -> None:
         self._timing.lateness(now - deadline)
-        held = self._direction not in ("sendrecv", "sendonly")  # nothing goes out on hold
+        held = self._ingress.direction not in ("sendrecv", "sendonly")  # nothing goes out on hold
         self._outbound.tick(now, k, None if held else self._latch.peer)
         if self._recorder is not None:
             self._recorder.agent(self._outbound.last_sent_pcm, deadline)
@@ -368,24 +294,7 @@ class RtpSession:
             self._inbound.tick(tick_time)
         self._stats.clock_resyncs += 1
 
-    # ------------------------------------------------------------ RTCP
-
-    def _on_rtcp_socket(self, data: bytes, addr: tuple) -> None:
-        if self._handle_rtcp(data, addr):
-            # Symmetric RTCP, within the accepted addresses: report to where reports come from.
-            self._latch.rtcp_heard(addr[0], addr[1])
-
-    def _handle_rtcp(self, data: bytes, addr: tuple) -> bool:
-        """One RTCP datagram (RTCP socket or rtcp-mux); True if it was taken."""
-        if not (self._latch.rtcp_accepts(addr[0], addr[1]) and self._address_allowed(addr)):
-            # Only the peer's RTCP port (RTP port + 1, the SDP's a=rtcp) or its RTP port (mux).
-            self._stats.drops.foreign_rtcp += 1
-            return False
-        if self._srtp is not None:
-            data = self._srtp.unprotect_rtcp(data)
-            if data is None:
-                return False
-        return self._rtcp.receive(data, self.codec.clock_rate if self.codec is not None else None)
+    # ------------------------------------------------------------ RTCP (receiving: RtpIngress)
 
     def _rtp_timestamp_at(self, now: float) -> int:
         """Our stream's RTP timestamp at clock time `now` (for the SR), unwrapped."""
@@ -400,8 +309,9 @@ class RtpSession:
     def _send_rtcp(self, data: bytes) -> None:
         remote = self._latch.rtcp_peer
         if self._rtcp_transport is not None and remote is not None:
-            if self._srtp is not None:
-                data = self._srtp.protect_rtcp(data)
+            srtp = self._ingress.srtp
+            if srtp is not None:
+                data = srtp.protect_rtcp(data)
             self._rtcp_transport.sendto(data, remote)
             self._stats.rtcp_out += 1
 
