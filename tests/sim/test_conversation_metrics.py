@@ -9,8 +9,8 @@ import pytest
 
 from theo_ray.sim.analysis import CallAnalysis, analyse
 from theo_ray.sim.turn_transcripts import TurnText, transcribe_agent_turns
+from theo_ray.sim.call_outcome import CallOutcome
 from theo_ray.sim.conversation_metrics import (
-    CallOutcome,
     SentimentRequest,
     SentimentScore,
     caller_texts_from_scenario,

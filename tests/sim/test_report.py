@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from theo_ray.sim.conversation_metrics import CallOutcome
+from theo_ray.sim.call_outcome import CallOutcome
 from theo_ray.sim.report import SpanSplit, render_report, report_text
 from tests.sim.test_conversation_metrics import AGENT_WORDS, build_call, summarise
 

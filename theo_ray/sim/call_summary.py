@@ -19,8 +19,8 @@ from theo_ray.sim.percentiles import percentiles
 from theo_ray.sim.turn_transcripts import transcribe_agent_turns
 from theo_ray.sim.caller_runner import CallRunResult
 from theo_ray.sim.intelligibility import Intelligibility, intelligibility
+from theo_ray.sim.call_outcome import CallOutcome
 from theo_ray.sim.conversation_metrics import (
-    CallOutcome,
     CallSummary,
     SentimentRequest,
     SentimentScore,

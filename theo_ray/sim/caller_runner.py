@@ -36,7 +36,7 @@ from theo_ray.sim.agent_audio import AgentAudioStats, AgentAudioWatcher
 from theo_ray.sim.analysis import AnalysisSettings, CallAnalysis, analyse
 from theo_ray.sim.caller_line import CallerLine
 from theo_ray.sim.caller_voice import CallerVoice
-from theo_ray.sim.conversation_metrics import CallOutcome
+from theo_ray.sim.call_outcome import CallOutcome
 from theo_ray.sim.recording import CallRecording
 from theo_ray.sim.scenario import BargeIn, Dtmf, Hangup, Say, Scenario, Silence, Step, WaitAgent, utterance_label
 

@@ -7,8 +7,10 @@ Sentiment per caller turn comes from an injected async classifier (the lead wire
 classification request, off the call's critical path); a failing classifier leaves that turn's
 sentiment empty and is counted, it never fails the summary.
 
-Why ~430 lines: the summary's structs (the JSON schema notebooks read) sit beside the
-functions that fill them, so a field and its computation change together.
+The summary's structs (the JSON schema notebooks read) sit beside the functions that fill
+them, so a field and its computation change together. How the call ended and whether the
+task was completed is :mod:`theo_ray.sim.call_outcome`; the scenario's checks are
+:mod:`theo_ray.sim.scenario_expectations`.
 """
 
 from __future__ import annotations
@@ -23,24 +25,15 @@ from typing import Literal
 
 import msgspec
 
-from theo_ray.sim.analysis import CallAnalysis, dead_air_over, silences_over
+from theo_ray.sim.analysis import CallAnalysis, dead_air_over
+from theo_ray.sim.call_outcome import CallOutcome, task_completion
 from theo_ray.sim.percentiles import Percentiles, percentiles
 from theo_ray.sim.turn_transcripts import TurnText
 from theo_ray.sim.intelligibility import Intelligibility
-from theo_ray.sim.scenario import BargeIn, Scenario
+from theo_ray.sim.scenario import Scenario
+from theo_ray.sim.scenario_expectations import ExpectationResult, check_expectations
 
 # ---------------------------------------------------------------- inputs
-
-
-class CallOutcome(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """How the call ended, as the simulator saw it."""
-
-    ended_by: Literal["caller", "agent", "transfer", "error", "timeout"]
-    transferred: bool = False
-    transfer_target: str = ""
-    # The agent's stated reason for the transfer (the transfer tool call's argument).
-    transfer_reason: str = ""
-    error: str = ""
 
 
 class ConversationLine(msgspec.Struct, frozen=True):
@@ -105,12 +98,6 @@ class TurnRecord(msgspec.Struct, frozen=True):
     repeat_of: int | None = None
     sentiment: SentimentScore | None = None
     label: str = ""
-
-
-class ExpectationResult(msgspec.Struct, frozen=True):
-    name: str
-    passed: bool
-    detail: str = ""
 
 
 class CallSummary(msgspec.Struct, frozen=True):
@@ -260,7 +247,7 @@ async def summarise_call(
         )
 
     interruptions = [b for b in analysis.barge_ins if b.agent_yielded]
-    completed, reason = _completion(outcome)
+    completed, reason = task_completion(outcome)
     expectations = check_expectations(scenario, analysis, outcome, agent_texts) if scenario else []
     return CallSummary(
         call_id=call_id,
@@ -297,16 +284,6 @@ def _rate(count: int, total: int) -> float:
     return round(count / total, 3) if total > 0 else 0.0
 
 
-def _completion(outcome: CallOutcome) -> tuple[bool, str]:
-    if outcome.transferred or outcome.ended_by == "transfer":
-        return False, f"transferred: {outcome.transfer_reason or 'no reason given'}"
-    if outcome.ended_by == "error":
-        return False, f"error: {outcome.error or 'unknown'}"
-    if outcome.ended_by == "timeout":
-        return False, "timeout: the call hit its time limit"
-    return True, f"resolved (hung up by the {outcome.ended_by})"
-
-
 async def _sentiments(
     call_id: str,
     analysis: CallAnalysis,
@@ -338,84 +315,6 @@ async def _sentiments(
         except Exception as exc:  # noqa: BLE001 - any classifier failure is counted, never fatal
             errors.append(f"turn {req.turn_index}: {type(exc).__name__}: {exc}")
     return scores, errors
-
-
-# ---------------------------------------------------------------- expectations
-
-
-def check_expectations(
-    scenario: Scenario,
-    analysis: CallAnalysis,
-    outcome: CallOutcome,
-    agent_texts: list[TurnText],
-) -> list[ExpectationResult]:
-    """Check ``scenario.expect`` and every barge-in step's intent against the call."""
-    expect = scenario.expect
-    out: list[ExpectationResult] = []
-    texts = {t.index: t.text for t in agent_texts}
-    for says in expect.agent_says:
-        where = f"agent turn {says.turn}" if says.turn else "the call"
-        text = texts.get(says.turn) if says.turn else " ".join(texts.values())
-        name = f"agent_says[{where}] ~ /{says.pattern}/"
-        if text is None:
-            out.append(ExpectationResult(name, False, f"{where} has no audio"))
-        else:
-            found = re.search(says.pattern, text, re.IGNORECASE) is not None
-            out.append(ExpectationResult(name, found, f"heard: {text!r}"))
-
-    if expect.transfer is not None:
-        out.append(
-            ExpectationResult(
-                f"transfer = {expect.transfer}",
-                outcome.transferred == expect.transfer,
-                f"transferred={outcome.transferred} reason={outcome.transfer_reason!r}",
-            )
-        )
-
-    if expect.max_first_audio_ms is not None:
-        limit = expect.max_first_audio_ms
-        last = analysis.latencies[-1].caller_turn if analysis.latencies else None
-        for lat in analysis.latencies:
-            name = f"first_audio[turn {lat.caller_turn}] <= {limit} ms"
-            if lat.first_audio_ms is None:
-                # The caller's last words may get no reply before it hangs up; any other turn must.
-                if lat.caller_turn != last:
-                    out.append(ExpectationResult(name, False, "no agent audio before the next caller turn"))
-            else:
-                out.append(ExpectationResult(name, lat.first_audio_ms <= limit, f"{lat.first_audio_ms} ms"))
-
-    intended = {label: step for label, step in scenario.labelled_utterances() if isinstance(step, BargeIn)}
-    measured = {b.label: b for b in analysis.barge_ins if b.label}
-    for label, step in intended.items():
-        name = f"barge_in[{label}] agent {step.expect_agent}"
-        barge = measured.get(label)
-        if barge is None:
-            out.append(ExpectationResult(name, False, "the utterance did not overlap agent audio"))
-            continue
-        ok = barge.agent_yielded == (step.expect_agent == "stops")
-        detail = f"agent audio stopped at {barge.agent_stop_ms} ms, caller onset {barge.caller_onset_ms} ms"
-        out.append(ExpectationResult(name, ok, detail))
-        if step.expect_agent == "stops" and expect.max_barge_in_reaction_ms is not None and barge.agent_yielded:
-            limit = expect.max_barge_in_reaction_ms
-            out.append(
-                ExpectationResult(
-                    f"barge_in_reaction[{label}] <= {limit} ms",
-                    barge.reaction_ms is not None and barge.reaction_ms <= limit,
-                    f"{barge.reaction_ms} ms",
-                )
-            )
-
-    if expect.max_silence_ms is not None:
-        silences = silences_over(analysis, expect.max_silence_ms)
-        longest = max((s.duration_ms for s in silences), default=0.0)
-        out.append(
-            ExpectationResult(
-                f"silence <= {expect.max_silence_ms} ms",
-                not silences,
-                f"longest over the limit: {round(longest)} ms" if silences else "none over the limit",
-            )
-        )
-    return out
 
 
 # ---------------------------------------------------------------- files
