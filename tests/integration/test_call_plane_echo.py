@@ -21,7 +21,8 @@ import psutil
 import pytest
 
 from tests.media.signals import snr_db, speech_like
-from theo_ray.bench.media_bench import EchoCallPlane, LoopbackCall, alive_actors
+from theo_ray.bench.actor_processes import alive_actors
+from theo_ray.bench.media_bench import EchoCallPlane, LoopbackCall
 from tests.media.impairing_relay import ImpairingRelay
 from theo_ray.media.rtp_session import DropCounters
 

@@ -13,6 +13,7 @@ import time
 
 import psutil
 
+from theo_ray.bench.actor_processes import actor_process
 from theo_ray.bench.sim_calls import SimCallPlane
 
 
@@ -32,8 +33,6 @@ class CallResourceSampler:
         psutil.cpu_percent(None)  # starts the machine-wide measuring interval
 
     async def sample(self, plane: SimCallPlane) -> int:
-        from theo_ray.bench.media_bench import actor_process
-
         self.cpu.append(psutil.cpu_percent(None))
         active = await plane.supervisor.active_calls.remote()
         self.max_active = max(self.max_active, len(active))

@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 import msgspec
 import numpy as np
 
+from theo_ray.bench.actor_processes import actor_process, cpu_seconds, rss_mb
 from theo_ray.bench.stats import pct
 from theo_ray.config import TheoConfig
 from theo_ray.media.rtp_session import InboundFrame, MediaStats, RtpSession
@@ -59,26 +60,6 @@ def speech_signal(rate: int, seconds: float, peak: int = 12000) -> np.ndarray:
         x += np.sin(k * phase + k * k * 0.1) / k
     x *= 0.55 + 0.45 * np.sin(2 * np.pi * 4 * t)
     return (x / np.abs(x).max() * peak).astype(np.int16)
-
-
-def actor_process(handle) -> int:
-    """PID of a live actor's worker process (0 if unknown).
-
-    Read from the GCS actor table: ray.util.state needs the dashboard, which the test
-    cluster runs without. `_actor_id` is the handle's id; Ray has no public accessor.
-    """
-    import ray._private.state as ray_state
-
-    info = ray_state.actors(actor_id=handle._actor_id.hex())
-    return int(info.get("Pid", 0)) if info else 0
-
-
-def alive_actors(class_name: str) -> dict[str, int]:
-    """Actor id -> PID of every ALIVE actor of `class_name` in the cluster."""
-    import ray._private.state as ray_state
-
-    table = ray_state.actors(actor_state_name="ALIVE")
-    return {aid: int(info["Pid"]) for aid, info in table.items() if info["ActorClassName"] == class_name}
 
 
 class EchoCallPlane(CallPlane):
@@ -277,25 +258,6 @@ def _losses(stats: MediaStats) -> tuple[int, int, int]:
     return max(0, stats.lost), stats.late, stats.concealed_frames
 
 
-def _cpu_seconds(pid: int) -> float:
-    import psutil
-
-    try:
-        times = psutil.Process(pid).cpu_times()
-    except psutil.Error:
-        return 0.0
-    return times.user + times.system
-
-
-def _rss_mb(pid: int) -> float:
-    import psutil
-
-    try:
-        return psutil.Process(pid).memory_info().rss / 2**20
-    except psutil.Error:
-        return 0.0
-
-
 async def run_media_bench(
     config: TheoConfig,
     calls: int,
@@ -329,14 +291,14 @@ async def run_media_bench(
         say(f"  {calls} call(s) up; measuring {seconds:.0f} s ...")
         before_actor = [await a.stats.remote() for a in actors]
         before_caller = [line.rtp.stats() for line in lines]
-        cpu0 = [_cpu_seconds(pid) for pid in pids]
+        cpu0 = [cpu_seconds(pid) for pid in pids]
         wall0 = time.monotonic()
         await asyncio.sleep(seconds)
         wall = time.monotonic() - wall0
-        cpu = [_cpu_seconds(pid) - c for pid, c in zip(pids, cpu0)]
+        cpu = [cpu_seconds(pid) - c for pid, c in zip(pids, cpu0)]
         after_actor = [(await a.stats.remote()).media for a in actors]
         after_caller = [line.rtp.stats() for line in lines]
-        rss = [_rss_mb(pid) for pid in pids]
+        rss = [rss_mb(pid) for pid in pids]
     finally:
         for line in lines:
             try:
