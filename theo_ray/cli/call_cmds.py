@@ -60,7 +60,6 @@ async def _call(config: TheoConfig, args: argparse.Namespace) -> int:
     from theo_ray.sim.recording import CallRecording
     from theo_ray.sim.report import render_report
     from theo_ray.sim.scenario import load_scenario
-    from theo_ray.sim.sip_caller import CallerSettings
 
     scenario = load_scenario(args.scenario)
     target = args.target or scenario.target
