@@ -53,6 +53,7 @@ from theo_ray.sip.messages import CallEnded, CallSetup, MediaAnswer, RemoteMedia
 from theo_ray.telemetry.settings import TelemetrySettings
 
 log = logging.getLogger("theo.supervisor")
+CLOSE_WAIT_S = 10.0  # a CallActor that takes longer to close is given up on (killed)
 
 
 class ActiveCall(msgspec.Struct):
@@ -116,6 +117,7 @@ class CallSupervisor:
         self._warm: collections.deque = collections.deque()
         self._active: dict[str, tuple[object, ActiveCall]] = {}
         self._records: collections.OrderedDict[str, CallRecord] = collections.OrderedDict()
+        self._closing: dict[str, asyncio.Event] = {}  # calls between the call map and the records
         self._created = self._opened = self._closed = self._failures = 0
         self._refill: asyncio.Task | None = None
         self._reaper_task: asyncio.Task | None = None
@@ -374,16 +376,35 @@ class CallSupervisor:
         if watcher is not None and watcher is not asyncio.current_task():
             watcher.cancel()
         if entry is None:
+            await self._closing_done(ended.session_id)
             return self._records.get(ended.session_id)
         actor, _info = entry
         self._closed += 1  # out of the call map: closed, whatever the actor says below
+        # Out of the call map, not yet in the records: whoever asks for the record meanwhile
+        # waits for it (call_record) instead of being told there is none.
+        self._closing[ended.session_id] = closing = asyncio.Event()
+        try:
+            return await self._close_actor(ended, actor)
+        finally:
+            self._closing.pop(ended.session_id, None)
+            closing.set()
+
+    async def _closing_done(self, session_id: str) -> None:
+        closing = self._closing.get(session_id)
+        if closing is not None:
+            try:
+                await asyncio.wait_for(closing.wait(), CLOSE_WAIT_S + 2.0)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _close_actor(self, ended: CallEnded, actor) -> CallRecord | None:
         record = media = None
         try:
             media = (await asyncio.wait_for(actor.stats.remote(), timeout=1.0)).media  # before close stops RTP
         except Exception:  # noqa: BLE001 - a dead actor's call is archived without its media figures
             pass
         try:
-            record = await asyncio.wait_for(actor.close.remote(ended), timeout=10.0)
+            record = await asyncio.wait_for(actor.close.remote(ended), timeout=CLOSE_WAIT_S)
         except Exception as exc:  # a crashed actor still has to go
             log.warning("closing %s failed: %s", ended.session_id, exc)
         finally:
@@ -409,6 +430,7 @@ class CallSupervisor:
         entry = self._active.get(session_id)
         if entry is not None:
             return (await entry[0].stats.remote()).record
+        await self._closing_done(session_id)
         return self._records.get(session_id)
 
     async def call_stats(self, session_id: str):
