@@ -22,13 +22,13 @@ from typing import Literal
 
 import msgspec
 
+from theo_ray.bench.alternating_calls import alternating_calls
 from theo_ray.bench.sim_calls import (
     SegmentFigures,
     SimCall,
     SimCallPlane,
     TurnSample,
     caller_voice,
-    place_call,
     questions_scenario,
     segment_figures,
     turn_samples,
@@ -168,26 +168,8 @@ async def run_pipeline_bench(
         mode: SimCallPlane(config, msgspec.structs.replace(base, pipeline=mode), handles, mode, warm_pool_size=1)
         for mode in ("sequential", "streaming")
     }
-    calls: dict[str, list[SimCall]] = {"sequential": [], "streaming": []}
-    tag = time.strftime("%H%M%S")
-    try:
-        for plane in planes.values():
-            await plane.start()
-        for i, scenario in enumerate(scenarios):
-            order = ("sequential", "streaming") if i % 2 == 0 else ("streaming", "sequential")
-            for mode in order:
-                say(f"{mode} call {i + 1}/{settings.calls_per_mode} ...")
-                call = await place_call(planes[mode], scenario, voice, out_dir, f"{mode}-{tag}-{i + 1}")
-                lat = [f"{t.first_audio_ms:.0f}" for t in turn_samples(call)]
-                say(f"  first audio ms {lat}" if call.run else f"  [red]failed[/red]: {call.error}")
-                calls[mode].append(call)
-    finally:
-        for plane in planes.values():
-            await plane.stop()
-        if settings.llm == "scripted":
-            from ray import serve
-
-            serve.delete(SCRIPTED_LLM_APP)
+    calls = await alternating_calls(planes, scenarios, voice, out_dir, say, label="",
+                                    scripted_app=SCRIPTED_LLM_APP if settings.llm == "scripted" else "")
 
     sequential, streaming = _figures("sequential", calls["sequential"]), _figures("streaming", calls["streaming"])
     s, q = streaming.first_audio, sequential.first_audio

@@ -38,12 +38,12 @@ from typing import Literal
 
 import msgspec
 
+from theo_ray.bench.alternating_calls import alternating_calls
 from theo_ray.bench.sim_calls import (
     SimCall,
     SimCallPlane,
     TurnSample,
     caller_voice,
-    place_call,
     questions_scenario,
     turn_samples,
     unanswered_steps,
@@ -247,26 +247,8 @@ async def run_telemetry_bench(
 
     planes = {mode: SimCallPlane(modes[mode], conversation, handles, f"telemetry-{mode}", warm_pool_size=1)
               for mode in ("on", "off")}
-    calls: dict[Mode, list[SimCall]] = {"on": [], "off": []}
-    tag = time.strftime("%H%M%S")
-    try:
-        for plane in planes.values():
-            await plane.start()
-        for i, scenario in enumerate(scenarios):
-            order: tuple[Mode, Mode] = ("on", "off") if i % 2 == 0 else ("off", "on")
-            for mode in order:
-                say(f"telemetry {mode} call {i + 1}/{settings.calls_per_mode} ...")
-                call = await place_call(planes[mode], scenario, voice, out_dir, f"telemetry-{mode}-{tag}-{i + 1}")
-                lat = [f"{t.first_audio_ms:.0f}" for t in turn_samples(call)]
-                say(f"  first audio ms {lat}" if call.run else f"  [red]failed[/red]: {call.error}")
-                calls[mode].append(call)
-    finally:
-        for plane in planes.values():
-            await plane.stop()
-        if settings.llm == "scripted":
-            from ray import serve
-
-            serve.delete(SCRIPTED_LLM_APP)
+    calls = await alternating_calls(planes, scenarios, voice, out_dir, say, label="telemetry",
+                                    scripted_app=SCRIPTED_LLM_APP if settings.llm == "scripted" else "")
 
     say("timing one model request's tracing work in this process, on vs off ...")
     cost = span_cost(out_dir / "span-cost")
