@@ -73,6 +73,11 @@ def _normalise(text: str) -> str:
     return unicodedata.normalize("NFC", text).strip().lower()
 
 
+def _is_question(text: str) -> bool:
+    """The transcript ends in "?" (closing quotes and brackets aside): it hands the turn over."""
+    return text.rstrip().rstrip("\"'”’)").endswith("?")
+
+
 def _strip_trailing_punct(text: str) -> str:
     return text.rstrip(" \t\n.,;:!?…\"'”’)")
 
@@ -185,7 +190,7 @@ class IncompleteTailRule:
         words = re.findall(r"\w+", text)
         if not words or words[-1].isdigit():
             return None  # ends with a number: not this rule's business
-        if text.endswith("?") or (len(words) == 1 and text.endswith((".", "!"))):
+        if _is_question(text) or (len(words) == 1 and text.endswith((".", "!"))):
             return None  # "Que tipo?", "É." (a yes): finished, whatever the last word
         if words[-1] in _INCOMPLETE_WORDS:
             return Proposal(wait, self.name, f"ends with '{words[-1]}' (needs a continuation)")
@@ -216,7 +221,7 @@ class ThinkingRule:
         self._pattern = re.compile(r"(?:^|[\s,])(" + "|".join(map(re.escape, tails)) + r")$")
 
     def propose(self, given: EndpointInput) -> Proposal | None:
-        if given.transcript.rstrip().rstrip("\"'”’)").endswith("?"):
+        if _is_question(given.transcript):
             return None  # "Que tipo?": a question hands the turn over
         text = " ".join(re.findall(r"[^\W\d_]+", _normalise(given.transcript)))
         match = self._pattern.search(text)
@@ -237,7 +242,7 @@ class LongTurnRule:
         s = self.settings
         if not s.long_turn_speech_ms or given.speech_ms < s.long_turn_speech_ms:
             return None
-        if given.transcript.rstrip().rstrip("\"'”’)").endswith("?"):
+        if _is_question(given.transcript):
             return None  # a question hands the turn over
         return Proposal(s.long_turn_silence_ms, self.name,
                         f"{given.speech_ms / 1000:.1f} s into a statement")
