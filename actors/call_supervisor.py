@@ -17,8 +17,10 @@ after the restart adopts every CallActor it finds by name — live calls back in
 with their setup, port and memory, warm ones back into the pool. Live calls never notice:
 they need the supervisor only to start and to end.
 
-Why ~400 lines: the pool, the call map, failover and adoption all write the one call map;
-split apart, each would reach into the others' state.
+Why ~490 lines: the pool, the call map, failover, adoption, the overload check at open and
+the closing calls all read or write the one call map; split apart, each would reach into
+the others' state (the pieces without that state live beside it: call_archive,
+orphan_reaper, supervisor_breakers, plane_metrics, overload_guard).
 """
 
 from __future__ import annotations
